@@ -1,0 +1,5 @@
+//! Reusable view pieces.
+
+pub mod fill_gauge;
+pub mod helper_banner;
+pub mod stat_list;

@@ -1,0 +1,86 @@
+//! Formatting numbers for people: thousands separators, binary byte units, percentages.
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Bytes in binary units with one decimal: `16777216` → `16.0 MiB`.
+pub fn bytes(value: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut scaled = value as f64;
+    let mut unit = 0;
+    while scaled >= 1024.0 && unit < UNITS.len() - 1 {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value} B")
+    } else {
+        format!("{scaled:.1} {}", UNITS[unit])
+    }
+}
+
+/// A percentage with one decimal: `25.04` → `25.0 %`.
+pub fn percent(value: f64) -> String {
+    format!("{value:.1} %")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(262_144), "262,144");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(16 * 1024 * 1024), "16.0 MiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
+    }
+
+    #[test]
+    fn percent_has_one_decimal() {
+        assert_eq!(percent(25.04), "25.0 %");
+        assert_eq!(percent(100.0), "100.0 %");
+    }
+}
+
+/// A wall-clock time of day in UTC from milliseconds since the epoch: `13:04:05 UTC`. The same on
+/// the server and in the browser, whatever their time zones, so hydration matches.
+pub fn clock_utc(epoch_ms: u64) -> String {
+    let seconds_of_day = (epoch_ms / 1000) % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        seconds_of_day / 3600,
+        seconds_of_day / 60 % 60,
+        seconds_of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    #[test]
+    fn clock_is_utc_time_of_day() {
+        assert_eq!(clock_utc(0), "00:00:00 UTC");
+        // 2026-11-26T13:04:05Z
+        assert_eq!(clock_utc(1_795_698_245_000), "13:04:05 UTC");
+    }
+}

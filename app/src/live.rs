@@ -1,0 +1,129 @@
+//! The live reading of the table that the server's sampler publishes: its type, the server function
+//! that returns the latest one for the first render, and (in the browser) the server-sent-event
+//! subscription that keeps it current.
+
+use ctguard_protocol::ConntrackStatus;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The path of the server-sent-event stream of [`LiveSample`]s.
+pub const LIVE_EVENTS_PATH: &str = "/api/live";
+
+/// What the dashboard shows: the newest reading, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LiveSample {
+    /// The server has not asked the helper yet.
+    Starting,
+    Up {
+        /// When the helper was read, in milliseconds since the Unix epoch.
+        at_ms: u64,
+        status: ConntrackStatus,
+    },
+    HelperDown {
+        at_ms: u64,
+        /// When the outage began.
+        since_ms: u64,
+        cause: HelperOutage,
+    },
+}
+
+/// Why the helper could not be read, in terms an operator can act on. Deliberately coarse: the
+/// details stay in the server's log, never in a browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HelperOutage {
+    /// Nothing listens on the helper's socket.
+    Unreachable,
+    /// The helper answered but refused this server (peer not allowed, version mismatch).
+    Refused,
+    /// The helper did not answer in time.
+    NotResponding,
+    /// The helper could not read the kernel's counters.
+    KernelUnreadable,
+}
+
+impl HelperOutage {
+    pub fn explain(self) -> &'static str {
+        match self {
+            Self::Unreachable => {
+                "The privileged helper is not running or its socket cannot be reached."
+            }
+            Self::Refused => {
+                "The privileged helper refused this server (check its allowed users and versions)."
+            }
+            Self::NotResponding => "The privileged helper is not answering in time.",
+            Self::KernelUnreadable => "The helper cannot read the kernel's conntrack counters.",
+        }
+    }
+}
+
+/// The newest sample, for the first server-side render; the browser then follows the live stream.
+#[server]
+pub async fn latest_sample() -> Result<LiveSample, ServerFnError> {
+    let feed = expect_context::<ssr::LiveFeed>();
+    Ok(feed.latest())
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    //! The server's side of the live feed, handed to the UI as context.
+
+    use tokio::sync::watch;
+
+    use super::LiveSample;
+
+    /// A handle on the sampler's output; cloning it is cheap.
+    #[derive(Debug, Clone)]
+    pub struct LiveFeed(pub watch::Receiver<LiveSample>);
+
+    impl LiveFeed {
+        pub fn latest(&self) -> LiveSample {
+            self.0.borrow().clone()
+        }
+    }
+}
+
+/// Keeps `target` set to the newest sample from the server-sent-event stream, for as long as the
+/// calling component lives. The browser's `EventSource` reconnects by itself after a server
+/// restart. Does nothing during server-side rendering.
+pub fn follow_live_samples(target: RwSignal<Option<LiveSample>>) {
+    #[cfg(feature = "hydrate")]
+    browser::follow(target);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = target;
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use leptos::prelude::*;
+    use send_wrapper::SendWrapper;
+    use wasm_bindgen::{JsCast, closure::Closure};
+    use web_sys::{EventSource, MessageEvent};
+
+    use super::{LIVE_EVENTS_PATH, LiveSample};
+
+    pub(super) fn follow(target: RwSignal<Option<LiveSample>>) {
+        let source = match EventSource::new(LIVE_EVENTS_PATH) {
+            Ok(source) => source,
+            Err(error) => {
+                leptos::logging::warn!("live updates unavailable: {error:?}");
+                return;
+            }
+        };
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(text) = event.data().as_string() else {
+                return;
+            };
+            match serde_json::from_str::<LiveSample>(&text) {
+                Ok(sample) => target.set(Some(sample)),
+                Err(error) => leptos::logging::warn!("unreadable live sample: {error}"),
+            }
+        });
+        source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        // The EventSource and its callback live as long as the component; both are browser objects
+        // that are not Send, hence the wrapper (the UI runs on one thread).
+        let guard = SendWrapper::new((source, on_message));
+        on_cleanup(move || guard.0.close());
+    }
+}

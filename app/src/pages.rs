@@ -1,0 +1,3 @@
+//! The panel's pages, one module each.
+
+pub mod dashboard;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the Playwright suite against the real thing: builds nothing (run after `cargo leptos build
+# --release`), brings up the sandbox, starts the helper (root, watching ctg-host) and the server (user
+# ctguard) on a port of their own, runs the tests, and tears everything down, also on failure.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CTGUARD_RUN_DIR=${CTGUARD_RUN_DIR:-/run/ctguard-e2e}
+export CTGUARD_LISTEN=${CTGUARD_LISTEN:-127.0.0.1:3100}
+export CTGUARD_URL=http://$CTGUARD_LISTEN
+
+cleanup() {
+  "$repo/scripts/services.sh" stop-all || true
+  "$repo/end2end/sandbox/sandbox.sh" down >/dev/null || true
+}
+trap cleanup EXIT
+
+"$repo/end2end/sandbox/sandbox.sh" up
+"$repo/end2end/sandbox/sandbox.sh" flows 200 >/dev/null
+rm -f "$CTGUARD_RUN_DIR"/*.log
+"$repo/scripts/services.sh" helper-start
+"$repo/scripts/services.sh" server-start
+
+cd "$repo/end2end"
+status=0
+npx playwright test "$@" || status=$?
+if [[ $status -ne 0 ]]; then
+  echo "--- helper log ---"; tail -n 50 "$CTGUARD_RUN_DIR/helper.log" || true
+  echo "--- server log ---"; tail -n 50 "$CTGUARD_RUN_DIR/server.log" || true
+fi
+exit $status

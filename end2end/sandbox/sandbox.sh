@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# ctguard end-to-end sandbox: a small routed network in network namespaces.
+#
+# This script owns, and only touches:
+#   - the network namespaces ctg-host, ctg-inet and ctg-guest (and the veth pairs inside them),
+#   - the nftables table `inet ctg_sandbox` inside ctg-host (never `inet ctguard`: that is the product's),
+#   - per-namespace sysctls inside ctg-host (ip_forward, UDP conntrack timeouts) and ipv6 off inside
+#     the three namespaces,
+#   - the TCP listener it starts in ctg-guest, and the state dir /run/ctguard-sandbox/.
+# It changes no global setting and has no link to the machine's own namespace: the only routes in
+# ctg-inet and ctg-guest point at ctg-host. Only documentation ranges are used:
+#
+#   ctg-inet  eth0 203.0.113.10 (+ .66 .77 .88)  <->  veth-inet  203.0.113.1   ctg-host (router,
+#   ctg-guest eth0 198.51.100.10                 <->  veth-guest 198.51.100.1   conntrack active)
+#
+# Usage: sandbox.sh up | down | status | count | flush | client-check | flows N [PORT [SRC]]
+#   up            (re)create everything, tearing down leftovers first; prints one summary line
+#   down          kill the sandbox's processes, delete the namespaces and the state dir (always safe)
+#   status        list which sandbox namespaces exist; exit 0 only if all three do
+#   count         ctg-host's conntrack entry count
+#   flush         empty ctg-host's conntrack table
+#   client-check  "legitimate client": 203.0.113.10 -> 198.51.100.10:8080 within 3 s; exit 0/1
+#   flows N [PORT [SRC]]
+#                 N UDP packets (1..60000) from SRC (default 203.0.113.10, one of the ctg-inet
+#                 addresses) to 198.51.100.10:PORT (default 9999), one distinct source port each,
+#                 so ctg-host gains N new (unreplied) conntrack entries. Source ports advance across
+#                 calls (a cursor per SRC in the state dir) so repeated calls keep adding entries.
+set -euo pipefail
+
+readonly NS_HOST=ctg-host
+readonly NS_INET=ctg-inet
+readonly NS_GUEST=ctg-guest
+readonly ALL_NS=("$NS_HOST" "$NS_INET" "$NS_GUEST")
+readonly STATE_DIR=/run/ctguard-sandbox
+
+readonly HOST_INET_IP=203.0.113.1
+readonly INET_IP=203.0.113.10
+readonly INET_EXTRA_IPS=(203.0.113.66 203.0.113.77 203.0.113.88)
+readonly HOST_GUEST_IP=198.51.100.1
+readonly GUEST_IP=198.51.100.10
+
+readonly LISTEN_PORT=8080
+readonly LISTEN_ANSWER=ctguard-sandbox-ok
+readonly UDP_TIMEOUT=600
+
+readonly FLOWS_MAX=60000
+readonly SPORT_MIN=1024
+readonly SPORT_MAX=65535
+
+log() { printf 'sandbox: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+    sed -n 's/^# \{0,1\}//; /^Usage:/,/^$/p' "$0" | sed '/^set -euo/d' >&2
+    exit 2
+}
+
+require_root() {
+    [[ ${EUID} -eq 0 ]] || die "must run as root"
+}
+
+require_tools() {
+    local t missing=()
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+    done
+    ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (run scripts/install-deps.sh)"
+}
+
+ns_exists() {
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -qx -- "$1"
+}
+
+in_ns() {
+    local ns=$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+
+require_up() {
+    local ns
+    for ns in "$@"; do
+        ns_exists "$ns" || die "namespace $ns does not exist (run: $0 up)"
+    done
+}
+
+# Send TERM, then KILL after a grace period, to the given PIDs (only those still alive).
+kill_pids() {
+    local pid alive=() i
+    for pid in "$@"; do
+        [[ $pid =~ ^[0-9]+$ ]] || continue
+        kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+    done
+    ((${#alive[@]} == 0)) && return 0
+    kill -TERM "${alive[@]}" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do
+        local still=()
+        for pid in "${alive[@]}"; do
+            kill -0 "$pid" 2>/dev/null && still+=("$pid")
+        done
+        ((${#still[@]} == 0)) && return 0
+        sleep 0.1
+    done
+    kill -KILL "${alive[@]}" 2>/dev/null || true
+}
+
+cmd_down() {
+    require_root
+    local pids=() ns line
+    # 1. the PIDs this script recorded
+    if [[ -d $STATE_DIR ]]; then
+        for f in "$STATE_DIR"/*.pid; do
+            [[ -e $f ]] || continue
+            read -r line <"$f" || true
+            pids+=("$line")
+        done
+    fi
+    # 2. whatever else still runs inside the sandbox namespaces (by PID, namespace by namespace),
+    #    so that the namespaces really go away when deleted
+    for ns in "${ALL_NS[@]}"; do
+        if ns_exists "$ns"; then
+            while read -r line; do
+                [[ -n $line ]] && pids+=("$line")
+            done < <(ip netns pids "$ns" 2>/dev/null || true)
+        fi
+    done
+    kill_pids "${pids[@]+"${pids[@]}"}"
+    for ns in "${ALL_NS[@]}"; do
+        if ns_exists "$ns"; then
+            ip netns delete "$ns" || log "warning: could not delete $ns"
+        fi
+    done
+    rm -rf -- "$STATE_DIR"
+}
+
+start_listener() {
+    local log_file=$STATE_DIR/guest-listener.log pid i
+    # setsid detaches it from the caller's process group; in a non-interactive shell a background
+    # child is no group leader, so setsid and `ip netns exec` both exec and $! is socat's own PID.
+    setsid ip netns exec "$NS_GUEST" \
+        socat -T5 "TCP-LISTEN:${LISTEN_PORT},bind=${GUEST_IP},reuseaddr,fork,backlog=128" \
+        "EXEC:echo ${LISTEN_ANSWER}" </dev/null >"$log_file" 2>&1 &
+    pid=$!
+    echo "$pid" >"$STATE_DIR/guest-listener.pid"
+    for ((i = 0; i < 50; i++)); do
+        if in_ns "$NS_GUEST" ss -Hltn "sport = :${LISTEN_PORT}" | grep -q .; then
+            echo "$pid"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    die "listener in $NS_GUEST did not come up (see $log_file)"
+}
+
+load_ruleset() {
+    in_ns "$NS_HOST" nft -f - <<NFT
+table inet ctg_sandbox {
+    chain input {
+        type filter hook input priority filter; policy accept;
+        ct state new counter accept
+    }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ct state new counter accept
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        ip saddr 198.51.100.0/24 ip daddr 203.0.113.0/24 oifname "veth-inet" counter masquerade
+    }
+}
+NFT
+}
+
+cmd_up() {
+    require_root
+    require_tools ip nft conntrack socat ss sysctl setsid
+    cmd_down
+    # From here on, any failure tears down what was built.
+    trap 'rc=$?; log "up failed, tearing down"; trap - EXIT; cmd_down; exit "$rc"' EXIT
+    mkdir -p "$STATE_DIR"
+
+    local ns ip
+    for ns in "${ALL_NS[@]}"; do
+        ip netns add "$ns"
+        # per-namespace settings only; IPv6 off so no link-local chatter reaches the table
+        in_ns "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        in_ns "$ns" ip link set lo up
+    done
+
+    # veth pairs created directly inside the namespaces: nothing ever lives in the initial one.
+    ip link add veth-inet netns "$NS_HOST" type veth peer name eth0 netns "$NS_INET"
+    ip link add veth-guest netns "$NS_HOST" type veth peer name eth0 netns "$NS_GUEST"
+
+    in_ns "$NS_HOST" ip addr add "${HOST_INET_IP}/24" dev veth-inet
+    in_ns "$NS_HOST" ip addr add "${HOST_GUEST_IP}/24" dev veth-guest
+    in_ns "$NS_HOST" ip link set veth-inet up
+    in_ns "$NS_HOST" ip link set veth-guest up
+
+    in_ns "$NS_INET" ip addr add "${INET_IP}/24" dev eth0
+    for ip in "${INET_EXTRA_IPS[@]}"; do
+        in_ns "$NS_INET" ip addr add "${ip}/24" dev eth0
+    done
+    in_ns "$NS_INET" ip link set eth0 up
+    in_ns "$NS_INET" ip route add default via "$HOST_INET_IP" dev eth0
+
+    in_ns "$NS_GUEST" ip addr add "${GUEST_IP}/24" dev eth0
+    in_ns "$NS_GUEST" ip link set eth0 up
+    in_ns "$NS_GUEST" ip route add default via "$HOST_GUEST_IP" dev eth0
+
+    # ctg-host: router with conntrack active (per-namespace sysctls only)
+    in_ns "$NS_HOST" sysctl -q -w net.ipv4.ip_forward=1
+    load_ruleset
+    in_ns "$NS_HOST" sysctl -q -w \
+        "net.netfilter.nf_conntrack_udp_timeout=${UDP_TIMEOUT}" \
+        "net.netfilter.nf_conntrack_udp_timeout_stream=${UDP_TIMEOUT}"
+
+    local listener_pid
+    listener_pid=$(start_listener)
+
+    trap - EXIT
+    printf 'sandbox up: %s router (%s, %s; table inet ctg_sandbox; udp timeouts %ss; conntrack count %s) | %s %s +%s | %s %s listener tcp/%s pid %s\n' \
+        "$NS_HOST" "$HOST_INET_IP" "$HOST_GUEST_IP" "$UDP_TIMEOUT" \
+        "$(in_ns "$NS_HOST" conntrack -C)" \
+        "$NS_INET" "$INET_IP" "${INET_EXTRA_IPS[*]}" \
+        "$NS_GUEST" "$GUEST_IP" "$LISTEN_PORT" "$listener_pid"
+}
+
+cmd_flows() {
+    require_root
+    require_tools hping3 timeout
+    require_up "$NS_HOST" "$NS_INET" "$NS_GUEST"
+    local n=${1:-} port=${2:-9999} src=${3:-$INET_IP}
+    if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > FLOWS_MAX)); then
+        die "flows: N must be 1..${FLOWS_MAX}"
+    fi
+    if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+        die "flows: PORT must be 1..65535"
+    fi
+    local ok=0 a
+    for a in "$INET_IP" "${INET_EXTRA_IPS[@]}"; do
+        [[ $src == "$a" ]] && ok=1
+    done
+    ((ok)) || die "flows: SRC must be one of $INET_IP ${INET_EXTRA_IPS[*]}"
+
+    # Distinct source ports, advancing across calls so successive calls create new tuples.
+    mkdir -p "$STATE_DIR"
+    local cursor_file=$STATE_DIR/sport-${src}.next base=$SPORT_MIN
+    if [[ -r $cursor_file ]]; then
+        read -r base <"$cursor_file" || base=$SPORT_MIN
+        [[ $base =~ ^[0-9]+$ ]] || base=$SPORT_MIN
+    fi
+    if ((base < SPORT_MIN || base + n - 1 > SPORT_MAX)); then
+        base=$SPORT_MIN
+        log "flows: source ports for $src wrapped to $SPORT_MIN (tuples still in the table are not new)"
+    fi
+    echo $((base + n)) >"$cursor_file"
+
+    # Bounded in count (-c) and time (timeout): ~10k packets/s nominal, generous margin.
+    local limit=$((15 + n / 1000)) rc=0
+    timeout --kill-after=5 "$limit" \
+        ip netns exec "$NS_INET" hping3 --udp -I eth0 -a "$src" -s "$base" -p "$port" \
+        -c "$n" -i u100 "$GUEST_IP" </dev/null >/dev/null 2>&1 || rc=$?
+    # hping3 exits 1 when it got no replies (normal here); 124/137 mean the time bound hit.
+    case $rc in
+        0 | 1) ;;
+        124 | 137) die "flows: hping3 did not finish within ${limit}s" ;;
+        *) die "flows: hping3 failed with exit code $rc" ;;
+    esac
+}
+
+cmd_count() {
+    require_root
+    require_up "$NS_HOST"
+    in_ns "$NS_HOST" conntrack -C
+}
+
+cmd_flush() {
+    require_root
+    require_up "$NS_HOST"
+    in_ns "$NS_HOST" conntrack -F 2>/dev/null
+}
+
+cmd_client_check() {
+    require_root
+    require_up "$NS_INET" "$NS_HOST" "$NS_GUEST"
+    local answer
+    answer=$(timeout --kill-after=1 4 ip netns exec "$NS_INET" \
+        socat -T3 -u "TCP:${GUEST_IP}:${LISTEN_PORT},bind=${INET_IP},connect-timeout=3" STDOUT \
+        2>/dev/null) || true
+    [[ $answer == "$LISTEN_ANSWER" ]]
+}
+
+cmd_status() {
+    local ns all=0
+    for ns in "${ALL_NS[@]}"; do
+        if ns_exists "$ns"; then
+            echo "$ns: present"
+        else
+            echo "$ns: absent"
+            all=1
+        fi
+    done
+    return "$all"
+}
+
+main() {
+    local cmd=${1:-}
+    (($# > 0)) && shift
+    case $cmd in
+        up) (($# == 0)) || usage; cmd_up ;;
+        down) (($# == 0)) || usage; cmd_down ;;
+        status) (($# == 0)) || usage; cmd_status ;;
+        count) (($# == 0)) || usage; cmd_count ;;
+        flush) (($# == 0)) || usage; cmd_flush ;;
+        client-check) (($# == 0)) || usage; cmd_client_check ;;
+        flows) (($# >= 1 && $# <= 3)) || usage; cmd_flows "$@" ;;
+        -h | --help | help) usage ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,226 @@
+//! Reading the conntrack table's state from procfs. Paths are resolved under a root (`/proc` in
+//! production) so the parsers are tested against fixture trees; `/proc/net` and `/proc/sys/net`
+//! show the network namespace of the reading thread, which is the one the helper watches.
+
+pub mod slab;
+pub mod stat;
+
+use std::path::{Path, PathBuf};
+
+use ctguard_protocol::{ConntrackStatus, HelperError};
+use procfs::{FromRead, Meminfo};
+
+/// A failed read of one kernel interface.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {detail}")]
+pub struct KernelError {
+    pub path: PathBuf,
+    pub detail: String,
+}
+
+impl KernelError {
+    fn at(path: &Path, detail: impl ToString) -> Self {
+        Self {
+            path: path.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl From<KernelError> for HelperError {
+    fn from(error: KernelError) -> Self {
+        HelperError::KernelRead {
+            path: error.path.display().to_string(),
+            detail: error.detail,
+        }
+    }
+}
+
+/// The procfs tree the helper reads.
+#[derive(Debug, Clone)]
+pub struct ProcFs {
+    root: PathBuf,
+}
+
+impl Default for ProcFs {
+    fn default() -> Self {
+        Self::at("/proc")
+    }
+}
+
+impl ProcFs {
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// One consistent-enough reading of the table: each file is read once, count first.
+    pub fn status(&self) -> Result<ConntrackStatus, KernelError> {
+        let count = self.read_u64("sys/net/netfilter/nf_conntrack_count")?;
+        let max = self.read_u64("sys/net/netfilter/nf_conntrack_max")?;
+        let buckets = self.read_u64("sys/net/netfilter/nf_conntrack_buckets")?;
+        let stats_path = self.root.join("net/stat/nf_conntrack");
+        let stats =
+            stat::parse(&read(&stats_path)?).map_err(|e| KernelError::at(&stats_path, e))?;
+        let entry_bytes = self.entry_bytes();
+        let meminfo_path = self.root.join("meminfo");
+        let meminfo =
+            Meminfo::from_file(&meminfo_path).map_err(|e| KernelError::at(&meminfo_path, e))?;
+        Ok(ConntrackStatus {
+            count,
+            max,
+            buckets,
+            stats,
+            entry_bytes,
+            host_memory_bytes: meminfo.mem_total,
+        })
+    }
+
+    /// The slab object size of a conntrack entry. Optional: slabinfo is root-only and absent on
+    /// some kernels; the table's cost is then shown as unknown rather than guessed.
+    fn entry_bytes(&self) -> Option<u64> {
+        let path = self.root.join("slabinfo");
+        match read(&path).map(|text| slab::object_size(&text, "nf_conntrack")) {
+            Ok(Some(size)) => Some(size),
+            Ok(None) => {
+                tracing::debug!(path = %path.display(), "no nf_conntrack slab cache listed");
+                None
+            }
+            Err(error) => {
+                tracing::debug!(%error, "slabinfo unreadable");
+                None
+            }
+        }
+    }
+
+    fn read_u64(&self, relative: &str) -> Result<u64, KernelError> {
+        let path = self.root.join(relative);
+        let text = read(&path)?;
+        text.trim()
+            .parse()
+            .map_err(|e| KernelError::at(&path, format!("not a number ({e}): {:?}", text.trim())))
+    }
+}
+
+fn read(path: &Path) -> Result<String, KernelError> {
+    std::fs::read_to_string(path).map_err(|e| KernelError::at(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field procfs requires, as a 6.x kernel lists them; only MemTotal matters here.
+    const MEMINFO: &str = "MemTotal:        8048576 kB\n\
+MemFree:        0 kB\n\
+MemAvailable:   0 kB\n\
+Buffers:        0 kB\n\
+Cached:         0 kB\n\
+SwapCached:     0 kB\n\
+Active:         0 kB\n\
+Inactive:       0 kB\n\
+Active(anon):   0 kB\n\
+Inactive(anon): 0 kB\n\
+Active(file):   0 kB\n\
+Inactive(file): 0 kB\n\
+Unevictable:    0 kB\n\
+Mlocked:        0 kB\n\
+SwapTotal:      0 kB\n\
+SwapFree:       0 kB\n\
+Zswap:          0 kB\n\
+Zswapped:       0 kB\n\
+Dirty:          0 kB\n\
+Writeback:      0 kB\n\
+AnonPages:      0 kB\n\
+Mapped:         0 kB\n\
+Shmem:          0 kB\n\
+KReclaimable:   0 kB\n\
+Slab:           0 kB\n\
+SReclaimable:   0 kB\n\
+SUnreclaim:     0 kB\n\
+KernelStack:    0 kB\n\
+PageTables:     0 kB\n\
+SecPageTables:  0 kB\n\
+NFS_Unstable:   0 kB\n\
+Bounce:         0 kB\n\
+WritebackTmp:   0 kB\n\
+CommitLimit:    0 kB\n\
+Committed_AS:   0 kB\n\
+VmallocTotal:   0 kB\n\
+VmallocUsed:    0 kB\n\
+VmallocChunk:   0 kB\n\
+Percpu:         0 kB\n\
+AnonHugePages:  0 kB\n\
+ShmemHugePages: 0 kB\n\
+ShmemPmdMapped: 0 kB\n\
+FileHugePages:  0 kB\n\
+FilePmdMapped:  0 kB\n\
+Balloon:        0 kB\n\
+HugePages_Total: 0\n\
+HugePages_Free: 0\n\
+HugePages_Rsvd: 0\n\
+HugePages_Surp: 0\n\
+Hugepagesize:   0 kB\n\
+Hugetlb:        0 kB\n\
+DirectMap4k:    0 kB\n\
+DirectMap2M:    0 kB\n\
+DirectMap1G:    0 kB\n";
+
+    fn fixture(slabinfo: Option<&str>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |relative: &str, text: &str| {
+            let path = dir.path().join(relative);
+            std::fs::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write("sys/net/netfilter/nf_conntrack_count", "65536\n");
+        write("sys/net/netfilter/nf_conntrack_max", "65536\n");
+        write("sys/net/netfilter/nf_conntrack_buckets", "16384\n");
+        write("net/stat/nf_conntrack", stat::tests::TWO_CPUS);
+        write("meminfo", MEMINFO);
+        if let Some(text) = slabinfo {
+            write("slabinfo", text);
+        }
+        dir
+    }
+
+    #[test]
+    fn status_combines_every_file() {
+        let dir = fixture(Some(slab::tests::SLABINFO));
+        let status = ProcFs::at(dir.path()).status().expect("reads");
+        assert_eq!(status.count, 65_536);
+        assert_eq!(status.max, 65_536);
+        assert_eq!(status.buckets, 16_384);
+        assert_eq!(status.stats.drop, 0x96e);
+        assert_eq!(status.entry_bytes, Some(256));
+        assert_eq!(status.host_memory_bytes, 8_048_576 * 1024);
+    }
+
+    #[test]
+    fn missing_slabinfo_leaves_the_entry_size_unknown() {
+        let dir = fixture(None);
+        assert_eq!(
+            ProcFs::at(dir.path()).status().expect("reads").entry_bytes,
+            None
+        );
+    }
+
+    #[test]
+    fn a_missing_counter_names_the_file() {
+        let dir = fixture(None);
+        std::fs::remove_file(dir.path().join("sys/net/netfilter/nf_conntrack_max")).expect("rm");
+        let error = ProcFs::at(dir.path()).status().expect_err("max is missing");
+        assert!(error.path.ends_with("nf_conntrack_max"), "{error}");
+    }
+
+    #[test]
+    fn a_garbled_counter_is_an_error_not_a_zero() {
+        let dir = fixture(None);
+        std::fs::write(
+            dir.path().join("sys/net/netfilter/nf_conntrack_count"),
+            "lots",
+        )
+        .expect("write");
+        let error = ProcFs::at(dir.path()).status().expect_err("garbled");
+        assert!(error.detail.contains("not a number"), "{error}");
+    }
+}

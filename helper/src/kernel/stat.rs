@@ -1,0 +1,92 @@
+//! Parser of `/proc/net/stat/nf_conntrack`: a header of column names, then one row of hexadecimal
+//! counters per CPU. Columns differ between kernels, so they are found by name, never by position.
+
+use ctguard_protocol::ConntrackStats;
+
+/// Sums the per-CPU rows into one set of counters. Columns this kernel lacks stay zero.
+pub fn parse(text: &str) -> Result<ConntrackStats, String> {
+    let mut lines = text.lines().filter(|line| !line.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or("empty statistics file")?
+        .split_whitespace()
+        .collect();
+    let mut stats = ConntrackStats::default();
+    for (row_number, row) in lines.enumerate() {
+        let values: Vec<&str> = row.split_whitespace().collect();
+        if values.len() != header.len() {
+            return Err(format!(
+                "row {} has {} columns, the header {}",
+                row_number + 1,
+                values.len(),
+                header.len()
+            ));
+        }
+        for (name, value) in header.iter().zip(values) {
+            let value = u64::from_str_radix(value, 16)
+                .map_err(|e| format!("column {name} of row {}: {e}", row_number + 1))?;
+            if let Some(counter) = counter_mut(&mut stats, name) {
+                *counter = counter.saturating_add(value);
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn counter_mut<'a>(stats: &'a mut ConntrackStats, column: &str) -> Option<&'a mut u64> {
+    Some(match column {
+        "found" => &mut stats.found,
+        "invalid" => &mut stats.invalid,
+        "insert" => &mut stats.insert,
+        "insert_failed" => &mut stats.insert_failed,
+        "drop" => &mut stats.drop,
+        "early_drop" => &mut stats.early_drop,
+        "search_restart" => &mut stats.search_restart,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The layout of kernel 6.x, two CPUs.
+    pub(crate) const TWO_CPUS: &str = "\
+entries  clashres found new invalid ignore delete delete_list insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
+00010000  00000000 00000001 00000000 00000010 00000000 00000000 00000000 00000100 00000002 00000900 0000000a 00000000  00000000 00000000 00000000 00000003
+00010000  00000000 00000002 00000000 00000020 00000000 00000000 00000000 00000200 00000001 0000006e 00000005 00000000  00000000 00000000 00000000 00000004
+";
+
+    #[test]
+    fn sums_named_columns_over_cpus() {
+        let stats = parse(TWO_CPUS).expect("parses");
+        assert_eq!(
+            stats,
+            ConntrackStats {
+                found: 3,
+                invalid: 0x30,
+                insert: 0x300,
+                insert_failed: 3,
+                drop: 0x96e,
+                early_drop: 15,
+                search_restart: 7,
+            }
+        );
+    }
+
+    #[test]
+    fn finds_columns_by_name_in_an_older_layout() {
+        let old = "entries searched found new invalid ignore delete delete_list insert insert_failed drop early_drop icmp_error expect_new expect_create expect_delete search_restart\n\
+                   0000002a 00000000 00000005 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000007 00000000 00000000 00000000 00000000 00000000 00000000\n";
+        let stats = parse(old).expect("parses");
+        assert_eq!(stats.found, 5);
+        assert_eq!(stats.drop, 7);
+    }
+
+    #[test]
+    fn refuses_ragged_rows_and_bad_hex() {
+        assert!(parse("").is_err());
+        assert!(parse("found drop\n1\n").is_err());
+        assert!(parse("found drop\n1 zz\n").is_err());
+    }
+}

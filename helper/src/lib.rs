@@ -1,0 +1,13 @@
+//! The root helper of ctguard: the only code that touches the kernel. It listens on a Unix socket,
+//! lets in only the peers its configuration names (checked with `SO_PEERCRED`), and answers the closed
+//! set of requests of `ctguard-protocol`, one handler per request.
+
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod handler;
+pub mod kernel;
+pub mod netns;
+pub mod peer;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,112 @@
+//! The helper against a real kernel table: a namespace of our own, real flows, and conntrack-tools
+//! as the reference.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use ctguard_protocol::{Request, Response};
+use support::{HelperProcess, Netns, have_root};
+
+#[test]
+fn the_count_equals_conntrack_tools_in_a_watched_namespace() {
+    if !have_root("the_count_equals_conntrack_tools_in_a_watched_namespace") {
+        return;
+    }
+    let netns = Netns::new("count");
+    let helper = HelperProcess::start(&["--group", "root", "--netns", &netns.name]);
+    let read_count = || {
+        let Response::Status { status } = helper.session().ask(&Request::Status {}) else {
+            panic!("no status");
+        };
+        status.count
+    };
+    let before = read_count();
+
+    netns.udp_flows(300, 20_000);
+
+    // Entries do not expire for ten minutes here, so the three readings see the same table.
+    let helper_count = read_count();
+    let reference = netns.conntrack_count();
+    assert_eq!(helper_count, reference, "helper vs conntrack -C");
+    assert!(
+        helper_count >= before + 300,
+        "300 new flows: {before} -> {helper_count}"
+    );
+    assert_eq!(read_count(), helper_count, "the table was stable");
+}
+
+#[test]
+fn the_helper_reports_its_namespace_and_the_kernel_statistics() {
+    if !have_root("the_helper_reports_its_namespace_and_the_kernel_statistics") {
+        return;
+    }
+    let netns = Netns::new("welcome");
+    let helper = HelperProcess::start(&["--group", "root", "--netns", &netns.name]);
+    let mut connection = helper.connect();
+    let welcome = connection.ask(&Request::Hello {
+        protocol_version: 1,
+    });
+    let Response::Welcome { netns: watched, .. } = welcome else {
+        panic!("{welcome:?}");
+    };
+    assert_eq!(watched.as_deref(), Some(netns.name.as_str()));
+
+    // SYN+FIN is not a valid TCP flag combination: conntrack counts each such packet as invalid.
+    netns.exec(
+        "timeout",
+        &[
+            "20",
+            "hping3",
+            "-q",
+            "-c",
+            "20",
+            "-i",
+            "u500",
+            "-S",
+            "-F",
+            "-p",
+            "80",
+            "127.0.0.1",
+        ],
+    );
+    let Response::Status { status } = connection.ask(&Request::Status {}) else {
+        panic!("no status");
+    };
+    let reference = netns.conntrack_stat_sum("invalid");
+    assert!(reference >= 20, "conntrack -S saw the invalid packets");
+    assert_eq!(status.stats.invalid, reference, "invalid, summed over CPUs");
+    assert_eq!(status.stats.drop, netns.conntrack_stat_sum("drop"));
+    assert_eq!(
+        status.stats.early_drop,
+        netns.conntrack_stat_sum("early_drop")
+    );
+    let slab = std::fs::read_to_string("/proc/slabinfo").unwrap();
+    let listed = slab
+        .lines()
+        .find(|line| line.starts_with("nf_conntrack "))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .map(|size| size.parse::<u64>().unwrap());
+    assert_eq!(status.entry_bytes, listed, "entry size from /proc/slabinfo");
+}
+
+#[test]
+fn an_unknown_namespace_stops_the_helper_at_start() {
+    if !have_root("an_unknown_namespace_stops_the_helper_at_start") {
+        return;
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ctguard-helper"))
+        .args([
+            "--socket",
+            "/tmp/ctgtest-never.sock",
+            "--netns",
+            "ctgtest-no-such-ns",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("ctgtest-no-such-ns"),
+        "the error names the namespace"
+    );
+}

@@ -1,0 +1,232 @@
+//! Test support: a real helper process on a throwaway socket, a throwaway network namespace, and a
+//! minimal synchronous client that speaks raw frames (so tests can also send bad ones).
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    io::{Read, Write},
+    os::unix::{fs::PermissionsExt, net::UnixStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use ctguard_protocol::{PROTOCOL_VERSION, Request, Response, frame};
+
+/// Tests that need root and namespaces run where they can (CI runs as root, and the test command
+/// sets `CTGUARD_REQUIRE_ROOT_TESTS=1` so they can never be skipped there); elsewhere they skip
+/// loudly, naming the reason.
+pub fn have_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CTGUARD_REQUIRE_ROOT_TESTS").is_none(),
+        "{test} needs root, and CTGUARD_REQUIRE_ROOT_TESTS is set"
+    );
+    eprintln!("SKIPPED {test}: needs root (network namespaces, sockets owned by other groups)");
+    false
+}
+
+/// Runs a command and returns its stdout, failing the test with its stderr.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Waits for a condition with a deadline; the condition is checked, never assumed.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A network namespace of our own, with conntrack active and deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let name = format!("ctgtest-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run("ip", &["netns", "add", &name]);
+        let netns = Self { name };
+        netns.exec("ip", &["link", "set", "lo", "up"]);
+        // Conntrack only tracks a namespace once a rule there needs it.
+        netns.exec(
+            "nft",
+            &[
+                "add table inet t; add chain inet t out { type filter hook output priority 0; }; add rule inet t out ct state new counter",
+            ],
+        );
+        // Keep unreplied UDP entries long enough for counts to be compared at leisure.
+        netns.exec(
+            "sysctl",
+            &["-qw", "net.netfilter.nf_conntrack_udp_timeout=600"],
+        );
+        netns
+    }
+
+    pub fn exec(&self, program: &str, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", &self.name, program];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// Sends `count` UDP packets from distinct source ports to a closed loopback port: each is a
+    /// new conntrack entry.
+    pub fn udp_flows(&self, count: u32, base_port: u16) {
+        self.exec(
+            "timeout",
+            &[
+                "20",
+                "hping3",
+                "--udp",
+                "-q",
+                "-c",
+                &count.to_string(),
+                "-i",
+                "u200",
+                "-s",
+                &base_port.to_string(),
+                "-p",
+                "9",
+                "127.0.0.1",
+            ],
+        );
+    }
+
+    /// One statistic of `conntrack -S` (read over netlink, not procfs), summed over CPUs.
+    pub fn conntrack_stat_sum(&self, name: &str) -> u64 {
+        let prefix = format!("{name}=");
+        self.exec("conntrack", &["-S"])
+            .split_whitespace()
+            .filter_map(|field| field.strip_prefix(&prefix))
+            .map(|value| value.parse::<u64>().unwrap())
+            .sum()
+    }
+
+    pub fn conntrack_count(&self) -> u64 {
+        let out = self.exec("conntrack", &["-C"]);
+        out.trim().parse().unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A helper process on a socket in a fresh directory, killed on drop.
+#[derive(Debug)]
+pub struct HelperProcess {
+    child: Child,
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HelperProcess {
+    pub fn start(extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // Let other users reach the socket's directory; the socket's own mode decides the rest.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("helper.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_ctguard-helper"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra_args)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut helper = Self {
+            child,
+            socket,
+            _dir: dir,
+        };
+        let socket = helper.socket.clone();
+        wait_for("the helper's socket", Duration::from_secs(10), || {
+            UnixStream::connect(&socket).is_ok()
+        });
+        assert!(helper.is_running(), "helper exited at start");
+        helper
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn connect(&self) -> Connection {
+        let stream = UnixStream::connect(&self.socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Connection { stream }
+    }
+
+    /// Connects, shakes hands, and returns the connection ready for requests.
+    pub fn session(&self) -> Connection {
+        let mut connection = self.connect();
+        let welcome = connection.ask(&Request::Hello {
+            protocol_version: PROTOCOL_VERSION,
+        });
+        assert!(matches!(welcome, Response::Welcome { .. }), "{welcome:?}");
+        connection
+    }
+}
+
+impl Drop for HelperProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    pub stream: UnixStream,
+}
+
+impl Connection {
+    pub fn send_raw(&mut self, body: &[u8]) {
+        let len = u32::try_from(body.len()).unwrap();
+        self.stream.write_all(&len.to_be_bytes()).unwrap();
+        self.stream.write_all(body).unwrap();
+    }
+
+    /// Reads one response, or `None` when the helper closed the connection.
+    pub fn receive(&mut self) -> Option<Response> {
+        let mut len = [0u8; 4];
+        if self.stream.read_exact(&mut len).is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).unwrap();
+        Some(frame::decode(&body).unwrap())
+    }
+
+    pub fn ask(&mut self, request: &Request) -> Response {
+        self.send_raw(&frame::encode(request).unwrap());
+        self.receive().expect("the helper answered")
+    }
+}
+
+pub fn socket_mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}

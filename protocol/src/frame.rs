@@ -1,0 +1,208 @@
+//! The frame codec: 4-byte big-endian length, then JSON, at most [`MAX_FRAME_BYTES`].
+
+use bytes::Bytes;
+use serde::{Serialize, de::DeserializeOwned};
+use tokio_util::codec::LengthDelimitedCodec;
+
+use crate::MAX_FRAME_BYTES;
+
+/// Why a frame could not be built or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("message of {len} bytes exceeds the {max}-byte frame limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame is not a valid message: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+/// The length-delimited codec both sides wrap their socket in. Its decoder refuses (with an
+/// `io::Error`) any frame announcing more than [`MAX_FRAME_BYTES`] before buffering it.
+pub fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .big_endian()
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
+}
+
+/// Serialises a message into a frame body, refusing one the peer would refuse.
+pub fn encode<T: Serialize>(message: &T) -> Result<Bytes, FrameError> {
+    let body = serde_json::to_vec(message)?;
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len: body.len(),
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    Ok(Bytes::from(body))
+}
+
+/// Parses a frame body into a message.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len: body.len(),
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    Ok(serde_json::from_slice(body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{SinkExt, StreamExt};
+    use tokio_util::codec::{FramedRead, FramedWrite};
+
+    use super::*;
+    use crate::{
+        ConntrackStats, ConntrackStatus, HelperError, PROTOCOL_VERSION, Request, Response,
+    };
+
+    fn sample_status() -> ConntrackStatus {
+        ConntrackStatus {
+            count: 65_536,
+            max: 65_536,
+            buckets: 16_384,
+            stats: ConntrackStats {
+                drop: 2_414,
+                early_drop: 7,
+                ..ConntrackStats::default()
+            },
+            entry_bytes: Some(256),
+            host_memory_bytes: 8 << 30,
+        }
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        for request in [
+            Request::Hello {
+                protocol_version: PROTOCOL_VERSION,
+            },
+            Request::Status {},
+        ] {
+            let body = encode(&request).expect("encodes");
+            assert_eq!(decode::<Request>(&body).expect("decodes"), request);
+        }
+    }
+
+    #[test]
+    fn every_response_round_trips() {
+        for response in [
+            Response::Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                helper_version: "0.1.0".into(),
+                netns: Some("ctg-host".into()),
+            },
+            Response::Status {
+                status: sample_status(),
+            },
+            Response::Error {
+                error: HelperError::PeerNotAllowed {
+                    uid: 65_534,
+                    gid: 65_534,
+                },
+            },
+        ] {
+            let body = encode(&response).expect("encodes");
+            assert_eq!(decode::<Response>(&body).expect("decodes"), response);
+        }
+    }
+
+    #[test]
+    fn the_wire_format_is_the_documented_json() {
+        let body = encode(&Request::Hello {
+            protocol_version: 1,
+        })
+        .expect("encodes");
+        assert_eq!(&body[..], br#"{"request":"hello","protocol_version":1}"#);
+        assert_eq!(
+            &encode(&Request::Status {}).expect("encodes")[..],
+            br#"{"request":"status"}"#
+        );
+    }
+
+    #[test]
+    fn unknown_requests_are_refused() {
+        let error = decode::<Request>(br#"{"request":"run_shell","command":"reboot"}"#)
+            .expect_err("no such request");
+        assert!(error.to_string().contains("unknown variant"), "{error}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let error = decode::<Request>(br#"{"request":"hello","protocol_version":1,"sudo":true}"#)
+            .expect_err("unknown field");
+        assert!(error.to_string().contains("unknown field"), "{error}");
+        let error = decode::<Request>(br#"{"request":"status","all":true}"#)
+            .expect_err("unknown field beside a field-less request");
+        assert!(error.to_string().contains("unknown field"), "{error}");
+
+        let mut status = serde_json::to_value(sample_status()).expect("serialises");
+        status["extra"] = 1.into();
+        let response = serde_json::json!({"response": "status", "status": status});
+        let error = serde_json::from_value::<Response>(response).expect_err("unknown nested field");
+        assert!(error.to_string().contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn malformed_json_is_refused() {
+        assert!(matches!(
+            decode::<Request>(b"{\"request\":"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Request>(b"\xff\xfe"),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_both_ways() {
+        let huge = vec![b' '; MAX_FRAME_BYTES + 1];
+        assert!(matches!(
+            decode::<Request>(&huge),
+            Err(FrameError::TooLarge { .. })
+        ));
+        let error = Response::Error {
+            error: HelperError::MalformedRequest {
+                detail: "x".repeat(MAX_FRAME_BYTES),
+            },
+        };
+        assert!(matches!(encode(&error), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[tokio::test]
+    async fn frames_survive_the_codec() {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let mut writer = FramedWrite::new(client, codec());
+        let mut reader = FramedRead::new(server, codec());
+        writer
+            .send(encode(&Request::Status {}).expect("encodes"))
+            .await
+            .expect("sends");
+        let frame = reader.next().await.expect("a frame").expect("valid frame");
+        assert_eq!(
+            decode::<Request>(&frame).expect("decodes"),
+            Request::Status {}
+        );
+    }
+
+    #[tokio::test]
+    async fn the_codec_refuses_an_announced_oversized_frame_without_buffering_it() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut reader = FramedRead::new(server, codec());
+        let announced = u32::try_from(MAX_FRAME_BYTES + 1).expect("fits");
+        client
+            .write_all(&announced.to_be_bytes())
+            .await
+            .expect("writes");
+        let error = reader
+            .next()
+            .await
+            .expect("an item")
+            .expect_err("too large");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The project's whole test command (Quick start, command 2; `.ci/run` runs it): installs what is
+# missing, then format check, clippy with warnings denied (native and wasm), unit and integration
+# tests (root ones included: CTGUARD_REQUIRE_ROOT_TESTS=1 forbids skipping them as root), the
+# release build of the site, and the Playwright suite against the real sandbox.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+log_dir=$(mktemp -d /tmp/ctguard-test.XXXXXX)
+export PATH=$repo/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "install what is missing"
+scripts/install-deps.sh
+
+if [[ $(id -u) -eq 0 ]]; then
+  export CTGUARD_REQUIRE_ROOT_TESTS=1
+else
+  echo "warning: not root: tests needing network namespaces will SKIP, and the end-to-end suite cannot run" >&2
+fi
+
+native=(-p ctguard-protocol -p ctguard-helper -p ctguard-app -p ctguard-server)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (native, all targets)"
+cargo clippy "${native[@]}" --all-targets --locked -- -D warnings
+step "clippy (wasm: the hydrating frontend)"
+cargo clippy -p ctguard-frontend --target wasm32-unknown-unknown --locked -- -D warnings
+
+step "unit and integration tests"
+cargo test "${native[@]}" --locked 2>&1 | tee "$log_dir/cargo-test.log"
+
+step "release build of the site (cargo leptos build --release)"
+cargo leptos build --release
+
+e2e_passed=0
+e2e_failed=0
+if [[ $(id -u) -eq 0 ]]; then
+  step "end-to-end: Playwright against the sandbox"
+  status=0
+  end2end/run.sh 2>&1 | tee "$log_dir/e2e.log" || status=$?
+  e2e_passed=$(grep -Eo '^ *[0-9]+ passed' "$log_dir/e2e.log" | grep -Eo '[0-9]+' | tail -1 || true)
+  e2e_failed=$(grep -Eo '^ *[0-9]+ failed' "$log_dir/e2e.log" | grep -Eo '[0-9]+' | tail -1 || true)
+  e2e_passed=${e2e_passed:-0}
+  e2e_failed=${e2e_failed:-0}
+  if [[ $status -ne 0 && $e2e_failed -eq 0 ]]; then e2e_failed=1; fi
+else
+  echo "SKIPPED end-to-end suite: needs root for network namespaces" >&2
+fi
+
+cargo_passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log_dir/cargo-test.log" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+cargo_failed=$(grep -Eo '[0-9]+ failed' "$log_dir/cargo-test.log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+rm -rf "$log_dir"
+passed=$((cargo_passed + e2e_passed))
+failed=$((${cargo_failed:-0} + e2e_failed))
+echo
+echo "cargo tests: $cargo_passed passed; end-to-end: $e2e_passed passed, $e2e_failed failed"
+echo "total: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

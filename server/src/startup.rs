@@ -1,0 +1,104 @@
+//! Assembling the application: the listener, the sampler, the router; and running it until a signal.
+
+use std::net::SocketAddr;
+
+use axum::{Router, extract::FromRef, routing::get};
+use ctguard_app::{
+    App,
+    live::{LIVE_EVENTS_PATH, ssr::LiveFeed},
+    shell,
+};
+use leptos::{config::LeptosOptions, prelude::provide_context};
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{
+    configuration::Settings, helper_client::HelperClient, live_events::live_events, sampler,
+};
+
+/// Everything a request handler may need.
+#[derive(Debug, Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub feed: LiveFeed,
+}
+
+/// A built, bound, not yet serving application. Tests bind port 0 and read [`Self::local_addr`].
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    sampler: JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (feed, sampler) = sampler::spawn(
+            HelperClient::new(settings.helper.clone()),
+            settings.sample_interval,
+        );
+        let state = AppState {
+            leptos_options: settings.leptos_options(local_addr),
+            feed: LiveFeed(feed),
+        };
+        Ok(Self {
+            listener,
+            local_addr,
+            router: router(state),
+            sampler,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        self.sampler.abort();
+        Ok(())
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let feed = state.feed.clone();
+    let options = state.leptos_options.clone();
+    Router::new()
+        .route(LIVE_EVENTS_PATH, get(live_events))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(feed.clone()),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
