@@ -23,6 +23,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN bash scripts/install-deps.sh
 RUN PATH=/src/end2end/node_modules/.bin:$PATH cargo leptos build --release \
+    && cargo build --release --locked -p ctguard-helper \
     && strip target/release/ctguard-server target/release/ctguard-helper
 
 FROM scratch AS helper

@@ -18,6 +18,7 @@ fi
 
 scripts/install-deps.sh
 cargo leptos build --release
+cargo build --release --locked -p ctguard-helper
 
 cleanup() {
   echo

@@ -36,6 +36,7 @@ cargo test "${native[@]}" --locked 2>&1 | tee "$log_dir/cargo-test.log"
 
 step "release build of the site (cargo leptos build --release)"
 cargo leptos build --release
+cargo build --release --locked -p ctguard-helper
 
 e2e_passed=0
 e2e_failed=0
