@@ -8,6 +8,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CTGUARD_RUN_DIR=${CTGUARD_RUN_DIR:-/run/ctguard-e2e}
 export CTGUARD_LISTEN=${CTGUARD_LISTEN:-127.0.0.1:3100}
 export CTGUARD_URL=http://$CTGUARD_LISTEN
+export CTGUARD_STATE_DIR=${CTGUARD_STATE_DIR:-$CTGUARD_RUN_DIR/state}
+# One password for the suite's accounts, new each run (never a fixed secret in the repository).
+CTGUARD_E2E_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+export CTGUARD_E2E_PASSWORD
 
 cleanup() {
   "$repo/scripts/services.sh" stop-all || true
@@ -18,6 +22,11 @@ trap cleanup EXIT
 "$repo/end2end/sandbox/sandbox.sh" up
 "$repo/end2end/sandbox/sandbox.sh" flows 200 >/dev/null
 rm -f "$CTGUARD_RUN_DIR"/*.log
+rm -rf "$CTGUARD_STATE_DIR"
+for role in viewer operator admin; do
+  printf '%s\n' "$CTGUARD_E2E_PASSWORD" |
+    "$repo/scripts/services.sh" user add "e2e-$role" --role "$role" --password-stdin >/dev/null
+done
 "$repo/scripts/services.sh" helper-start
 "$repo/scripts/services.sh" server-start
 

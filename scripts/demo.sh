@@ -10,6 +10,7 @@ cd "$repo"
 export PATH=$repo/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH
 export CTGUARD_RUN_DIR=${CTGUARD_RUN_DIR:-/run/ctguard-demo}
 export CTGUARD_LISTEN=${CTGUARD_LISTEN:-127.0.0.1:3000}
+export CTGUARD_STATE_DIR=${CTGUARD_STATE_DIR:-/var/lib/ctguard-demo}
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "the demo needs root: it creates network namespaces and runs the privileged helper" >&2
@@ -34,11 +35,22 @@ end2end/sandbox/sandbox.sh flows 2000 >/dev/null
 scripts/services.sh helper-start
 scripts/services.sh server-start
 
+# The first run creates the admin; later runs give it a new password (this is a demo: the login
+# is printed every time, and the database with its audit trail is kept in $CTGUARD_STATE_DIR).
+account=$(scripts/services.sh user bootstrap-admin --username admin)
+if [[ $account != *"created admin"* ]]; then
+  account=$(scripts/services.sh user passwd admin --generate)
+fi
+password=$(printf '%s\n' "$account" | grep -Eo '[A-Za-z0-9]{20}' | head -1)
+
 cat <<MSG
 
   ctguard is running: http://$CTGUARD_LISTEN
-  (no login yet: accounts arrive with the accounts work; logs in $CTGUARD_RUN_DIR)
+  Sign in as: admin / $password
+  (from another machine: ssh -L 3000:$CTGUARD_LISTEN THIS-HOST, then http://localhost:3000)
+  Add staff on the Users page or with: scripts/services.sh user add NAME --role viewer|operator|admin
   The sandbox adds 200 new flows every 5 seconds to ctg-host's table. Ctrl-C stops everything.
+  Logs: $CTGUARD_RUN_DIR/helper.log and server.log
 
 MSG
 

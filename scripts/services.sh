@@ -3,26 +3,37 @@
 # the sandbox's router namespace, the server as the unprivileged user `ctguard`. Used by the demo, the
 # end-to-end runner and the Playwright tests (which stop and start the helper mid-suite).
 #
-#   services.sh helper-start | helper-stop | server-start | server-stop | stop-all | wait-url URL
+#   services.sh helper-start | helper-stop | server-start | server-stop | stop-all
+#   services.sh user ARGS...     (ctguard-server user ARGS, as user ctguard, on the same database)
 #
-# Environment: CTGUARD_RUN_DIR (pid files and logs, default /run/ctguard-dev), CTGUARD_SOCKET,
-# CTGUARD_LISTEN (default 127.0.0.1:3000), CTGUARD_NETNS (default ctg-host), CTGUARD_BIN_DIR (default
-# target/release), CTGUARD_SITE_ROOT (default target/site).
+# Environment: CTGUARD_RUN_DIR (pid files, logs, socket; default /run/ctguard-dev), CTGUARD_STATE_DIR
+# (the database; default /var/lib/ctguard-dev), CTGUARD_LISTEN (default 127.0.0.1:3000),
+# CTGUARD_NETNS (default $CTGUARD_SANDBOX-host, i.e. ctg-host), CTGUARD_BIN_DIR (default target/release), CTGUARD_SITE_ROOT
+# (default target/site).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 run_dir=${CTGUARD_RUN_DIR:-/run/ctguard-dev}
+state_dir=${CTGUARD_STATE_DIR:-/var/lib/ctguard-dev}
 socket=${CTGUARD_SOCKET:-$run_dir/helper.sock}
 listen=${CTGUARD_LISTEN:-127.0.0.1:3000}
-netns=${CTGUARD_NETNS:-ctg-host}
+netns=${CTGUARD_NETNS:-${CTGUARD_SANDBOX:-ctg}-host}
 bin_dir=${CTGUARD_BIN_DIR:-$repo/target/release}
 site_root=${CTGUARD_SITE_ROOT:-$repo/target/site}
+database=$state_dir/ctguard.db
 
-mkdir -p "$run_dir"
+mkdir -p "$run_dir" "$state_dir"
 # The server (user ctguard) must reach the socket inside: traverse only, no listing.
 chmod 0711 "$run_dir"
+# The database belongs to the server's user, and to nobody else.
+chown ctguard:ctguard "$state_dir"
+chmod 0700 "$state_dir"
 
 pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# setpriv drops to the unprivileged user before exec: the server never holds root. exec keeps
+# the pid: `as_ctguard … &` records the server itself, not a subshell.
+as_ctguard() { exec setpriv --reuid=ctguard --regid=ctguard --init-groups "$@"; }
 
 stop() {
   local pidfile=$run_dir/$1.pid
@@ -57,15 +68,21 @@ case ${1:-} in
   helper-stop) stop helper ;;
   server-start)
     stop server
-    # setpriv drops to the unprivileged user before exec: the server never holds root.
-    setpriv --reuid=ctguard --regid=ctguard --init-groups \
-      env LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_ADDR="$listen" CTGUARD_HELPER_SOCKET="$socket" \
-      RUST_LOG="${RUST_LOG:-info}" "$bin_dir/ctguard-server" >>"$run_dir/server.log" 2>&1 &
+    if curl -s -o /dev/null "http://$listen/"; then
+      echo "something already listens on $listen; not starting a second server" >&2
+      exit 1
+    fi
+    as_ctguard env LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_ADDR="$listen" \
+      CTGUARD_HELPER_SOCKET="$socket" CTGUARD_DATABASE="$database" RUST_LOG="${RUST_LOG:-info}" \
+      "$bin_dir/ctguard-server" >>"$run_dir/server.log" 2>&1 &
     echo $! >"$run_dir/server.pid"
-    wait_for "the server at $listen" 60 curl -fsS -o /dev/null "http://$listen/"
+    wait_for "the server at $listen" 60 curl -fsS -o /dev/null "http://$listen/login"
     ;;
   server-stop) stop server ;;
   stop-all) stop server; stop helper ;;
-  wait-url) wait_for "$2" 60 curl -fsS -o /dev/null "$2" ;;
-  *) echo "usage: $0 helper-start|helper-stop|server-start|server-stop|stop-all|wait-url URL" >&2; exit 2 ;;
+  user)
+    shift
+    as_ctguard env CTGUARD_DATABASE="$database" "$bin_dir/ctguard-server" user "$@"
+    ;;
+  *) echo "usage: $0 helper-start|helper-stop|server-start|server-stop|stop-all|user ARGS" >&2; exit 2 ;;
 esac

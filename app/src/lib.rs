@@ -1,10 +1,13 @@
 //! The ctguard UI: the HTML shell, the router and the pages, rendered on the server and hydrated in
 //! the browser from the same code.
 
+pub mod auth;
 pub mod components;
 pub mod format;
 pub mod live;
 pub mod pages;
+pub mod session;
+pub mod users;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -13,10 +16,33 @@ use leptos_router::{
     components::{Route, Router, Routes},
 };
 
-use crate::pages::dashboard::Dashboard;
+use crate::{
+    auth::Action,
+    pages::{dashboard::Dashboard, login::LoginPage, users::UsersPage},
+    session::{LOGOUT_PATH, current_user_query},
+};
+
+/// The Content-Security-Policy of a page: scripts only from this origin or carrying this
+/// response's nonce (the hydration script), wasm allowed, nothing framed, forms only to us.
+pub fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
 
 /// The HTML document around the app, rendered only on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) && let Ok(value) = axum::http::HeaderValue::from_str(&page_csp(&nonce.to_string()))
+    {
+        response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -50,14 +76,48 @@ pub fn App() -> impl IntoView {
         <Title text="ctguard"/>
         <header class="topbar">
             <a class="brand" href="/">"ctguard"</a>
-            <span class="tagline">"connection-tracking table guard"</span>
+            <Transition fallback=|| ()>
+                <Nav/>
+            </Transition>
         </header>
         <Router>
             <main data-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=Dashboard/>
+                    <Route path=StaticSegment("login") view=LoginPage/>
+                    <Route path=StaticSegment("users") view=UsersPage/>
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// The links a signed-in user may follow, who they are, and the sign-out button. Links the role
+/// cannot use are not shown; the server refuses them anyway.
+#[component]
+fn Nav() -> impl IntoView {
+    let user = Resource::new(|| (), |_| current_user_query());
+    move || {
+        Suspend::new(async move {
+            let Ok(Some(user)) = user.await else {
+                return view! { <span class="tagline">"connection-tracking table guard"</span> }
+                    .into_any();
+            };
+            let admin = user.may(Action::ManageUsers);
+            let badge = format!("{} · {}", user.username, user.role);
+            view! {
+                <nav aria-label="Main">
+                    <a href="/">"Dashboard"</a>
+                    <Show when=move || admin>
+                        <a href="/users">"Users"</a>
+                    </Show>
+                </nav>
+                <span class="who" data-testid="who" data-role=user.role.as_str()>{badge}</span>
+                <form method="post" action=LOGOUT_PATH class="signout">
+                    <button type="submit">"Sign out"</button>
+                </form>
+            }
+            .into_any()
+        })
     }
 }

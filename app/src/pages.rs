@@ -1,3 +1,5 @@
 //! The panel's pages, one module each.
 
 pub mod dashboard;
+pub mod login;
+pub mod users;

@@ -27,11 +27,19 @@
 #                 calls (a cursor per SRC in the state dir) so repeated calls keep adding entries.
 set -euo pipefail
 
-readonly NS_HOST=ctg-host
-readonly NS_INET=ctg-inet
-readonly NS_GUEST=ctg-guest
+# CTGUARD_SANDBOX names the sandbox (default ctg): two sandboxes with different names can run side
+# by side on one machine (the address ranges repeat, but each lives in its own namespaces).
+readonly PREFIX=${CTGUARD_SANDBOX:-ctg}
+[[ $PREFIX =~ ^[a-z][a-z0-9]{0,7}$ ]] || { echo "CTGUARD_SANDBOX must be 1-8 of a-z0-9" >&2; exit 2; }
+readonly NS_HOST=$PREFIX-host
+readonly NS_INET=$PREFIX-inet
+readonly NS_GUEST=$PREFIX-guest
 readonly ALL_NS=("$NS_HOST" "$NS_INET" "$NS_GUEST")
-readonly STATE_DIR=/run/ctguard-sandbox
+if [[ $PREFIX == ctg ]]; then
+    readonly STATE_DIR=/run/ctguard-sandbox
+else
+    readonly STATE_DIR=/run/ctguard-sandbox-$PREFIX
+fi
 
 readonly HOST_INET_IP=203.0.113.1
 readonly INET_IP=203.0.113.10

@@ -35,10 +35,30 @@ export const test = base.extend<{ page: Page }>({
 
 export { expect };
 
-/** Opens the dashboard and waits until the wasm bundle has hydrated it. */
-export async function openDashboard(page: Page) {
-  await page.goto('/');
+export type Role = 'viewer' | 'operator' | 'admin';
+
+/** The suite's accounts (made by end2end/run.sh): e2e-viewer, e2e-operator, e2e-admin. */
+export const account = (role: Role) => `e2e-${role}`;
+const password = () => {
+  const value = process.env.CTGUARD_E2E_PASSWORD;
+  if (!value) throw new Error('CTGUARD_E2E_PASSWORD is not set: run the suite through end2end/run.sh');
+  return value;
+};
+
+/** Signs in through the login page, by keyboard, and waits for the hydrated dashboard. */
+export async function signIn(page: Page, role: Role) {
+  await page.goto('/login');
+  await page.getByLabel('Username').fill(account(role));
+  await page.getByLabel('Password').fill(password());
+  await page.getByLabel('Password').press('Enter');
+  await expect(page).toHaveURL(/\/$/);
   await expect(page.locator('main[data-hydrated="true"]')).toBeVisible();
+  await expect(page.getByTestId('who')).toHaveAttribute('data-role', role);
+}
+
+/** Signs in as a viewer and waits until the wasm bundle has hydrated the dashboard. */
+export async function openDashboard(page: Page) {
+  await signIn(page, 'viewer');
 }
 
 /** The entry count the dashboard shows now. */

@@ -1,9 +1,21 @@
-//! The ctguard web server: serves the Leptos UI, samples the helper once a second for everyone,
-//! and never touches the kernel itself.
+//! The ctguard web server: serves the Leptos UI, signs staff in with roles, samples the helper
+//! once a second for everyone, and never touches the kernel itself.
 
+pub mod account_admin;
+pub mod audit;
+pub mod auth;
+pub mod client;
+pub mod clock;
 pub mod configuration;
+pub mod db;
+pub mod domain;
+pub mod hashing;
 pub mod helper_client;
 pub mod live_events;
+pub mod logins;
 pub mod sampler;
+pub mod security_headers;
 pub mod startup;
 pub mod telemetry;
+pub mod user_cli;
+pub mod users;

@@ -5,7 +5,10 @@
 
 mod support;
 
-use ctguard_app::live::{HelperOutage, LiveSample};
+use ctguard_app::{
+    auth::Role,
+    live::{HelperOutage, LiveSample},
+};
 use support::{FakeHelper, LiveEvents, spawn_app};
 
 fn is_up(sample: &LiveSample) -> bool {
@@ -19,7 +22,8 @@ fn is_down(sample: &LiveSample) -> bool {
 #[tokio::test]
 async fn the_feed_reports_the_helper_down_then_follows_it_up_and_down_again() {
     let app = spawn_app().await;
-    let mut events = LiveEvents::connect(&app).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let mut events = LiveEvents::connect(&app, &viewer).await;
 
     let down = events.until("helper-down", is_down).await;
     let LiveSample::HelperDown { cause, .. } = down else {
@@ -41,10 +45,11 @@ async fn the_feed_reports_the_helper_down_then_follows_it_up_and_down_again() {
 #[tokio::test]
 async fn the_dashboard_renders_the_newest_sample_on_the_server() {
     let app = spawn_app().await;
-    let mut events = LiveEvents::connect(&app).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let mut events = LiveEvents::connect(&app, &viewer).await;
     events.until("helper-down", is_down).await;
 
-    let page = reqwest::get(&app.address).await.unwrap();
+    let page = app.get(&viewer, "/").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("Helper unavailable."), "says so plainly");
@@ -52,12 +57,7 @@ async fn the_dashboard_renders_the_newest_sample_on_the_server() {
 
     let _helper = FakeHelper::start(&app.helper_socket, 4_321);
     events.until("up", is_up).await;
-    let html = reqwest::get(&app.address)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get(&viewer, "/").await.text().await.unwrap();
     assert!(
         html.contains(r#"data-testid="count" data-value="4321""#),
         "the count is in the first render"
@@ -70,9 +70,10 @@ async fn the_dashboard_renders_the_newest_sample_on_the_server() {
 async fn many_viewers_cost_the_helper_no_more_than_one() {
     let app = spawn_app().await;
     let helper = FakeHelper::start(&app.helper_socket, 10);
+    let viewer = app.signed_in(Role::Viewer).await;
     let mut viewers = Vec::new();
     for _ in 0..20 {
-        viewers.push(LiveEvents::connect(&app).await);
+        viewers.push(LiveEvents::connect(&app, &viewer).await);
     }
     let before = helper.requests();
     // Every viewer sees ten further samples...

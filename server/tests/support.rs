@@ -13,13 +13,19 @@ use std::{
     time::Duration,
 };
 
-use ctguard_app::live::LiveSample;
+use ctguard_app::{auth::Role, live::LiveSample};
 use ctguard_protocol::{
     ConntrackStats, ConntrackStatus, PROTOCOL_VERSION, Request, Response, frame,
 };
 use ctguard_server::{
+    auth::SessionPolicy,
+    clock::{Clock, ManualClock},
     configuration::{HelperSettings, Settings},
+    db,
+    domain::{Password, Username},
+    hashing::PasswordHasher,
     startup::Application,
+    users::UserStore,
 };
 use futures::{SinkExt, StreamExt};
 use tokio::{net::UnixListener, task::JoinHandle};
@@ -29,8 +35,29 @@ use tokio_util::codec::Framed;
 pub struct TestApp {
     pub address: String,
     pub helper_socket: PathBuf,
+    pub database: PathBuf,
+    pub clock: Arc<ManualClock>,
     pub dir: tempfile::TempDir,
     server: JoinHandle<()>,
+}
+
+/// The accounts every test app starts with: one per role, password = `<name>-password!`.
+pub const ACCOUNTS: [(&str, Role); 3] = [
+    ("vera", Role::Viewer),
+    ("otto", Role::Operator),
+    ("ada", Role::Admin),
+];
+
+pub fn password_of(username: &str) -> String {
+    format!("{username}-password!")
+}
+
+pub fn account_of(role: Role) -> &'static str {
+    ACCOUNTS
+        .iter()
+        .find(|(_, r)| *r == role)
+        .map(|(name, _)| *name)
+        .unwrap()
 }
 
 impl Drop for TestApp {
@@ -39,13 +66,34 @@ impl Drop for TestApp {
     }
 }
 
-/// Starts the server on 127.0.0.1:0 with a fast sampler and a helper socket path in a temp dir
-/// where nothing listens yet.
+/// Starts the server on 127.0.0.1:0 with a fast sampler, a fresh database holding [`ACCOUNTS`], a
+/// manual clock, and a helper socket path in a temp dir where nothing listens yet.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     ctguard_server::telemetry::init();
     let dir = tempfile::tempdir().unwrap();
     let helper_socket = dir.path().join("helper.sock");
-    let settings = Settings {
+    let database = dir.path().join("ctguard.db");
+    let clock = ManualClock::starting_now();
+
+    let pool = db::open(&database).await.unwrap();
+    let users = UserStore::new(pool);
+    let hasher = PasswordHasher::new().unwrap();
+    for (name, role) in ACCOUNTS {
+        let hash = hasher
+            .hash(&Password::parse(password_of(name)).unwrap())
+            .await
+            .unwrap();
+        users
+            .create(&Username::parse(name).unwrap(), &hash, role, clock.now())
+            .await
+            .unwrap();
+    }
+
+    let mut settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         site_root: dir.path().join("site"),
         helper: HelperSettings {
@@ -53,8 +101,15 @@ pub async fn spawn_app() -> TestApp {
             timeout: Duration::from_millis(500),
         },
         sample_interval: Duration::from_millis(100),
+        database: database.clone(),
+        public_origins: Vec::new(),
+        session: SessionPolicy::default(),
+        trusted_proxy: None,
     };
-    let application = Application::build(settings).await.unwrap();
+    adjust(&mut settings);
+    let application = Application::build_with_clock(settings, clock.clone())
+        .await
+        .unwrap();
     let address = format!("http://{}", application.local_addr());
     let server = tokio::spawn(async move {
         application.run_until_stopped().await.unwrap();
@@ -62,9 +117,88 @@ pub async fn spawn_app() -> TestApp {
     TestApp {
         address,
         helper_socket,
+        database,
+        clock,
         dir,
         server,
     }
+}
+
+impl TestApp {
+    /// A browser-like client: keeps cookies, does not follow redirects (tests look at them).
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// The origin the server accepts state changes from (its default public origins).
+    pub fn origin(&self) -> String {
+        self.address.clone()
+    }
+
+    pub async fn post_form(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        client
+            .post(format!("{}{path}", self.address))
+            .header("origin", self.origin())
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in with the login form; returns the response (a redirect either way).
+    pub async fn sign_in(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        self.post_form(
+            client,
+            "/auth/login",
+            &[
+                ("username", username),
+                ("password", password),
+                ("next", "/"),
+            ],
+        )
+        .await
+    }
+
+    /// A client signed in as the account of `role`.
+    pub async fn signed_in(&self, role: Role) -> reqwest::Client {
+        let client = self.browser();
+        let name = account_of(role);
+        let response = self.sign_in(&client, name, &password_of(name)).await;
+        assert_eq!(location(&response), "/", "{name} signs in");
+        client
+    }
+
+    pub async fn get(&self, client: &reqwest::Client, path: &str) -> reqwest::Response {
+        client
+            .get(format!("{}{path}", self.address))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Where a redirect points.
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
 }
 
 pub fn sample_status(count: u64) -> ConntrackStatus {
@@ -156,8 +290,10 @@ impl std::fmt::Debug for LiveEvents {
 }
 
 impl LiveEvents {
-    pub async fn connect(app: &TestApp) -> Self {
-        let response = reqwest::get(format!("{}/api/live", app.address))
+    pub async fn connect(app: &TestApp, client: &reqwest::Client) -> Self {
+        let response = client
+            .get(format!("{}/api/live", app.address))
+            .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200);

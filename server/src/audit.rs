@@ -1,0 +1,130 @@
+//! The audit store: every attempt to sign in or change something, with who, from where, what, and
+//! how it ended. Written before the answer goes out; never holds a secret.
+
+use ctguard_app::auth::CurrentUser;
+use sqlx::SqlitePool;
+
+use crate::client::ClientInfo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Refused,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One audit record to write.
+#[derive(Debug, Clone)]
+pub struct AuditEvent<'a> {
+    /// The signed-in user, or for a login attempt the name that was tried (with no role).
+    pub actor: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub client: &'a ClientInfo,
+    pub action: &'a str,
+    pub target: Option<&'a str>,
+    pub outcome: Outcome,
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> AuditEvent<'a> {
+    pub fn by(
+        user: &'a CurrentUser,
+        client: &'a ClientInfo,
+        action: &'a str,
+        outcome: Outcome,
+    ) -> Self {
+        Self {
+            actor: Some(&user.username),
+            role: Some(user.role.as_str()),
+            client,
+            action,
+            target: None,
+            outcome,
+            detail: None,
+        }
+    }
+
+    pub fn target(mut self, target: &'a str) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    pub fn detail(mut self, detail: &'a str) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+/// A stored record, as the audit page and tests read it back.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: i64,
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    pub client_addr: String,
+    pub user_agent: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    pool: SqlitePool,
+}
+
+impl AuditStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn record(&self, at: i64, event: AuditEvent<'_>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(at)
+        .bind(event.actor)
+        .bind(event.role)
+        .bind(event.client.addr.to_string())
+        .bind(&event.client.user_agent)
+        .bind(event.action)
+        .bind(event.target)
+        .bind(event.outcome.as_str())
+        .bind(event.detail)
+        .execute(&self.pool)
+        .await?;
+        tracing::info!(
+            actor = event.actor,
+            action = event.action,
+            target = event.target,
+            outcome = event.outcome.as_str(),
+            client = %event.client.addr,
+            "audit"
+        );
+        Ok(())
+    }
+
+    /// The newest records first.
+    pub async fn recent(&self, limit: i64) -> Result<Vec<AuditRecord>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, at, actor, role, client_addr, user_agent, action, target, outcome, detail
+             FROM audit ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+}

@@ -1,0 +1,94 @@
+//! The per-request session check: turns a session cookie into a `CurrentUser` on the request, or
+//! into nothing when its login has ended, idled out or outlived its absolute lifetime.
+
+use axum::{
+    extract::{Request, State},
+    middleware::Next,
+    response::Response,
+};
+use ctguard_app::auth::CurrentUser;
+use tower_sessions::Session;
+
+use crate::{
+    auth::SessionPolicy,
+    clock::SharedClock,
+    logins::{EndReason, LoginStore},
+};
+
+/// The session key holding the login id.
+pub const LOGIN_KEY: &str = "login";
+
+/// `last_seen` is written at most this often per login, not on every request.
+const TOUCH_EVERY_SECS: i64 = 15;
+
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    pub logins: LoginStore,
+    pub clock: SharedClock,
+    pub policy: SessionPolicy,
+}
+
+impl Authenticator {
+    /// The signed-in user of this session, if any; ends logins that have expired.
+    pub async fn current_user(&self, session: &Session) -> Option<CurrentUser> {
+        let login_id = match session.get::<String>(LOGIN_KEY).await {
+            Ok(Some(id)) => id,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(%error, "unreadable session");
+                return None;
+            }
+        };
+        let login = match self.logins.active(&login_id).await {
+            Ok(Some(login)) => login,
+            Ok(None) => {
+                // Ended elsewhere (logout in another tab, an admin, a user change): forget it.
+                let _ = session.flush().await;
+                return None;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read logins");
+                return None;
+            }
+        };
+        let now = self.clock.now();
+        let idle_limit = i64::try_from(self.policy.idle.as_secs()).unwrap_or(i64::MAX);
+        let absolute_limit = i64::try_from(self.policy.absolute.as_secs()).unwrap_or(i64::MAX);
+        let ended = if login.disabled {
+            Some(EndReason::UserChanged)
+        } else if now - login.created_at >= absolute_limit {
+            Some(EndReason::Absolute)
+        } else if now - login.last_seen >= idle_limit {
+            Some(EndReason::Idle)
+        } else {
+            None
+        };
+        if let Some(reason) = ended {
+            if let Err(error) = self.logins.end(&login.id, now, reason).await {
+                tracing::error!(%error, "cannot end a login");
+            }
+            tracing::info!(user = %login.username, reason = reason.as_str(), "session ended");
+            let _ = session.flush().await;
+            return None;
+        }
+        if now - login.last_seen >= TOUCH_EVERY_SECS
+            && let Err(error) = self.logins.touch(&login.id, now).await
+        {
+            tracing::warn!(%error, "cannot record session activity");
+        }
+        login.current_user()
+    }
+}
+
+/// Middleware: puts the `CurrentUser` on the request when the session is valid.
+pub async fn authenticate(
+    State(authenticator): State<Authenticator>,
+    session: Session,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Some(user) = authenticator.current_user(&session).await {
+        request.extensions_mut().insert(user);
+    }
+    next.run(request).await
+}

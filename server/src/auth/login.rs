@@ -1,0 +1,227 @@
+//! The sign-in and sign-out handlers: plain HTML form posts, so they work before (and without) the
+//! wasm bundle and with the keyboard alone.
+
+use axum::{
+    Form,
+    extract::State,
+    response::{IntoResponse, Redirect, Response},
+};
+use ctguard_app::{
+    auth::CurrentUser,
+    session::{LOGIN_PATH, LoginError},
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::{
+    audit::{AuditEvent, AuditStore, Outcome},
+    auth::{
+        authenticate::LOGIN_KEY,
+        throttle::{LoginThrottle, Verdict},
+    },
+    client::ClientInfo,
+    clock::SharedClock,
+    hashing::PasswordHasher,
+    logins::{EndReason, LoginStore},
+    users::UserStore,
+};
+
+/// Longer input is not a username we could have issued; it is cut before any lookup.
+const MAX_USERNAME_INPUT: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct LoginService {
+    pub users: UserStore,
+    pub logins: LoginStore,
+    pub hasher: PasswordHasher,
+    pub throttle: std::sync::Arc<LoginThrottle>,
+    pub audit: AuditStore,
+    pub clock: SharedClock,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Only a local path may be a redirect target (no `//host`, no scheme).
+pub fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/"
+    }
+}
+
+fn back_to_login(error: LoginError, next: &str) -> Response {
+    Redirect::to(&format!(
+        "{LOGIN_PATH}?error={}&next={}",
+        error.code(),
+        urlencode(next)
+    ))
+    .into_response()
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+pub async fn sign_in(
+    State(service): State<LoginService>,
+    client: ClientInfo,
+    session: Session,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let now = service.clock.now();
+    let next = safe_next(&form.next).to_owned();
+    let attempted: String = form
+        .username
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .take(MAX_USERNAME_INPUT)
+        .collect();
+    let audit = |outcome, detail: &'static str| AuditEvent {
+        actor: Some(&attempted),
+        role: None,
+        client: &client,
+        action: "login",
+        target: None,
+        outcome,
+        detail: Some(detail),
+    };
+
+    if let Verdict::Locked { retry_after } = service.throttle.check(&attempted, client.addr, now) {
+        tracing::warn!(user = %attempted, client = %client.addr, retry_after, "login throttled");
+        let _ = service
+            .audit
+            .record(
+                now,
+                audit(Outcome::Refused, "throttled: too many failed attempts"),
+            )
+            .await;
+        return back_to_login(LoginError::Throttled, &next);
+    }
+
+    let user = match service.users.find(&attempted).await {
+        Ok(user) => user,
+        Err(error) => {
+            tracing::error!(%error, "cannot read users");
+            return back_to_login(LoginError::Unavailable, &next);
+        }
+    };
+    // Unknown users are checked against a dummy hash: the answer and its timing are the same.
+    let verified = service
+        .hasher
+        .verify(
+            &form.password,
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        )
+        .await;
+    let user = match (verified, user) {
+        (Ok(true), Some(user)) if !user.disabled => user,
+        (Ok(_), _) => {
+            service
+                .throttle
+                .record_failure(&attempted, client.addr, now);
+            let _ = service
+                .audit
+                .record(now, audit(Outcome::Refused, "wrong username or password"))
+                .await;
+            return back_to_login(LoginError::Invalid, &next);
+        }
+        (Err(error), _) => {
+            tracing::error!(%error, "password check failed");
+            return back_to_login(LoginError::Unavailable, &next);
+        }
+    };
+    service.throttle.record_success(&attempted);
+
+    // A new session id at every sign-in: a fixated or stolen pre-login id is worthless.
+    if let Err(error) = session.cycle_id().await {
+        tracing::error!(%error, "cannot rotate the session id");
+        return back_to_login(LoginError::Unavailable, &next);
+    }
+    let login_id = match service
+        .logins
+        .create(user.id, now, &client.addr.to_string(), &client.user_agent)
+        .await
+    {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::error!(%error, "cannot record the login");
+            return back_to_login(LoginError::Unavailable, &next);
+        }
+    };
+    if let Err(error) = session.insert(LOGIN_KEY, login_id).await {
+        tracing::error!(%error, "cannot store the session");
+        return back_to_login(LoginError::Unavailable, &next);
+    }
+    let role = user.role();
+    let _ = service
+        .audit
+        .record(
+            now,
+            AuditEvent {
+                role: Some(role.as_str()),
+                ..audit(Outcome::Success, "signed in")
+            },
+        )
+        .await;
+    Redirect::to(&next).into_response()
+}
+
+pub async fn sign_out(
+    State(service): State<LoginService>,
+    client: ClientInfo,
+    session: Session,
+    user: Option<axum::Extension<CurrentUser>>,
+) -> Response {
+    let now = service.clock.now();
+    if let Ok(Some(login_id)) = session.get::<String>(LOGIN_KEY).await {
+        let _ = service.logins.end(&login_id, now, EndReason::Logout).await;
+    }
+    let _ = session.flush().await;
+    if let Some(axum::Extension(user)) = user {
+        let _ = service
+            .audit
+            .record(
+                now,
+                AuditEvent::by(&user, &client, "logout", Outcome::Success),
+            )
+            .await;
+    }
+    Redirect::to(&format!("{LOGIN_PATH}?signed_out=1")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(safe_next("/users"), "/users");
+        assert_eq!(safe_next("//evil.example/x"), "/");
+        assert_eq!(safe_next("https://evil.example/"), "/");
+        assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next(""), "/");
+    }
+}

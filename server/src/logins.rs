@@ -1,0 +1,151 @@
+//! Logins: one row per signed-in browser, the server's own record of every session, so that an
+//! admin can list and end them, and disabling a user or changing their role ends theirs.
+
+use ctguard_app::auth::{CurrentUser, Role};
+use sqlx::SqlitePool;
+
+/// Why a login ended; stored, shown to admins, and written to the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Logout,
+    Idle,
+    Absolute,
+    EndedByAdmin,
+    UserChanged,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::Idle => "idle timeout",
+            Self::Absolute => "absolute lifetime",
+            Self::EndedByAdmin => "ended by an admin",
+            Self::UserChanged => "user disabled or changed",
+        }
+    }
+}
+
+/// An active login with its user, as the authentication layer needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActiveLogin {
+    pub id: String,
+    pub user_id: i64,
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub client_addr: String,
+    pub user_agent: String,
+}
+
+impl ActiveLogin {
+    pub fn current_user(&self) -> Option<CurrentUser> {
+        Some(CurrentUser {
+            id: self.user_id,
+            username: self.username.clone(),
+            role: self.role.parse::<Role>().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginStore {
+    pool: SqlitePool,
+}
+
+const ACTIVE: &str = "SELECT l.id, l.user_id, u.username, u.role, u.disabled, l.created_at,
+        l.last_seen, l.client_addr, l.user_agent
+     FROM logins l JOIN users u ON u.id = l.user_id
+     WHERE l.ended_at IS NULL";
+
+impl LoginStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn create(
+        &self,
+        user_id: i64,
+        now: i64,
+        client_addr: &str,
+        user_agent: &str,
+    ) -> Result<String, sqlx::Error> {
+        let id = random_id();
+        sqlx::query(
+            "INSERT INTO logins (id, user_id, created_at, last_seen, client_addr, user_agent)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(user_id)
+        .bind(now)
+        .bind(now)
+        .bind(client_addr)
+        .bind(user_agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn active(&self, id: &str) -> Result<Option<ActiveLogin>, sqlx::Error> {
+        sqlx::query_as(&format!("{ACTIVE} AND l.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn all_active(&self) -> Result<Vec<ActiveLogin>, sqlx::Error> {
+        sqlx::query_as(&format!("{ACTIVE} ORDER BY u.username, l.created_at"))
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn touch(&self, id: &str, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE logins SET last_seen = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends one login; false when it was not active.
+    pub async fn end(&self, id: &str, now: i64, reason: EndReason) -> Result<bool, sqlx::Error> {
+        let result = sqlx::query(
+            "UPDATE logins SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Ends every active login of a user; returns how many.
+    pub async fn end_all_of(
+        &self,
+        user_id: i64,
+        now: i64,
+        reason: EndReason,
+    ) -> Result<u64, sqlx::Error> {
+        let result = sqlx::query(
+            "UPDATE logins SET ended_at = ?, end_reason = ? WHERE user_id = ? AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+}
+
+/// 128 random bits from the OS, hex-encoded.
+fn random_id() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

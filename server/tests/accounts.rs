@@ -1,0 +1,427 @@
+//! Signing in, staying signed in, and being refused: sessions, roles, throttling and the
+//! cross-origin guard, through real HTTP against a real SQLite database.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use ctguard_app::{
+    auth::{Action, Role},
+    users::SetDisabled,
+};
+use ctguard_server::{
+    audit::AuditStore,
+    auth::authorize::{Access, routes},
+    db,
+};
+use leptos::server_fn::ServerFn;
+use support::{account_of, location, password_of, spawn_app, spawn_app_with};
+
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.contains("ctguard_session="))
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// A client holding exactly this cookie and nothing else.
+fn with_cookie(cookie: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", cookie.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn live_status(app: &support::TestApp, client: &reqwest::Client) -> u16 {
+    // The live feed is a stream: only its status matters here.
+    client
+        .get(format!("{}/api/live", app.address))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn pages_redirect_strangers_to_the_login_page_and_back() {
+    let app = spawn_app().await;
+    let stranger = app.browser();
+    let response = app.get(&stranger, "/users").await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/login?next=/users");
+    assert_eq!(live_status(&app, &stranger).await, 401);
+
+    let login_page = app.get(&stranger, "/login").await;
+    assert_eq!(login_page.status(), 200);
+    let html = login_page.text().await.unwrap();
+    assert!(html.contains(r#"action="/auth/login""#));
+    assert!(html.contains(r#"autocomplete="current-password""#));
+}
+
+#[tokio::test]
+async fn signing_in_issues_a_new_session_id_and_the_old_one_stops_working() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let first = app.sign_in(&browser, "vera", &password_of("vera")).await;
+    assert_eq!(location(&first), "/");
+    let first_cookie = cookie_value(&session_cookie(&first).expect("a session cookie"));
+
+    // Signing in again (another tab, or an attacker's fixated session) rotates the id.
+    let second = app.sign_in(&browser, "vera", &password_of("vera")).await;
+    let second_cookie = cookie_value(&session_cookie(&second).expect("a new cookie"));
+    assert_ne!(first_cookie, second_cookie);
+
+    assert_eq!(live_status(&app, &with_cookie(&second_cookie)).await, 200);
+    assert_eq!(
+        live_status(&app, &with_cookie(&first_cookie)).await,
+        401,
+        "the id from before is worthless"
+    );
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_same_site_strict() {
+    let app = spawn_app().await;
+    let response = app
+        .sign_in(&app.browser(), "vera", &password_of("vera"))
+        .await;
+    let cookie = session_cookie(&response).unwrap();
+    assert!(cookie.starts_with("ctguard_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(cookie.contains("Path=/"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP here: {cookie}");
+
+    let tls = spawn_app_with(|settings| settings.session.secure_cookies = true).await;
+    let response = tls
+        .sign_in(&tls.browser(), "vera", &password_of("vera"))
+        .await;
+    let cookie = session_cookie(&response).unwrap();
+    assert!(cookie.starts_with("__Host-ctguard_session="), "{cookie}");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(
+        !cookie.contains("Domain="),
+        "__Host- cookies have no domain"
+    );
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_even_for_a_copied_cookie() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let response = app.sign_in(&browser, "vera", &password_of("vera")).await;
+    let cookie = cookie_value(&session_cookie(&response).unwrap());
+    let out = app.post_form(&browser, "/auth/logout", &[]).await;
+    assert_eq!(location(&out), "/login?signed_out=1");
+    assert_eq!(live_status(&app, &browser).await, 401);
+    assert_eq!(live_status(&app, &with_cookie(&cookie)).await, 401);
+}
+
+#[tokio::test]
+async fn sessions_end_after_thirty_idle_minutes() {
+    let app = spawn_app().await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    app.clock.advance(29 * 60);
+    assert_eq!(live_status(&app, &viewer).await, 200, "still active");
+    app.clock.advance(29 * 60);
+    assert_eq!(
+        live_status(&app, &viewer).await,
+        200,
+        "activity reset the idle timer"
+    );
+    app.clock.advance(30 * 60);
+    assert_eq!(live_status(&app, &viewer).await, 401, "idle too long");
+}
+
+#[tokio::test]
+async fn sessions_end_eight_hours_after_sign_in_however_active() {
+    let app = spawn_app().await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    for _ in 0..31 {
+        app.clock.advance(15 * 60);
+        assert_eq!(live_status(&app, &viewer).await, 200);
+    }
+    // 7 h 45 min so far; the next quarter hour crosses 8 h.
+    app.clock.advance(15 * 60);
+    assert_eq!(live_status(&app, &viewer).await, 401);
+}
+
+/// Every route of the permission table, with every role and none: allowed exactly when the role
+/// reaches the route's minimum; forbidden with 403 (401 or a redirect to login when signed out).
+#[tokio::test]
+async fn the_role_matrix_holds_for_every_route() {
+    let app = spawn_app().await;
+    let mut clients = vec![(None, app.browser())];
+    for role in Role::ALL {
+        clients.push((Some(role), app.signed_in(role).await));
+    }
+    for route in routes() {
+        // Signing out would end the sessions the rest of the matrix needs; it is public anyway.
+        if route.path == "/auth/logout" {
+            continue;
+        }
+        for (role, client) in &clients {
+            let request = client
+                .request(
+                    route.method.clone(),
+                    format!("{}{}", app.address, route.path),
+                )
+                .header("origin", app.origin())
+                .header("accept", "text/html");
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let to_login = location(&response).starts_with("/login");
+            let allowed = match (route.access, role) {
+                (Access::Public, _) => true,
+                (Access::Requires(_), None) => false,
+                (Access::Requires(action), Some(role)) => *role >= action.minimum_role(),
+            };
+            let refused = status == 401 || status == 403 || to_login;
+            assert_eq!(
+                !refused, allowed,
+                "{} {} as {role:?}: status {status}",
+                route.method, route.path
+            );
+            if !allowed && role.is_some() {
+                assert_eq!(status, 403, "{} {} as {role:?}", route.method, route.path);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cross_origin_post_with_a_valid_cookie_is_refused() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(Role::Admin).await;
+    let path = format!("{}{}", app.address, SetDisabled::PATH);
+    let form = [("username", "vera"), ("disabled", "true")];
+
+    let forged = admin
+        .post(&path)
+        .header("origin", "http://evil.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let anonymous_origin = admin.post(&path).form(&form).send().await.unwrap();
+    assert_eq!(
+        anonymous_origin.status(),
+        403,
+        "no Origin, no Sec-Fetch-Site"
+    );
+
+    // Nothing changed: vera still signs in.
+    let vera = app.browser();
+    let response = app.sign_in(&vera, "vera", &password_of("vera")).await;
+    assert_eq!(location(&response), "/");
+}
+
+#[tokio::test]
+async fn repeated_failures_throttle_the_account_which_then_recovers() {
+    let app = spawn_app().await;
+    let attacker = app.browser();
+    for _ in 0..6 {
+        let response = app.sign_in(&attacker, "vera", "not-the-password").await;
+        assert!(location(&response).starts_with("/login?error=invalid"));
+    }
+    // Now even the right password waits.
+    let owner = app.browser();
+    let response = app.sign_in(&owner, "vera", &password_of("vera")).await;
+    assert!(
+        location(&response).starts_with("/login?error=throttled"),
+        "{}",
+        location(&response)
+    );
+    app.clock.advance(61);
+    let response = app.sign_in(&owner, "vera", &password_of("vera")).await;
+    assert_eq!(location(&response), "/", "recovered after the lock");
+}
+
+#[tokio::test]
+async fn unknown_and_known_usernames_are_refused_alike() {
+    let app = spawn_app().await;
+    let unknown = app
+        .sign_in(&app.browser(), "nobody-here", "whatever-password")
+        .await;
+    let known = app
+        .sign_in(&app.browser(), "vera", "whatever-password")
+        .await;
+    assert_eq!(unknown.status(), known.status());
+    assert_eq!(location(&unknown), location(&known));
+    assert_eq!(unknown.text().await.unwrap(), known.text().await.unwrap());
+
+    let audit = AuditStore::new(db::open(&app.database).await.unwrap());
+    let records = audit.recent(10).await.unwrap();
+    for name in ["nobody-here", "vera"] {
+        assert!(
+            records.iter().any(|r| r.action == "login"
+                && r.outcome == "refused"
+                && r.actor.as_deref() == Some(name)),
+            "the failure for {name} is audited"
+        );
+    }
+}
+
+#[tokio::test]
+async fn disabling_a_user_or_changing_their_role_ends_their_sessions() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(Role::Admin).await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let operator = app.signed_in(Role::Operator).await;
+    assert_eq!(live_status(&app, &viewer).await, 200);
+
+    let disable = app
+        .post_form(
+            &admin,
+            SetDisabled::PATH,
+            &[("username", account_of(Role::Viewer)), ("disabled", "true")],
+        )
+        .await;
+    assert_eq!(disable.status(), 200);
+    assert_eq!(live_status(&app, &viewer).await, 401);
+    let again = app
+        .sign_in(&app.browser(), "vera", &password_of("vera"))
+        .await;
+    assert!(
+        location(&again).starts_with("/login?error=invalid"),
+        "a disabled user cannot sign in"
+    );
+
+    let role = app
+        .post_form(
+            &admin,
+            ctguard_app::users::SetRole::PATH,
+            &[("username", account_of(Role::Operator)), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(role.status(), 200);
+    assert_eq!(live_status(&app, &operator).await, 401);
+
+    let audit = AuditStore::new(db::open(&app.database).await.unwrap());
+    let records = audit.recent(50).await.unwrap();
+    assert!(records.iter().any(|r| r.action == "user.disable"
+        && r.actor.as_deref() == Some("ada")
+        && r.target.as_deref() == Some("vera")
+        && r.outcome == "success"));
+    assert!(records.iter().any(|r| r.action == "user.role"
+        && r.target.as_deref() == Some("otto")
+        && r.outcome == "success"));
+}
+
+#[tokio::test]
+async fn an_operator_cannot_manage_users_even_by_direct_request() {
+    let app = spawn_app().await;
+    let operator = app.signed_in(Role::Operator).await;
+    let response = app
+        .post_form(
+            &operator,
+            SetDisabled::PATH,
+            &[("username", "ada"), ("disabled", "true")],
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+    assert!(!Role::Operator.ge(&Action::ManageUsers.minimum_role()));
+    let admin = app.browser();
+    let signed = app.sign_in(&admin, "ada", &password_of("ada")).await;
+    assert_eq!(location(&signed), "/", "ada was not disabled");
+}
+
+#[tokio::test]
+async fn pages_carry_a_nonce_csp_and_the_other_security_headers() {
+    let app = spawn_app().await;
+    let viewer = app.signed_in(Role::Viewer).await;
+    let page = app.get(&viewer, "/").await;
+    let headers = page.headers().clone();
+    let csp = headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a nonce in the CSP");
+    assert!(
+        html.contains(&format!("nonce=\"{nonce}\"")),
+        "the hydration script carries it"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"));
+    assert!(!csp.contains("'unsafe-inline' ") && !csp.contains("script-src 'unsafe-inline'"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(
+        headers.get("access-control-allow-origin").is_none(),
+        "no CORS"
+    );
+
+    let events = viewer
+        .get(format!("{}/api/live", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        events.headers()["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+}
+
+#[tokio::test]
+async fn the_command_line_adds_users_who_can_then_sign_in() {
+    let app = spawn_app().await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ctguard-server"))
+        .args(["user", "--database"])
+        .arg(&app.database)
+        .args([
+            "add",
+            "Night-Shift",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin("a long enough password\n");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let response = app
+        .sign_in(&app.browser(), "night-shift", "a long enough password")
+        .await;
+    assert_eq!(location(&response), "/");
+}
+
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &str) -> std::process::Output;
+}
+
+impl OutputWithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
