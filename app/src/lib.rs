@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod components;
+pub mod confirm;
 pub mod format;
 pub mod live;
 pub mod pages;

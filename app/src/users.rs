@@ -1,10 +1,13 @@
 //! Account management for admins: the view types and the server functions behind the Users page.
-//! The server implements [`ssr::AccountAdmin`]; these functions check the role again and delegate.
+//! Every change is two steps, enforced by the server: `preview_user_change` returns what will
+//! happen and a single-use token; only `apply_user_change` with that token and the same change
+//! carries it out. The server implements [`ssr::AccountAdmin`]; these functions check the role again
+//! and delegate.
 
-use leptos::prelude::*;
+use leptos::{prelude::*, server_fn::codec::Json};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Role;
+use crate::{auth::Role, confirm::Preview};
 
 /// One account as the Users page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,43 +29,64 @@ pub struct SessionInfo {
     pub last_seen: i64,
 }
 
+/// Every change the Users page can make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UserChange {
+    Add {
+        username: String,
+        password: String,
+        role: Role,
+    },
+    SetRole {
+        username: String,
+        role: Role,
+    },
+    SetDisabled {
+        username: String,
+        disabled: bool,
+    },
+    EndSession {
+        session_id: String,
+    },
+}
+
+impl UserChange {
+    /// The audit log's name for it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Add { .. } => "user.add",
+            Self::SetRole { .. } => "user.role",
+            Self::SetDisabled { disabled: true, .. } => "user.disable",
+            Self::SetDisabled {
+                disabled: false, ..
+            } => "user.enable",
+            Self::EndSession { .. } => "session.end",
+        }
+    }
+}
+
 #[server]
 pub async fn list_accounts() -> Result<Vec<Account>, ServerFnError> {
     ssr::admin().await?.list().await.map_err(Into::into)
 }
 
-#[server]
-pub async fn add_user(username: String, password: String, role: Role) -> Result<(), ServerFnError> {
+/// Step one: what the change would do, and the token that confirms it.
+#[server(input = Json)]
+pub async fn preview_user_change(change: UserChange) -> Result<Preview, ServerFnError> {
     ssr::admin()
         .await?
-        .add(username, password, role)
+        .preview(change)
         .await
         .map_err(Into::into)
 }
 
-#[server]
-pub async fn set_role(username: String, role: Role) -> Result<(), ServerFnError> {
+/// Step two: carries out a previewed change.
+#[server(input = Json)]
+pub async fn apply_user_change(token: String, change: UserChange) -> Result<(), ServerFnError> {
     ssr::admin()
         .await?
-        .set_role(username, role)
-        .await
-        .map_err(Into::into)
-}
-
-#[server]
-pub async fn set_disabled(username: String, disabled: bool) -> Result<(), ServerFnError> {
-    ssr::admin()
-        .await?
-        .set_disabled(username, disabled)
-        .await
-        .map_err(Into::into)
-}
-
-#[server]
-pub async fn end_session(session_id: String) -> Result<(), ServerFnError> {
-    ssr::admin()
-        .await?
-        .end_session(session_id)
+        .apply(token, change)
         .await
         .map_err(Into::into)
 }
@@ -75,11 +99,8 @@ pub mod ssr {
 
     use leptos::prelude::*;
 
-    use super::Account;
-    use crate::{
-        auth::{Action, Role},
-        session::require,
-    };
+    use super::{Account, UserChange};
+    use crate::{auth::Action, confirm::Preview, session::require};
 
     /// What went wrong, in words safe to show an admin: validation messages are; internal errors
     /// are replaced by a generic line (details go to the server log).
@@ -94,15 +115,8 @@ pub mod ssr {
     #[async_trait::async_trait]
     pub trait AccountAdmin: Send + Sync + std::fmt::Debug {
         async fn list(&self) -> Result<Vec<Account>, AdminError>;
-        async fn add(
-            &self,
-            username: String,
-            password: String,
-            role: Role,
-        ) -> Result<(), AdminError>;
-        async fn set_role(&self, username: String, role: Role) -> Result<(), AdminError>;
-        async fn set_disabled(&self, username: String, disabled: bool) -> Result<(), AdminError>;
-        async fn end_session(&self, session_id: String) -> Result<(), AdminError>;
+        async fn preview(&self, change: UserChange) -> Result<Preview, AdminError>;
+        async fn apply(&self, token: String, change: UserChange) -> Result<(), AdminError>;
     }
 
     pub type SharedAccountAdmin = Arc<dyn AccountAdmin>;

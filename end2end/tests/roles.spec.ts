@@ -29,7 +29,7 @@ test('an operator sees no Users page either', async ({ page }) => {
   expect(response.status()).toBe(403);
 });
 
-test('an admin adds a user, disables them after confirming, and the change shows', async ({ page }) => {
+test('an admin adds and disables a user through the server\'s confirmation; cancel changes nothing', async ({ page }) => {
   await signIn(page, 'admin');
   await page.getByRole('link', { name: 'Users' }).click();
   await expect(page).toHaveURL(/\/users$/);
@@ -39,19 +39,26 @@ test('an admin adds a user, disables them after confirming, and the change shows
   await page.getByLabel('Username').fill(name);
   await page.getByLabel('Password (12+ characters)').fill('a temporary password');
   await page.getByLabel('Role', { exact: true }).selectOption('viewer');
-  await page.getByRole('button', { name: 'Add user' }).click();
+  await page.getByRole('button', { name: 'Add user…' }).click();
+  const dialog = page.getByTestId('confirm-dialog');
+  await expect(dialog).toContainText(`Add ${name}`);
+  await expect(dialog).toContainText(`new account ${name} with role viewer`);
+  await page.keyboard.press('Enter'); // Confirm has the focus
   const row = page.getByTestId(`user-${name}`);
   await expect(row).toContainText('active');
 
-  // Cancel changes nothing.
+  // Cancel (Escape) changes nothing.
   await row.getByRole('button', { name: 'Disable' }).click();
-  await page.getByRole('button', { name: 'Cancel' }).click();
-  await expect(row).toContainText('active');
+  await expect(dialog).toContainText('state: active → disabled');
+  await page.keyboard.press('Escape');
+  await expect(dialog).toHaveCount(0);
+  await page.reload();
+  await expect(page.getByTestId(`user-${name}`)).toContainText('active');
 
-  await row.getByRole('button', { name: 'Disable' }).click();
-  await expect(page.getByRole('alertdialog')).toContainText(`Disable ${name}?`);
-  await page.getByRole('button', { name: 'Confirm' }).click();
-  await expect(row).toContainText('disabled');
+  await page.getByTestId(`user-${name}`).getByRole('button', { name: 'Disable' }).click();
+  await expect(dialog).toContainText(`Disable ${name}`);
+  await dialog.getByRole('button', { name: 'Confirm' }).click();
+  await expect(page.getByTestId(`user-${name}`)).toContainText('disabled');
 });
 
 test('signing out ends the session', async ({ page }) => {

@@ -1,18 +1,24 @@
-//! The server's implementation of the Users page: account changes, each checked, applied, and
-//! audited with the admin who made it. Disabling a user or changing their role ends their sessions.
+//! The server's implementation of the Users page: every account change is previewed from the live
+//! state, confirmed with a single-use token, applied, and audited with the admin who made it (the
+//! refusals too). Disabling a user or changing their role ends their sessions.
+
+use std::sync::Arc;
 
 use ctguard_app::{
     auth::{CurrentUser, Role},
+    confirm::Preview,
     users::{
-        Account, SessionInfo,
+        Account, SessionInfo, UserChange,
         ssr::{AccountAdmin, AdminError},
     },
 };
 
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
+    auth::authenticate::SessionLogin,
     client::ClientInfo,
     clock::SharedClock,
+    confirmation::{Change, Confirmations, TOKEN_LIFETIME_SECS},
     domain::{Password, Username},
     hashing::PasswordHasher,
     logins::{EndReason, LoginStore},
@@ -26,6 +32,7 @@ pub struct AccountAdministration {
     pub hasher: PasswordHasher,
     pub audit: AuditStore,
     pub clock: SharedClock,
+    pub confirmations: Arc<Confirmations>,
 }
 
 fn internal(error: impl std::fmt::Display) -> AdminError {
@@ -33,52 +40,232 @@ fn internal(error: impl std::fmt::Display) -> AdminError {
     AdminError::Internal
 }
 
+fn invalid(message: impl Into<String>) -> AdminError {
+    AdminError::Invalid(message.into())
+}
+
 fn from_user_error(error: UserError) -> AdminError {
     match error {
-        UserError::Exists(name) => AdminError::Invalid(format!("User {name} already exists.")),
-        UserError::NotFound(name) => AdminError::Invalid(format!("There is no user {name}.")),
+        UserError::Exists(name) => invalid(format!("User {name} already exists.")),
+        UserError::NotFound(name) => invalid(format!("There is no user {name}.")),
         UserError::Db(error) => internal(error),
     }
 }
 
-/// Who is asking and from where, taken from the request the server function runs in.
-async fn requester() -> Result<(CurrentUser, ClientInfo), AdminError> {
-    let (axum::Extension(user), client) =
-        leptos_axum::extract::<(axum::Extension<CurrentUser>, ClientInfo)>()
-            .await
-            .map_err(internal)?;
-    Ok((user, client))
+fn parse_username(text: &str) -> Result<Username, AdminError> {
+    Username::parse(text).map_err(|e| invalid(format!("{e}.")))
+}
+
+/// Who is asking, from which login and address, taken from the request the server function runs in.
+struct Requester {
+    user: CurrentUser,
+    login: SessionLogin,
+    client: ClientInfo,
+}
+
+async fn requester() -> Result<Requester, AdminError> {
+    let (axum::Extension(user), axum::Extension(login), client) = leptos_axum::extract::<(
+        axum::Extension<CurrentUser>,
+        axum::Extension<SessionLogin>,
+        ClientInfo,
+    )>()
+    .await
+    .map_err(internal)?;
+    Ok(Requester {
+        user,
+        login,
+        client,
+    })
+}
+
+/// A change checked against the live state: what it will do, and the fingerprint of the state it
+/// was computed from (which must still hold when it is confirmed).
+struct Plan {
+    title: String,
+    changes: Vec<String>,
+    warnings: Vec<String>,
+    fingerprint: String,
+}
+
+impl Plan {
+    fn summary(&self) -> String {
+        format!("{}: {}", self.title, self.changes.join("; "))
+    }
+}
+
+fn sessions_line(count: usize) -> String {
+    match count {
+        0 => "no session to end".to_owned(),
+        1 => "1 session ends now".to_owned(),
+        n => format!("{n} sessions end now"),
+    }
 }
 
 impl AccountAdministration {
-    /// Writes the audit record of an attempt, whatever its outcome, then passes the result on.
-    async fn audited<T>(
-        &self,
-        action: &str,
-        target: &str,
-        detail: &str,
-        result: Result<T, AdminError>,
-    ) -> Result<T, AdminError> {
-        let (user, client) = requester().await?;
-        let outcome = match &result {
-            Ok(_) => Outcome::Success,
-            Err(AdminError::Invalid(_)) => Outcome::Refused,
-            Err(AdminError::Internal) => Outcome::Failed,
-        };
-        let why = match &result {
-            Err(error) => format!("{detail}: {error}"),
-            Ok(_) => detail.to_owned(),
-        };
-        self.audit
-            .record(
-                self.clock.now(),
-                AuditEvent::by(&user, &client, action, outcome)
-                    .target(target)
-                    .detail(&why),
-            )
+    async fn active_sessions_of(&self, user_id: i64) -> Result<usize, AdminError> {
+        Ok(self
+            .logins
+            .all_active()
             .await
-            .map_err(internal)?;
-        result
+            .map_err(internal)?
+            .iter()
+            .filter(|login| login.user_id == user_id)
+            .count())
+    }
+
+    /// Validates a change and describes it from the current state.
+    async fn plan(&self, me: &CurrentUser, change: &UserChange) -> Result<Plan, AdminError> {
+        match change {
+            UserChange::Add {
+                username,
+                password,
+                role,
+            } => {
+                let name = parse_username(username)?;
+                Password::parse(password.clone()).map_err(|e| invalid(format!("{e}.")))?;
+                if self
+                    .users
+                    .find(name.as_str())
+                    .await
+                    .map_err(from_user_error)?
+                    .is_some()
+                {
+                    return Err(invalid(format!("User {name} already exists.")));
+                }
+                let mut warnings = Vec::new();
+                if *role == Role::Admin {
+                    warnings.push(format!("{name} will be able to manage users."));
+                }
+                Ok(Plan {
+                    title: format!("Add {name}"),
+                    changes: vec![format!("new account {name} with role {role}")],
+                    warnings,
+                    fingerprint: "absent".into(),
+                })
+            }
+            UserChange::SetRole { username, role } => {
+                let name = parse_username(username)?;
+                let user = self.users.get(&name).await.map_err(from_user_error)?;
+                if user.role() == *role {
+                    return Err(invalid(format!("{name} is already {role}.")));
+                }
+                if me.username == name.as_str() && *role < me.role {
+                    return Err(invalid(
+                        "You cannot lower your own role; ask another admin.",
+                    ));
+                }
+                let sessions = self.active_sessions_of(user.id).await?;
+                Ok(Plan {
+                    title: format!("Change the role of {name}"),
+                    changes: vec![
+                        format!("role: {} → {role}", user.role()),
+                        sessions_line(sessions),
+                    ],
+                    warnings: Vec::new(),
+                    fingerprint: format!("{}/{}", user.role(), user.disabled),
+                })
+            }
+            UserChange::SetDisabled { username, disabled } => {
+                let name = parse_username(username)?;
+                let user = self.users.get(&name).await.map_err(from_user_error)?;
+                if user.disabled == *disabled {
+                    return Err(invalid(format!(
+                        "{name} is already {}.",
+                        if *disabled { "disabled" } else { "enabled" }
+                    )));
+                }
+                if *disabled && me.username == name.as_str() {
+                    return Err(invalid("You cannot disable yourself."));
+                }
+                let sessions = self.active_sessions_of(user.id).await?;
+                let mut changes = vec![if *disabled {
+                    "state: active → disabled".to_owned()
+                } else {
+                    "state: disabled → active".to_owned()
+                }];
+                if *disabled {
+                    changes.push(sessions_line(sessions));
+                }
+                Ok(Plan {
+                    title: format!("{} {name}", if *disabled { "Disable" } else { "Enable" }),
+                    changes,
+                    warnings: Vec::new(),
+                    fingerprint: format!("{}/{}", user.role(), user.disabled),
+                })
+            }
+            UserChange::EndSession { session_id } => {
+                let login = self
+                    .logins
+                    .all_active()
+                    .await
+                    .map_err(internal)?
+                    .into_iter()
+                    .find(|login| &login.id == session_id)
+                    .ok_or_else(|| invalid("That session has already ended."))?;
+                let mut warnings = Vec::new();
+                if login.username == me.username {
+                    warnings.push("This is one of your own sessions.".to_owned());
+                }
+                Ok(Plan {
+                    title: format!("End a session of {}", login.username),
+                    changes: vec![format!(
+                        "the session from {} ({}) ends now",
+                        login.client_addr, login.user_agent
+                    )],
+                    warnings,
+                    fingerprint: "active".into(),
+                })
+            }
+        }
+    }
+
+    async fn execute(&self, change: &UserChange) -> Result<(), AdminError> {
+        let now = self.clock.now();
+        match change {
+            UserChange::Add {
+                username,
+                password,
+                role,
+            } => {
+                let name = parse_username(username)?;
+                let password =
+                    Password::parse(password.clone()).map_err(|e| invalid(format!("{e}.")))?;
+                let hash = self.hasher.hash(&password).await.map_err(internal)?;
+                self.users
+                    .create(&name, &hash, *role, now)
+                    .await
+                    .map_err(from_user_error)?;
+            }
+            UserChange::SetRole { username, role } => {
+                let name = parse_username(username)?;
+                self.users
+                    .set_role(&name, *role, now)
+                    .await
+                    .map_err(from_user_error)?;
+                self.end_sessions_of(&name).await?;
+            }
+            UserChange::SetDisabled { username, disabled } => {
+                let name = parse_username(username)?;
+                self.users
+                    .set_disabled(&name, *disabled, now)
+                    .await
+                    .map_err(from_user_error)?;
+                if *disabled {
+                    self.end_sessions_of(&name).await?;
+                }
+            }
+            UserChange::EndSession { session_id } => {
+                if !self
+                    .logins
+                    .end(session_id, now, EndReason::EndedByAdmin)
+                    .await
+                    .map_err(internal)?
+                {
+                    return Err(invalid("That session has already ended."));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn end_sessions_of(&self, username: &Username) -> Result<u64, AdminError> {
@@ -88,10 +275,43 @@ impl AccountAdministration {
             .await
             .map_err(internal)
     }
+
+    async fn audit(
+        &self,
+        who: &Requester,
+        change: &UserChange,
+        outcome: Outcome,
+        detail: &str,
+        preview: Option<&str>,
+    ) -> Result<(), AdminError> {
+        let target = audit_target(change);
+        let mut event = AuditEvent::by(&who.user, &who.client, change.action(), outcome)
+            .target(&target)
+            .detail(detail);
+        event.preview = preview;
+        self.audit
+            .record(self.clock.now(), event)
+            .await
+            .map_err(internal)
+    }
 }
 
-fn parse_username(text: &str) -> Result<Username, AdminError> {
-    Username::parse(text).map_err(|e| AdminError::Invalid(format!("{e}.")))
+/// What the audit log names as the target: the username, or a prefix of a session id (enough to
+/// correlate, useless to replay).
+fn audit_target(change: &UserChange) -> String {
+    match change {
+        UserChange::Add { username, .. }
+        | UserChange::SetRole { username, .. }
+        | UserChange::SetDisabled { username, .. } => username.trim().to_ascii_lowercase(),
+        UserChange::EndSession { session_id } => session_id.chars().take(8).collect(),
+    }
+}
+
+fn outcome_of(error: &AdminError) -> Outcome {
+    match error {
+        AdminError::Invalid(_) => Outcome::Refused,
+        AdminError::Internal => Outcome::Failed,
+    }
 }
 
 #[async_trait::async_trait]
@@ -121,87 +341,82 @@ impl AccountAdmin for AccountAdministration {
             .collect())
     }
 
-    async fn add(&self, username: String, password: String, role: Role) -> Result<(), AdminError> {
-        let result = async {
-            let name = parse_username(&username)?;
-            let password =
-                Password::parse(password).map_err(|e| AdminError::Invalid(format!("{e}.")))?;
-            let hash = self.hasher.hash(&password).await.map_err(internal)?;
-            self.users
-                .create(&name, &hash, role, self.clock.now())
-                .await
-                .map_err(from_user_error)?;
-            Ok(())
-        }
-        .await;
-        self.audited("user.add", &username, &format!("role {role}"), result)
-            .await
-    }
-
-    async fn set_role(&self, username: String, role: Role) -> Result<(), AdminError> {
-        let result = async {
-            let name = parse_username(&username)?;
-            let (me, _) = requester().await?;
-            if me.username == name.as_str() && role < me.role {
-                return Err(AdminError::Invalid(
-                    "You cannot lower your own role; ask another admin.".into(),
-                ));
+    async fn preview(&self, change: UserChange) -> Result<Preview, AdminError> {
+        let who = requester().await?;
+        let plan = match self.plan(&who.user, &change).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.audit(&who, &change, outcome_of(&error), &error.to_string(), None)
+                    .await?;
+                return Err(error);
             }
-            self.users
-                .set_role(&name, role, self.clock.now())
-                .await
-                .map_err(from_user_error)?;
-            self.end_sessions_of(&name).await
-        }
-        .await;
-        self.audited("user.role", &username, &format!("to {role}"), result)
-            .await
-            .map(drop)
-    }
-
-    async fn set_disabled(&self, username: String, disabled: bool) -> Result<(), AdminError> {
-        let result = async {
-            let name = parse_username(&username)?;
-            let (me, _) = requester().await?;
-            if disabled && me.username == name.as_str() {
-                return Err(AdminError::Invalid("You cannot disable yourself.".into()));
-            }
-            self.users
-                .set_disabled(&name, disabled, self.clock.now())
-                .await
-                .map_err(from_user_error)?;
-            if disabled {
-                self.end_sessions_of(&name).await?;
-            }
-            Ok(())
-        }
-        .await;
-        let action = if disabled {
-            "user.disable"
-        } else {
-            "user.enable"
         };
-        self.audited(action, &username, "", result).await
+        let token = self.confirmations.issue(
+            &who.login.0,
+            Change {
+                action: change.action(),
+                args: &change,
+            },
+            plan.fingerprint.clone(),
+        );
+        Ok(Preview {
+            title: plan.title,
+            changes: plan.changes,
+            warnings: plan.warnings,
+            token,
+            expires_in_secs: u32::try_from(TOKEN_LIFETIME_SECS).unwrap_or(u32::MAX),
+        })
     }
 
-    async fn end_session(&self, session_id: String) -> Result<(), AdminError> {
-        let result = async {
-            let ended = self
-                .logins
-                .end(&session_id, self.clock.now(), EndReason::EndedByAdmin)
-                .await
-                .map_err(internal)?;
-            if ended {
-                Ok(())
-            } else {
-                Err(AdminError::Invalid(
-                    "That session has already ended.".into(),
-                ))
+    async fn apply(&self, token: String, change: UserChange) -> Result<(), AdminError> {
+        let who = requester().await?;
+        // Re-check against the state now: the same plan must come out, or the change is refused.
+        let plan = match self.plan(&who.user, &change).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                // The token is spent either way.
+                let _ = self.confirmations.redeem(
+                    &token,
+                    &who.login.0,
+                    Change {
+                        action: change.action(),
+                        args: &change,
+                    },
+                    "",
+                );
+                self.audit(&who, &change, outcome_of(&error), &error.to_string(), None)
+                    .await?;
+                return Err(error);
             }
+        };
+        let summary = plan.summary();
+        if let Err(refusal) = self.confirmations.redeem(
+            &token,
+            &who.login.0,
+            Change {
+                action: change.action(),
+                args: &change,
+            },
+            &plan.fingerprint,
+        ) {
+            tracing::warn!(user = %who.user.username, %refusal, "confirmation refused");
+            self.audit(
+                &who,
+                &change,
+                Outcome::Refused,
+                &refusal.to_string(),
+                Some(&summary),
+            )
+            .await?;
+            return Err(invalid(refusal.to_string()));
         }
-        .await;
-        // Only a prefix of the id goes to the audit log: enough to correlate, useless to replay.
-        let prefix: String = session_id.chars().take(8).collect();
-        self.audited("session.end", &prefix, "", result).await
+        let result = self.execute(&change).await;
+        let (outcome, detail) = match &result {
+            Ok(()) => (Outcome::Success, "confirmed".to_owned()),
+            Err(error) => (outcome_of(error), error.to_string()),
+        };
+        self.audit(&who, &change, outcome, &detail, Some(&summary))
+            .await?;
+        result
     }
 }

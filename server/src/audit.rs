@@ -34,6 +34,8 @@ pub struct AuditEvent<'a> {
     pub target: Option<&'a str>,
     pub outcome: Outcome,
     pub detail: Option<&'a str>,
+    /// What the confirmed (or refused) change's preview showed.
+    pub preview: Option<&'a str>,
 }
 
 impl<'a> AuditEvent<'a> {
@@ -51,6 +53,7 @@ impl<'a> AuditEvent<'a> {
             target: None,
             outcome,
             detail: None,
+            preview: None,
         }
     }
 
@@ -61,6 +64,11 @@ impl<'a> AuditEvent<'a> {
 
     pub fn detail(mut self, detail: &'a str) -> Self {
         self.detail = Some(detail);
+        self
+    }
+
+    pub fn preview(mut self, preview: &'a str) -> Self {
+        self.preview = Some(preview);
         self
     }
 }
@@ -78,6 +86,7 @@ pub struct AuditRecord {
     pub target: Option<String>,
     pub outcome: String,
     pub detail: Option<String>,
+    pub preview: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,8 +101,8 @@ impl AuditStore {
 
     pub async fn record(&self, at: i64, event: AuditEvent<'_>) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(at)
         .bind(event.actor)
@@ -104,6 +113,7 @@ impl AuditStore {
         .bind(event.target)
         .bind(event.outcome.as_str())
         .bind(event.detail)
+        .bind(event.preview)
         .execute(&self.pool)
         .await?;
         tracing::info!(
@@ -120,7 +130,7 @@ impl AuditStore {
     /// The newest records first.
     pub async fn recent(&self, limit: i64) -> Result<Vec<AuditRecord>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT id, at, actor, role, client_addr, user_agent, action, target, outcome, detail
+            "SELECT id, at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview
              FROM audit ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)

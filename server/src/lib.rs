@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod configuration;
+pub mod confirmation;
 pub mod db;
 pub mod domain;
 pub mod hashing;

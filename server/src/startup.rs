@@ -37,6 +37,7 @@ use crate::{
     client::TrustedProxy,
     clock::{SharedClock, SystemClock},
     configuration::Settings,
+    confirmation::Confirmations,
     db,
     hashing::PasswordHasher,
     helper_client::HelperClient,
@@ -108,6 +109,7 @@ impl Application {
             hasher,
             audit,
             clock: clock.clone(),
+            confirmations: Arc::new(Confirmations::new(clock.clone())),
         });
         let state = AppState {
             leptos_options: settings.leptos_options(local_addr),

@@ -112,6 +112,7 @@ pub async fn run(database: &Path, command: UserCommand) -> anyhow::Result<()> {
                         target: Some(&target),
                         outcome: Outcome::Success,
                         detail: Some(&detail),
+                        preview: None,
                     },
                 )
                 .await

@@ -7,7 +7,7 @@ mod support;
 
 use ctguard_app::{
     auth::{Action, Role},
-    users::SetDisabled,
+    users::{ApplyUserChange, PreviewUserChange},
 };
 use ctguard_server::{
     audit::AuditStore,
@@ -15,7 +15,12 @@ use ctguard_server::{
     db,
 };
 use leptos::server_fn::ServerFn;
+use serde_json::json;
 use support::{account_of, location, password_of, spawn_app, spawn_app_with};
+
+fn disable(username: &str) -> serde_json::Value {
+    json!({ "kind": "set_disabled", "username": username, "disabled": true })
+}
 
 fn session_cookie(response: &reqwest::Response) -> Option<String> {
     response
@@ -203,22 +208,36 @@ async fn the_role_matrix_holds_for_every_route() {
 async fn a_cross_origin_post_with_a_valid_cookie_is_refused() {
     let app = spawn_app().await;
     let admin = app.signed_in(Role::Admin).await;
-    let path = format!("{}{}", app.address, SetDisabled::PATH);
-    let form = [("username", "vera"), ("disabled", "true")];
+    let token = app.preview_user_change(&admin, disable("vera")).await;
+    let path = format!("{}{}", app.address, ApplyUserChange::PATH);
+    let body = json!({ "token": token, "change": disable("vera") });
 
     let forged = admin
         .post(&path)
         .header("origin", "http://evil.example")
-        .form(&form)
+        .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
-    let anonymous_origin = admin.post(&path).form(&form).send().await.unwrap();
+    let anonymous_origin = admin.post(&path).json(&body).send().await.unwrap();
     assert_eq!(
         anonymous_origin.status(),
         403,
         "no Origin, no Sec-Fetch-Site"
+    );
+    let hidden_origin = admin
+        .post(&path)
+        .header("origin", "null")
+        .header("sec-fetch-site", "cross-site")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        hidden_origin.status(),
+        403,
+        "a hidden origin from another site"
     );
 
     // Nothing changed: vera still signs in.
@@ -282,11 +301,7 @@ async fn disabling_a_user_or_changing_their_role_ends_their_sessions() {
     assert_eq!(live_status(&app, &viewer).await, 200);
 
     let disable = app
-        .post_form(
-            &admin,
-            SetDisabled::PATH,
-            &[("username", account_of(Role::Viewer)), ("disabled", "true")],
-        )
+        .change_user(&admin, disable(account_of(Role::Viewer)))
         .await;
     assert_eq!(disable.status(), 200);
     assert_eq!(live_status(&app, &viewer).await, 401);
@@ -299,10 +314,9 @@ async fn disabling_a_user_or_changing_their_role_ends_their_sessions() {
     );
 
     let role = app
-        .post_form(
+        .change_user(
             &admin,
-            ctguard_app::users::SetRole::PATH,
-            &[("username", account_of(Role::Operator)), ("role", "viewer")],
+            json!({ "kind": "set_role", "username": account_of(Role::Operator), "role": "viewer" }),
         )
         .await;
     assert_eq!(role.status(), 200);
@@ -324,10 +338,10 @@ async fn an_operator_cannot_manage_users_even_by_direct_request() {
     let app = spawn_app().await;
     let operator = app.signed_in(Role::Operator).await;
     let response = app
-        .post_form(
+        .post_json(
             &operator,
-            SetDisabled::PATH,
-            &[("username", "ada"), ("disabled", "true")],
+            PreviewUserChange::PATH,
+            &json!({ "change": disable("ada") }),
         )
         .await;
     assert_eq!(response.status(), 403);
@@ -424,4 +438,117 @@ impl OutputWithStdin for std::process::Command {
             .unwrap();
         child.wait_with_output().unwrap()
     }
+}
+
+async fn is_disabled(app: &support::TestApp, username: &str) -> bool {
+    ctguard_server::users::UserStore::new(db::open(&app.database).await.unwrap())
+        .find(username)
+        .await
+        .unwrap()
+        .unwrap()
+        .disabled
+}
+
+async fn apply(
+    app: &support::TestApp,
+    client: &reqwest::Client,
+    token: &str,
+    change: serde_json::Value,
+) -> (u16, String) {
+    let response = app
+        .post_json(
+            client,
+            ApplyUserChange::PATH,
+            &json!({ "token": token, "change": change }),
+        )
+        .await;
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_preview_changes_nothing_and_its_token_works_once() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(Role::Admin).await;
+    let response = app
+        .post_json(
+            &admin,
+            PreviewUserChange::PATH,
+            &json!({ "change": disable("vera") }),
+        )
+        .await;
+    let preview: ctguard_app::confirm::Preview = response.json().await.unwrap();
+    assert_eq!(preview.title, "Disable vera");
+    assert_eq!(
+        preview.changes,
+        ["state: active → disabled", "no session to end"]
+    );
+    assert!(
+        !is_disabled(&app, "vera").await,
+        "a preview (or a cancel) changes nothing"
+    );
+
+    let (status, _) = apply(&app, &admin, &preview.token, disable("vera")).await;
+    assert_eq!(status, 200);
+    assert!(is_disabled(&app, "vera").await);
+    let (status, body) = apply(&app, &admin, &preview.token, disable("vera")).await;
+    assert_ne!(status, 200, "replayed");
+    assert!(
+        body.contains("already used") || body.contains("already disabled"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn expired_tampered_foreign_and_stale_confirmations_are_refused_and_audited() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(Role::Admin).await;
+
+    // Expired.
+    let token = app.preview_user_change(&admin, disable("vera")).await;
+    app.clock.advance(121);
+    let (status, body) = apply(&app, &admin, &token, disable("vera")).await;
+    assert_ne!(status, 200);
+    assert!(body.contains("expired"), "{body}");
+
+    // Tampered: the token of one change presented with another.
+    let token = app.preview_user_change(&admin, disable("vera")).await;
+    let (status, body) = apply(&app, &admin, &token, disable("otto")).await;
+    assert_ne!(status, 200);
+    assert!(body.contains("different change"), "{body}");
+
+    // Another session of the same admin.
+    let token = app.preview_user_change(&admin, disable("vera")).await;
+    let other_tab = app.signed_in(Role::Admin).await;
+    let (status, body) = apply(&app, &other_tab, &token, disable("vera")).await;
+    assert_ne!(status, 200);
+    assert!(body.contains("another session"), "{body}");
+
+    // Stale: the state changed between preview and confirm.
+    let role_change = json!({ "kind": "set_role", "username": "vera", "role": "operator" });
+    let token = app.preview_user_change(&admin, role_change.clone()).await;
+    let meanwhile = app
+        .change_user(
+            &admin,
+            json!({ "kind": "set_role", "username": "vera", "role": "admin" }),
+        )
+        .await;
+    assert_eq!(meanwhile.status(), 200);
+    let (status, body) = apply(&app, &admin, &token, role_change).await;
+    assert_ne!(status, 200);
+    assert!(body.contains("state changed"), "{body}");
+
+    assert!(!is_disabled(&app, "vera").await && !is_disabled(&app, "otto").await);
+    let audit = AuditStore::new(db::open(&app.database).await.unwrap());
+    let refusals: Vec<_> = audit
+        .recent(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.outcome == "refused" && r.actor.as_deref() == Some("ada"))
+        .collect();
+    assert_eq!(refusals.len(), 4, "{refusals:#?}");
+    assert!(
+        refusals.iter().all(|r| r.preview.is_some()),
+        "each with what was previewed"
+    );
 }

@@ -28,6 +28,7 @@ use ctguard_server::{
     users::UserStore,
 };
 use futures::{SinkExt, StreamExt};
+use leptos::server_fn::ServerFn;
 use tokio::{net::UnixListener, task::JoinHandle};
 use tokio_util::codec::Framed;
 
@@ -152,6 +153,55 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Calls a server function that takes JSON, as the UI does.
+    pub async fn post_json(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        client
+            .post(format!("{}{path}", self.address))
+            .header("origin", self.origin())
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Previews a user change and confirms it with the token it returned.
+    pub async fn change_user(
+        &self,
+        admin: &reqwest::Client,
+        change: serde_json::Value,
+    ) -> reqwest::Response {
+        let token = self.preview_user_change(admin, change.clone()).await;
+        self.post_json(
+            admin,
+            ctguard_app::users::ApplyUserChange::PATH,
+            &serde_json::json!({ "token": token, "change": change }),
+        )
+        .await
+    }
+
+    /// The token of a user change's preview (the preview must succeed).
+    pub async fn preview_user_change(
+        &self,
+        admin: &reqwest::Client,
+        change: serde_json::Value,
+    ) -> String {
+        let response = self
+            .post_json(
+                admin,
+                ctguard_app::users::PreviewUserChange::PATH,
+                &serde_json::json!({ "change": change }),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "preview accepted");
+        let preview: ctguard_app::confirm::Preview = response.json().await.unwrap();
+        preview.token
     }
 
     /// Signs in with the login form; returns the response (a redirect either way).

@@ -1,53 +1,65 @@
 //! The Users page (admins): accounts, their roles and sessions; add, change role, disable, end a
-//! session. Every change asks for confirmation first and is audited by the server.
+//! session. Every change is previewed by the server and carried out only after Confirm.
 
 use leptos::prelude::*;
 
 use crate::{
     auth::Role,
+    components::confirm_dialog::ConfirmDialog,
+    confirm::Preview,
     format,
-    users::{Account, AddUser, EndSession, SetDisabled, SetRole, list_accounts},
+    users::{Account, UserChange, apply_user_change, list_accounts, preview_user_change},
 };
+
+/// Server function errors arrive as "error running server function: …"; show only the message.
+fn clean_error(error: &ServerFnError) -> String {
+    let text = error.to_string();
+    text.rsplit(": ").next().unwrap_or(&text).to_owned()
+}
 
 #[component]
 pub fn UsersPage() -> impl IntoView {
-    let add = ServerAction::<AddUser>::new();
-    let set_role = ServerAction::<SetRole>::new();
-    let set_disabled = ServerAction::<SetDisabled>::new();
-    let end_session = ServerAction::<EndSession>::new();
-    let accounts = Resource::new(
-        move || {
-            (
-                add.version().get(),
-                set_role.version().get(),
-                set_disabled.version().get(),
-                end_session.version().get(),
-            )
-        },
-        |_| list_accounts(),
-    );
-    let last_error = move || {
-        [
-            add.value().get().and_then(Result::err),
-            set_role.value().get().and_then(Result::err),
-            set_disabled.value().get().and_then(Result::err),
-            end_session.value().get().and_then(Result::err),
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-        .map(|error| clean_error(&error.to_string()))
-    };
-    let actions = Actions {
-        set_role,
-        set_disabled,
-        end_session,
-    };
+    let preview = Action::new_unsync(|change: &UserChange| {
+        let change = change.clone();
+        async move {
+            let result = preview_user_change(change.clone()).await;
+            (change, result)
+        }
+    });
+    let apply = Action::new_unsync(|(token, change): &(String, UserChange)| {
+        apply_user_change(token.clone(), change.clone())
+    });
+    let accounts = Resource::new(move || apply.version().get(), |_| list_accounts());
+    let pending = RwSignal::new(None::<(UserChange, Preview)>);
+    let error = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+
+    Effect::new(move |_| match preview.value().get() {
+        Some((change, Ok(shown))) => {
+            error.set(None);
+            pending.set(Some((change, shown)));
+        }
+        Some((_, Err(failure))) => error.set(Some(clean_error(&failure))),
+        None => {}
+    });
+    Effect::new(move |_| match apply.value().get() {
+        Some(Ok(())) => {
+            error.set(None);
+            notice.set(Some("Done.".into()));
+        }
+        Some(Err(failure)) => error.set(Some(clean_error(&failure))),
+        None => {}
+    });
+    let ask = Callback::new(move |change: UserChange| {
+        notice.set(None);
+        preview.dispatch(change);
+    });
 
     view! {
         <h1>"Users"</h1>
         {move || {
-            last_error()
+            error
+                .get()
                 .map(|message| {
                     view! {
                         <p class="banner critical" role="alert" data-testid="users-error">
@@ -56,39 +68,42 @@ pub fn UsersPage() -> impl IntoView {
                     }
                 })
         }}
+        {move || {
+            notice.get().map(|message| view! { <p class="banner info" role="status">{message}</p> })
+        }}
         <Transition fallback=|| view! { <p class="muted">"Loading accounts…"</p> }>
             {move || Suspend::new(async move {
                 match accounts.await {
-                    Ok(list) => view! { <AccountTable list actions/> }.into_any(),
-                    Err(error) => {
-                        view! {
-                            <p class="banner critical" role="alert">
-                                {clean_error(&error.to_string())}
-                            </p>
-                        }
+                    Ok(list) => view! { <AccountTable list ask/> }.into_any(),
+                    Err(failure) => {
+                        view! { <p class="banner critical" role="alert">{clean_error(&failure)}</p> }
                             .into_any()
                     }
                 }
             })}
         </Transition>
-        <AddUserForm add/>
+        <AddUserForm ask/>
+        {move || {
+            pending
+                .get()
+                .map(|(change, shown)| {
+                    view! {
+                        <ConfirmDialog
+                            preview=shown
+                            on_confirm=Callback::new(move |token: String| {
+                                apply.dispatch((token, change.clone()));
+                                pending.set(None);
+                            })
+                            on_cancel=Callback::new(move |()| pending.set(None))
+                        />
+                    }
+                })
+        }}
     }
 }
 
-/// Server function errors arrive as "error running server function: …"; show only the message.
-fn clean_error(text: &str) -> String {
-    text.rsplit(": ").next().unwrap_or(text).to_owned()
-}
-
-#[derive(Clone, Copy)]
-struct Actions {
-    set_role: ServerAction<SetRole>,
-    set_disabled: ServerAction<SetDisabled>,
-    end_session: ServerAction<EndSession>,
-}
-
 #[component]
-fn AccountTable(list: Vec<Account>, actions: Actions) -> impl IntoView {
+fn AccountTable(list: Vec<Account>, ask: Callback<UserChange>) -> impl IntoView {
     view! {
         <table class="data" data-testid="accounts">
             <thead>
@@ -101,79 +116,31 @@ fn AccountTable(list: Vec<Account>, actions: Actions) -> impl IntoView {
                 </tr>
             </thead>
             <tbody>
-                {list
-                    .into_iter()
-                    .map(|account| view! { <AccountRow account actions/> })
-                    .collect_view()}
+                {list.into_iter().map(|account| view! { <AccountRow account ask/> }).collect_view()}
             </tbody>
         </table>
     }
 }
 
-/// What the confirmation strip under a row is asking about.
-#[derive(Clone, PartialEq)]
-enum Pending {
-    Role(Role),
-    Disable(bool),
-    EndSession(String),
-}
-
 #[component]
-fn AccountRow(account: Account, actions: Actions) -> impl IntoView {
-    let pending = RwSignal::new(None::<Pending>);
-    let chosen_role = RwSignal::new(account.role);
+fn AccountRow(account: Account, ask: Callback<UserChange>) -> impl IntoView {
     let username = account.username.clone();
     let current_role = account.role;
+    let chosen_role = RwSignal::new(account.role);
     let disabled = account.disabled;
+    let select_id = format!("role-{username}");
+    let for_role = username.clone();
+    let for_state = username.clone();
 
-    let describe = {
-        let username = username.clone();
-        move |p: &Pending| match p {
-            Pending::Role(role) => {
-                format!("Change {username} from {current_role} to {role}? Their sessions end now.")
-            }
-            Pending::Disable(true) => format!("Disable {username}? Their sessions end now."),
-            Pending::Disable(false) => format!("Enable {username} again?"),
-            Pending::EndSession(_) => format!("End this session of {username}?"),
-        }
-    };
-    let confirm = {
-        let username = username.clone();
-        move |_| {
-            let Some(p) = pending.get_untracked() else {
-                return;
-            };
-            match p {
-                Pending::Role(role) => {
-                    actions.set_role.dispatch(SetRole {
-                        username: username.clone(),
-                        role,
-                    });
-                }
-                Pending::Disable(disabled) => {
-                    actions.set_disabled.dispatch(SetDisabled {
-                        username: username.clone(),
-                        disabled,
-                    });
-                }
-                Pending::EndSession(session_id) => {
-                    actions.end_session.dispatch(EndSession { session_id });
-                }
-            }
-            pending.set(None);
-        }
-    };
-
-    let sessions = account.sessions.clone();
     view! {
         <tr data-testid=format!("user-{username}")>
             <th scope="row">{username.clone()}</th>
             <td>
-                <label class="visually-hidden" for=format!("role-{username}")>
+                <label class="visually-hidden" for=select_id.clone()>
                     {format!("Role of {username}")}
                 </label>
                 <select
-                    id=format!("role-{username}")
+                    id=select_id
                     on:change=move |ev| {
                         if let Ok(role) = event_target_value(&ev).parse::<Role>() {
                             chosen_role.set(role);
@@ -191,13 +158,14 @@ fn AccountRow(account: Account, actions: Actions) -> impl IntoView {
                         })
                         .collect_view()}
                 </select>
+                " "
                 <button
                     type="button"
                     on:click=move |_| {
-                        let role = chosen_role.get_untracked();
-                        if role != current_role {
-                            pending.set(Some(Pending::Role(role)));
-                        }
+                        ask.run(UserChange::SetRole {
+                            username: for_role.clone(),
+                            role: chosen_role.get_untracked(),
+                        })
                     }
                 >
                     "Change role"
@@ -206,24 +174,27 @@ fn AccountRow(account: Account, actions: Actions) -> impl IntoView {
             <td>{if disabled { "disabled" } else { "active" }}</td>
             <td>
                 <ul class="plain">
-                    {sessions
+                    {account
+                        .sessions
                         .into_iter()
                         .map(|session| {
                             let id = session.id.clone();
                             view! {
                                 <li>
                                     {format!(
-                                        "{} since {} (last seen {})",
+                                        "{} since {}, last seen {}",
                                         session.client_addr,
-                                        format::clock_utc(session.created_at.max(0) as u64 * 1000),
-                                        format::clock_utc(session.last_seen.max(0) as u64 * 1000),
+                                        format::clock_utc(epoch_ms(session.created_at)),
+                                        format::clock_utc(epoch_ms(session.last_seen)),
                                     )}
                                     " "
                                     <button
                                         type="button"
-                                        on:click=move |_| pending.set(Some(Pending::EndSession(id.clone())))
+                                        on:click=move |_| {
+                                            ask.run(UserChange::EndSession { session_id: id.clone() })
+                                        }
                                     >
-                                        "End"
+                                        "End session"
                                     </button>
                                 </li>
                             }
@@ -232,51 +203,72 @@ fn AccountRow(account: Account, actions: Actions) -> impl IntoView {
                 </ul>
             </td>
             <td>
-                <button type="button" on:click=move |_| pending.set(Some(Pending::Disable(!disabled)))>
+                <button
+                    type="button"
+                    on:click=move |_| {
+                        ask.run(UserChange::SetDisabled {
+                            username: for_state.clone(),
+                            disabled: !disabled,
+                        })
+                    }
+                >
                     {if disabled { "Enable" } else { "Disable" }}
                 </button>
             </td>
         </tr>
-        {move || {
-            let describe = describe.clone();
-            let confirm = confirm.clone();
-            pending
-                .get()
-                .map(|p| {
-                    view! {
-                        <tr class="confirm-row">
-                            <td colspan="5">
-                                <div class="confirm" role="alertdialog" aria-label="Confirm the change">
-                                    <span>{describe(&p)}</span>
-                                    <button type="button" class="primary" on:click=confirm>"Confirm"</button>
-                                    <button type="button" on:click=move |_| pending.set(None)>"Cancel"</button>
-                                </div>
-                            </td>
-                        </tr>
-                    }
-                })
-        }}
     }
 }
 
+fn epoch_ms(seconds: i64) -> u64 {
+    u64::try_from(seconds).unwrap_or(0).saturating_mul(1000)
+}
+
 #[component]
-fn AddUserForm(add: ServerAction<AddUser>) -> impl IntoView {
+fn AddUserForm(ask: Callback<UserChange>) -> impl IntoView {
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let role = RwSignal::new(Role::Viewer);
     view! {
         <section class="card">
             <h2>"Add a user"</h2>
-            <ActionForm action=add attr:class="inline-form">
+            <form
+                class="inline-form"
+                on:submit=move |ev| {
+                    ev.prevent_default();
+                    ask.run(UserChange::Add {
+                        username: username.get_untracked(),
+                        password: password.get_untracked(),
+                        role: role.get_untracked(),
+                    });
+                }
+            >
                 <label for="new-username">"Username"</label>
-                <input id="new-username" name="username" autocomplete="off" required/>
+                <input id="new-username" autocomplete="off" required bind:value=username/>
                 <label for="new-password">"Password (12+ characters)"</label>
-                <input id="new-password" name="password" type="password" autocomplete="new-password" minlength="12" required/>
+                <input
+                    id="new-password"
+                    type="password"
+                    autocomplete="new-password"
+                    minlength="12"
+                    required
+                    bind:value=password
+                />
                 <label for="new-role">"Role"</label>
-                <select id="new-role" name="role">
-                    <option value="viewer">"viewer"</option>
-                    <option value="operator">"operator"</option>
-                    <option value="admin">"admin"</option>
+                <select
+                    id="new-role"
+                    on:change=move |ev| {
+                        if let Ok(chosen) = event_target_value(&ev).parse::<Role>() {
+                            role.set(chosen);
+                        }
+                    }
+                >
+                    {Role::ALL
+                        .into_iter()
+                        .map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> })
+                        .collect_view()}
                 </select>
-                <button type="submit" class="primary">"Add user"</button>
-            </ActionForm>
+                <button type="submit" class="primary">"Add user…"</button>
+            </form>
         </section>
     }
 }

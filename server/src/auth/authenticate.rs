@@ -18,6 +18,11 @@ use crate::{
 /// The session key holding the login id.
 pub const LOGIN_KEY: &str = "login";
 
+/// The id of the login a request's session stands for, put on the request beside `CurrentUser`:
+/// confirmations are bound to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLogin(pub String);
+
 /// `last_seen` is written at most this often per login, not on every request.
 const TOUCH_EVERY_SECS: i64 = 15;
 
@@ -29,8 +34,8 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// The signed-in user of this session, if any; ends logins that have expired.
-    pub async fn current_user(&self, session: &Session) -> Option<CurrentUser> {
+    /// The signed-in user of this session and its login id, if any; ends logins that have expired.
+    pub async fn current_user(&self, session: &Session) -> Option<(CurrentUser, SessionLogin)> {
         let login_id = match session.get::<String>(LOGIN_KEY).await {
             Ok(Some(id)) => id,
             Ok(None) => return None,
@@ -76,7 +81,8 @@ impl Authenticator {
         {
             tracing::warn!(%error, "cannot record session activity");
         }
-        login.current_user()
+        let user = login.current_user()?;
+        Some((user, SessionLogin(login.id)))
     }
 }
 
@@ -87,8 +93,9 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if let Some(user) = authenticator.current_user(&session).await {
+    if let Some((user, login)) = authenticator.current_user(&session).await {
         request.extensions_mut().insert(user);
+        request.extensions_mut().insert(login);
     }
     next.run(request).await
 }

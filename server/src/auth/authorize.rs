@@ -12,7 +12,7 @@ use ctguard_app::{
     auth::{Action, CurrentUser},
     live::{LIVE_EVENTS_PATH, LatestSample},
     session::{CurrentUserQuery, LOGIN_PATH, LOGOUT_PATH, SIGN_IN_PATH},
-    users::{AddUser, EndSession, ListAccounts, SetDisabled, SetRole},
+    users::{ApplyUserChange, ListAccounts, PreviewUserChange},
 };
 use leptos::server_fn::ServerFn;
 
@@ -56,10 +56,8 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, LatestSample::PATH, Requires(ViewTable)),
         route(Method::GET, "/users", Requires(ManageUsers)),
         route(Method::POST, ListAccounts::PATH, Requires(ManageUsers)),
-        route(Method::POST, AddUser::PATH, Requires(ManageUsers)),
-        route(Method::POST, SetRole::PATH, Requires(ManageUsers)),
-        route(Method::POST, SetDisabled::PATH, Requires(ManageUsers)),
-        route(Method::POST, EndSession::PATH, Requires(ManageUsers)),
+        route(Method::POST, PreviewUserChange::PATH, Requires(ManageUsers)),
+        route(Method::POST, ApplyUserChange::PATH, Requires(ManageUsers)),
     ]
 }
 

@@ -107,6 +107,7 @@ pub async fn sign_in(
         target: None,
         outcome,
         detail: Some(detail),
+        preview: None,
     };
 
     if let Verdict::Locked { retry_after } = service.throttle.check(&attempted, client.addr, now) {
