@@ -10,7 +10,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use ctguard_protocol::{HelperError, MAX_FRAME_BYTES, Request, Response, frame};
+use ctguard_protocol::{HelperError, MAX_FRAME_BYTES, PROTOCOL_VERSION, Request, Response, frame};
 use support::{HelperProcess, have_root};
 
 const NOBODY: u32 = 65_534;
@@ -109,7 +109,7 @@ fn requests_before_the_handshake_and_other_versions_are_refused() {
         }),
         Response::Error {
             error: HelperError::VersionMismatch {
-                helper: 1,
+                helper: PROTOCOL_VERSION,
                 client: 99
             }
         }

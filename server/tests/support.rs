@@ -15,7 +15,7 @@ use std::{
 
 use ctguard_app::live::LiveSample;
 use ctguard_protocol::{
-    ConntrackStats, ConntrackStatus, PROTOCOL_VERSION, Request, Response, frame,
+    ConntrackStats, ConntrackStatus, HelperError, PROTOCOL_VERSION, Request, Response, frame,
 };
 use ctguard_server::{
     configuration::{HelperSettings, Settings},
@@ -114,6 +114,18 @@ impl FakeHelper {
                                     status: sample_status(count),
                                 }
                             }
+                            request @ (Request::Snapshot {}
+                            | Request::Entries { .. }
+                            | Request::SetSysctl { .. }
+                            | Request::Block { .. }
+                            | Request::Unblock { .. }
+                            | Request::ListBlocks {}
+                            | Request::DeleteEntries { .. }
+                            | Request::Journal { .. }) => Response::Error {
+                                error: HelperError::Unsupported {
+                                    request: request.name().into(),
+                                },
+                            },
                         };
                         if transport
                             .send(frame::encode(&response).unwrap())
