@@ -13,6 +13,8 @@ use std::{
 
 use ctguard_protocol::{PROTOCOL_VERSION, Request, Response, frame};
 
+pub mod topology;
+
 /// Tests that need root and namespaces run where they can (CI runs as root, and the test command
 /// sets `CTGUARD_REQUIRE_ROOT_TESTS=1` so they can never be skipped there); elsewhere they skip
 /// loudly, naming the reason.
@@ -58,7 +60,8 @@ pub struct Netns {
 }
 
 impl Netns {
-    pub fn new(tag: &str) -> Self {
+    /// A namespace with only `lo` up.
+    pub fn bare(tag: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("ctgtest-{tag}-{}-{n}", std::process::id());
@@ -66,6 +69,12 @@ impl Netns {
         run("ip", &["netns", "add", &name]);
         let netns = Self { name };
         netns.exec("ip", &["link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// A namespace with conntrack active for locally sent traffic.
+    pub fn new(tag: &str) -> Self {
+        let netns = Self::bare(tag);
         // Conntrack only tracks a namespace once a rule there needs it.
         netns.exec(
             "nft",
@@ -253,6 +262,19 @@ impl Connection {
         }
         let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
         self.stream.read_exact(&mut body).unwrap();
+        Some(frame::decode(&body).unwrap())
+    }
+
+    /// Sends a request and reads the answer; `None` when the helper is gone.
+    pub fn try_ask(&mut self, request: &Request) -> Option<Response> {
+        let body = frame::encode(request).unwrap();
+        let len = u32::try_from(body.len()).unwrap();
+        self.stream.write_all(&len.to_be_bytes()).ok()?;
+        self.stream.write_all(&body).ok()?;
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).ok()?;
         Some(frame::decode(&body).unwrap())
     }
 
