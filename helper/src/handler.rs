@@ -11,6 +11,7 @@ use crate::{
     journal::Journal,
     kernel::ProcFs,
     peer::PeerIdentity,
+    snapshot::{self, SnapshotCache},
 };
 
 #[derive(Debug)]
@@ -19,6 +20,7 @@ pub struct Handler {
     netns: Option<String>,
     blocks: Arc<Blocks>,
     journal: Arc<Journal>,
+    snapshots: SnapshotCache,
 }
 
 /// Runs blocking work off the async workers and turns its result into a response.
@@ -50,6 +52,7 @@ impl Handler {
             netns,
             blocks,
             journal,
+            snapshots: SnapshotCache::new(std::time::Duration::from_secs(1)),
         }
     }
 
@@ -149,9 +152,20 @@ impl Handler {
                 )
                 .await
             }
-            request @ (Request::Snapshot {}
-            | Request::Entries { .. }
-            | Request::SetSysctl { .. }) => Response::Error {
+            Request::Snapshot {} => match self.snapshots.get(snapshot::walk_snapshot).await {
+                Ok(shared) => Response::Snapshot {
+                    snapshot: Box::new((*shared).clone()),
+                },
+                Err(error) => Response::Error { error },
+            },
+            Request::Entries { filter } => {
+                blocking(
+                    move || snapshot::entries(&filter),
+                    |(entries, truncated)| Response::Entries { entries, truncated },
+                )
+                .await
+            }
+            request @ Request::SetSysctl { .. } => Response::Error {
                 error: HelperError::Unsupported {
                     request: request.name().into(),
                 },
