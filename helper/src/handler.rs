@@ -12,6 +12,7 @@ use crate::{
     kernel::ProcFs,
     peer::PeerIdentity,
     snapshot::{self, SnapshotCache},
+    sysctl::Sysctls,
 };
 
 #[derive(Debug)]
@@ -21,6 +22,7 @@ pub struct Handler {
     blocks: Arc<Blocks>,
     journal: Arc<Journal>,
     snapshots: SnapshotCache,
+    sysctls: Arc<Sysctls>,
 }
 
 /// Runs blocking work off the async workers and turns its result into a response.
@@ -46,6 +48,7 @@ impl Handler {
         netns: Option<String>,
         blocks: Arc<Blocks>,
         journal: Arc<Journal>,
+        sysctls: Arc<Sysctls>,
     ) -> Self {
         Self {
             procfs,
@@ -53,6 +56,7 @@ impl Handler {
             blocks,
             journal,
             snapshots: SnapshotCache::new(std::time::Duration::from_secs(1)),
+            sysctls,
         }
     }
 
@@ -165,11 +169,31 @@ impl Handler {
                 )
                 .await
             }
-            request @ Request::SetSysctl { .. } => Response::Error {
-                error: HelperError::Unsupported {
-                    request: request.name().into(),
-                },
-            },
+            Request::SetSysctl {
+                key,
+                value,
+                persist,
+                actor,
+                requested_by,
+            } => {
+                let sysctls = Arc::clone(&self.sysctls);
+                let who = Requester {
+                    actor,
+                    requested_by,
+                    peer_uid: peer.uid,
+                };
+                blocking(
+                    move || sysctls.set(key, value, persist, &who),
+                    |change| Response::Sysctl {
+                        key,
+                        previous: change.previous,
+                        value: change.value,
+                        persisted: change.persisted,
+                        journal_seq: change.journal_seq,
+                    },
+                )
+                .await
+            }
         }
     }
 }

@@ -18,4 +18,5 @@ pub mod peer;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod sysctl;
 pub mod telemetry;

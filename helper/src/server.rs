@@ -14,6 +14,7 @@ use tokio::{net::UnixListener, signal::unix::SignalKind, sync::Semaphore};
 use crate::{
     blocks::Blocks, config::HelperConfig, connection, conntrack::ConntrackTool, firewall::nft::Nft,
     guard, handler::Handler, journal::Journal, kernel::ProcFs, peer::PeerPolicy, state::BlockStore,
+    sysctl::Sysctls,
 };
 use ctguard_protocol::JournalEvent;
 
@@ -47,7 +48,12 @@ pub async fn run(config: HelperConfig, initial_netns: std::fs::File) -> anyhow::
         .context("restoring the blocks")?,
     );
     spawn_reconciler(Arc::clone(&blocks), config.reconcile_interval);
-    let _ = initial_netns;
+    let sysctls = Arc::new(Sysctls::new(
+        "/proc/sys",
+        initial_netns,
+        config.sysctl_conf.clone(),
+        Arc::clone(&journal),
+    ));
 
     let listener = bind(&config.socket, &config.group)?;
     let shared = Arc::new(Shared {
@@ -57,6 +63,7 @@ pub async fn run(config: HelperConfig, initial_netns: std::fs::File) -> anyhow::
             config.netns.map(|n| n.to_string()),
             blocks,
             journal,
+            sysctls,
         ),
     });
     tracing::info!(
