@@ -9,6 +9,7 @@ pub mod verify;
 use std::{
     fs::{File, OpenOptions},
     io::{BufReader, Write},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::Mutex,
     time::{SystemTime, UNIX_EPOCH},
@@ -88,10 +89,12 @@ impl Journal {
         {
             std::fs::create_dir_all(dir).map_err(open_error)?;
         }
+        // 0600: the journal names users and their addresses.
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(path)
             .map_err(open_error)?;
         let end = match verify(BufReader::new(&file)) {

@@ -3,8 +3,9 @@
 //! file or the new one, never half of one.
 
 use std::{
-    fs::File,
+    fs::{File, OpenOptions},
     io::Write,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -81,7 +82,7 @@ impl BlockStore {
             path: self.path.clone(),
             source,
         })?;
-        write_atomically(&self.path, &body).map_err(|source| StateError::Write {
+        write_atomically(&self.path, &body, 0o600).map_err(|source| StateError::Write {
             path: self.path.clone(),
             source,
         })
@@ -89,7 +90,7 @@ impl BlockStore {
 }
 
 /// Writes `body` to `path` so that readers (and a crash) see the old content or the new, whole.
-pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+pub fn write_atomically(path: &Path, body: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -99,7 +100,15 @@ pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
     {
-        let mut file = File::create(&temporary)?;
+        // 0600 for the helper's own state; a world-readable file (sysctl.d) is chmod'ed by
+        // its caller.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&temporary)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(body)?;
         file.sync_all()?;
     }

@@ -39,7 +39,8 @@ pub fn persist(path: &Path, key: SysctlKey, value: u64) -> std::io::Result<()> {
     };
     let mut values = parse(&existing);
     values.insert(key, value);
-    crate::state::write_atomically(path, render(&values).as_bytes())
+    // 0644 like every file in /etc/sysctl.d.
+    crate::state::write_atomically(path, render(&values).as_bytes(), 0o644)
 }
 
 #[cfg(test)]
