@@ -29,10 +29,12 @@ fn main() -> ExitCode {
     };
 
     // The initial namespace, kept open before leaving it: global sysctls (nf_conntrack_max) are
-    // writable only from there, by a short-lived thread that enters it.
-    let initial_netns = match File::open("/proc/self/ns/net") {
-        Ok(file) => file,
-        Err(error) => {
+    // writable only from there, by a short-lived thread that enters it. Without --netns the
+    // helper never leaves it, and needs no setns (nor CAP_SYS_ADMIN) for them.
+    let initial_netns = match netns.as_ref().map(|_| File::open("/proc/self/ns/net")) {
+        None => None,
+        Some(Ok(file)) => Some(file),
+        Some(Err(error)) => {
             tracing::error!(%error, "cannot open /proc/self/ns/net");
             return ExitCode::FAILURE;
         }

@@ -28,7 +28,7 @@ pub struct Shared {
     pub handler: Handler,
 }
 
-pub async fn run(config: HelperConfig, initial_netns: std::fs::File) -> anyhow::Result<()> {
+pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> anyhow::Result<()> {
     // The journal comes first: without it the helper will not start (fail closed).
     let journal = Arc::new(Journal::open(&config.journal)?);
     journal

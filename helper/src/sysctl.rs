@@ -28,7 +28,8 @@ pub struct SysctlChange {
 #[derive(Debug)]
 pub struct Sysctls {
     proc_sys: PathBuf,
-    initial_netns: Arc<File>,
+    /// The initial namespace, when the helper left it for a watched one.
+    initial_netns: Option<Arc<File>>,
     conf: PathBuf,
     journal: Arc<Journal>,
     /// One write at a time: read, write and read back must not interleave.
@@ -64,13 +65,13 @@ fn write_here(path: &Path, key: SysctlKey, value: u64) -> Result<(u64, u64), Hel
 impl Sysctls {
     pub fn new(
         proc_sys: impl Into<PathBuf>,
-        initial_netns: File,
+        initial_netns: Option<File>,
         conf: PathBuf,
         journal: Arc<Journal>,
     ) -> Self {
         Self {
             proc_sys: proc_sys.into(),
-            initial_netns: Arc::new(initial_netns),
+            initial_netns: initial_netns.map(Arc::new),
             conf,
             journal,
             lock: Mutex::new(()),
@@ -81,11 +82,18 @@ impl Sysctls {
         let path = self.proc_sys.join(key.proc_path());
         match key.scope() {
             SysctlScope::PerNamespace => write_here(&path, key, value),
+            // Still in the initial namespace: write here.
+            SysctlScope::Global if self.initial_netns.is_none() => write_here(&path, key, value),
             SysctlScope::Global => {
-                let initial = Arc::clone(&self.initial_netns);
+                let initial = self.initial_netns.clone();
                 std::thread::scope(|scope| {
                     scope
                         .spawn(move || {
+                            let initial = initial.ok_or_else(|| HelperError::SysctlRefused {
+                                key,
+                                value,
+                                detail: "no initial namespace".into(),
+                            })?;
                             setns(initial.as_ref(), CloneFlags::CLONE_NEWNET).map_err(|e| {
                                 HelperError::SysctlRefused {
                                     key,
