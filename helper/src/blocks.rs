@@ -322,13 +322,25 @@ impl Blocks {
             self.firewall
                 .apply(&elements(&blocks, now))
                 .map_err(firewall_error)?;
+            // Restoring journaled state is not a new decision: it goes ahead even when the
+            // journal cannot record it (and says so in the log).
             let missing = u64::try_from(drift.len()).unwrap_or(u64::MAX);
-            if let Err(error) = self.journal.append(&JournalEvent::Intent {
-                action: JournalAction::Reconcile { missing },
-                actor: None,
-                requested_by: None,
-                peer_uid: None,
-            }) {
+            let journaled = self
+                .journal
+                .append(&JournalEvent::Intent {
+                    action: JournalAction::Reconcile { missing },
+                    actor: None,
+                    requested_by: None,
+                    peer_uid: None,
+                })
+                .and_then(|intent_seq| {
+                    self.journal.append(&JournalEvent::Outcome {
+                        intent_seq,
+                        ok: true,
+                        detail: format!("restored {} blocks: {}", blocks.len(), drift.join("; ")),
+                    })
+                });
+            if let Err(error) = journaled {
                 tracing::error!(%error, "cannot journal a reconcile");
             }
         }

@@ -68,6 +68,10 @@ pub struct Cli {
     #[arg(long, default_value = "/etc/sysctl.d/90-ctguard.conf")]
     pub sysctl_conf: PathBuf,
 
+    /// Where a persisted hash size also goes, as the nf_conntrack module option `hashsize`.
+    #[arg(long, default_value = "/etc/modprobe.d/ctguard-conntrack.conf")]
+    pub modprobe_conf: PathBuf,
+
     /// Seconds between checks that `table inet ctguard` still holds every block.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reconcile_secs: u64,
@@ -111,6 +115,7 @@ impl Cli {
                 protected: self.protect,
             },
             sysctl_conf: self.sysctl_conf,
+            modprobe_conf: self.modprobe_conf,
             reconcile_interval: Duration::from_secs(self.reconcile_secs),
         })
     }

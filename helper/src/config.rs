@@ -14,6 +14,7 @@ pub struct HelperConfig {
     pub journal: PathBuf,
     pub guard: Guardrails,
     pub sysctl_conf: PathBuf,
+    pub modprobe_conf: PathBuf,
     pub reconcile_interval: Duration,
 }
 

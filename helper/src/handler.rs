@@ -123,9 +123,15 @@ impl Handler {
                 )
                 .await
             }
-            Request::ListBlocks {} => Response::Blocks {
-                blocks: self.blocks.list(),
-            },
+            Request::ListBlocks {} => {
+                // The list's lock is held while a block runs nft: wait for it off the workers.
+                let blocks = Arc::clone(&self.blocks);
+                blocking(
+                    move || Ok(blocks.list()),
+                    |blocks| Response::Blocks { blocks },
+                )
+                .await
+            }
             Request::DeleteEntries {
                 target,
                 reason,

@@ -52,6 +52,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
         "/proc/sys",
         initial_netns,
         config.sysctl_conf.clone(),
+        config.modprobe_conf.clone(),
         Arc::clone(&journal),
     ));
 

@@ -50,7 +50,7 @@ pub struct Aggregate {
     destinations: TopTracker<IpAddr>,
     dports: TopTracker<u16>,
     source_dports: TopTracker<SourcePort>,
-    protocols: TopTracker<String>,
+    protocols: TopTracker<&'static str>,
     tcp_states: TopTracker<TcpState>,
 }
 
@@ -89,8 +89,7 @@ impl Aggregate {
                 &mix,
             );
         }
-        self.protocols
-            .add(protocol_name(original.protocol).to_owned(), &mix);
+        self.protocols.add(protocol_name(original.protocol), &mix);
         if let Some(state) = flow.tcp_state() {
             self.tcp_states.add(state, &mix);
         }
@@ -105,7 +104,21 @@ impl Aggregate {
             destinations: self.destinations.finish(TOP_N),
             dports: self.dports.finish(TOP_N),
             source_dports: self.source_dports.finish(TOP_N),
-            protocols: self.protocols.finish(TOP_N),
+            protocols: {
+                let list = self.protocols.finish(TOP_N);
+                ctguard_protocol::TopList {
+                    top: list
+                        .top
+                        .into_iter()
+                        .map(|g| ctguard_protocol::Group {
+                            key: g.key.to_owned(),
+                            mix: g.mix,
+                        })
+                        .collect(),
+                    rest: list.rest,
+                    distinct: list.distinct,
+                }
+            },
             tcp_states: self.tcp_states.finish(TOP_N),
         }
     }

@@ -31,6 +31,9 @@ pub struct Sysctls {
     /// The initial namespace, when the helper left it for a watched one.
     initial_netns: Option<Arc<File>>,
     conf: PathBuf,
+    /// Where the hash size is persisted as a module option (it is also a module parameter,
+    /// applied when nf_conntrack loads, before sysctl.d runs).
+    modprobe_conf: PathBuf,
     journal: Arc<Journal>,
     /// One write at a time: read, write and read back must not interleave.
     lock: Mutex<()>,
@@ -67,12 +70,14 @@ impl Sysctls {
         proc_sys: impl Into<PathBuf>,
         initial_netns: Option<File>,
         conf: PathBuf,
+        modprobe_conf: PathBuf,
         journal: Arc<Journal>,
     ) -> Self {
         Self {
             proc_sys: proc_sys.into(),
             initial_netns: initial_netns.map(Arc::new),
             conf,
+            modprobe_conf,
             journal,
             lock: Mutex::new(()),
         }
@@ -114,6 +119,15 @@ impl Sysctls {
                 })
             }
         }
+    }
+
+    fn persist(&self, key: SysctlKey, value: u64) -> Result<(), (PathBuf, std::io::Error)> {
+        persist::persist(&self.conf, key, value).map_err(|e| (self.conf.clone(), e))?;
+        if key == SysctlKey::NfConntrackBuckets {
+            persist::persist_hashsize(&self.modprobe_conf, value)
+                .map_err(|e| (self.modprobe_conf.clone(), e))?;
+        }
+        Ok(())
     }
 
     pub fn set(
@@ -165,9 +179,9 @@ impl Sysctls {
             let _ = outcome(false, error.to_string());
             return Err(error);
         }
-        if persist && let Err(error) = persist::persist(&self.conf, key, value) {
+        if persist && let Err((path, error)) = self.persist(key, value) {
             let error = HelperError::PersistFailed {
-                path: self.conf.display().to_string(),
+                path: path.display().to_string(),
                 detail: error.to_string(),
             };
             let _ = outcome(

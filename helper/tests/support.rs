@@ -202,6 +202,10 @@ impl HelperProcess {
         helper
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn journal(&self) -> PathBuf {
         self.state_dir.join("journal.jsonl")
     }

@@ -2,13 +2,58 @@
 //! is folded into a counted remainder, so a flood of millions of distinct sources costs a fixed
 //! amount of memory and the big talkers (the ones that matter) survive.
 
-use std::{collections::HashMap, hash::Hash};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hash, Hasher},
+};
 
 use ctguard_protocol::{Group, StateMix, TopList};
 
+/// A small multiply-rotate hasher (FxHash's): the keys are addresses and ports the kernel
+/// reports, hashed millions of times per walk, where SipHash's DoS resistance buys nothing (the
+/// map is capped and folded, so a skewed key set costs time, never memory).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
 #[derive(Debug)]
 pub struct TopTracker<K> {
-    groups: HashMap<K, StateMix>,
+    groups: FastMap<K, StateMix>,
     cap: usize,
     rest: StateMix,
     folded: u64,
@@ -28,7 +73,7 @@ pub fn add(into: &mut StateMix, other: &StateMix) {
 impl<K: Hash + Eq + Clone + Ord> TopTracker<K> {
     pub fn new(cap: usize) -> Self {
         Self {
-            groups: HashMap::new(),
+            groups: FastMap::default(),
             cap: cap.max(2),
             rest: StateMix::default(),
             folded: 0,

@@ -43,6 +43,15 @@ pub fn persist(path: &Path, key: SysctlKey, value: u64) -> std::io::Result<()> {
     crate::state::write_atomically(path, render(&values).as_bytes(), 0o644)
 }
 
+/// The module option that sizes the hash table when nf_conntrack loads.
+pub fn persist_hashsize(path: &Path, buckets: u64) -> std::io::Result<()> {
+    let text = format!(
+        "# Written by ctguard-helper: the conntrack hash size set from the panel.\n\
+         options nf_conntrack hashsize={buckets}\n"
+    );
+    crate::state::write_atomically(path, text.as_bytes(), 0o644)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +70,13 @@ mod tests {
         );
         assert!(text.contains("net.netfilter.nf_conntrack_tcp_timeout_established = 3600\n"));
         assert_eq!(text.matches(" = ").count(), 2);
+        let modprobe = dir.path().join("modprobe.d/ctguard.conf");
+        persist_hashsize(&modprobe, 65_536).expect("writes");
+        let text = std::fs::read_to_string(&modprobe).expect("reads");
+        assert!(
+            text.ends_with("options nf_conntrack hashsize=65536\n"),
+            "{text}"
+        );
         let parsed = parse("kernel.core_pattern = |/bin/sh\nnet.netfilter.nf_conntrack_max=5\n");
         assert_eq!(parsed.len(), 1);
     }
