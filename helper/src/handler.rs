@@ -22,6 +22,9 @@ pub struct Handler {
     blocks: Arc<Blocks>,
     journal: Arc<Journal>,
     snapshots: SnapshotCache,
+    /// Entries requests walk the whole table too: one at a time, so no client can make the
+    /// kernel walk it in parallel.
+    entries_walk: tokio::sync::Mutex<()>,
     sysctls: Arc<Sysctls>,
 }
 
@@ -56,6 +59,7 @@ impl Handler {
             blocks,
             journal,
             snapshots: SnapshotCache::new(std::time::Duration::from_secs(1)),
+            entries_walk: tokio::sync::Mutex::new(()),
             sysctls,
         }
     }
@@ -169,6 +173,7 @@ impl Handler {
                 Err(error) => Response::Error { error },
             },
             Request::Entries { filter } => {
+                let _one_walk_at_a_time = self.entries_walk.lock().await;
                 blocking(
                     move || snapshot::entries(&filter),
                     |(entries, truncated)| Response::Entries { entries, truncated },
