@@ -21,8 +21,9 @@ pub enum SysctlUnit {
 #[serde(rename_all = "snake_case")]
 pub enum SysctlScope {
     /// One value for the whole host; the kernel lets only the initial namespace write it
-    /// (`nf_conntrack_max` is mode 0444 in a child namespace). The neighbour gc thresholds are
-    /// global too: a child namespace's `default` entries point at the one global ARP table.
+    /// (`nf_conntrack_max` is mode 0444 in a child namespace). The `net.ipv4.neigh.default.*`
+    /// keys are global too: `neigh/default/` exists only in the initial namespace (a child has
+    /// per-interface entries only), and the gc thresholds belong to the one ARP table.
     Global,
     /// Each network namespace has its own value; the helper writes the watched namespace's.
     PerNamespace,
@@ -77,7 +78,8 @@ sysctl_keys! {
     NeighGcThresh1 = "net.ipv4.neigh.default.gc_thresh1", Entries, Global, 0 ..= 1_048_576;
     NeighGcThresh2 = "net.ipv4.neigh.default.gc_thresh2", Entries, Global, 1 ..= 1_048_576;
     NeighGcThresh3 = "net.ipv4.neigh.default.gc_thresh3", Entries, Global, 1 ..= 1_048_576;
-    NeighGcStaleTime = "net.ipv4.neigh.default.gc_stale_time", Seconds, PerNamespace, 1 ..= 86_400;
+    /// The default for interfaces created later (each interface copies it).
+    NeighGcStaleTime = "net.ipv4.neigh.default.gc_stale_time", Seconds, Global, 1 ..= 86_400;
 }
 
 impl SysctlKey {
@@ -153,5 +155,14 @@ mod tests {
             "net/ipv4/neigh/default/gc_thresh3"
         );
         assert_eq!(SysctlKey::TcpTimeoutEstablished.unit(), SysctlUnit::Seconds);
+        for key in SysctlKey::ALL {
+            if key.name().starts_with("net.ipv4.neigh.default.") {
+                assert_eq!(
+                    key.scope(),
+                    SysctlScope::Global,
+                    "{key}: initial namespace only"
+                );
+            }
+        }
     }
 }
