@@ -295,23 +295,15 @@ impl Blocks {
         if blocks.len() != before {
             self.store.save(&blocks).map_err(state_error)?;
         }
-        // Elements about to expire may already be gone from the kernel: not drift.
-        let expected: Vec<ActiveBlock> = blocks
+        // Elements about to expire may already be gone from the kernel, or not yet: either way
+        // not drift.
+        let (expected, tolerated): (Vec<ActiveBlock>, Vec<ActiveBlock>) = blocks
             .iter()
-            .filter(|b| b.expires_unix > now + 2)
             .cloned()
-            .collect();
+            .partition(|b| b.expires_unix > now + 2);
         let drift = match self.firewall.observe().map_err(firewall_error)? {
             None => vec!["table inet ctguard is missing".to_owned()],
-            Some(observed) => {
-                let mut drift = observed.drift(&elements(&expected, now));
-                if blocks.len() != expected.len() {
-                    // Sets may hold one element more or less near expiry; only structural drift
-                    // counts then.
-                    drift.retain(|d| !d.contains(" holds "));
-                }
-                drift
-            }
+            Some(observed) => observed.drift(&elements(&expected, now), &elements(&tolerated, now)),
         };
         if !drift.is_empty() {
             tracing::warn!(

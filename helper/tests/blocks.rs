@@ -250,6 +250,22 @@ fn blocks_come_back_after_nft_flush_ruleset_and_a_restart() {
     net.flood(ATTACKER, 100, 10_000, false);
     assert_eq!(net.entries_from(ATTACKER, None), 0, "dropped again");
 
+    // An element swapped by hand (same count, other content) is drift too.
+    net.router.exec(
+        "nft",
+        &[&format!(
+            "delete element inet ctguard v4_saddr {{ {ATTACKER} }}; add element inet ctguard v4_saddr {{ 192.0.2.55 }}"
+        )],
+    );
+    wait_for(
+        "the swapped element to be put right",
+        Duration::from_secs(10),
+        || {
+            net.nft_set("v4_saddr")
+                .is_some_and(|set| set.contains(ATTACKER) && !set.contains("192.0.2.55"))
+        },
+    );
+
     // A crash, and the table deleted while the helper was away: the next start restores it.
     helper.kill();
     net.router.exec("nft", &["delete table inet ctguard"]);

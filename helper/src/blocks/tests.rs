@@ -49,24 +49,7 @@ impl Firewall for FakeFirewall {
             .last()
             .cloned()
             .unwrap_or_default();
-        let json = crate::firewall::ruleset::script(&last);
-        // Simulate nft's listing from what was applied.
-        let mut observed = Observed {
-            chain_hooked: true,
-            rules: 16,
-            ..Observed::default()
-        };
-        for kind in crate::firewall::ruleset::SetKind::all() {
-            observed.elements_per_set.insert(kind.name(), 0);
-        }
-        for element in &last {
-            *observed
-                .elements_per_set
-                .entry(crate::firewall::ruleset::SetKind::of(&element.target).name())
-                .or_default() += 1;
-        }
-        assert!(json.contains("table inet ctguard"));
-        Ok(Some(observed))
+        Ok(Some(Observed::of(&last)))
     }
 }
 

@@ -1,7 +1,13 @@
 //! The text of `table inet ctguard`: one set per kind of target (address family, which address,
 //! protocol, which port), one drop rule per set, elements with their remaining lifetimes.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    net::IpAddr,
+};
+
+use ipnet::IpNet;
 
 use ctguard_protocol::{BlockTarget, Side};
 
@@ -108,6 +114,11 @@ pub struct Element {
 }
 
 impl Element {
+    /// The element as drift detection compares it: `192.0.2.7/32 . udp . 53`.
+    pub fn canonical(&self) -> String {
+        self.value()
+    }
+
     fn value(&self) -> String {
         let t = &self.target;
         let mut value = t.network().to_string();
@@ -163,13 +174,46 @@ pub fn script(elements: &[Element]) -> String {
     s
 }
 
-/// What `nft -j list table inet ctguard` shows: elements per set, and whether the drop chain is
-/// there with its hook.
+/// What `nft -j list table inet ctguard` shows: the elements of each set (canonical form), and
+/// whether the drop chain is there with its hook.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
-    pub elements_per_set: BTreeMap<String, u64>,
+    pub elements: BTreeMap<String, BTreeSet<String>>,
     pub chain_hooked: bool,
     pub rules: u64,
+}
+
+/// One part of an element value in nft's JSON: an address, a prefix, a protocol name, a port.
+fn canonical_part(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => Some(match text.parse::<IpAddr>() {
+            Ok(address) => IpNet::from(address).to_string(),
+            Err(_) => text.clone(),
+        }),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        serde_json::Value::Object(object) => {
+            if let Some(prefix) = object.get("prefix") {
+                let address: IpAddr = prefix["addr"].as_str()?.parse().ok()?;
+                let len = u8::try_from(prefix["len"].as_u64()?).ok()?;
+                Some(IpNet::new(address, len).ok()?.to_string())
+            } else if let Some(parts) = object.get("concat").and_then(|c| c.as_array()) {
+                let parts: Option<Vec<String>> = parts.iter().map(canonical_part).collect();
+                Some(parts?.join(" . "))
+            } else {
+                // A range or anything else this table never holds: shown as is, so it is drift.
+                Some(value.to_string())
+            }
+        }
+        _ => None,
+    }
+}
+
+/// An element of a set listing: `{"elem": {"val": V, "timeout": ..}}` or just `V`.
+fn canonical_element(element: &serde_json::Value) -> Option<String> {
+    match element.get("elem") {
+        Some(inner) => canonical_part(&inner["val"]),
+        None => canonical_part(element),
+    }
 }
 
 impl Observed {
@@ -183,8 +227,11 @@ impl Observed {
         for item in items {
             if let Some(set) = item.get("set") {
                 let name = set["name"].as_str().unwrap_or_default().to_owned();
-                let count = set["elem"].as_array().map_or(0, |e| e.len() as u64);
-                observed.elements_per_set.insert(name, count);
+                let elements = set["elem"]
+                    .as_array()
+                    .map(|e| e.iter().filter_map(canonical_element).collect())
+                    .unwrap_or_default();
+                observed.elements.insert(name, elements);
             } else if let Some(chain) = item.get("chain") {
                 if chain["name"] == CHAIN && chain["hook"] == "prerouting" && chain["prio"] == -300
                 {
@@ -197,8 +244,29 @@ impl Observed {
         Ok(observed)
     }
 
-    /// The differences from what `elements` should produce, as readable lines (empty: none).
-    pub fn drift(&self, elements: &[Element]) -> Vec<String> {
+    /// What the kernel would show for exactly `elements` (tests and fakes).
+    pub fn of(elements: &[Element]) -> Self {
+        let mut observed = Self {
+            chain_hooked: true,
+            rules: SetKind::all().len() as u64,
+            elements: SetKind::all()
+                .iter()
+                .map(|k| (k.name(), BTreeSet::new()))
+                .collect(),
+        };
+        for element in elements {
+            observed
+                .elements
+                .entry(SetKind::of(&element.target).name())
+                .or_default()
+                .insert(element.canonical());
+        }
+        observed
+    }
+
+    /// The differences from what `expected` should produce, as readable lines (empty: none).
+    /// Elements in `tolerated` (blocks about to expire) may be present or not.
+    pub fn drift(&self, expected: &[Element], tolerated: &[Element]) -> Vec<String> {
         let mut drift = Vec::new();
         if !self.chain_hooked {
             drift.push(format!(
@@ -209,19 +277,20 @@ impl Observed {
         if self.rules != kinds.len() as u64 {
             drift.push(format!("{} rules, expected {}", self.rules, kinds.len()));
         }
-        let mut expected: BTreeMap<String, u64> = kinds.iter().map(|k| (k.name(), 0)).collect();
-        for element in elements {
-            *expected
-                .entry(SetKind::of(&element.target).name())
-                .or_default() += 1;
-        }
-        for (set, want) in &expected {
-            match self.elements_per_set.get(set) {
-                None => drift.push(format!("set {set} missing")),
-                Some(have) if have != want => {
-                    drift.push(format!("set {set} holds {have} elements, expected {want}"));
+        let want = Self::of(expected);
+        let tolerated: BTreeSet<String> = tolerated.iter().map(Element::canonical).collect();
+        for (set, wanted) in &want.elements {
+            let Some(have) = self.elements.get(set) else {
+                drift.push(format!("set {set} missing"));
+                continue;
+            };
+            for missing in wanted.difference(have) {
+                drift.push(format!("set {set} lacks {missing}"));
+            }
+            for extra in have.difference(wanted) {
+                if !tolerated.contains(extra) {
+                    drift.push(format!("set {set} holds an unknown element {extra}"));
                 }
-                Some(_) => {}
             }
         }
         drift
@@ -277,15 +346,25 @@ mod tests {
     }
 
     #[test]
-    fn drift_is_reported_per_set() {
+    fn drift_is_reported_per_element() {
+        // The shapes nft 1.0.6 prints: a plain address, a prefix, a concatenation.
         let json = r#"{"nftables":[{"metainfo":{}},{"table":{"family":"inet","name":"ctguard"}},
-            {"set":{"name":"v4_saddr","elem":[{"elem":{"val":"192.0.2.7"}}]}},
+            {"set":{"name":"v4_saddr","elem":[{"elem":{"val":"192.0.2.7","timeout":60,"expires":59}},
+                {"elem":{"val":{"prefix":{"addr":"198.51.100.0","len":24}},"timeout":60}}]}},
+            {"set":{"name":"v4_saddr_proto_sport","elem":[{"elem":{"val":{"concat":["50.2.6.12","udp",53]},"timeout":3600}}]}},
             {"chain":{"name":"prerouting","hook":"prerouting","prio":-300}},
             {"rule":{}}]}"#;
         let observed = Observed::parse(json).expect("parses");
         assert!(observed.chain_hooked);
-        assert_eq!(observed.elements_per_set["v4_saddr"], 1);
-        let drift = observed.drift(&[element("from 192.0.2.7", 60)]);
+        assert!(observed.elements["v4_saddr_proto_sport"].contains("50.2.6.12/32 . udp . 53"));
+        let drift = observed.drift(
+            &[
+                element("from 192.0.2.7", 60),
+                element("udp from 50.2.6.12 sport 53", 60),
+                element("from 203.0.113.9", 60),
+            ],
+            &[],
+        );
         assert!(
             drift.iter().any(|d| d.contains("1 rules, expected 16")),
             "{drift:?}"
@@ -295,8 +374,22 @@ mod tests {
             "{drift:?}"
         );
         assert!(
-            !drift.iter().any(|d| d.starts_with("set v4_saddr ")),
+            drift.contains(&"set v4_saddr lacks 203.0.113.9/32".to_owned()),
             "{drift:?}"
+        );
+        assert!(
+            drift.contains(&"set v4_saddr holds an unknown element 198.51.100.0/24".to_owned()),
+            "{drift:?}"
+        );
+        let tolerated = observed.drift(&[], &[element("from 198.51.100.0/24", 1)]);
+        assert!(
+            !tolerated.iter().any(|d| d.contains("198.51.100.0/24")),
+            "{tolerated:?}"
+        );
+        assert!(
+            Observed::of(&[element("from 192.0.2.7", 5)])
+                .drift(&[element("from 192.0.2.7", 5)], &[])
+                .is_empty()
         );
     }
 }
