@@ -30,6 +30,10 @@ FROM scratch AS helper
 COPY --from=build /src/target/release/ctguard-helper /ctguard-helper
 
 FROM debian:bookworm-slim AS runtime
+# The helper runs nft (blocks) and conntrack (deleting entries) with argument vectors.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nftables conntrack \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system ctguard \
     && useradd --system --gid ctguard --no-create-home --shell /usr/sbin/nologin ctguard
 COPY --from=build /src/target/release/ctguard-server /usr/local/bin/ctguard-server

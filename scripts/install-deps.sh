@@ -155,6 +155,21 @@ step_wasm_bindgen() {
     cargo install wasm-bindgen-cli --version "${want}"
 }
 
+# The fuzz targets (fuzz/, scripts/fuzz.sh) run on the nightly toolchain with cargo-fuzz.
+step_cargo_fuzz() {
+    if rustup toolchain list | grep -q '^nightly'; then
+        ok "nightly toolchain present"
+    elif need "nightly toolchain (for cargo fuzz)"; then
+        rustup toolchain install nightly --profile minimal
+    fi
+    if cargo fuzz --version >/dev/null 2>&1; then
+        ok "cargo-fuzz present"
+        return 0
+    fi
+    need "cargo-fuzz (~3 min)" || return 0
+    cargo install cargo-fuzz --locked
+}
+
 step_npm() {
     local dir=${ROOT}/end2end
     [[ -f ${dir}/package-lock.json ]] || die "missing ${dir}/package-lock.json"
@@ -186,6 +201,7 @@ step_apt
 step_rust
 step_cargo_leptos
 step_wasm_bindgen
+step_cargo_fuzz
 step_npm
 step_user
 

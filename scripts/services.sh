@@ -60,8 +60,10 @@ wait_for() { # what, seconds, command...
 case ${1:-} in
   helper-start)
     stop helper
+    # State (blocks.json) and the audit journal stay in the run dir: the demo leaves no trace in
+    # /var/lib/ctguard, and blocks survive a helper-stop/helper-start within one run.
     "$bin_dir/ctguard-helper" --socket "$socket" --group ctguard --allow-user ctguard \
-      --netns "$netns" >>"$run_dir/helper.log" 2>&1 &
+      --netns "$netns" --state-dir "$run_dir/helper-state" >>"$run_dir/helper.log" 2>&1 &
     echo $! >"$run_dir/helper.pid"
     wait_for "the helper socket" 10 test -S "$socket"
     ;;

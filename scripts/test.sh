@@ -34,6 +34,9 @@ cargo clippy -p ctguard-frontend --target wasm32-unknown-unknown --locked -- -D 
 step "unit and integration tests"
 cargo test "${native[@]}" --locked 2>&1 | tee "$log_dir/cargo-test.log"
 
+step "fuzz targets: a short bounded run each (longer runs: fuzz/README.md)"
+scripts/fuzz.sh 15
+
 step "release build of the site (cargo leptos build --release)"
 cargo leptos build --release
 cargo build --release --locked -p ctguard-helper

@@ -1,16 +1,21 @@
-//! The helper's command line.
+//! The helper's command line: the daemon's options, and the `journal verify` subcommand.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use ctguard_protocol::IpNet;
 
 use crate::config::{HelperConfig, NetnsName};
+use crate::guard::Guardrails;
 use crate::peer::{PeerPolicy, PeerPolicyError};
 
 /// The root helper of ctguard: answers the panel's requests about the conntrack table.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Where to listen. The directory is created if missing.
     #[arg(
         long,
@@ -34,17 +39,84 @@ pub struct Cli {
     /// Watch the network namespace with this name (as `ip netns` names it) instead of our own.
     #[arg(long, env = "CTGUARD_HELPER_NETNS", value_parser = NetnsName::parse)]
     pub netns: Option<NetnsName>,
+
+    /// The helper's state: the blocks it holds (blocks.json) and, by default, its journal.
+    #[arg(
+        long,
+        env = "CTGUARD_HELPER_STATE_DIR",
+        default_value = "/var/lib/ctguard"
+    )]
+    pub state_dir: PathBuf,
+
+    /// The audit journal (JSON lines, hash-chained). Default: STATE_DIR/journal.jsonl.
+    #[arg(long, env = "CTGUARD_HELPER_JOURNAL")]
+    pub journal: Option<PathBuf>,
+
+    /// A network never to block or flush (gateways, resolvers, management). Repeatable.
+    #[arg(long = "protect", value_parser = ctguard_protocol::target::parse_network)]
+    pub protect: Vec<IpNet>,
+
+    /// The shortest IPv4 prefix a target may have.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub min_prefix_v4: u8,
+
+    /// The shortest IPv6 prefix a target may have.
+    #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub min_prefix_v6: u8,
+
+    /// Where persisted sysctls go (written atomically).
+    #[arg(long, default_value = "/etc/sysctl.d/90-ctguard.conf")]
+    pub sysctl_conf: PathBuf,
+
+    /// Where a persisted hash size also goes, as the nf_conntrack module option `hashsize`.
+    #[arg(long, default_value = "/etc/modprobe.d/ctguard-conntrack.conf")]
+    pub modprobe_conf: PathBuf,
+
+    /// Seconds between checks that `table inet ctguard` still holds every block.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub reconcile_secs: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with an audit journal file.
+    Journal {
+        #[command(subcommand)]
+        action: JournalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Checks every record's hash and the chain; reports the first broken record.
+    Verify {
+        #[arg(long)]
+        path: PathBuf,
+    },
 }
 
 impl Cli {
     /// Resolves names to ids once, so a typo stops the helper at start instead of locking out the
     /// server later.
     pub fn into_config(self) -> Result<HelperConfig, PeerPolicyError> {
+        let journal = self
+            .journal
+            .unwrap_or_else(|| self.state_dir.join("journal.jsonl"));
         Ok(HelperConfig {
             socket: self.socket,
             group: self.group,
             peers: PeerPolicy::resolve(self.allow_uids, &self.allow_users)?,
             netns: self.netns,
+            state_dir: self.state_dir,
+            journal,
+            guard: Guardrails {
+                min_prefix_v4: self.min_prefix_v4,
+                min_prefix_v6: self.min_prefix_v6,
+                protected: self.protect,
+            },
+            sysctl_conf: self.sysctl_conf,
+            modprobe_conf: self.modprobe_conf,
+            reconcile_interval: Duration::from_secs(self.reconcile_secs),
         })
     }
 }

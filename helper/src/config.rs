@@ -1,8 +1,8 @@
 //! The helper's configuration, parsed once at start into types that cannot hold bad values.
 
-use std::{fmt, path::PathBuf};
+use std::{fmt, path::PathBuf, time::Duration};
 
-use crate::peer::PeerPolicy;
+use crate::{guard::Guardrails, peer::PeerPolicy};
 
 #[derive(Debug, Clone)]
 pub struct HelperConfig {
@@ -10,6 +10,12 @@ pub struct HelperConfig {
     pub group: String,
     pub peers: PeerPolicy,
     pub netns: Option<NetnsName>,
+    pub state_dir: PathBuf,
+    pub journal: PathBuf,
+    pub guard: Guardrails,
+    pub sysctl_conf: PathBuf,
+    pub modprobe_conf: PathBuf,
+    pub reconcile_interval: Duration,
 }
 
 /// A network namespace name as `ip netns` stores it under `/run/netns`: one path component.

@@ -76,7 +76,7 @@ pub async fn serve(stream: UnixStream, shared: &Shared) {
         match next(&mut transport).await {
             Incoming::Request(request) => {
                 let name = request.name();
-                let response = shared.handler.handle(request).await;
+                let response = shared.handler.handle(request, peer).await;
                 if let Response::Error { error } = &response {
                     tracing::warn!(request = name, uid = peer.uid, %error, "request failed");
                 } else {

@@ -2,12 +2,21 @@
 //! lets in only the peers its configuration names (checked with `SO_PEERCRED`), and answers the closed
 //! set of requests of `ctguard-protocol`, one handler per request.
 
+pub mod blocks;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod conntrack;
+pub mod ctnetlink;
+pub mod firewall;
+pub mod guard;
 pub mod handler;
+pub mod journal;
 pub mod kernel;
 pub mod netns;
 pub mod peer;
 pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod sysctl;
 pub mod telemetry;

@@ -1,19 +1,41 @@
-//! `ctguard-helper`: command line, namespace entry and start-up of the root helper.
+//! `ctguard-helper`: command line, namespace entry and start-up of the root helper, and the
+//! `journal verify` subcommand.
 
-use std::process::ExitCode;
+use std::{fs::File, io::BufReader, path::Path, process::ExitCode};
 
 use clap::Parser;
 
-use ctguard_helper::{cli::Cli, netns, server};
+use ctguard_helper::{
+    cli::{Cli, Command, JournalCommand},
+    journal, netns, server,
+};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     ctguard_helper::telemetry::init();
+    if let Some(Command::Journal {
+        action: JournalCommand::Verify { path },
+    }) = cli.command.take()
+    {
+        return verify_journal(&path);
+    }
     let netns = cli.netns.clone();
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(error) => {
             tracing::error!(%error, "invalid configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // The initial namespace, kept open before leaving it: global sysctls (nf_conntrack_max) are
+    // writable only from there, by a short-lived thread that enters it. Without --netns the
+    // helper never leaves it, and needs no setns (nor CAP_SYS_ADMIN) for them.
+    let initial_netns = match netns.as_ref().map(|_| File::open("/proc/self/ns/net")) {
+        None => None,
+        Some(Ok(file)) => Some(file),
+        Some(Err(error)) => {
+            tracing::error!(%error, "cannot open /proc/self/ns/net");
             return ExitCode::FAILURE;
         }
     };
@@ -38,10 +60,36 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config)) {
+    match runtime.block_on(server::run(config, initial_netns)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "helper stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the verdict on stdout; exit status 0 only for an intact chain.
+fn verify_journal(path: &Path) -> ExitCode {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) => {
+            println!("{}: cannot open: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    match journal::verify(BufReader::new(file)) {
+        Ok(end) => {
+            println!(
+                "{}: ok, {} records, last hash {}",
+                path.display(),
+                end.records,
+                end.last_hash
+            );
+            ExitCode::SUCCESS
+        }
+        Err(broken) => {
+            println!("{}: BROKEN: {broken}", path.display());
             ExitCode::FAILURE
         }
     }

@@ -11,7 +11,12 @@ use anyhow::Context as _;
 use nix::unistd::Group;
 use tokio::{net::UnixListener, signal::unix::SignalKind, sync::Semaphore};
 
-use crate::{config::HelperConfig, connection, handler::Handler, kernel::ProcFs, peer::PeerPolicy};
+use crate::{
+    blocks::Blocks, config::HelperConfig, connection, conntrack::ConntrackTool, firewall::nft::Nft,
+    guard, handler::Handler, journal::Journal, kernel::ProcFs, peer::PeerPolicy, state::BlockStore,
+    sysctl::Sysctls,
+};
+use ctguard_protocol::JournalEvent;
 
 /// More would only mean a misbehaving client: the server keeps one or two connections open.
 const MAX_CONNECTIONS: usize = 32;
@@ -23,11 +28,44 @@ pub struct Shared {
     pub handler: Handler,
 }
 
-pub async fn run(config: HelperConfig) -> anyhow::Result<()> {
+pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> anyhow::Result<()> {
+    // The journal comes first: without it the helper will not start (fail closed).
+    let journal = Arc::new(Journal::open(&config.journal)?);
+    journal
+        .append(&JournalEvent::Started {
+            helper_version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .context("writing the start record to the journal")?;
+    let blocks = Arc::new(
+        Blocks::start(
+            config.guard.clone(),
+            Arc::clone(&journal),
+            BlockStore::new(&config.state_dir),
+            Box::new(Nft::default()),
+            Box::new(ConntrackTool),
+            || guard::host_addresses().map_err(|e| e.to_string()),
+        )
+        .context("restoring the blocks")?,
+    );
+    spawn_reconciler(Arc::clone(&blocks), config.reconcile_interval);
+    let sysctls = Arc::new(Sysctls::new(
+        "/proc/sys",
+        initial_netns,
+        config.sysctl_conf.clone(),
+        config.modprobe_conf.clone(),
+        Arc::clone(&journal),
+    ));
+
     let listener = bind(&config.socket, &config.group)?;
     let shared = Arc::new(Shared {
         peers: config.peers.clone(),
-        handler: Handler::new(ProcFs::default(), config.netns.map(|n| n.to_string())),
+        handler: Handler::new(
+            ProcFs::default(),
+            config.netns.map(|n| n.to_string()),
+            blocks,
+            journal,
+            sysctls,
+        ),
     });
     tracing::info!(
         socket = %config.socket.display(),
@@ -65,6 +103,26 @@ pub async fn run(config: HelperConfig) -> anyhow::Result<()> {
     tracing::info!("helper stopping");
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
+}
+
+/// Checks `table inet ctguard` against the state every `interval` and restores it on drift
+/// (e.g. after `nft flush ruleset`).
+fn spawn_reconciler(blocks: Arc<Blocks>, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate; start() just applied the state
+        loop {
+            ticks.tick().await;
+            let blocks = Arc::clone(&blocks);
+            match tokio::task::spawn_blocking(move || blocks.reconcile()).await {
+                Ok(Ok(drift)) if drift.is_empty() => tracing::debug!("no drift"),
+                Ok(Ok(drift)) => tracing::warn!(?drift, "drift repaired"),
+                Ok(Err(error)) => tracing::error!(%error, "reconcile failed"),
+                Err(error) => tracing::error!(%error, "reconcile task failed"),
+            }
+        }
+    });
 }
 
 /// Binds the socket and restricts it before anyone can connect: mode 0660, owner root, the

@@ -5,7 +5,7 @@
 
 mod support;
 
-use ctguard_protocol::{Request, Response};
+use ctguard_protocol::{PROTOCOL_VERSION, Request, Response};
 use support::{HelperProcess, Netns, have_root};
 
 #[test]
@@ -45,7 +45,7 @@ fn the_helper_reports_its_namespace_and_the_kernel_statistics() {
     let helper = HelperProcess::start(&["--group", "root", "--netns", &netns.name]);
     let mut connection = helper.connect();
     let welcome = connection.ask(&Request::Hello {
-        protocol_version: 1,
+        protocol_version: PROTOCOL_VERSION,
     });
     let Response::Welcome { netns: watched, .. } = welcome else {
         panic!("{welcome:?}");

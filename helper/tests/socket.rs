@@ -10,7 +10,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use ctguard_protocol::{HelperError, MAX_FRAME_BYTES, Request, Response, frame};
+use ctguard_protocol::{HelperError, MAX_FRAME_BYTES, PROTOCOL_VERSION, Request, Response, frame};
 use support::{HelperProcess, have_root};
 
 const NOBODY: u32 = 65_534;
@@ -109,7 +109,7 @@ fn requests_before_the_handshake_and_other_versions_are_refused() {
         }),
         Response::Error {
             error: HelperError::VersionMismatch {
-                helper: 1,
+                helper: PROTOCOL_VERSION,
                 client: 99
             }
         }
@@ -127,6 +127,10 @@ fn malformed_and_unknown_requests_are_refused_and_the_connection_goes_on() {
     for bad in [
         &br#"{"request":"run_shell","command":"reboot"}"#[..],
         br#"{"request":"status","extra":1}"#,
+        // A well-formed request with an ill-formed value: host bits set, a zero duration.
+        br#"{"request":"block","target":{"network":"192.0.2.7/24","direction":"source","protocol":null,"port":null},"duration":60,"reason":"x","requested_by":"192.0.2.200","actor":"a"}"#,
+        br#"{"request":"block","target":{"network":"192.0.2.7/32","direction":"source","protocol":null,"port":null},"duration":0,"reason":"x","requested_by":"192.0.2.200","actor":"a"}"#,
+        br#"{"request":"set_sysctl","key":"kernel.core_pattern","value":1,"persist":false,"actor":"a","requested_by":"192.0.2.200"}"#,
         b"not json",
         b"",
     ] {

@@ -13,6 +13,8 @@ use std::{
 
 use ctguard_protocol::{PROTOCOL_VERSION, Request, Response, frame};
 
+pub mod topology;
+
 /// Tests that need root and namespaces run where they can (CI runs as root, and the test command
 /// sets `CTGUARD_REQUIRE_ROOT_TESTS=1` so they can never be skipped there); elsewhere they skip
 /// loudly, naming the reason.
@@ -58,12 +60,21 @@ pub struct Netns {
 }
 
 impl Netns {
-    pub fn new(tag: &str) -> Self {
-        let name = format!("ctgtest-{tag}-{}", std::process::id());
+    /// A namespace with only `lo` up.
+    pub fn bare(tag: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ctgtest-{tag}-{}-{n}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         run("ip", &["netns", "add", &name]);
         let netns = Self { name };
         netns.exec("ip", &["link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// A namespace with conntrack active for locally sent traffic.
+    pub fn new(tag: &str) -> Self {
+        let netns = Self::bare(tag);
         // Conntrack only tracks a namespace once a rule there needs it.
         netns.exec(
             "nft",
@@ -132,24 +143,45 @@ impl Drop for Netns {
     }
 }
 
-/// A helper process on a socket in a fresh directory, killed on drop.
+/// A helper process on a socket in a fresh directory, killed on drop. It always watches a
+/// throwaway namespace (its own unless `--netns` is given), so its `table inet ctguard` never
+/// lands in the machine's namespace, and keeps its state and journal in the directory.
 #[derive(Debug)]
 pub struct HelperProcess {
     child: Child,
     pub socket: PathBuf,
-    _dir: tempfile::TempDir,
+    pub state_dir: PathBuf,
+    _netns: Option<Netns>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl HelperProcess {
     pub fn start(extra_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let mut helper = Self::start_in(dir.path(), extra_args);
+        helper._dir = Some(dir);
+        helper
+    }
+
+    /// Starts a helper whose socket, state and journal are in `dir` (which outlives it, so a
+    /// second helper can continue where the first stopped).
+    pub fn start_in(dir: &Path, extra_args: &[&str]) -> Self {
         // Let other users reach the socket's directory; the socket's own mode decides the rest.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let socket = dir.path().join("helper.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_ctguard-helper"))
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.join("helper.sock");
+        let state_dir = dir.join("state");
+        let own_netns = (!extra_args.contains(&"--netns")).then(|| Netns::new("helper"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ctguard-helper"));
+        command
             .arg("--socket")
             .arg(&socket)
-            .args(extra_args)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(extra_args);
+        if let Some(netns) = &own_netns {
+            command.args(["--netns", &netns.name]);
+        }
+        let child = command
             .env("RUST_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -158,7 +190,9 @@ impl HelperProcess {
         let mut helper = Self {
             child,
             socket,
-            _dir: dir,
+            state_dir,
+            _netns: own_netns,
+            _dir: None,
         };
         let socket = helper.socket.clone();
         wait_for("the helper's socket", Duration::from_secs(10), || {
@@ -166,6 +200,20 @@ impl HelperProcess {
         });
         assert!(helper.is_running(), "helper exited at start");
         helper
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn journal(&self) -> PathBuf {
+        self.state_dir.join("journal.jsonl")
+    }
+
+    /// SIGKILL, as a crash would: no clean-up runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -218,6 +266,19 @@ impl Connection {
         }
         let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
         self.stream.read_exact(&mut body).unwrap();
+        Some(frame::decode(&body).unwrap())
+    }
+
+    /// Sends a request and reads the answer; `None` when the helper is gone.
+    pub fn try_ask(&mut self, request: &Request) -> Option<Response> {
+        let body = frame::encode(request).unwrap();
+        let len = u32::try_from(body.len()).unwrap();
+        self.stream.write_all(&len.to_be_bytes()).ok()?;
+        self.stream.write_all(&body).ok()?;
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).ok()?;
         Some(frame::decode(&body).unwrap())
     }
 

@@ -55,8 +55,18 @@ mod tests {
 
     use super::*;
     use crate::{
-        ConntrackStats, ConntrackStatus, HelperError, PROTOCOL_VERSION, Request, Response,
+        ActiveBlock, BlockDuration, BlockTarget, ConntrackStats, ConntrackStatus, EntryFilter,
+        HelperError, JournalPage, PROTOCOL_VERSION, Protocol, Request, Response, ShortText,
+        SysctlKey,
     };
+
+    fn text(s: &str) -> ShortText {
+        ShortText::new(s).expect("valid text")
+    }
+
+    fn seed_target() -> BlockTarget {
+        "udp from 50.2.6.12 sport 53".parse().expect("target")
+    }
 
     fn sample_status() -> ConntrackStatus {
         ConntrackStatus {
@@ -80,6 +90,46 @@ mod tests {
                 protocol_version: PROTOCOL_VERSION,
             },
             Request::Status {},
+            Request::Snapshot {},
+            Request::Entries {
+                filter: EntryFilter {
+                    network: Some("203.0.113.0/24".parse().expect("net")),
+                    port: Some(53),
+                    protocol: Some(Protocol::Udp),
+                    tcp_state: None,
+                    limit: 100,
+                },
+            },
+            Request::SetSysctl {
+                key: SysctlKey::TcpTimeoutEstablished,
+                value: 180,
+                persist: true,
+                actor: text("alice"),
+                requested_by: "198.51.100.5".parse().expect("addr"),
+            },
+            Request::Block {
+                target: seed_target(),
+                duration: BlockDuration::from_secs(3600).expect("duration"),
+                reason: text("DNS reflection"),
+                requested_by: "::ffff:198.51.100.5".parse().expect("addr"),
+                actor: text("alice"),
+            },
+            Request::Unblock {
+                target: seed_target(),
+                reason: text("over"),
+                requested_by: "198.51.100.5".parse().expect("addr"),
+                actor: text("alice"),
+            },
+            Request::ListBlocks {},
+            Request::DeleteEntries {
+                target: "from 203.0.113.0/24".parse().expect("target"),
+                reason: text("cleanup"),
+                requested_by: "198.51.100.5".parse().expect("addr"),
+                actor: text("alice"),
+            },
+            Request::Journal {
+                page: JournalPage { from: 0, limit: 50 },
+            },
         ] {
             let body = encode(&request).expect("encodes");
             assert_eq!(decode::<Request>(&body).expect("decodes"), request);
@@ -103,6 +153,24 @@ mod tests {
                     gid: 65_534,
                 },
             },
+            Response::Blocked {
+                block: ActiveBlock {
+                    target: seed_target(),
+                    reason: text("DNS reflection"),
+                    actor: text("alice"),
+                    requested_by: "198.51.100.5".parse().expect("addr"),
+                    created_unix: 1_700_000_000,
+                    expires_unix: 1_700_003_600,
+                    journal_seq: 7,
+                },
+                entries_deleted: 6_012,
+            },
+            Response::Error {
+                error: HelperError::PrefixTooWide {
+                    network: "10.0.0.0/8".parse().expect("net"),
+                    minimum_prefix: 16,
+                },
+            },
         ] {
             let body = encode(&response).expect("encodes");
             assert_eq!(decode::<Response>(&body).expect("decodes"), response);
@@ -120,6 +188,24 @@ mod tests {
             &encode(&Request::Status {}).expect("encodes")[..],
             br#"{"request":"status"}"#
         );
+    }
+
+    #[test]
+    fn ill_formed_values_are_refused_while_parsing() {
+        for bad in [
+            // host bits set
+            r#"{"request":"delete_entries","target":{"network":"192.0.2.7/24","direction":"source","protocol":null,"port":null},"reason":"x","requested_by":"198.51.100.5","actor":"a"}"#,
+            // zero duration
+            r#"{"request":"block","target":{"network":"192.0.2.7/32","direction":"source","protocol":null,"port":null},"duration":0,"reason":"x","requested_by":"198.51.100.5","actor":"a"}"#,
+            // a sysctl off the allowlist
+            r#"{"request":"set_sysctl","key":"kernel.core_pattern","value":1,"persist":false,"actor":"a","requested_by":"198.51.100.5"}"#,
+            // an empty actor
+            r#"{"request":"unblock","target":{"network":"192.0.2.7/32","direction":"source","protocol":null,"port":null},"reason":"x","requested_by":"198.51.100.5","actor":""}"#,
+            // an unknown field beside a field-less request
+            r#"{"request":"list_blocks","all":true}"#,
+        ] {
+            assert!(decode::<Request>(bad.as_bytes()).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

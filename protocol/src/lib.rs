@@ -11,11 +11,34 @@
 //! (`deny_unknown_fields`), so a typo or a newer peer fails loudly instead of being half-understood:
 //!
 //! ```text
-//! client → helper   {"request":"hello","protocol_version":1}
-//! helper → client   {"response":"welcome","protocol_version":1,"helper_version":"0.1.0","netns":"ctg-host"}
+//! client → helper   {"request":"hello","protocol_version":2}
+//! helper → client   {"response":"welcome","protocol_version":2,"helper_version":"0.1.0","netns":"ctg-host"}
 //! client → helper   {"request":"status"}
 //! helper → client   {"response":"status","status":{"count":12,"max":262144,...}}
+//! client → helper   {"request":"block","target":{"network":"50.2.6.12/32","direction":"source",
+//!                    "protocol":"udp","port":{"side":"source","port":53}},"duration":3600,
+//!                    "reason":"DNS reflection","requested_by":"198.51.100.5","actor":"alice"}
+//! helper → client   {"response":"blocked","block":{...,"journal_seq":41},"entries_deleted":6012}
+//! client → helper   {"request":"set_sysctl","key":"net.netfilter.nf_conntrack_max","value":262144,
+//!                    "persist":false,"actor":"alice","requested_by":"198.51.100.5"}
+//! helper → client   {"response":"error","error":{"kind":"requester_address",
+//!                    "network":"198.51.100.0/24","address":"198.51.100.5"}}
 //! ```
+//!
+//! Requests: `hello`, `status`, `snapshot`, `entries` (`filter`), `set_sysctl`, `block`, `unblock`,
+//! `list_blocks`, `delete_entries`, `journal` (`page`). Every request is a struct variant, even
+//! one without fields (`{"request":"status"}`): serde ignores unknown fields beside a unit
+//! variant's tag, and `deny_unknown_fields` must hold for all of them.
+//!
+//! Values are validated while they are parsed, so a frame with an ill-formed value is refused
+//! like an unknown field: a [`BlockTarget`]'s network must have no host bits set and a port needs
+//! a protocol; a [`BlockDuration`] is 1 s..=30 days; a [`SysctlKey`] is one of the allowlisted
+//! dotted names; reasons and actor names are 1..=200 characters without control characters.
+//! Whether a well-formed target may be blocked (guardrails) is decided by the helper, which
+//! answers each refusal with its own [`HelperError`] variant.
+//!
+//! Mutations (`set_sysctl`, `block`, `unblock`, `delete_entries`) are journaled by the helper
+//! before they act; their answers carry the journal sequence number of the intent record.
 //!
 //! A conversation starts with exactly one `hello`; the helper answers `welcome` when the versions match
 //! and [`HelperError::VersionMismatch`] (then closes) when they do not. After that the client sends any
@@ -26,18 +49,31 @@
 //! This crate does no I/O beyond the optional tokio codec (feature `codec`), so the UI can compile it to
 //! wasm and render the same types the helper sends.
 
+pub mod block;
+pub mod journal;
 pub mod message;
+pub mod snapshot;
 pub mod status;
+pub mod sysctl;
+pub mod target;
 
 #[cfg(feature = "codec")]
 pub mod frame;
 
+pub use block::ActiveBlock;
+pub use ipnet::IpNet;
+pub use journal::{JournalAction, JournalEvent, JournalPage, JournalRecord};
 pub use message::{HelperError, Request, Response};
+pub use snapshot::{
+    ConntrackEntry, EntryFilter, Group, Snapshot, SourcePort, StateMix, TcpState, TopList,
+};
 pub use status::{ConntrackStats, ConntrackStatus};
+pub use sysctl::{SysctlKey, SysctlScope, SysctlUnit};
+pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Side};
 
 /// The protocol version both sides must agree on in the `hello` handshake. Bump it on any change to
 /// the JSON shape of a request or a response.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,
 /// never raw table dumps, so 1 MiB leaves ample room while bounding what a confused peer can make us

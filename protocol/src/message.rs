@@ -1,8 +1,18 @@
 //! The closed request and response enums and the errors the helper reports over the socket.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::status::ConntrackStatus;
+use crate::{
+    block::ActiveBlock,
+    journal::{JournalPage, JournalRecord},
+    snapshot::{ConntrackEntry, EntryFilter, Snapshot},
+    status::ConntrackStatus,
+    sysctl::SysctlKey,
+    target::{BlockDuration, BlockTarget, ShortText},
+};
 
 /// Everything a client can ask of the helper. The helper answers each variant in one exhaustive
 /// `match`; anything else fails to parse and is refused.
@@ -14,6 +24,47 @@ pub enum Request {
     /// The table's fill, limits, statistics and memory, read from procfs. (A struct variant, not a
     /// unit one: serde ignores unknown fields beside the tag of a unit variant.)
     Status {},
+    /// One aggregated walk of the table (shared with concurrent callers, rate-limited).
+    Snapshot {},
+    /// The entries matching a filter, at most `filter.limit` of them.
+    Entries { filter: EntryFilter },
+    /// Writes an allowlisted sysctl within its bounds and reads it back; `persist` also writes
+    /// it to the helper's sysctl.d file.
+    SetSysctl {
+        key: SysctlKey,
+        value: u64,
+        persist: bool,
+        actor: ShortText,
+        requested_by: IpAddr,
+    },
+    /// Drops `target`'s traffic before conntrack sees it, for `duration`, then deletes its
+    /// existing entries. `requested_by` is the client address of the user asking: the helper
+    /// refuses to block it.
+    Block {
+        target: BlockTarget,
+        duration: BlockDuration,
+        reason: ShortText,
+        requested_by: IpAddr,
+        actor: ShortText,
+    },
+    /// Removes a block the helper holds (the exact target it was created with).
+    Unblock {
+        target: BlockTarget,
+        reason: ShortText,
+        requested_by: IpAddr,
+        actor: ShortText,
+    },
+    /// The blocks the helper holds.
+    ListBlocks {},
+    /// Deletes `target`'s conntrack entries (both directions) without blocking it.
+    DeleteEntries {
+        target: BlockTarget,
+        reason: ShortText,
+        requested_by: IpAddr,
+        actor: ShortText,
+    },
+    /// A page of the helper's audit journal.
+    Journal { page: JournalPage },
 }
 
 impl Request {
@@ -22,6 +73,14 @@ impl Request {
         match self {
             Self::Hello { .. } => "hello",
             Self::Status {} => "status",
+            Self::Snapshot {} => "snapshot",
+            Self::Entries { .. } => "entries",
+            Self::SetSysctl { .. } => "set_sysctl",
+            Self::Block { .. } => "block",
+            Self::Unblock { .. } => "unblock",
+            Self::ListBlocks {} => "list_blocks",
+            Self::DeleteEntries { .. } => "delete_entries",
+            Self::Journal { .. } => "journal",
         }
     }
 }
@@ -39,6 +98,44 @@ pub enum Response {
     },
     Status {
         status: ConntrackStatus,
+    },
+    Snapshot {
+        snapshot: Box<Snapshot>,
+    },
+    Entries {
+        entries: Vec<ConntrackEntry>,
+        /// More entries matched than `limit`.
+        truncated: bool,
+    },
+    /// The sysctl was written and read back as `value`.
+    Sysctl {
+        key: SysctlKey,
+        previous: u64,
+        value: u64,
+        persisted: bool,
+        journal_seq: u64,
+    },
+    Blocked {
+        block: ActiveBlock,
+        /// Conntrack entries of the target deleted after the block was in place.
+        entries_deleted: u64,
+    },
+    Unblocked {
+        target: BlockTarget,
+        journal_seq: u64,
+    },
+    Blocks {
+        blocks: Vec<ActiveBlock>,
+    },
+    EntriesDeleted {
+        target: BlockTarget,
+        deleted: u64,
+        journal_seq: u64,
+    },
+    Journal {
+        records: Vec<JournalRecord>,
+        /// The `from` of the next page, if there is more.
+        next: Option<u64>,
     },
     Error {
         error: HelperError,
@@ -58,8 +155,74 @@ pub enum HelperError {
     HandshakeRequired,
     #[error("frame larger than {max} bytes")]
     FrameTooLarge { max: usize },
+    #[error("this helper does not serve {request} requests")]
+    Unsupported { request: String },
     #[error("malformed request: {detail}")]
     MalformedRequest { detail: String },
     #[error("kernel interface {path} could not be read: {detail}")]
     KernelRead { path: String, detail: String },
+
+    // Guardrails: each refusal is its own variant.
+    #[error("{network} covers every address (a /0)")]
+    EverythingTarget { network: IpNet },
+    #[error("{network} is wider than the narrowest allowed /{minimum_prefix}")]
+    PrefixTooWide { network: IpNet, minimum_prefix: u8 },
+    #[error("{network} is or contains loopback addresses")]
+    Loopback { network: IpNet },
+    #[error("{network} is or contains link-local addresses")]
+    LinkLocal { network: IpNet },
+    #[error("{network} is or contains multicast or broadcast addresses")]
+    Multicast { network: IpNet },
+    #[error("{network} is or contains the unspecified address")]
+    Unspecified { network: IpNet },
+    #[error("{network} contains {address}, an address of this host")]
+    HostAddress { network: IpNet, address: IpAddr },
+    #[error("{network} contains {address}, the address of the user asking")]
+    RequesterAddress { network: IpNet, address: IpAddr },
+    #[error("{network} overlaps the protected network {protected}")]
+    ProtectedNetwork { network: IpNet, protected: IpNet },
+    #[error("{target} overlaps the existing block {existing}")]
+    OverlapsBlock {
+        target: BlockTarget,
+        existing: BlockTarget,
+    },
+    #[error("no block for {target}")]
+    NotBlocked { target: BlockTarget },
+
+    // Argument checks beyond the types.
+    #[error("{key} must be within {min}..={max}, not {value}")]
+    SysctlOutOfBounds {
+        key: SysctlKey,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("the kernel refused {key} = {value}: {detail}")]
+    SysctlRefused {
+        key: SysctlKey,
+        value: u64,
+        detail: String,
+    },
+    #[error("{key} was written as {written} but reads back {read}")]
+    SysctlReadBack {
+        key: SysctlKey,
+        written: u64,
+        read: u64,
+    },
+    #[error("could not persist to {path}: {detail}")]
+    PersistFailed { path: String, detail: String },
+    #[error("limit must be 1..={max}, not {limit}")]
+    LimitOutOfRange { limit: u32, max: u32 },
+
+    // Failures.
+    #[error("the journal cannot be written, so nothing was changed: {detail}")]
+    JournalUnavailable { detail: String },
+    #[error("the journal cannot be read: {detail}")]
+    JournalRead { detail: String },
+    #[error("nftables refused the change: {detail}")]
+    Firewall { detail: String },
+    #[error("conntrack failed: {detail}")]
+    Conntrack { detail: String },
+    #[error("the helper's state could not be saved: {detail}")]
+    State { detail: String },
 }

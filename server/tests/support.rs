@@ -15,7 +15,7 @@ use std::{
 
 use ctguard_app::{auth::Role, live::LiveSample};
 use ctguard_protocol::{
-    ConntrackStats, ConntrackStatus, PROTOCOL_VERSION, Request, Response, frame,
+    ConntrackStats, ConntrackStatus, HelperError, PROTOCOL_VERSION, Request, Response, frame,
 };
 use ctguard_server::{
     auth::SessionPolicy,
@@ -298,6 +298,18 @@ impl FakeHelper {
                                     status: sample_status(count),
                                 }
                             }
+                            request @ (Request::Snapshot {}
+                            | Request::Entries { .. }
+                            | Request::SetSysctl { .. }
+                            | Request::Block { .. }
+                            | Request::Unblock { .. }
+                            | Request::ListBlocks {}
+                            | Request::DeleteEntries { .. }
+                            | Request::Journal { .. }) => Response::Error {
+                                error: HelperError::Unsupported {
+                                    request: request.name().into(),
+                                },
+                            },
                         };
                         if transport
                             .send(frame::encode(&response).unwrap())

@@ -1,0 +1,344 @@
+//! Blocks: guardrails, journal, state file, firewall and conntrack, in the one order that keeps
+//! them consistent. A block is checked, journaled (intent, fsync'd), saved, put into the kernel,
+//! its entries deleted, journaled again (outcome), and only then acknowledged; a failure at any
+//! step undoes the steps before it.
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use ctguard_protocol::{
+    ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalAction, JournalEvent, ShortText,
+};
+
+use crate::{
+    conntrack::EntryDeleter,
+    firewall::{Element, Firewall},
+    guard::Guardrails,
+    journal::Journal,
+    state::BlockStore,
+};
+
+/// Who is asking, as the request and the kernel (peer uid) say.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub actor: ShortText,
+    pub requested_by: IpAddr,
+    pub peer_uid: u32,
+}
+
+/// The host's addresses, read at every check (a function so tests can supply their own).
+pub type HostAddresses = fn() -> Result<Vec<IpAddr>, String>;
+
+#[derive(Debug)]
+pub struct Blocks {
+    guard: Guardrails,
+    journal: Arc<Journal>,
+    store: BlockStore,
+    firewall: Box<dyn Firewall>,
+    deleter: Box<dyn EntryDeleter>,
+    hosts: HostAddresses,
+    blocks: Mutex<Vec<ActiveBlock>>,
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn elements(blocks: &[ActiveBlock], now: u64) -> Vec<Element> {
+    blocks
+        .iter()
+        .map(|b| Element {
+            target: b.target,
+            timeout_secs: b.expires_unix.saturating_sub(now).max(1),
+        })
+        .collect()
+}
+
+fn firewall_error(error: impl ToString) -> HelperError {
+    HelperError::Firewall {
+        detail: error.to_string(),
+    }
+}
+
+fn state_error(error: impl ToString) -> HelperError {
+    HelperError::State {
+        detail: error.to_string(),
+    }
+}
+
+impl Blocks {
+    /// Loads the saved blocks and puts the unexpired ones into the kernel: the helper's state
+    /// wins over whatever `table inet ctguard` held.
+    pub fn start(
+        guard: Guardrails,
+        journal: Arc<Journal>,
+        store: BlockStore,
+        firewall: Box<dyn Firewall>,
+        deleter: Box<dyn EntryDeleter>,
+        hosts: HostAddresses,
+    ) -> Result<Self, HelperError> {
+        let now = now_unix();
+        let mut saved = store.load().map_err(state_error)?;
+        saved.retain(|b| b.expires_unix > now);
+        firewall
+            .apply(&elements(&saved, now))
+            .map_err(firewall_error)?;
+        tracing::info!(
+            blocks = saved.len(),
+            "blocks restored into table inet ctguard"
+        );
+        Ok(Self {
+            guard,
+            journal,
+            store,
+            firewall,
+            deleter,
+            hosts,
+            blocks: Mutex::new(saved),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<ActiveBlock>> {
+        self.blocks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The unexpired blocks.
+    pub fn list(&self) -> Vec<ActiveBlock> {
+        let now = now_unix();
+        let mut blocks: Vec<ActiveBlock> = self
+            .lock()
+            .iter()
+            .filter(|b| b.expires_unix > now)
+            .cloned()
+            .collect();
+        blocks.sort_by_key(|b| b.created_unix);
+        blocks
+    }
+
+    fn check_target(&self, target: &BlockTarget, requested_by: IpAddr) -> Result<(), HelperError> {
+        let hosts = (self.hosts)().map_err(|detail| HelperError::KernelRead {
+            path: "getifaddrs".into(),
+            detail,
+        })?;
+        self.guard.check(target.network(), requested_by, &hosts)
+    }
+
+    fn outcome(&self, intent_seq: u64, ok: bool, detail: String) -> Result<u64, HelperError> {
+        self.journal
+            .append(&JournalEvent::Outcome {
+                intent_seq,
+                ok,
+                detail,
+            })
+            .map_err(HelperError::from)
+    }
+
+    fn intent(&self, action: JournalAction, who: &Requester) -> Result<u64, HelperError> {
+        self.journal
+            .append(&JournalEvent::Intent {
+                action,
+                actor: Some(who.actor.clone()),
+                requested_by: Some(who.requested_by),
+                peer_uid: Some(who.peer_uid),
+            })
+            .map_err(HelperError::from)
+    }
+
+    /// Makes `next` the state: saved, then in the kernel. On failure nothing changed.
+    fn commit(&self, current: &[ActiveBlock], next: &[ActiveBlock]) -> Result<(), HelperError> {
+        self.store.save(next).map_err(state_error)?;
+        if let Err(error) = self.firewall.apply(&elements(next, now_unix())) {
+            if let Err(undo) = self.store.save(current) {
+                tracing::error!(%undo, "cannot restore the saved blocks after a firewall failure");
+            }
+            return Err(firewall_error(error));
+        }
+        Ok(())
+    }
+
+    pub fn block(
+        &self,
+        target: BlockTarget,
+        duration: BlockDuration,
+        reason: ShortText,
+        who: &Requester,
+    ) -> Result<(ActiveBlock, u64), HelperError> {
+        self.check_target(&target, who.requested_by)?;
+        let mut blocks = self.lock();
+        let now = now_unix();
+        blocks.retain(|b| b.expires_unix > now);
+        if let Some(existing) = blocks
+            .iter()
+            .find(|b| b.target != target && b.target.overlaps(&target))
+        {
+            return Err(HelperError::OverlapsBlock {
+                target,
+                existing: existing.target,
+            });
+        }
+        let intent_seq = self.intent(
+            JournalAction::Block {
+                target,
+                duration,
+                reason: reason.clone(),
+            },
+            who,
+        )?;
+        let block = ActiveBlock {
+            target,
+            reason,
+            actor: who.actor.clone(),
+            requested_by: who.requested_by,
+            created_unix: now,
+            expires_unix: now + duration.secs(),
+            journal_seq: intent_seq,
+        };
+        let current = blocks.clone();
+        let mut next: Vec<ActiveBlock> = current
+            .iter()
+            .filter(|b| b.target != target)
+            .cloned()
+            .collect();
+        next.push(block.clone());
+        if let Err(error) = self.commit(&current, &next) {
+            let _ = self.outcome(intent_seq, false, error.to_string());
+            return Err(error);
+        }
+        *blocks = next;
+        let (deleted, note) = match self.deleter.delete(&target) {
+            Ok(deleted) => (deleted, format!("blocked; {deleted} entries deleted")),
+            Err(error) => {
+                tracing::warn!(%error, %target, "blocked, but deleting its entries failed");
+                (0, format!("blocked; deleting entries failed: {error}"))
+            }
+        };
+        if let Err(error) = self.outcome(intent_seq, true, note) {
+            // Never acknowledge a block the journal does not show done: undo it.
+            if let Err(undo) = self.commit(&blocks, &current) {
+                tracing::error!(%undo, %target, "cannot undo an unjournaled block");
+            } else {
+                *blocks = current;
+            }
+            return Err(error);
+        }
+        tracing::info!(%target, actor = %who.actor, seq = intent_seq, deleted, "blocked");
+        Ok((block, deleted))
+    }
+
+    pub fn unblock(
+        &self,
+        target: BlockTarget,
+        reason: ShortText,
+        who: &Requester,
+    ) -> Result<u64, HelperError> {
+        let mut blocks = self.lock();
+        let now = now_unix();
+        blocks.retain(|b| b.expires_unix > now);
+        if !blocks.iter().any(|b| b.target == target) {
+            return Err(HelperError::NotBlocked { target });
+        }
+        let intent_seq = self.intent(JournalAction::Unblock { target, reason }, who)?;
+        let current = blocks.clone();
+        let next: Vec<ActiveBlock> = current
+            .iter()
+            .filter(|b| b.target != target)
+            .cloned()
+            .collect();
+        if let Err(error) = self.commit(&current, &next) {
+            let _ = self.outcome(intent_seq, false, error.to_string());
+            return Err(error);
+        }
+        *blocks = next;
+        if let Err(error) = self.outcome(intent_seq, true, "unblocked".into()) {
+            tracing::error!(%error, %target, "unblocked, but the outcome is not journaled");
+            return Err(error);
+        }
+        tracing::info!(%target, actor = %who.actor, seq = intent_seq, "unblocked");
+        Ok(intent_seq)
+    }
+
+    /// Deletes a target's entries without blocking it (same guardrails as a block).
+    pub fn delete_entries(
+        &self,
+        target: BlockTarget,
+        reason: ShortText,
+        who: &Requester,
+    ) -> Result<(u64, u64), HelperError> {
+        self.check_target(&target, who.requested_by)?;
+        let intent_seq = self.intent(JournalAction::DeleteEntries { target, reason }, who)?;
+        match self.deleter.delete(&target) {
+            Ok(deleted) => {
+                self.outcome(intent_seq, true, format!("{deleted} entries deleted"))?;
+                Ok((deleted, intent_seq))
+            }
+            Err(error) => {
+                let _ = self.outcome(intent_seq, false, error.to_string());
+                Err(HelperError::Conntrack {
+                    detail: error.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Compares the kernel with the state and puts the state back where they differ. Returns
+    /// the differences found (empty: none).
+    pub fn reconcile(&self) -> Result<Vec<String>, HelperError> {
+        let mut blocks = self.lock();
+        let now = now_unix();
+        let before = blocks.len();
+        blocks.retain(|b| b.expires_unix > now);
+        if blocks.len() != before {
+            self.store.save(&blocks).map_err(state_error)?;
+        }
+        // Elements about to expire may already be gone from the kernel, or not yet: either way
+        // not drift.
+        let (expected, tolerated): (Vec<ActiveBlock>, Vec<ActiveBlock>) = blocks
+            .iter()
+            .cloned()
+            .partition(|b| b.expires_unix > now + 2);
+        let drift = match self.firewall.observe().map_err(firewall_error)? {
+            None => vec!["table inet ctguard is missing".to_owned()],
+            Some(observed) => observed.drift(&elements(&expected, now), &elements(&tolerated, now)),
+        };
+        if !drift.is_empty() {
+            tracing::warn!(
+                ?drift,
+                blocks = blocks.len(),
+                "table inet ctguard drifted; restoring it"
+            );
+            self.firewall
+                .apply(&elements(&blocks, now))
+                .map_err(firewall_error)?;
+            // Restoring journaled state is not a new decision: it goes ahead even when the
+            // journal cannot record it (and says so in the log).
+            let missing = u64::try_from(drift.len()).unwrap_or(u64::MAX);
+            let journaled = self
+                .journal
+                .append(&JournalEvent::Intent {
+                    action: JournalAction::Reconcile { missing },
+                    actor: None,
+                    requested_by: None,
+                    peer_uid: None,
+                })
+                .and_then(|intent_seq| {
+                    self.journal.append(&JournalEvent::Outcome {
+                        intent_seq,
+                        ok: true,
+                        detail: format!("restored {} blocks: {}", blocks.len(), drift.join("; ")),
+                    })
+                });
+            if let Err(error) = journaled {
+                tracing::error!(%error, "cannot journal a reconcile");
+            }
+        }
+        Ok(drift)
+    }
+}
+
+#[cfg(test)]
+mod tests;

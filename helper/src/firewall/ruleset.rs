@@ -1,0 +1,395 @@
+//! The text of `table inet ctguard`: one set per kind of target (address family, which address,
+//! protocol, which port), one drop rule per set, elements with their remaining lifetimes.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    net::IpAddr,
+};
+
+use ipnet::IpNet;
+
+use ctguard_protocol::{BlockTarget, Side};
+
+pub const TABLE: &str = "ctguard";
+pub const CHAIN: &str = "prerouting";
+
+/// The shape of a target, which decides its set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SetKind {
+    pub ipv6: bool,
+    /// Which address of the packet lies in the network.
+    pub address: Side,
+    pub protocol: bool,
+    /// Which port, when the target names one.
+    pub port: Option<Side>,
+}
+
+impl SetKind {
+    pub fn of(target: &BlockTarget) -> Self {
+        Self {
+            ipv6: !target.is_ipv4(),
+            address: target.direction(),
+            protocol: target.protocol().is_some(),
+            port: target.port().map(|p| p.side()),
+        }
+    }
+
+    /// Every kind, so every set exists whether or not it holds elements.
+    pub fn all() -> Vec<Self> {
+        let mut kinds = Vec::new();
+        for ipv6 in [false, true] {
+            for address in [Side::Source, Side::Destination] {
+                for (protocol, port) in [
+                    (false, None),
+                    (true, None),
+                    (true, Some(Side::Source)),
+                    (true, Some(Side::Destination)),
+                ] {
+                    kinds.push(Self {
+                        ipv6,
+                        address,
+                        protocol,
+                        port,
+                    });
+                }
+            }
+        }
+        kinds
+    }
+
+    pub fn name(&self) -> String {
+        let mut name = String::from(if self.ipv6 { "v6_" } else { "v4_" });
+        name.push_str(side_word(self.address, "saddr", "daddr"));
+        if self.protocol {
+            name.push_str("_proto");
+        }
+        if let Some(port) = self.port {
+            name.push('_');
+            name.push_str(side_word(port, "sport", "dport"));
+        }
+        name
+    }
+
+    fn type_expr(&self) -> String {
+        let mut ty = String::from(if self.ipv6 { "ipv6_addr" } else { "ipv4_addr" });
+        if self.protocol {
+            ty.push_str(" . inet_proto");
+        }
+        if self.port.is_some() {
+            ty.push_str(" . inet_service");
+        }
+        ty
+    }
+
+    fn rule(&self) -> String {
+        let mut rule = format!(
+            "{} {}",
+            if self.ipv6 { "ip6" } else { "ip" },
+            side_word(self.address, "saddr", "daddr")
+        );
+        if self.protocol {
+            rule.push_str(" . meta l4proto");
+        }
+        if let Some(port) = self.port {
+            rule.push_str(" . th ");
+            rule.push_str(side_word(port, "sport", "dport"));
+        }
+        format!("{rule} @{} drop", self.name())
+    }
+}
+
+fn side_word(side: Side, source: &'static str, destination: &'static str) -> &'static str {
+    match side {
+        Side::Source => source,
+        Side::Destination => destination,
+    }
+}
+
+/// One set element: a target and how many more seconds it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Element {
+    pub target: BlockTarget,
+    pub timeout_secs: u64,
+}
+
+impl Element {
+    /// The element as drift detection compares it: `192.0.2.7/32 . udp . 53`.
+    pub fn canonical(&self) -> String {
+        self.value()
+    }
+
+    fn value(&self) -> String {
+        let t = &self.target;
+        let mut value = t.network().to_string();
+        if let Some(protocol) = t.protocol() {
+            value.push_str(" . ");
+            value.push_str(protocol.as_str());
+        }
+        if let Some(port) = t.port() {
+            let _ = write!(value, " . {}", port.port());
+        }
+        value
+    }
+}
+
+/// The whole table as one `nft -f` transaction that replaces whatever table was there.
+pub fn script(elements: &[Element]) -> String {
+    let mut s = format!("table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n");
+    let kinds = SetKind::all();
+    for kind in &kinds {
+        let _ = writeln!(
+            s,
+            "  set {} {{ type {}; flags interval, timeout; }}",
+            kind.name(),
+            kind.type_expr()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  chain {CHAIN} {{\n    type filter hook prerouting priority raw; policy accept;"
+    );
+    for kind in &kinds {
+        let _ = writeln!(s, "    {}", kind.rule());
+    }
+    s.push_str("  }\n}\n");
+    let mut by_set: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for element in elements {
+        by_set
+            .entry(SetKind::of(&element.target).name())
+            .or_default()
+            .push(format!(
+                "{} timeout {}s",
+                element.value(),
+                element.timeout_secs.max(1)
+            ));
+    }
+    for (set, values) in by_set {
+        let _ = writeln!(
+            s,
+            "add element inet {TABLE} {set} {{ {} }}",
+            values.join(", ")
+        );
+    }
+    s
+}
+
+/// What `nft -j list table inet ctguard` shows: the elements of each set (canonical form), and
+/// whether the drop chain is there with its hook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub elements: BTreeMap<String, BTreeSet<String>>,
+    pub chain_hooked: bool,
+    pub rules: u64,
+}
+
+/// One part of an element value in nft's JSON: an address, a prefix, a protocol name, a port.
+fn canonical_part(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => Some(match text.parse::<IpAddr>() {
+            Ok(address) => IpNet::from(address).to_string(),
+            Err(_) => text.clone(),
+        }),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        serde_json::Value::Object(object) => {
+            if let Some(prefix) = object.get("prefix") {
+                let address: IpAddr = prefix["addr"].as_str()?.parse().ok()?;
+                let len = u8::try_from(prefix["len"].as_u64()?).ok()?;
+                Some(IpNet::new(address, len).ok()?.to_string())
+            } else if let Some(parts) = object.get("concat").and_then(|c| c.as_array()) {
+                let parts: Option<Vec<String>> = parts.iter().map(canonical_part).collect();
+                Some(parts?.join(" . "))
+            } else {
+                // A range or anything else this table never holds: shown as is, so it is drift.
+                Some(value.to_string())
+            }
+        }
+        _ => None,
+    }
+}
+
+/// An element of a set listing: `{"elem": {"val": V, "timeout": ..}}` or just `V`.
+fn canonical_element(element: &serde_json::Value) -> Option<String> {
+    match element.get("elem") {
+        Some(inner) => canonical_part(&inner["val"]),
+        None => canonical_part(element),
+    }
+}
+
+impl Observed {
+    /// Parses nft's JSON listing of the table.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let items = value["nftables"]
+            .as_array()
+            .ok_or("no `nftables` array in nft's output")?;
+        let mut observed = Self::default();
+        for item in items {
+            if let Some(set) = item.get("set") {
+                let name = set["name"].as_str().unwrap_or_default().to_owned();
+                let elements = set["elem"]
+                    .as_array()
+                    .map(|e| e.iter().filter_map(canonical_element).collect())
+                    .unwrap_or_default();
+                observed.elements.insert(name, elements);
+            } else if let Some(chain) = item.get("chain") {
+                if chain["name"] == CHAIN && chain["hook"] == "prerouting" && chain["prio"] == -300
+                {
+                    observed.chain_hooked = true;
+                }
+            } else if item.get("rule").is_some() {
+                observed.rules += 1;
+            }
+        }
+        Ok(observed)
+    }
+
+    /// What the kernel would show for exactly `elements` (tests and fakes).
+    pub fn of(elements: &[Element]) -> Self {
+        let mut observed = Self {
+            chain_hooked: true,
+            rules: SetKind::all().len() as u64,
+            elements: SetKind::all()
+                .iter()
+                .map(|k| (k.name(), BTreeSet::new()))
+                .collect(),
+        };
+        for element in elements {
+            observed
+                .elements
+                .entry(SetKind::of(&element.target).name())
+                .or_default()
+                .insert(element.canonical());
+        }
+        observed
+    }
+
+    /// The differences from what `expected` should produce, as readable lines (empty: none).
+    /// Elements in `tolerated` (blocks about to expire) may be present or not.
+    pub fn drift(&self, expected: &[Element], tolerated: &[Element]) -> Vec<String> {
+        let mut drift = Vec::new();
+        if !self.chain_hooked {
+            drift.push(format!(
+                "chain {CHAIN} missing or not hooked at prerouting -300"
+            ));
+        }
+        let kinds = SetKind::all();
+        if self.rules != kinds.len() as u64 {
+            drift.push(format!("{} rules, expected {}", self.rules, kinds.len()));
+        }
+        let want = Self::of(expected);
+        let tolerated: BTreeSet<String> = tolerated.iter().map(Element::canonical).collect();
+        for (set, wanted) in &want.elements {
+            let Some(have) = self.elements.get(set) else {
+                drift.push(format!("set {set} missing"));
+                continue;
+            };
+            for missing in wanted.difference(have) {
+                drift.push(format!("set {set} lacks {missing}"));
+            }
+            for extra in have.difference(wanted) {
+                if !tolerated.contains(extra) {
+                    drift.push(format!("set {set} holds an unknown element {extra}"));
+                }
+            }
+        }
+        drift
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn element(text: &str, timeout_secs: u64) -> Element {
+        Element {
+            target: text.parse().expect(text),
+            timeout_secs,
+        }
+    }
+
+    #[test]
+    fn sets_are_named_by_shape_and_distinct() {
+        let names: std::collections::BTreeSet<String> =
+            SetKind::all().iter().map(SetKind::name).collect();
+        assert_eq!(names.len(), 16);
+        let seed = SetKind::of(&"udp from 50.2.6.12 sport 53".parse().expect("target"));
+        assert_eq!(seed.name(), "v4_saddr_proto_sport");
+        assert_eq!(
+            seed.rule(),
+            "ip saddr . meta l4proto . th sport @v4_saddr_proto_sport drop"
+        );
+        assert_eq!(seed.type_expr(), "ipv4_addr . inet_proto . inet_service");
+        let v6 = SetKind::of(&"to 2001:db8::/48".parse().expect("target"));
+        assert_eq!(v6.rule(), "ip6 daddr @v6_daddr drop");
+    }
+
+    #[test]
+    fn the_script_replaces_the_table_and_adds_elements_with_their_timeouts() {
+        let script = script(&[
+            element("udp from 50.2.6.12 sport 53", 3600),
+            element("from 203.0.113.0/24", 0),
+            element("from 192.0.2.7", 60),
+        ]);
+        assert!(
+            script.starts_with(
+                "table inet ctguard\ndelete table inet ctguard\ntable inet ctguard {\n"
+            )
+        );
+        assert!(script.contains("type filter hook prerouting priority raw; policy accept;"));
+        assert!(script.contains(
+            "add element inet ctguard v4_saddr_proto_sport { 50.2.6.12/32 . udp . 53 timeout 3600s }"
+        ));
+        assert!(script.contains(
+            "add element inet ctguard v4_saddr { 203.0.113.0/24 timeout 1s, 192.0.2.7/32 timeout 60s }"
+        ));
+    }
+
+    #[test]
+    fn drift_is_reported_per_element() {
+        // The shapes nft 1.0.6 prints: a plain address, a prefix, a concatenation.
+        let json = r#"{"nftables":[{"metainfo":{}},{"table":{"family":"inet","name":"ctguard"}},
+            {"set":{"name":"v4_saddr","elem":[{"elem":{"val":"192.0.2.7","timeout":60,"expires":59}},
+                {"elem":{"val":{"prefix":{"addr":"198.51.100.0","len":24}},"timeout":60}}]}},
+            {"set":{"name":"v4_saddr_proto_sport","elem":[{"elem":{"val":{"concat":["50.2.6.12","udp",53]},"timeout":3600}}]}},
+            {"chain":{"name":"prerouting","hook":"prerouting","prio":-300}},
+            {"rule":{}}]}"#;
+        let observed = Observed::parse(json).expect("parses");
+        assert!(observed.chain_hooked);
+        assert!(observed.elements["v4_saddr_proto_sport"].contains("50.2.6.12/32 . udp . 53"));
+        let drift = observed.drift(
+            &[
+                element("from 192.0.2.7", 60),
+                element("udp from 50.2.6.12 sport 53", 60),
+                element("from 203.0.113.9", 60),
+            ],
+            &[],
+        );
+        assert!(
+            drift.iter().any(|d| d.contains("1 rules, expected 16")),
+            "{drift:?}"
+        );
+        assert!(
+            drift.iter().any(|d| d == "set v6_daddr missing"),
+            "{drift:?}"
+        );
+        assert!(
+            drift.contains(&"set v4_saddr lacks 203.0.113.9/32".to_owned()),
+            "{drift:?}"
+        );
+        assert!(
+            drift.contains(&"set v4_saddr holds an unknown element 198.51.100.0/24".to_owned()),
+            "{drift:?}"
+        );
+        let tolerated = observed.drift(&[], &[element("from 198.51.100.0/24", 1)]);
+        assert!(
+            !tolerated.iter().any(|d| d.contains("198.51.100.0/24")),
+            "{tolerated:?}"
+        );
+        assert!(
+            Observed::of(&[element("from 192.0.2.7", 5)])
+                .drift(&[element("from 192.0.2.7", 5)], &[])
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! The guardrails: which networks the helper refuses to block or flush, whatever the server
+//! already checked. Each refusal is its own `HelperError` variant.
+
+use std::net::IpAddr;
+
+use ctguard_protocol::{HelperError, IpNet, target::normalise};
+
+/// The configured limits. Host addresses are not configured: they are read from the watched
+/// namespace at every check (`host_addresses`), so a new address is protected at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guardrails {
+    /// The shortest IPv4 prefix allowed (16: a /16 may be blocked, a /15 may not).
+    pub min_prefix_v4: u8,
+    pub min_prefix_v6: u8,
+    /// Networks never to be blocked: gateways, resolvers, management networks.
+    pub protected: Vec<IpNet>,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Self {
+            min_prefix_v4: 16,
+            min_prefix_v6: 48,
+            protected: Vec::new(),
+        }
+    }
+}
+
+/// Address ranges no block may touch, with the refusal each one earns.
+const SPECIAL: &[(&str, Special)] = &[
+    ("0.0.0.0/32", Special::Unspecified),
+    ("::/128", Special::Unspecified),
+    ("127.0.0.0/8", Special::Loopback),
+    ("::1/128", Special::Loopback),
+    ("169.254.0.0/16", Special::LinkLocal),
+    ("fe80::/10", Special::LinkLocal),
+    ("224.0.0.0/4", Special::Multicast),
+    ("255.255.255.255/32", Special::Multicast),
+    ("ff00::/8", Special::Multicast),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Special {
+    Unspecified,
+    Loopback,
+    LinkLocal,
+    Multicast,
+}
+
+impl Special {
+    fn refusal(self, network: IpNet) -> HelperError {
+        match self {
+            Self::Unspecified => HelperError::Unspecified { network },
+            Self::Loopback => HelperError::Loopback { network },
+            Self::LinkLocal => HelperError::LinkLocal { network },
+            Self::Multicast => HelperError::Multicast { network },
+        }
+    }
+}
+
+/// Whether two networks share any address (networks either nest or are disjoint).
+pub fn overlap(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+/// `::ffff:a.b.c.d/n` (n >= 96) as the IPv4 network it means; anything else unchanged.
+pub fn normalise_network(network: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = network
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Ok(net) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return IpNet::V4(net);
+    }
+    network
+}
+
+impl Guardrails {
+    /// Checks a target network against every rule, in a fixed order, returning the first refusal.
+    pub fn check(
+        &self,
+        network: IpNet,
+        requested_by: IpAddr,
+        host_addresses: &[IpAddr],
+    ) -> Result<(), HelperError> {
+        let network = normalise_network(network);
+        if network.prefix_len() == 0 {
+            return Err(HelperError::EverythingTarget { network });
+        }
+        let minimum_prefix = match network {
+            IpNet::V4(_) => self.min_prefix_v4,
+            IpNet::V6(_) => self.min_prefix_v6,
+        };
+        if network.prefix_len() < minimum_prefix {
+            return Err(HelperError::PrefixTooWide {
+                network,
+                minimum_prefix,
+            });
+        }
+        for (range, special) in SPECIAL {
+            let range: IpNet = range.parse().expect("a valid built-in range");
+            if overlap(&network, &range) {
+                return Err(special.refusal(network));
+            }
+        }
+        if let Some(address) = host_addresses
+            .iter()
+            .map(|a| normalise(*a))
+            .find(|a| network.contains(a))
+        {
+            return Err(HelperError::HostAddress { network, address });
+        }
+        let requester = normalise(requested_by);
+        if network.contains(&requester) {
+            return Err(HelperError::RequesterAddress {
+                network,
+                address: requester,
+            });
+        }
+        if let Some(protected) = self
+            .protected
+            .iter()
+            .map(|p| normalise_network(*p))
+            .find(|p| overlap(&network, p))
+        {
+            return Err(HelperError::ProtectedNetwork { network, protected });
+        }
+        Ok(())
+    }
+}
+
+/// The addresses of the watched namespace's interfaces (the process is in it).
+pub fn host_addresses() -> Result<Vec<IpAddr>, nix::Error> {
+    Ok(nix::ifaddrs::getifaddrs()?
+        .filter_map(|interface| {
+            let address = interface.address?;
+            if let Some(v4) = address.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        ctguard_protocol::target::parse_network(s).expect(s)
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect(s)
+    }
+
+    const REQUESTER: &str = "198.51.100.5";
+    const HOST: &[&str] = &["203.0.113.1", "2001:db8:1::1", "192.0.2.254"];
+
+    fn guard() -> Guardrails {
+        Guardrails {
+            protected: vec![net("198.51.100.64/26"), net("2001:db8:ffff::/48")],
+            ..Guardrails::default()
+        }
+    }
+
+    fn check(target: &str) -> Result<(), HelperError> {
+        let host: Vec<IpAddr> = HOST.iter().map(|a| ip(a)).collect();
+        guard().check(net(target), ip(REQUESTER), &host)
+    }
+
+    #[test]
+    fn ordinary_targets_pass() {
+        for ok in [
+            "203.0.113.66",
+            "192.0.2.0/25",
+            "50.2.6.12",
+            "10.1.0.0/16",
+            "2001:db8:2::/48",
+            "2001:db8:2::7",
+            "::ffff:203.0.113.66",
+        ] {
+            assert_eq!(check(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn everything_and_wide_prefixes_are_refused() {
+        assert!(matches!(
+            check("0.0.0.0/0"),
+            Err(HelperError::EverythingTarget { .. })
+        ));
+        assert!(matches!(
+            check("::/0"),
+            Err(HelperError::EverythingTarget { .. })
+        ));
+        assert_eq!(
+            check("10.0.0.0/15"),
+            Err(HelperError::PrefixTooWide {
+                network: net("10.0.0.0/15"),
+                minimum_prefix: 16
+            })
+        );
+        assert_eq!(
+            check("2001:db8::/47"),
+            Err(HelperError::PrefixTooWide {
+                network: net("2001:db8::/47"),
+                minimum_prefix: 48
+            })
+        );
+        let strict = Guardrails {
+            min_prefix_v4: 24,
+            ..guard()
+        };
+        assert!(matches!(
+            strict.check(net("10.1.0.0/23"), ip(REQUESTER), &[]),
+            Err(HelperError::PrefixTooWide {
+                minimum_prefix: 24,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn special_ranges_are_refused_with_their_own_errors() {
+        for (target, expected) in [
+            ("0.0.0.0", "unspecified"),
+            ("::", "unspecified"),
+            ("0.0.0.0/16", "unspecified"),
+            ("127.0.0.1", "loopback"),
+            ("127.5.0.0/16", "loopback"),
+            ("::1", "loopback"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("169.254.1.1", "link_local"),
+            ("fe80::1", "link_local"),
+            ("224.0.0.251", "multicast"),
+            ("239.1.0.0/16", "multicast"),
+            ("255.255.255.255", "multicast"),
+            ("ff02::1", "multicast"),
+        ] {
+            let error = check(target).expect_err(target);
+            let kind = serde_json::to_value(&error).expect("json")["kind"].clone();
+            assert_eq!(kind, expected, "{target}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_hosts_own_addresses_are_refused() {
+        assert_eq!(
+            check("203.0.113.0/24"),
+            Err(HelperError::HostAddress {
+                network: net("203.0.113.0/24"),
+                address: ip("203.0.113.1")
+            })
+        );
+        assert!(matches!(
+            check("2001:db8:1::1"),
+            Err(HelperError::HostAddress { .. })
+        ));
+        assert!(matches!(
+            check("::ffff:192.0.2.254"),
+            Err(HelperError::HostAddress { .. })
+        ));
+        let mapped_host = [ip("::ffff:192.0.2.9")];
+        assert!(matches!(
+            guard().check(net("192.0.2.9"), ip(REQUESTER), &mapped_host),
+            Err(HelperError::HostAddress { .. })
+        ));
+    }
+
+    #[test]
+    fn the_requesters_address_is_refused_in_either_notation() {
+        let expected = Err(HelperError::RequesterAddress {
+            network: net("198.51.100.0/25"),
+            address: ip(REQUESTER),
+        });
+        assert_eq!(check("198.51.100.0/25"), expected);
+        let host: Vec<IpAddr> = vec![];
+        assert_eq!(
+            guard().check(net("198.51.100.0/25"), ip("::ffff:198.51.100.5"), &host),
+            expected,
+            "a mapped client address counts as its IPv4 one"
+        );
+        assert!(matches!(
+            guard().check(net("2001:db8:5::/64"), ip("2001:db8:5::9"), &host),
+            Err(HelperError::RequesterAddress { .. })
+        ));
+    }
+
+    #[test]
+    fn protected_networks_are_refused_when_they_overlap_either_way() {
+        for target in ["198.51.100.70", "198.51.100.64/26", "198.51.100.128/25"] {
+            let result = check(target);
+            if target == "198.51.100.128/25" {
+                assert_eq!(result, Ok(()), "disjoint from the protected /26");
+            } else {
+                assert_eq!(
+                    result,
+                    Err(HelperError::ProtectedNetwork {
+                        network: net(target),
+                        protected: net("198.51.100.64/26")
+                    }),
+                    "{target}"
+                );
+            }
+        }
+        assert!(matches!(
+            check("2001:db8:ffff:1::/64"),
+            Err(HelperError::ProtectedNetwork { .. })
+        ));
+    }
+
+    #[test]
+    fn the_first_rule_that_applies_wins() {
+        // A /8 that is loopback is refused for its width first.
+        assert!(matches!(
+            check("127.0.0.0/8"),
+            Err(HelperError::PrefixTooWide { .. })
+        ));
+    }
+
+    #[test]
+    fn this_namespace_has_addresses_to_protect() {
+        let addresses = host_addresses().expect("getifaddrs");
+        assert!(addresses.iter().any(IpAddr::is_loopback), "{addresses:?}");
+    }
+}

@@ -1,0 +1,343 @@
+//! The helper's audit journal: append-only JSON lines, each chained to the one before by its
+//! hash and fsync'd before the helper goes on. Mutations write an intent before they act and an
+//! outcome after; a journal that cannot be written refuses the mutation (fail closed), and after
+//! one failed write the journal stays refused until the helper restarts.
+
+pub mod record;
+pub mod verify;
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{BufReader, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use ctguard_protocol::{HelperError, JournalEvent, JournalPage, JournalRecord};
+
+pub use verify::{Broken, ChainEnd, verify};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open the journal {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the journal {path} does not verify: {broken}")]
+    Broken { path: PathBuf, broken: Broken },
+    #[error("cannot write the journal: {0}")]
+    Write(std::io::Error),
+    #[error("the journal refused writes after an earlier failure")]
+    Poisoned,
+    #[error("cannot encode a journal record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl From<JournalError> for HelperError {
+    fn from(error: JournalError) -> Self {
+        HelperError::JournalUnavailable {
+            detail: error.to_string(),
+        }
+    }
+}
+
+/// Where records go. A trait so tests can make writes fail.
+pub trait Sink: Send + std::fmt::Debug {
+    /// Appends the bytes and makes them durable before returning.
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+/// The journal file, opened for appending; every append is followed by fsync.
+#[derive(Debug)]
+pub struct FileSink(File);
+
+impl Sink for FileSink {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(bytes)?;
+        self.0.sync_data()
+    }
+}
+
+#[derive(Debug)]
+struct Tail {
+    sink: Box<dyn Sink>,
+    next_seq: u64,
+    last_hash: String,
+    poisoned: bool,
+}
+
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    tail: Mutex<Tail>,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal and verifies the whole chain. A torn last line (no
+    /// newline: the helper died inside a write, before anything was acknowledged) is cut off with
+    /// a warning; any other damage stops the helper: it will not extend a chain it cannot trust.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let open_error = |source| JournalError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(open_error)?;
+        }
+        // 0600: the journal names users and their addresses.
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(open_error)?;
+        let end = match verify(BufReader::new(&file)) {
+            Ok(end) => end,
+            Err(Broken {
+                reason: verify::BrokenReason::Unterminated,
+                offset,
+                line,
+            }) => {
+                tracing::warn!(path = %path.display(), line, "cutting off a torn last journal line");
+                file.set_len(offset).map_err(open_error)?;
+                file.sync_all().map_err(open_error)?;
+                verify(BufReader::new(File::open(path).map_err(open_error)?)).map_err(|broken| {
+                    JournalError::Broken {
+                        path: path.to_owned(),
+                        broken,
+                    }
+                })?
+            }
+            Err(broken) => {
+                return Err(JournalError::Broken {
+                    path: path.to_owned(),
+                    broken,
+                });
+            }
+        };
+        Ok(Self::with_sink(path, Box::new(FileSink(file)), end))
+    }
+
+    /// A journal continuing `end` into any sink (tests).
+    pub fn with_sink(path: &Path, sink: Box<dyn Sink>, end: ChainEnd) -> Self {
+        Self {
+            path: path.to_owned(),
+            tail: Mutex::new(Tail {
+                sink,
+                next_seq: end.records,
+                last_hash: end.last_hash,
+                poisoned: false,
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record, durably; returns its sequence number.
+    pub fn append(&self, event: &JournalEvent) -> Result<u64, JournalError> {
+        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        if tail.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        let seq = tail.next_seq;
+        let (mut line, hash) = record::encode(seq, now_unix_ms(), &tail.last_hash, event)?;
+        line.push('\n');
+        if let Err(error) = tail.sink.append(line.as_bytes()) {
+            // Part of the line may be on disk: no later record could chain onto it safely.
+            tail.poisoned = true;
+            tracing::error!(%error, "journal write failed; refusing mutations from now on");
+            return Err(JournalError::Write(error));
+        }
+        tail.next_seq = seq + 1;
+        tail.last_hash = hash;
+        Ok(seq)
+    }
+
+    /// Reads a page of records back, verifying the chain up to it.
+    pub fn page(
+        &self,
+        page: JournalPage,
+    ) -> Result<(Vec<JournalRecord>, Option<u64>), HelperError> {
+        if page.limit == 0 || page.limit > JournalPage::MAX_LIMIT {
+            return Err(HelperError::LimitOutOfRange {
+                limit: page.limit,
+                max: JournalPage::MAX_LIMIT,
+            });
+        }
+        let read_error = |detail: String| HelperError::JournalRead { detail };
+        let file = File::open(&self.path).map_err(|e| read_error(e.to_string()))?;
+        let limit = u64::from(page.limit);
+        let mut records = Vec::new();
+        let end = verify::walk(BufReader::new(file), |record| {
+            if record.seq >= page.from && (records.len() as u64) < limit {
+                records.push(record);
+            }
+        })
+        .map_err(|broken| read_error(broken.to_string()))?;
+        let next = records
+            .last()
+            .map(|r| r.seq + 1)
+            .filter(|next| *next < end.records);
+        Ok((records, next))
+    }
+}
+
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use ctguard_protocol::{BlockDuration, JournalAction, ShortText};
+
+    use super::*;
+
+    fn intent(i: u64) -> JournalEvent {
+        JournalEvent::Intent {
+            action: JournalAction::Block {
+                target: format!("udp from 203.0.113.{i} sport 53")
+                    .parse()
+                    .expect("target"),
+                duration: BlockDuration::from_secs(60).expect("duration"),
+                reason: ShortText::new(format!("reason \"{i}\" ,\"hash\":\"x")).expect("text"),
+            },
+            actor: Some(ShortText::new("alice").expect("text")),
+            requested_by: Some("198.51.100.5".parse().expect("addr")),
+            peer_uid: Some(998),
+        }
+    }
+
+    fn journal_with(records: u64) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.jsonl");
+        let journal = Journal::open(&path).expect("opens");
+        for i in 0..records {
+            assert_eq!(journal.append(&intent(i)).expect("appends"), i);
+        }
+        (dir, path)
+    }
+
+    #[test]
+    fn records_chain_and_survive_a_reopen() {
+        let (_dir, path) = journal_with(3);
+        let journal = Journal::open(&path).expect("reopens");
+        assert_eq!(journal.append(&intent(9)).expect("appends"), 3);
+        let end = verify(BufReader::new(File::open(&path).expect("open"))).expect("verifies");
+        assert_eq!(end.records, 4);
+        let (records, next) = journal
+            .page(JournalPage { from: 1, limit: 2 })
+            .expect("reads");
+        assert_eq!(
+            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(next, Some(3));
+        let (records, next) = journal
+            .page(JournalPage { from: 3, limit: 2 })
+            .expect("reads");
+        assert_eq!(records.len(), 1);
+        assert_eq!(next, None);
+        assert_eq!(records[0].event, intent(9));
+        assert!(journal.page(JournalPage { from: 0, limit: 0 }).is_err());
+    }
+
+    #[test]
+    fn flipping_any_single_byte_is_detected() {
+        let (_dir, path) = journal_with(4);
+        let original = std::fs::read(&path).expect("reads");
+        assert!(verify(Cursor::new(&original)).is_ok());
+        for index in 0..original.len() {
+            for flip in [0x01u8, 0x20, 0x80] {
+                let mut bytes = original.clone();
+                bytes[index] ^= flip;
+                let result = verify(Cursor::new(&bytes));
+                assert!(
+                    result.is_err(),
+                    "flipping byte {index} ({:?}) with {flip:#x} went unnoticed",
+                    original[index] as char
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_broken_record_is_named() {
+        let (_dir, path) = journal_with(5);
+        let mut bytes = std::fs::read(&path).expect("reads");
+        let third = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .map(|(i, _)| i + 1)
+            .expect("three lines");
+        bytes[third + 10] ^= 0x01;
+        let broken = verify(Cursor::new(&bytes)).expect_err("broken");
+        assert_eq!(broken.line, 3);
+        assert_eq!(broken.offset, third as u64);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_at_open_and_other_damage_refuses_to_open() {
+        let (_dir, path) = journal_with(2);
+        let mut bytes = std::fs::read(&path).expect("reads");
+        let intact = bytes.len();
+        bytes.extend_from_slice(br#"{"seq":2,"at_unix_ms":1,"pr"#);
+        std::fs::write(&path, &bytes).expect("writes");
+        let journal = Journal::open(&path).expect("opens, cutting the torn line");
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), intact as u64);
+        assert_eq!(journal.append(&intent(2)).expect("appends"), 2);
+        drop(journal);
+
+        let mut bytes = std::fs::read(&path).expect("reads");
+        bytes[5] ^= 0x01;
+        std::fs::write(&path, &bytes).expect("writes");
+        assert!(matches!(
+            Journal::open(&path),
+            Err(JournalError::Broken { .. })
+        ));
+    }
+
+    #[derive(Debug)]
+    struct FullDisk;
+    impl Sink for FullDisk {
+        fn append(&mut self, _: &[u8]) -> std::io::Result<()> {
+            Err(std::io::Error::from_raw_os_error(28))
+        }
+    }
+
+    #[test]
+    fn a_failed_write_refuses_this_and_every_later_append() {
+        let journal = Journal::with_sink(
+            Path::new("/nonexistent"),
+            Box::new(FullDisk),
+            ChainEnd {
+                records: 0,
+                last_hash: record::GENESIS.into(),
+            },
+        );
+        assert!(matches!(
+            journal.append(&intent(0)),
+            Err(JournalError::Write(_))
+        ));
+        assert!(matches!(
+            journal.append(&intent(1)),
+            Err(JournalError::Poisoned)
+        ));
+        let error: HelperError = JournalError::Poisoned.into();
+        assert!(matches!(error, HelperError::JournalUnavailable { .. }));
+    }
+}

@@ -1,0 +1,77 @@
+//! Checking a whole journal: every line's hash, the chain between lines and the sequence.
+
+use std::io::BufRead;
+
+use ctguard_protocol::JournalRecord;
+
+use super::record::{self, GENESIS, LineError};
+
+/// Where the chain breaks: the first bad record, counted from 1 as editors count lines.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {line} (byte offset {offset}) is broken: {reason}")]
+pub struct Broken {
+    pub line: u64,
+    pub offset: u64,
+    pub reason: BrokenReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokenReason {
+    #[error(transparent)]
+    Line(#[from] LineError),
+    #[error("the last record has no newline (a torn write)")]
+    Unterminated,
+    #[error("cannot read the journal: {0}")]
+    Io(String),
+}
+
+/// The end of a chain that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainEnd {
+    pub records: u64,
+    /// The hash the next record must name as `prev`.
+    pub last_hash: String,
+}
+
+/// Walks the journal, calling `each` for every record that verifies, and stops at the first
+/// broken one.
+pub fn walk(
+    mut reader: impl BufRead,
+    mut each: impl FnMut(JournalRecord),
+) -> Result<ChainEnd, Broken> {
+    let mut end = ChainEnd {
+        records: 0,
+        last_hash: GENESIS.to_owned(),
+    };
+    let mut offset = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(|e| Broken {
+            line: end.records + 1,
+            offset,
+            reason: BrokenReason::Io(e.to_string()),
+        })?;
+        if read == 0 {
+            return Ok(end);
+        }
+        let broken = |reason| Broken {
+            line: end.records + 1,
+            offset,
+            reason,
+        };
+        let Some(content) = line.strip_suffix(b"\n") else {
+            return Err(broken(BrokenReason::Unterminated));
+        };
+        let record = record::check(content, end.records, &end.last_hash)
+            .map_err(|e| broken(BrokenReason::Line(e)))?;
+        end.last_hash.clone_from(&record.hash);
+        end.records += 1;
+        offset += read as u64;
+        each(record);
+    }
+}
+
+pub fn verify(reader: impl BufRead) -> Result<ChainEnd, Broken> {
+    walk(reader, |_| {})
+}

@@ -1,0 +1,328 @@
+//! Snapshot and Entries: one ctnetlink walk aggregated as it streams (bounded top-N maps, never
+//! a list of flows), shared by concurrent callers and rate-limited by its own cost.
+
+pub mod top;
+
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ctguard_protocol::{
+    ConntrackEntry, EntryFilter, HelperError, Snapshot, SourcePort, StateMix, TcpState,
+};
+
+use crate::ctnetlink::{self, Flow, parse::protocol_name};
+use top::TopTracker;
+
+/// Groups listed per category.
+pub const TOP_N: usize = 20;
+/// Groups tracked per category while walking (bounded memory whatever the table size).
+pub const TRACKED: usize = 16_384;
+
+/// The state mix of one entry.
+pub fn mix_of(flow: &Flow) -> StateMix {
+    let mut mix = StateMix {
+        entries: 1,
+        unreplied: u64::from(flow.unreplied()),
+        assured: u64::from(flow.assured()),
+        ..StateMix::default()
+    };
+    match flow.tcp_state() {
+        Some(TcpState::SynSent | TcpState::Syn2) => mix.syn_sent = 1,
+        Some(TcpState::SynRecv) => mix.syn_recv = 1,
+        Some(TcpState::Established) => mix.established = 1,
+        Some(TcpState::TimeWait) => mix.time_wait = 1,
+        Some(TcpState::FinWait | TcpState::CloseWait | TcpState::LastAck | TcpState::Close) => {
+            mix.closing = 1;
+        }
+        Some(TcpState::None) | None => {}
+    }
+    mix
+}
+
+/// The aggregation of one walk.
+#[derive(Debug)]
+pub struct Aggregate {
+    total: StateMix,
+    sources: TopTracker<IpAddr>,
+    destinations: TopTracker<IpAddr>,
+    dports: TopTracker<u16>,
+    source_dports: TopTracker<SourcePort>,
+    protocols: TopTracker<&'static str>,
+    tcp_states: TopTracker<TcpState>,
+}
+
+impl Default for Aggregate {
+    fn default() -> Self {
+        Self::with_cap(TRACKED)
+    }
+}
+
+impl Aggregate {
+    pub fn with_cap(cap: usize) -> Self {
+        Self {
+            total: StateMix::default(),
+            sources: TopTracker::new(cap),
+            destinations: TopTracker::new(cap),
+            dports: TopTracker::new(cap),
+            source_dports: TopTracker::new(cap),
+            protocols: TopTracker::new(64),
+            tcp_states: TopTracker::new(16),
+        }
+    }
+
+    pub fn add(&mut self, flow: &Flow) {
+        let mix = mix_of(flow);
+        top::add(&mut self.total, &mix);
+        let original = &flow.original;
+        self.sources.add(original.source, &mix);
+        self.destinations.add(original.destination, &mix);
+        if let Some(dport) = original.dport {
+            self.dports.add(dport, &mix);
+            self.source_dports.add(
+                SourcePort {
+                    source: original.source,
+                    dport,
+                },
+                &mix,
+            );
+        }
+        self.protocols.add(protocol_name(original.protocol), &mix);
+        if let Some(state) = flow.tcp_state() {
+            self.tcp_states.add(state, &mix);
+        }
+    }
+
+    pub fn finish(self, taken_unix_ms: u64, walk_ms: u64) -> Snapshot {
+        Snapshot {
+            taken_unix_ms,
+            walk_ms,
+            total: self.total,
+            sources: self.sources.finish(TOP_N),
+            destinations: self.destinations.finish(TOP_N),
+            dports: self.dports.finish(TOP_N),
+            source_dports: self.source_dports.finish(TOP_N),
+            protocols: {
+                let list = self.protocols.finish(TOP_N);
+                ctguard_protocol::TopList {
+                    top: list
+                        .top
+                        .into_iter()
+                        .map(|g| ctguard_protocol::Group {
+                            key: g.key.to_owned(),
+                            mix: g.mix,
+                        })
+                        .collect(),
+                    rest: list.rest,
+                    distinct: list.distinct,
+                }
+            },
+            tcp_states: self.tcp_states.finish(TOP_N),
+        }
+    }
+}
+
+fn conntrack_error(error: impl ToString) -> HelperError {
+    HelperError::Conntrack {
+        detail: error.to_string(),
+    }
+}
+
+/// One walk of the calling thread's namespace (blocking).
+pub fn walk_snapshot() -> Result<Snapshot, HelperError> {
+    let started = Instant::now();
+    let mut aggregate = Aggregate::default();
+    ctnetlink::walk(|flow| aggregate.add(flow)).map_err(conntrack_error)?;
+    let walk_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(aggregate.finish(crate::journal::now_unix_ms(), walk_ms))
+}
+
+/// Whether an entry matches a drill-down filter.
+pub fn matches(filter: &EntryFilter, flow: &Flow) -> bool {
+    let o = &flow.original;
+    filter
+        .network
+        .is_none_or(|n| n.contains(&o.source) || n.contains(&o.destination))
+        && filter
+            .port
+            .is_none_or(|p| o.sport == Some(p) || o.dport == Some(p))
+        && filter
+            .protocol
+            .is_none_or(|p| protocol_name(o.protocol) == p.as_str())
+        && filter.tcp_state.is_none_or(|s| flow.tcp_state() == Some(s))
+}
+
+pub fn entry_of(flow: &Flow) -> ConntrackEntry {
+    ConntrackEntry {
+        protocol: protocol_name(flow.original.protocol).to_owned(),
+        source: flow.original.source,
+        destination: flow.original.destination,
+        sport: flow.original.sport,
+        dport: flow.original.dport,
+        reply_source: flow.reply.source,
+        reply_destination: flow.reply.destination,
+        tcp_state: flow.tcp_state(),
+        timeout_secs: u64::from(flow.timeout_secs),
+        unreplied: flow.unreplied(),
+        assured: flow.assured(),
+    }
+}
+
+/// The entries matching `filter`, at most `filter.limit`, and whether more matched (blocking).
+pub fn entries(filter: &EntryFilter) -> Result<(Vec<ConntrackEntry>, bool), HelperError> {
+    if filter.limit == 0 || filter.limit > EntryFilter::MAX_LIMIT {
+        return Err(HelperError::LimitOutOfRange {
+            limit: filter.limit,
+            max: EntryFilter::MAX_LIMIT,
+        });
+    }
+    let limit = filter.limit as usize;
+    let mut found = Vec::new();
+    let mut truncated = false;
+    ctnetlink::walk(|flow| {
+        if matches(filter, flow) {
+            if found.len() < limit {
+                found.push(entry_of(flow));
+            } else {
+                truncated = true;
+            }
+        }
+    })
+    .map_err(conntrack_error)?;
+    Ok((found, truncated))
+}
+
+/// Shares walks between callers: a snapshot younger than the minimum interval is served again,
+/// and while one walk runs, other callers wait for it instead of starting their own. The
+/// interval grows with the walk's cost (4× the last walk, at least `floor`), so a huge table
+/// cannot keep the helper walking.
+#[derive(Debug)]
+pub struct SnapshotCache {
+    floor: Duration,
+    last: tokio::sync::Mutex<Option<(Instant, Arc<Snapshot>)>>,
+}
+
+impl SnapshotCache {
+    pub fn new(floor: Duration) -> Self {
+        Self {
+            floor,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn get(
+        &self,
+        walk: impl FnOnce() -> Result<Snapshot, HelperError> + Send + 'static,
+    ) -> Result<Arc<Snapshot>, HelperError> {
+        let mut last = self.last.lock().await;
+        if let Some((at, snapshot)) = last.as_ref() {
+            let interval = self
+                .floor
+                .max(Duration::from_millis(snapshot.walk_ms.saturating_mul(4)));
+            if at.elapsed() < interval {
+                return Ok(Arc::clone(snapshot));
+            }
+        }
+        let snapshot = tokio::task::spawn_blocking(walk)
+            .await
+            .map_err(conntrack_error)??;
+        let snapshot = Arc::new(snapshot);
+        *last = Some((Instant::now(), Arc::clone(&snapshot)));
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::ctnetlink::parse::{self, IPS_ASSURED, IPS_SEEN_REPLY};
+
+    fn flow(src: [u8; 4], dport: u16, state: u8, status: u32) -> Flow {
+        parse::flow(&parse::tests::tcp_entry(
+            src,
+            [198, 51, 100, 10],
+            40_000,
+            dport,
+            state,
+            status,
+        ))
+        .expect("parses")
+    }
+
+    #[test]
+    fn a_walk_aggregates_sources_ports_and_state_mix() {
+        let mut aggregate = Aggregate::with_cap(8);
+        for _ in 0..5 {
+            aggregate.add(&flow([203, 0, 113, 66], 80, 1, 0));
+        }
+        aggregate.add(&flow(
+            [203, 0, 113, 10],
+            8080,
+            3,
+            IPS_SEEN_REPLY | IPS_ASSURED,
+        ));
+        let snapshot = aggregate.finish(1, 2);
+        assert_eq!(snapshot.total.entries, 6);
+        assert_eq!(snapshot.total.unreplied, 5);
+        assert_eq!(snapshot.total.assured, 1);
+        let top = &snapshot.sources.top[0];
+        assert_eq!(top.key, "203.0.113.66".parse::<IpAddr>().expect("ip"));
+        assert_eq!(top.mix.syn_sent, 5);
+        assert_eq!(snapshot.dports.top[0].key, 80);
+        assert_eq!(snapshot.source_dports.top[0].key.dport, 80);
+        assert_eq!(snapshot.protocols.top[0].key, "tcp");
+        assert_eq!(snapshot.tcp_states.top[0].key, TcpState::SynSent);
+        assert_eq!(snapshot.tcp_states.top[1].mix.established, 1);
+    }
+
+    #[test]
+    fn filters_narrow_by_every_field() {
+        let syn = flow([203, 0, 113, 66], 80, 1, 0);
+        let filter = |network: Option<&str>, port, state| EntryFilter {
+            network: network.map(|n| n.parse().expect("net")),
+            port,
+            protocol: None,
+            tcp_state: state,
+            limit: 10,
+        };
+        assert!(matches(
+            &filter(Some("203.0.113.0/24"), Some(80), Some(TcpState::SynSent)),
+            &syn
+        ));
+        assert!(!matches(&filter(Some("192.0.2.0/24"), None, None), &syn));
+        assert!(!matches(&filter(None, Some(81), None), &syn));
+        assert!(!matches(
+            &filter(None, None, Some(TcpState::Established)),
+            &syn
+        ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_walk() {
+        let cache = Arc::new(SnapshotCache::new(Duration::from_secs(60)));
+        let walks = Arc::new(AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let cache = Arc::clone(&cache);
+            let walks = Arc::clone(&walks);
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get(move || {
+                        walks.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok(Aggregate::default().finish(0, 50))
+                    })
+                    .await
+                    .expect("snapshot")
+            }));
+        }
+        for task in tasks {
+            task.await.expect("joins");
+        }
+        assert_eq!(walks.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,202 @@
+//! SetSysctl: allowlisted keys within their bounds, journaled, written where they live, read back.
+//! Per-namespace keys are written in the watched namespace (where the process is); global keys
+//! only from the initial namespace, by a short-lived thread that enters it through the
+//! descriptor opened before the helper left it (setns moves only the calling thread).
+
+pub mod persist;
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use ctguard_protocol::{HelperError, JournalAction, JournalEvent, SysctlKey, SysctlScope};
+use nix::sched::{CloneFlags, setns};
+
+use crate::{blocks::Requester, journal::Journal};
+
+/// The result of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysctlChange {
+    pub previous: u64,
+    pub value: u64,
+    pub persisted: bool,
+    pub journal_seq: u64,
+}
+
+#[derive(Debug)]
+pub struct Sysctls {
+    proc_sys: PathBuf,
+    /// The initial namespace, when the helper left it for a watched one.
+    initial_netns: Option<Arc<File>>,
+    conf: PathBuf,
+    /// Where the hash size is persisted as a module option (it is also a module parameter,
+    /// applied when nf_conntrack loads, before sysctl.d runs).
+    modprobe_conf: PathBuf,
+    journal: Arc<Journal>,
+    /// One write at a time: read, write and read back must not interleave.
+    lock: Mutex<()>,
+}
+
+fn read_value(path: &Path, key: SysctlKey) -> Result<u64, HelperError> {
+    let text = std::fs::read_to_string(path).map_err(|e| HelperError::KernelRead {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    // Some files (nf_conntrack_buckets on old kernels) hold several fields; the first counts.
+    text.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| HelperError::KernelRead {
+            path: key.name().into(),
+            detail: format!("not a number: {:?}", text.trim()),
+        })
+}
+
+/// Reads the previous value, writes, reads back: (previous, read back).
+fn write_here(path: &Path, key: SysctlKey, value: u64) -> Result<(u64, u64), HelperError> {
+    let previous = read_value(path, key)?;
+    std::fs::write(path, format!("{value}\n")).map_err(|e| HelperError::SysctlRefused {
+        key,
+        value,
+        detail: e.to_string(),
+    })?;
+    Ok((previous, read_value(path, key)?))
+}
+
+impl Sysctls {
+    pub fn new(
+        proc_sys: impl Into<PathBuf>,
+        initial_netns: Option<File>,
+        conf: PathBuf,
+        modprobe_conf: PathBuf,
+        journal: Arc<Journal>,
+    ) -> Self {
+        Self {
+            proc_sys: proc_sys.into(),
+            initial_netns: initial_netns.map(Arc::new),
+            conf,
+            modprobe_conf,
+            journal,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn write(&self, key: SysctlKey, value: u64) -> Result<(u64, u64), HelperError> {
+        let path = self.proc_sys.join(key.proc_path());
+        match key.scope() {
+            SysctlScope::PerNamespace => write_here(&path, key, value),
+            // Still in the initial namespace: write here.
+            SysctlScope::Global if self.initial_netns.is_none() => write_here(&path, key, value),
+            SysctlScope::Global => {
+                let initial = self.initial_netns.clone();
+                std::thread::scope(|scope| {
+                    scope
+                        .spawn(move || {
+                            let initial = initial.ok_or_else(|| HelperError::SysctlRefused {
+                                key,
+                                value,
+                                detail: "no initial namespace".into(),
+                            })?;
+                            setns(initial.as_ref(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                                HelperError::SysctlRefused {
+                                    key,
+                                    value,
+                                    detail: format!("cannot enter the initial namespace: {e}"),
+                                }
+                            })?;
+                            write_here(&path, key, value)
+                        })
+                        .join()
+                        .unwrap_or_else(|_| {
+                            Err(HelperError::SysctlRefused {
+                                key,
+                                value,
+                                detail: "the writer thread panicked".into(),
+                            })
+                        })
+                })
+            }
+        }
+    }
+
+    fn persist(&self, key: SysctlKey, value: u64) -> Result<(), (PathBuf, std::io::Error)> {
+        persist::persist(&self.conf, key, value).map_err(|e| (self.conf.clone(), e))?;
+        if key == SysctlKey::NfConntrackBuckets {
+            persist::persist_hashsize(&self.modprobe_conf, value)
+                .map_err(|e| (self.modprobe_conf.clone(), e))?;
+        }
+        Ok(())
+    }
+
+    pub fn set(
+        &self,
+        key: SysctlKey,
+        value: u64,
+        persist: bool,
+        who: &Requester,
+    ) -> Result<SysctlChange, HelperError> {
+        if let Err(bounds) = key.check(value) {
+            return Err(HelperError::SysctlOutOfBounds {
+                key,
+                value,
+                min: bounds.min,
+                max: bounds.max,
+            });
+        }
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let journal_seq = self.journal.append(&JournalEvent::Intent {
+            action: JournalAction::SetSysctl {
+                key,
+                value,
+                persist,
+            },
+            actor: Some(who.actor.clone()),
+            requested_by: Some(who.requested_by),
+            peer_uid: Some(who.peer_uid),
+        })?;
+        let outcome = |ok: bool, detail: String| {
+            self.journal.append(&JournalEvent::Outcome {
+                intent_seq: journal_seq,
+                ok,
+                detail,
+            })
+        };
+        let (previous, read_back) = match self.write(key, value) {
+            Ok(values) => values,
+            Err(error) => {
+                let _ = outcome(false, error.to_string());
+                return Err(error);
+            }
+        };
+        if read_back != value {
+            let error = HelperError::SysctlReadBack {
+                key,
+                written: value,
+                read: read_back,
+            };
+            let _ = outcome(false, error.to_string());
+            return Err(error);
+        }
+        if persist && let Err((path, error)) = self.persist(key, value) {
+            let error = HelperError::PersistFailed {
+                path: path.display().to_string(),
+                detail: error.to_string(),
+            };
+            let _ = outcome(
+                false,
+                format!("{key} = {value} applied, not persisted: {error}"),
+            );
+            return Err(error);
+        }
+        outcome(true, format!("{key}: {previous} -> {value}"))?;
+        tracing::info!(%key, previous, value, persist, actor = %who.actor, "sysctl set");
+        Ok(SysctlChange {
+            previous,
+            value,
+            persisted: persist,
+            journal_seq,
+        })
+    }
+}

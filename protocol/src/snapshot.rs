@@ -1,0 +1,120 @@
+//! One aggregated walk of the conntrack table (top talkers with their state mix) and the bounded
+//! entry list for drill-down.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::target::Protocol;
+
+/// A TCP connection-tracking state, as `conntrack -L` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TcpState {
+    None,
+    SynSent,
+    SynRecv,
+    Established,
+    FinWait,
+    CloseWait,
+    LastAck,
+    TimeWait,
+    Close,
+    Syn2,
+}
+
+/// How a group of entries is made up: every count is a number of entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateMix {
+    pub entries: u64,
+    /// No reply seen: floods, scans, reflection.
+    pub unreplied: u64,
+    /// Replies seen both ways: the kernel will not evict these early.
+    pub assured: u64,
+    pub syn_sent: u64,
+    pub syn_recv: u64,
+    pub established: u64,
+    pub time_wait: u64,
+    /// FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSE.
+    pub closing: u64,
+}
+
+/// One group (a source, a port, ...) and its mix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group<K> {
+    pub key: K,
+    pub mix: StateMix,
+}
+
+/// The largest groups, biggest first, and what the rest adds up to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopList<K> {
+    pub top: Vec<Group<K>>,
+    /// Entries outside the listed groups.
+    pub rest: StateMix,
+    /// How many distinct groups the walk saw (a lower bound once the tracker had to fold some).
+    pub distinct: u64,
+}
+
+/// A source address and a destination port together: who hammers which service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcePort {
+    pub source: IpAddr,
+    pub dport: u16,
+}
+
+/// One walk of the table, aggregated as it streamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub taken_unix_ms: u64,
+    pub walk_ms: u64,
+    pub total: StateMix,
+    pub sources: TopList<IpAddr>,
+    pub destinations: TopList<IpAddr>,
+    pub dports: TopList<u16>,
+    pub source_dports: TopList<SourcePort>,
+    /// By layer-4 protocol name (`tcp`, `udp`, `icmp`, ...).
+    pub protocols: TopList<String>,
+    pub tcp_states: TopList<TcpState>,
+}
+
+/// Which entries to list for drill-down. Every field narrows; `limit` bounds the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryFilter {
+    /// Entries whose original source or destination lies in this network.
+    pub network: Option<IpNet>,
+    /// Entries whose original source or destination port is this.
+    pub port: Option<u16>,
+    pub protocol: Option<Protocol>,
+    pub tcp_state: Option<TcpState>,
+    /// 1..=[`EntryFilter::MAX_LIMIT`].
+    pub limit: u32,
+}
+
+impl EntryFilter {
+    pub const MAX_LIMIT: u32 = 1_000;
+}
+
+/// One conntrack entry, original direction first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackEntry {
+    pub protocol: String,
+    pub source: IpAddr,
+    pub destination: IpAddr,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub reply_source: IpAddr,
+    pub reply_destination: IpAddr,
+    pub tcp_state: Option<TcpState>,
+    pub timeout_secs: u64,
+    pub unreplied: bool,
+    pub assured: bool,
+}

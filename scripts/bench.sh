@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The snapshot benchmark, the same way on any machine (root; throwaway namespaces; restores
+# nf_conntrack_max): fills a sandbox router's table to ENTRIES (default 262144) and compares the
+# helper's Snapshot with the conntrack-tools and /proc/net/nf_conntrack text pipelines, printing
+# a Markdown table (record it in BENCHMARKS.md with this command line).
+#
+#   scripts/bench.sh [ENTRIES]
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+[[ $(id -u) -eq 0 ]] || { echo "bench.sh: needs root (network namespaces)" >&2; exit 1; }
+CTGUARD_BENCH_ENTRIES=${1:-262144} CTGUARD_REQUIRE_ROOT_TESTS=1 \
+  cargo test --release -p ctguard-helper --test bench -- --ignored --nocapture --test-threads=1 \
+  2> >(grep -v -E 'DEBUG|INFO' >&2)
