@@ -26,12 +26,14 @@
 //! This crate does no I/O beyond the optional tokio codec (feature `codec`), so the UI can compile it to
 //! wasm and render the same types the helper sends.
 
+pub mod kernel_log;
 pub mod message;
 pub mod status;
 
 #[cfg(feature = "codec")]
 pub mod frame;
 
+pub use kernel_log::KernelLogSummary;
 pub use message::{HelperError, Request, Response};
 pub use status::{ConntrackStats, ConntrackStatus};
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::status::ConntrackStatus;
+use crate::{kernel_log::KernelLogSummary, status::ConntrackStatus};
 
 /// Everything a client can ask of the helper. The helper answers each variant in one exhaustive
 /// `match`; anything else fails to parse and is refused.
@@ -14,6 +14,8 @@ pub enum Request {
     /// The table's fill, limits, statistics and memory, read from procfs. (A struct variant, not a
     /// unit one: serde ignores unknown fields beside the tag of a unit variant.)
     Status {},
+    /// Counts of conntrack's `table full` messages in the kernel log of the last minutes. Read-only.
+    KernelLog {},
 }
 
 impl Request {
@@ -22,6 +24,7 @@ impl Request {
         match self {
             Self::Hello { .. } => "hello",
             Self::Status {} => "status",
+            Self::KernelLog {} => "kernel_log",
         }
     }
 }
@@ -39,6 +42,9 @@ pub enum Response {
     },
     Status {
         status: ConntrackStatus,
+    },
+    KernelLog {
+        log: KernelLogSummary,
     },
     Error {
         error: HelperError,
