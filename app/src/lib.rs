@@ -3,8 +3,12 @@
 
 pub mod components;
 pub mod format;
+pub mod history;
 pub mod live;
 pub mod pages;
+pub mod seed;
+pub mod thresholds;
+pub mod trend;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
+use ctguard_app::thresholds::Thresholds;
 use leptos::config::{Env, LeptosOptions};
 
 /// The ctguard web panel. Runs unprivileged; asks ctguard-helper for everything kernel-side.
@@ -28,11 +29,51 @@ pub struct Cli {
     /// How often the sampler reads the helper, in milliseconds.
     #[arg(long, env = "CTGUARD_SAMPLE_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub sample_interval_ms: u64,
+
+    /// Where the server keeps what survives a restart (the day's history of the table).
+    #[arg(long, env = "CTGUARD_STATE_DIR", default_value = "/var/lib/ctguard")]
+    pub state_dir: PathBuf,
+
+    /// Fill (percent of the limit) at which the dashboard warns.
+    #[arg(long, env = "CTGUARD_WARNING_PERCENT", default_value_t = 80.0, value_parser = percent)]
+    pub warning_percent: f64,
+
+    /// Fill (percent of the limit) at which the dashboard raises the critical alarm.
+    #[arg(long, env = "CTGUARD_CRITICAL_PERCENT", default_value_t = 95.0, value_parser = percent)]
+    pub critical_percent: f64,
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if value > 0.0 && value <= 100.0 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value} is not a percentage above 0 and at most 100"
+        ))
+    }
+}
+
+/// Settings that parse but do not make sense together.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(
+        "the warning threshold ({warning} %) must not be above the critical one ({critical} %)"
+    )]
+    ThresholdsInverted { warning: f64, critical: f64 },
 }
 
 impl Cli {
-    pub fn into_settings(self) -> Settings {
-        Settings {
+    pub fn into_settings(self) -> Result<Settings, SettingsError> {
+        if self.warning_percent > self.critical_percent {
+            return Err(SettingsError::ThresholdsInverted {
+                warning: self.warning_percent,
+                critical: self.critical_percent,
+            });
+        }
+        Ok(Settings {
             listen: self.listen,
             site_root: self.site_root,
             helper: HelperSettings {
@@ -40,7 +81,13 @@ impl Cli {
                 timeout: Duration::from_secs(2),
             },
             sample_interval: Duration::from_millis(self.sample_interval_ms),
-        }
+            state_dir: self.state_dir,
+            history_save_interval: Duration::from_secs(60),
+            thresholds: Thresholds {
+                warning_percent: self.warning_percent,
+                critical_percent: self.critical_percent,
+            },
+        })
     }
 }
 
@@ -50,6 +97,10 @@ pub struct Settings {
     pub site_root: PathBuf,
     pub helper: HelperSettings,
     pub sample_interval: Duration,
+    pub state_dir: PathBuf,
+    /// How often the day's history is written to the state directory.
+    pub history_save_interval: Duration,
+    pub thresholds: Thresholds,
 }
 
 #[derive(Debug, Clone)]
@@ -74,5 +125,34 @@ impl Settings {
             .site_addr(bound)
             .env(env)
             .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("ctguard-server").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        cli.into_settings().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn thresholds_default_to_80_and_95_percent() {
+        let settings = parse(&[]).expect("defaults parse");
+        assert_eq!(settings.thresholds, Thresholds::default());
+    }
+
+    #[test]
+    fn thresholds_must_be_percentages_in_order() {
+        let low = parse(&["--warning-percent", "0.05"]).expect("a low warning is allowed");
+        assert_eq!(low.thresholds.warning_percent, 0.05);
+        assert!(parse(&["--warning-percent", "0"]).is_err());
+        assert!(parse(&["--critical-percent", "101"]).is_err());
+        let inverted =
+            parse(&["--warning-percent", "90", "--critical-percent", "85"]).expect_err("inverted");
+        assert!(inverted.contains("must not be above"), "{inverted}");
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod configuration;
 pub mod helper_client;
+pub mod history_store;
 pub mod live_events;
+pub mod metrics;
 pub mod sampler;
 pub mod startup;
 pub mod telemetry;

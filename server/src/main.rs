@@ -6,7 +6,7 @@ use ctguard_server::{configuration::Cli, startup::Application, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Cli::parse().into_settings();
+    let settings = Cli::parse().into_settings()?;
     telemetry::init();
     let application = Application::build(settings).await?;
     tracing::info!(url = %format!("http://{}", application.local_addr()), "ctguard-server listening");

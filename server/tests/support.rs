@@ -13,9 +13,13 @@ use std::{
     time::Duration,
 };
 
-use ctguard_app::live::LiveSample;
+use ctguard_app::{
+    live::LiveSample,
+    seed::{DashboardSeed, SEED_PATH},
+    thresholds::Thresholds,
+};
 use ctguard_protocol::{
-    ConntrackStats, ConntrackStatus, PROTOCOL_VERSION, Request, Response, frame,
+    ConntrackStats, ConntrackStatus, KernelLogSummary, PROTOCOL_VERSION, Request, Response, frame,
 };
 use ctguard_server::{
     configuration::{HelperSettings, Settings},
@@ -39,11 +43,61 @@ impl Drop for TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops the server and hands back its directory, to start another on the same state.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.server.abort();
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    pub async fn get_text(&self, path: &str) -> (reqwest::StatusCode, String) {
+        let response = reqwest::get(format!("{}{path}", self.address))
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.text().await.unwrap())
+    }
+
+    /// Asks the dashboard's seed server function as the browser would.
+    pub async fn seed(&self) -> DashboardSeed {
+        let response = reqwest::Client::new()
+            .post(format!("{}{SEED_PATH}", self.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds, failing after 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Starts the server on 127.0.0.1:0 with a fast sampler and a helper socket path in a temp dir
 /// where nothing listens yet.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(tempfile::tempdir().unwrap(), Thresholds::default()).await
+}
+
+/// Starts the server with its state (and helper socket) in `dir`, saving its history every 200 ms.
+pub async fn spawn_app_with(dir: tempfile::TempDir, thresholds: Thresholds) -> TestApp {
     ctguard_server::telemetry::init();
-    let dir = tempfile::tempdir().unwrap();
     let helper_socket = dir.path().join("helper.sock");
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -53,6 +107,9 @@ pub async fn spawn_app() -> TestApp {
             timeout: Duration::from_millis(500),
         },
         sample_interval: Duration::from_millis(100),
+        state_dir: dir.path().join("state"),
+        history_save_interval: Duration::from_millis(200),
+        thresholds,
     };
     let application = Application::build(settings).await.unwrap();
     let address = format!("http://{}", application.local_addr());
@@ -78,6 +135,14 @@ pub fn sample_status(count: u64) -> ConntrackStatus {
         },
         entry_bytes: Some(256),
         host_memory_bytes: 8 << 30,
+    }
+}
+
+pub fn sample_kernel_log() -> KernelLogSummary {
+    KernelLogSummary {
+        window_secs: 600,
+        table_full: 3,
+        suppressed: 41,
     }
 }
 
@@ -114,6 +179,9 @@ impl FakeHelper {
                                     status: sample_status(count),
                                 }
                             }
+                            Request::KernelLog {} => Response::KernelLog {
+                                log: sample_kernel_log(),
+                            },
                         };
                         if transport
                             .send(frame::encode(&response).unwrap())
