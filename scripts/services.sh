@@ -7,7 +7,9 @@
 #
 # Environment: CTGUARD_RUN_DIR (pid files and logs, default /run/ctguard-dev), CTGUARD_SOCKET,
 # CTGUARD_LISTEN (default 127.0.0.1:3000), CTGUARD_NETNS (default ctg-host), CTGUARD_BIN_DIR (default
-# target/release), CTGUARD_SITE_ROOT (default target/site).
+# target/release), CTGUARD_SITE_ROOT (default target/site), CTGUARD_STATE_DIR (the server's state,
+# default $CTGUARD_RUN_DIR/state, owned by ctguard), and, passed to the server only when set,
+# CTGUARD_WARNING_PERCENT and CTGUARD_CRITICAL_PERCENT (the dashboard's fill thresholds).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,6 +19,7 @@ listen=${CTGUARD_LISTEN:-127.0.0.1:3000}
 netns=${CTGUARD_NETNS:-ctg-host}
 bin_dir=${CTGUARD_BIN_DIR:-$repo/target/release}
 site_root=${CTGUARD_SITE_ROOT:-$repo/target/site}
+state_dir=${CTGUARD_STATE_DIR:-$run_dir/state}
 
 mkdir -p "$run_dir"
 # The server (user ctguard) must reach the socket inside: traverse only, no listing.
@@ -57,10 +60,16 @@ case ${1:-} in
   helper-stop) stop helper ;;
   server-start)
     stop server
+    mkdir -p "$state_dir"
+    chown ctguard:ctguard "$state_dir"
+    chmod 0700 "$state_dir"
+    thresholds=()
+    [[ -n ${CTGUARD_WARNING_PERCENT:-} ]] && thresholds+=("CTGUARD_WARNING_PERCENT=$CTGUARD_WARNING_PERCENT")
+    [[ -n ${CTGUARD_CRITICAL_PERCENT:-} ]] && thresholds+=("CTGUARD_CRITICAL_PERCENT=$CTGUARD_CRITICAL_PERCENT")
     # setpriv drops to the unprivileged user before exec: the server never holds root.
     setpriv --reuid=ctguard --regid=ctguard --init-groups \
       env LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_ADDR="$listen" CTGUARD_HELPER_SOCKET="$socket" \
-      RUST_LOG="${RUST_LOG:-info}" "$bin_dir/ctguard-server" >>"$run_dir/server.log" 2>&1 &
+      CTGUARD_STATE_DIR="$state_dir" ${thresholds[@]+"${thresholds[@]}"} RUST_LOG="${RUST_LOG:-info}" "$bin_dir/ctguard-server" >>"$run_dir/server.log" 2>&1 &
     echo $! >"$run_dir/server.pid"
     wait_for "the server at $listen" 60 curl -fsS -o /dev/null "http://$listen/"
     ;;
