@@ -20,6 +20,10 @@ url=http://$CTGUARD_LISTEN/api/live
 services=$repo/scripts/services.sh
 sandbox=$repo/end2end/sandbox/sandbox.sh
 
+# Shares the sandbox with end2end/run.sh: take turns (see there).
+exec 9>/run/ctguard-sandbox.lock
+flock -w 1200 9
+
 cleanup() {
   "$services" stop-all || true
   "$sandbox" down >/dev/null || true

@@ -9,6 +9,14 @@ export CTGUARD_RUN_DIR=${CTGUARD_RUN_DIR:-/run/ctguard-e2e}
 export CTGUARD_LISTEN=${CTGUARD_LISTEN:-127.0.0.1:3100}
 export CTGUARD_URL=http://$CTGUARD_LISTEN
 
+# The sandbox's namespaces have fixed names and are global to the machine: two runs at once (two
+# checkouts, or the benchmark) would tear down each other's. Take turns.
+exec 9>/run/ctguard-sandbox.lock
+if ! flock -n 9; then
+  echo "another sandbox run is in progress; waiting for it (up to 20 min)" >&2
+  flock -w 1200 9
+fi
+
 cleanup() {
   "$repo/scripts/services.sh" stop-all || true
   "$repo/end2end/sandbox/sandbox.sh" down >/dev/null || true

@@ -88,8 +88,14 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        // Stopping the sampler drops the live feed's sender, which ends every open SSE stream:
+        // otherwise the graceful shutdown would wait for browsers that never hang up.
+        let sampler = self.sampler.abort_handle();
         axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                sampler.abort();
+            })
             .await?;
         self.sampler.abort();
         self.saver.abort();
