@@ -9,7 +9,7 @@ const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 220.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 10.0;
+const TOP: f64 = 24.0;
 const BOTTOM: f64 = 26.0;
 
 /// One point of the chart: time (ms since the epoch), entries, limit.
@@ -35,11 +35,12 @@ impl Scale {
     }
 }
 
-/// A round upper bound for the value axis: 1, 2 or 5 times a power of ten, at or above `value`.
+/// A round upper bound for the value axis, at or above `value`: 1, 2, 3, 4, 5, 6 or 8 times a power
+/// of ten, so a quarter of it is a round tick too and the plot is not mostly empty.
 pub fn nice_top(value: u64) -> u64 {
     let mut power = 1u64;
     loop {
-        for factor in [1, 2, 5] {
+        for factor in [1, 2, 3, 4, 5, 6, 8] {
             let candidate = factor * power;
             if candidate >= value.max(1) {
                 return candidate;
@@ -128,7 +129,7 @@ pub fn HistoryChart(
             >
                 {value_ticks}
                 {time_ticks}
-                <text class="chart-unit" x=4.0 y=TOP + 2.0>"entries"</text>
+                <text class="chart-unit" x=4.0 y=12.0>"entries"</text>
                 <polyline class="chart-max" points=max_line></polyline>
                 <polyline class="chart-count" points=count_line></polyline>
             </svg>
@@ -161,9 +162,10 @@ mod tests {
     #[test]
     fn the_value_axis_ends_on_a_round_number() {
         assert_eq!(nice_top(0), 1);
-        assert_eq!(nice_top(3), 5);
-        assert_eq!(nice_top(262_144), 500_000);
-        assert_eq!(nice_top(65_536), 100_000);
+        assert_eq!(nice_top(3), 3);
+        assert_eq!(nice_top(7), 8);
+        assert_eq!(nice_top(262_144), 300_000);
+        assert_eq!(nice_top(65_536), 80_000);
         assert_eq!(nice_top(200_000), 200_000);
     }
 
