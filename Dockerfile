@@ -35,14 +35,18 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nftables conntrack \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system ctguard \
-    && useradd --system --gid ctguard --no-create-home --shell /usr/sbin/nologin ctguard
+    && useradd --system --gid ctguard --no-create-home --shell /usr/sbin/nologin ctguard \
+    && install -d -o ctguard -g ctguard -m 0700 /var/lib/ctguard
 COPY --from=build /src/target/release/ctguard-server /usr/local/bin/ctguard-server
 COPY --from=build /src/target/release/ctguard-helper /usr/local/bin/ctguard-helper
 COPY --from=build /src/target/site /usr/share/ctguard/site
 ENV LEPTOS_SITE_ROOT=/usr/share/ctguard/site \
     LEPTOS_SITE_ADDR=0.0.0.0:3000 \
     CTGUARD_HELPER_SOCKET=/run/ctguard/helper.sock \
+    CTGUARD_STATE_DIR=/var/lib/ctguard \
     RUST_LOG=info
+# The day's history of the table survives container restarts when this is a volume.
+VOLUME /var/lib/ctguard
 USER ctguard
 EXPOSE 3000
 CMD ["ctguard-server"]

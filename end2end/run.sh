@@ -13,6 +13,14 @@ export CTGUARD_STATE_DIR=${CTGUARD_STATE_DIR:-$CTGUARD_RUN_DIR/state}
 CTGUARD_E2E_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 export CTGUARD_E2E_PASSWORD
 
+# The sandbox's namespaces have fixed names and are global to the machine: two runs at once (two
+# checkouts, or the benchmark) would tear down each other's. Take turns.
+exec 9>/run/ctguard-sandbox.lock
+if ! flock -n 9; then
+  echo "another sandbox run is in progress; waiting for it (up to 20 min)" >&2
+  flock -w 1200 9
+fi
+
 cleanup() {
   "$repo/scripts/services.sh" stop-all || true
   "$repo/end2end/sandbox/sandbox.sh" down >/dev/null || true

@@ -6,10 +6,12 @@
 #   services.sh helper-start | helper-stop | server-start | server-stop | stop-all
 #   services.sh user ARGS...     (ctguard-server user ARGS, as user ctguard, on the same database)
 #
-# Environment: CTGUARD_RUN_DIR (pid files, logs, socket; default /run/ctguard-dev), CTGUARD_STATE_DIR
-# (the database; default /var/lib/ctguard-dev), CTGUARD_LISTEN (default 127.0.0.1:3000),
-# CTGUARD_NETNS (default $CTGUARD_SANDBOX-host, i.e. ctg-host), CTGUARD_BIN_DIR (default target/release), CTGUARD_SITE_ROOT
-# (default target/site).
+# Environment: CTGUARD_RUN_DIR (pid files, logs, socket; default /run/ctguard-dev), CTGUARD_SOCKET,
+# CTGUARD_STATE_DIR (the server's database and history, owned by ctguard; default
+# /var/lib/ctguard-dev), CTGUARD_LISTEN (default 127.0.0.1:3000), CTGUARD_NETNS (default
+# $CTGUARD_SANDBOX-host, i.e. ctg-host), CTGUARD_BIN_DIR (default target/release), CTGUARD_SITE_ROOT
+# (default target/site), and, passed to the server only when set, CTGUARD_WARNING_PERCENT and
+# CTGUARD_CRITICAL_PERCENT (the dashboard's fill thresholds).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -74,8 +76,12 @@ case ${1:-} in
       echo "something already listens on $listen; not starting a second server" >&2
       exit 1
     fi
+    thresholds=()
+    [[ -n ${CTGUARD_WARNING_PERCENT:-} ]] && thresholds+=("CTGUARD_WARNING_PERCENT=$CTGUARD_WARNING_PERCENT")
+    [[ -n ${CTGUARD_CRITICAL_PERCENT:-} ]] && thresholds+=("CTGUARD_CRITICAL_PERCENT=$CTGUARD_CRITICAL_PERCENT")
     as_ctguard env LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_ADDR="$listen" \
-      CTGUARD_HELPER_SOCKET="$socket" CTGUARD_DATABASE="$database" RUST_LOG="${RUST_LOG:-info}" \
+      CTGUARD_HELPER_SOCKET="$socket" CTGUARD_DATABASE="$database" CTGUARD_STATE_DIR="$state_dir" \
+      ${thresholds[@]+"${thresholds[@]}"} RUST_LOG="${RUST_LOG:-info}" \
       "$bin_dir/ctguard-server" >>"$run_dir/server.log" 2>&1 &
     echo $! >"$run_dir/server.pid"
     wait_for "the server at $listen" 60 curl -fsS -o /dev/null "http://$listen/login"

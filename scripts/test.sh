@@ -2,7 +2,8 @@
 # The project's whole test command (Quick start, command 2; `.ci/run` runs it): installs what is
 # missing, then format check, clippy with warnings denied (native and wasm), unit and integration
 # tests (root ones included: CTGUARD_REQUIRE_ROOT_TESTS=1 forbids skipping them as root), the
-# release build of the site, and the Playwright suite against the real sandbox.
+# release build of the site, the wasm size budget (250 KB gzipped), and the Playwright suite against
+# the real sandbox.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,6 +42,16 @@ step "release build of the site (cargo leptos build --release)"
 cargo leptos build --release
 cargo build --release --locked -p ctguard-helper
 
+step "wasm size budget: the release bundle, gzipped, at most 250 KB"
+budget_failed=0
+wasm=target/site/pkg/ctguard.wasm
+wasm_gzipped=$(gzip -9 -c "$wasm" | wc -c)
+echo "release wasm: $(stat -c %s "$wasm") bytes, $wasm_gzipped bytes gzipped (budget 250000)"
+if ((wasm_gzipped > 250000)); then
+  echo "FAILED: the wasm bundle is over its budget" >&2
+  budget_failed=1
+fi
+
 e2e_passed=0
 e2e_failed=0
 if [[ $(id -u) -eq 0 ]]; then
@@ -60,8 +71,8 @@ cargo_passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log_dir/cargo
 cargo_failed=$(grep -Eo '[0-9]+ failed' "$log_dir/cargo-test.log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
 rm -rf "$log_dir"
 passed=$((cargo_passed + e2e_passed))
-failed=$((${cargo_failed:-0} + e2e_failed))
+failed=$((${cargo_failed:-0} + e2e_failed + budget_failed))
 echo
-echo "cargo tests: $cargo_passed passed; end-to-end: $e2e_passed passed, $e2e_failed failed"
+echo "cargo tests: $cargo_passed passed; end-to-end: $e2e_passed passed, $e2e_failed failed; wasm budget: $([[ $budget_failed -eq 0 ]] && echo ok || echo over)"
 echo "total: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -1,6 +1,9 @@
 //! Reusable view pieces.
 
 pub mod confirm_dialog;
+pub mod fill_banner;
 pub mod fill_gauge;
 pub mod helper_banner;
+pub mod history_chart;
 pub mod stat_list;
+pub mod trend_panel;

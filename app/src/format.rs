@@ -84,3 +84,32 @@ mod clock_tests {
         assert_eq!(clock_utc(1_795_698_245_000), "13:04:05 UTC");
     }
 }
+
+/// A short axis label: `950`, `12k`, `262k`, `1.5M`.
+pub fn compact(value: u64) -> String {
+    match value {
+        0..1_000 => value.to_string(),
+        1_000..10_000 => trim_zero(format!("{:.1}", value as f64 / 1e3)) + "k",
+        10_000..1_000_000 => format!("{}k", (value + 500) / 1_000),
+        _ => trim_zero(format!("{:.1}", value as f64 / 1e6)) + "M",
+    }
+}
+
+fn trim_zero(text: String) -> String {
+    text.strip_suffix(".0").map(str::to_owned).unwrap_or(text)
+}
+
+#[cfg(test)]
+mod compact_tests {
+    use super::*;
+
+    #[test]
+    fn compact_labels_stay_short() {
+        assert_eq!(compact(950), "950");
+        assert_eq!(compact(1_000), "1k");
+        assert_eq!(compact(6_554), "6.6k");
+        assert_eq!(compact(262_144), "262k");
+        assert_eq!(compact(1_500_000), "1.5M");
+        assert_eq!(compact(2_000_000), "2M");
+    }
+}

@@ -5,9 +5,13 @@ pub mod auth;
 pub mod components;
 pub mod confirm;
 pub mod format;
+pub mod history;
 pub mod live;
 pub mod pages;
+pub mod seed;
 pub mod session;
+pub mod thresholds;
+pub mod trend;
 pub mod users;
 
 use leptos::prelude::*;

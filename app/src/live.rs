@@ -2,7 +2,7 @@
 //! that returns the latest one for the first render, and (in the browser) the server-sent-event
 //! subscription that keeps it current.
 
-use ctguard_protocol::ConntrackStatus;
+use ctguard_protocol::{ConntrackStatus, KernelLogSummary};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,10 @@ pub enum LiveSample {
         /// When the helper was read, in milliseconds since the Unix epoch.
         at_ms: u64,
         status: ConntrackStatus,
+        /// The newest count of `table full` messages in the kernel log, read less often than the
+        /// status; `None` until first read or while the helper cannot read the log.
+        #[serde(default)]
+        kernel_log: Option<KernelLogSummary>,
     },
     HelperDown {
         at_ms: u64,

@@ -205,6 +205,30 @@ impl Handler {
                 )
                 .await
             }
+            Request::KernelLog {} => kernel_log().await,
         }
+    }
+}
+
+/// Counts conntrack's `table full` messages in the kernel log of the last minutes.
+async fn kernel_log() -> Response {
+    let reading = tokio::task::spawn_blocking(|| {
+        crate::kernel::kmsg::read_summary(
+            std::path::Path::new(crate::kernel::kmsg::DEV_KMSG),
+            crate::kernel::kmsg::WINDOW,
+        )
+    })
+    .await;
+    match reading {
+        Ok(Ok(log)) => Response::KernelLog { log },
+        Ok(Err(error)) => Response::Error {
+            error: error.into(),
+        },
+        Err(join_error) => Response::Error {
+            error: ctguard_protocol::HelperError::KernelRead {
+                path: crate::kernel::kmsg::DEV_KMSG.into(),
+                detail: format!("reader task failed: {join_error}"),
+            },
+        },
     }
 }

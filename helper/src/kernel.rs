@@ -2,6 +2,7 @@
 //! production) so the parsers are tested against fixture trees; `/proc/net` and `/proc/sys/net`
 //! show the network namespace of the reading thread, which is the one the helper watches.
 
+pub mod kmsg;
 pub mod slab;
 pub mod stat;
 
@@ -19,7 +20,7 @@ pub struct KernelError {
 }
 
 impl KernelError {
-    fn at(path: &Path, detail: impl ToString) -> Self {
+    pub(crate) fn at(path: &Path, detail: impl ToString) -> Self {
         Self {
             path: path.to_owned(),
             detail: detail.to_string(),

@@ -110,3 +110,44 @@ fn an_unknown_namespace_stops_the_helper_at_start() {
         "the error names the namespace"
     );
 }
+
+#[test]
+fn the_kernel_log_request_counts_table_full_messages_of_the_last_minutes() {
+    if !have_root("the_kernel_log_request_counts_table_full_messages_of_the_last_minutes") {
+        return;
+    }
+    let helper = HelperProcess::start(&["--group", "root"]);
+    let read = || {
+        let response = helper.session().ask(&Request::KernelLog {});
+        let Response::KernelLog { log } = response else {
+            panic!("no kernel log summary: {response:?}");
+        };
+        log
+    };
+    let before = read();
+    assert_eq!(before.window_secs, 600);
+
+    // Root may write to the kernel log; the line is tagged so nobody mistakes it for a real event.
+    {
+        use std::io::Write;
+        let mut kmsg = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/kmsg")
+            .unwrap();
+        kmsg.write_all(
+            b"ctguard-test: nf_conntrack: table full, dropping packet (injected by ctguard's tests)\n",
+        )
+        .unwrap();
+    }
+    let mut after = before;
+    // Other table-full messages may arrive meanwhile, and old ones leave the window: poll for ours.
+    support::wait_for(
+        "the injected message to be counted",
+        std::time::Duration::from_secs(5),
+        || {
+            after = read();
+            after.table_full > before.table_full
+        },
+    );
+    assert!(after.table_full >= 1, "{before:?} -> {after:?}");
+}

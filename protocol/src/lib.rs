@@ -51,6 +51,7 @@
 
 pub mod block;
 pub mod journal;
+pub mod kernel_log;
 pub mod message;
 pub mod snapshot;
 pub mod status;
@@ -63,6 +64,7 @@ pub mod frame;
 pub use block::ActiveBlock;
 pub use ipnet::IpNet;
 pub use journal::{JournalAction, JournalEvent, JournalPage, JournalRecord};
+pub use kernel_log::KernelLogSummary;
 pub use message::{HelperError, Request, Response};
 pub use snapshot::{
     ConntrackEntry, EntryFilter, Group, Snapshot, SourcePort, StateMix, TcpState, TopList,

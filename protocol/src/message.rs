@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     block::ActiveBlock,
     journal::{JournalPage, JournalRecord},
+    kernel_log::KernelLogSummary,
     snapshot::{ConntrackEntry, EntryFilter, Snapshot},
     status::ConntrackStatus,
     sysctl::SysctlKey,
@@ -65,6 +66,8 @@ pub enum Request {
     },
     /// A page of the helper's audit journal.
     Journal { page: JournalPage },
+    /// Counts of conntrack's `table full` messages in the kernel log of the last minutes. Read-only.
+    KernelLog {},
 }
 
 impl Request {
@@ -81,6 +84,7 @@ impl Request {
             Self::ListBlocks {} => "list_blocks",
             Self::DeleteEntries { .. } => "delete_entries",
             Self::Journal { .. } => "journal",
+            Self::KernelLog {} => "kernel_log",
         }
     }
 }
@@ -136,6 +140,9 @@ pub enum Response {
         records: Vec<JournalRecord>,
         /// The `from` of the next page, if there is more.
         next: Option<u64>,
+    },
+    KernelLog {
+        log: KernelLogSummary,
     },
     Error {
         error: HelperError,

@@ -7,6 +7,7 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand};
+use ctguard_app::thresholds::Thresholds;
 use leptos::config::{Env, LeptosOptions};
 
 use crate::auth::SessionPolicy;
@@ -95,11 +96,51 @@ pub struct ServeArgs {
     /// The reverse proxy's address: only its X-Forwarded-For is believed.
     #[arg(long, env = "CTGUARD_TRUSTED_PROXY")]
     pub trusted_proxy: Option<IpAddr>,
+
+    /// Where the server keeps what survives a restart (the day's history of the table).
+    #[arg(long, env = "CTGUARD_STATE_DIR", default_value = "/var/lib/ctguard")]
+    pub state_dir: PathBuf,
+
+    /// Fill (percent of the limit) at which the dashboard warns.
+    #[arg(long, env = "CTGUARD_WARNING_PERCENT", default_value_t = 80.0, value_parser = percent)]
+    pub warning_percent: f64,
+
+    /// Fill (percent of the limit) at which the dashboard raises the critical alarm.
+    #[arg(long, env = "CTGUARD_CRITICAL_PERCENT", default_value_t = 95.0, value_parser = percent)]
+    pub critical_percent: f64,
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if value > 0.0 && value <= 100.0 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value} is not a percentage above 0 and at most 100"
+        ))
+    }
+}
+
+/// Settings that parse but do not make sense together.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(
+        "the warning threshold ({warning} %) must not be above the critical one ({critical} %)"
+    )]
+    ThresholdsInverted { warning: f64, critical: f64 },
 }
 
 impl ServeArgs {
-    pub fn into_settings(self) -> Settings {
-        Settings {
+    pub fn into_settings(self) -> Result<Settings, SettingsError> {
+        if self.warning_percent > self.critical_percent {
+            return Err(SettingsError::ThresholdsInverted {
+                warning: self.warning_percent,
+                critical: self.critical_percent,
+            });
+        }
+        Ok(Settings {
             listen: self.listen,
             site_root: self.site_root,
             helper: HelperSettings {
@@ -115,7 +156,13 @@ impl ServeArgs {
                 secure_cookies: self.secure_cookies,
             },
             trusted_proxy: self.trusted_proxy,
-        }
+            state_dir: self.state_dir,
+            history_save_interval: Duration::from_secs(60),
+            thresholds: Thresholds {
+                warning_percent: self.warning_percent,
+                critical_percent: self.critical_percent,
+            },
+        })
     }
 }
 
@@ -130,6 +177,10 @@ pub struct Settings {
     pub public_origins: Vec<String>,
     pub session: SessionPolicy,
     pub trusted_proxy: Option<IpAddr>,
+    pub state_dir: PathBuf,
+    /// How often the day's history is written to the state directory.
+    pub history_save_interval: Duration,
+    pub thresholds: Thresholds,
 }
 
 #[derive(Debug, Clone)]
@@ -167,5 +218,34 @@ impl Settings {
             .site_addr(bound)
             .env(env)
             .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("ctguard-server").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        cli.serve.into_settings().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn thresholds_default_to_80_and_95_percent() {
+        let settings = parse(&[]).expect("defaults parse");
+        assert_eq!(settings.thresholds, Thresholds::default());
+    }
+
+    #[test]
+    fn thresholds_must_be_percentages_in_order() {
+        let low = parse(&["--warning-percent", "0.05"]).expect("a low warning is allowed");
+        assert_eq!(low.thresholds.warning_percent, 0.05);
+        assert!(parse(&["--warning-percent", "0"]).is_err());
+        assert!(parse(&["--critical-percent", "101"]).is_err());
+        let inverted =
+            parse(&["--warning-percent", "90", "--critical-percent", "85"]).expect_err("inverted");
+        assert!(inverted.contains("must not be above"), "{inverted}");
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ctguard_app::live::HelperOutage;
 use ctguard_protocol::{
-    ConntrackStatus, HelperError, PROTOCOL_VERSION, Request, Response,
+    ConntrackStatus, HelperError, KernelLogSummary, PROTOCOL_VERSION, Request, Response,
     frame::{self, FrameError},
 };
 use futures::{SinkExt, StreamExt};
@@ -62,6 +62,13 @@ impl HelperClient {
     pub async fn status(&self) -> Result<ConntrackStatus, HelperClientError> {
         match self.exchange(Request::Status {}).await? {
             Response::Status { status } => Ok(status),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn kernel_log(&self) -> Result<KernelLogSummary, HelperClientError> {
+        match self.exchange(Request::KernelLog {}).await? {
+            Response::KernelLog { log } => Ok(log),
             other => Err(unexpected(&other)),
         }
     }

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    let application = Application::build(serve.into_settings()).await?;
+    let application = Application::build(serve.into_settings()?).await?;
     tracing::info!(url = %format!("http://{}", application.local_addr()), "ctguard-server listening");
     application.run_until_stopped().await
 }

@@ -1,27 +1,41 @@
 //! The one task that reads the helper on a fixed interval and publishes the newest sample to every
-//! viewer: however many dashboards are open, the helper is asked once per interval.
+//! viewer: however many dashboards are open, the helper is asked once per interval (and for the
+//! kernel log once every [`KERNEL_LOG_EVERY`] intervals). Each reading also extends the history.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ctguard_app::live::LiveSample;
+use ctguard_app::{live::LiveSample, seed::ssr::SharedHistory, trend::Point};
+use ctguard_protocol::KernelLogSummary;
 use tokio::{sync::watch, task::JoinHandle, time::MissedTickBehavior};
 
 use crate::helper_client::HelperClient;
+
+/// The kernel log is read once per this many status readings: walking it costs more than the
+/// procfs counters, and its counts cover minutes anyway.
+pub const KERNEL_LOG_EVERY: u64 = 10;
 
 /// Starts the sampler; it runs until the returned handle is aborted or every receiver is dropped.
 pub fn spawn(
     client: HelperClient,
     interval: Duration,
+    history: SharedHistory,
 ) -> (watch::Receiver<LiveSample>, JoinHandle<()>) {
     let (sender, receiver) = watch::channel(LiveSample::Starting);
-    let task = tokio::spawn(run(client, interval, sender));
+    let task = tokio::spawn(run(client, interval, sender, history));
     (receiver, task)
 }
 
-async fn run(client: HelperClient, interval: Duration, sender: watch::Sender<LiveSample>) {
+async fn run(
+    client: HelperClient,
+    interval: Duration,
+    sender: watch::Sender<LiveSample>,
+    history: SharedHistory,
+) {
     let mut ticker = tokio::time::interval(interval);
     // A slow helper must not cause a burst of catch-up reads when it recovers.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut kernel_log: Option<KernelLogSummary> = None;
+    let mut readings: u64 = 0;
     loop {
         ticker.tick().await;
         let at_ms = now_ms();
@@ -31,9 +45,26 @@ async fn run(client: HelperClient, interval: Duration, sender: watch::Sender<Liv
                 if matches!(previous, LiveSample::HelperDown { .. }) {
                     tracing::info!("helper reachable again");
                 }
-                LiveSample::Up { at_ms, status }
+                if readings.is_multiple_of(KERNEL_LOG_EVERY) {
+                    kernel_log = match client.kernel_log().await {
+                        Ok(log) => Some(log),
+                        Err(error) => {
+                            tracing::debug!(%error, "kernel log unavailable");
+                            None
+                        }
+                    };
+                }
+                readings += 1;
+                history.push(Point::from_status(at_ms, &status));
+                LiveSample::Up {
+                    at_ms,
+                    status,
+                    kernel_log,
+                }
             }
             Err(error) => {
+                // Read the kernel log again as soon as the helper is back.
+                readings = 0;
                 let since_ms = match previous {
                     LiveSample::HelperDown { since_ms, .. } => since_ms,
                     _ => {
@@ -55,7 +86,7 @@ async fn run(client: HelperClient, interval: Duration, sender: watch::Sender<Liv
     }
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| {

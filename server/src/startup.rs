@@ -1,5 +1,5 @@
-//! Assembling the application: database, services, sampler, router and its layers; and running it
-//! until a signal.
+//! Assembling the application: database, services, sampler, history, router and its layers; and
+//! running it until a signal.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -11,9 +11,12 @@ use axum::{
 };
 use ctguard_app::{
     App,
+    history::History,
     live::{LIVE_EVENTS_PATH, ssr::LiveFeed},
+    seed::ssr::SharedHistory,
     session::{LOGOUT_PATH, SIGN_IN_PATH},
     shell,
+    thresholds::Thresholds,
     users::ssr::SharedAccountAdmin,
 };
 use leptos::{config::LeptosOptions, prelude::provide_context};
@@ -41,8 +44,10 @@ use crate::{
     db,
     hashing::PasswordHasher,
     helper_client::HelperClient,
+    history_store::HistoryStore,
     live_events::live_events,
     logins::LoginStore,
+    metrics::{METRICS_PATH, metrics},
     sampler, security_headers,
     users::UserStore,
 };
@@ -52,6 +57,8 @@ use crate::{
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub feed: LiveFeed,
+    pub history: SharedHistory,
+    pub thresholds: Thresholds,
     pub login: LoginService,
 }
 
@@ -61,7 +68,10 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     router: Router,
+    sampler: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    store: HistoryStore,
+    history: SharedHistory,
 }
 
 impl Application {
@@ -77,13 +87,22 @@ impl Application {
 
         let listener = TcpListener::bind(settings.listen).await?;
         let local_addr = listener.local_addr()?;
+        let store = HistoryStore::in_dir(&settings.state_dir);
+        let minutes = store.load().unwrap_or_else(|error| {
+            tracing::warn!(%error, "starting with an empty history");
+            Vec::new()
+        });
+        let history = SharedHistory::new(History::from_minutes(minutes, sampler::now_ms()));
         let (feed, sampler) = sampler::spawn(
             HelperClient::new(settings.helper.clone()),
             settings.sample_interval,
+            history.clone(),
         );
+        let saver = store
+            .clone()
+            .spawn_saver(history.clone(), settings.history_save_interval);
         let expired_sessions = tokio::spawn(async move {
             if let Err(error) = session_store
-                .clone()
                 .continuously_delete_expired(tokio::time::Duration::from_secs(300))
                 .await
             {
@@ -103,17 +122,20 @@ impl Application {
             audit: audit.clone(),
             clock: clock.clone(),
         };
+        let confirmations = Arc::new(Confirmations::new(clock.clone()));
         let account_admin: SharedAccountAdmin = Arc::new(AccountAdministration {
             users,
             logins: logins.clone(),
             hasher,
             audit,
             clock: clock.clone(),
-            confirmations: Arc::new(Confirmations::new(clock.clone())),
+            confirmations,
         });
         let state = AppState {
             leptos_options: settings.leptos_options(local_addr),
             feed: LiveFeed(feed),
+            history: history.clone(),
+            thresholds: settings.thresholds,
             login,
         };
         let authenticator = Authenticator {
@@ -147,7 +169,10 @@ impl Application {
             listener,
             local_addr,
             router,
-            background: vec![sampler, expired_sessions],
+            sampler,
+            background: vec![saver, expired_sessions],
+            store,
+            history,
         })
     }
 
@@ -159,12 +184,21 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        // Stopping the sampler drops the live feed's sender, which ends every open SSE stream:
+        // otherwise the graceful shutdown would wait for browsers that never hang up.
+        let sampler = self.sampler.abort_handle();
         axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                sampler.abort();
+            })
             .await?;
+        self.sampler.abort();
         for task in self.background {
             task.abort();
         }
+        // The last minutes since the periodic save.
+        self.store.save_logged(&self.history).await;
         Ok(())
     }
 }
@@ -172,20 +206,21 @@ impl Application {
 fn routes(state: AppState, account_admin: SharedAccountAdmin) -> Router {
     let routes = generate_route_list(App);
     let feed = state.feed.clone();
+    let history = state.history.clone();
+    let thresholds = state.thresholds;
     let options = state.leptos_options.clone();
+    let provide = move || {
+        provide_context(feed.clone());
+        provide_context(history.clone());
+        provide_context(thresholds);
+        provide_context(account_admin.clone());
+    };
     Router::new()
         .route(LIVE_EVENTS_PATH, get(live_events))
+        .route(METRICS_PATH, get(metrics))
         .route(SIGN_IN_PATH, post(sign_in))
         .route(LOGOUT_PATH, post(sign_out))
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || {
-                provide_context(feed.clone());
-                provide_context(account_admin.clone());
-            },
-            move || shell(options.clone()),
-        )
+        .leptos_routes_with_context(&state, routes, provide, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
 }

@@ -13,9 +13,15 @@ use std::{
     time::Duration,
 };
 
-use ctguard_app::{auth::Role, live::LiveSample};
+use ctguard_app::{
+    auth::Role,
+    live::LiveSample,
+    seed::{DashboardSeed, SEED_PATH},
+    thresholds::Thresholds,
+};
 use ctguard_protocol::{
-    ConntrackStats, ConntrackStatus, HelperError, PROTOCOL_VERSION, Request, Response, frame,
+    ConntrackStats, ConntrackStatus, HelperError, KernelLogSummary, PROTOCOL_VERSION, Request,
+    Response, frame,
 };
 use ctguard_server::{
     auth::SessionPolicy,
@@ -67,15 +73,69 @@ impl Drop for TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops the server and hands back its directory, to start another on the same state.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.server.abort();
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    pub async fn get_text(&self, path: &str) -> (reqwest::StatusCode, String) {
+        let response = reqwest::get(format!("{}{path}", self.address))
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.text().await.unwrap())
+    }
+
+    /// Asks the dashboard's seed server function as a signed-in viewer's browser would.
+    pub async fn seed(&self) -> DashboardSeed {
+        let viewer = self.signed_in(Role::Viewer).await;
+        let response = viewer
+            .post(format!("{}{SEED_PATH}", self.address))
+            .header("origin", self.origin())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds, failing after 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Starts the server on 127.0.0.1:0 with a fast sampler, a fresh database holding [`ACCOUNTS`], a
 /// manual clock, and a helper socket path in a temp dir where nothing listens yet.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    spawn_app_in(tempfile::tempdir().unwrap(), |_| {}).await
 }
 
+/// As [`spawn_app`], with settings adjusted first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_in(tempfile::tempdir().unwrap(), adjust).await
+}
+
+/// Starts the server with its database, state (saving its history every 200 ms) and helper socket
+/// in `dir`; a second server on the same `dir` finds the first one's state.
+pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     ctguard_server::telemetry::init();
-    let dir = tempfile::tempdir().unwrap();
     let helper_socket = dir.path().join("helper.sock");
     let database = dir.path().join("ctguard.db");
     let clock = ManualClock::starting_now();
@@ -84,6 +144,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let users = UserStore::new(pool);
     let hasher = PasswordHasher::new().unwrap();
     for (name, role) in ACCOUNTS {
+        if users.find(name).await.unwrap().is_some() {
+            continue; // a restart on the same directory
+        }
         let hash = hasher
             .hash(&Password::parse(password_of(name)).unwrap())
             .await
@@ -106,6 +169,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         public_origins: Vec::new(),
         session: SessionPolicy::default(),
         trusted_proxy: None,
+        state_dir: dir.path().join("state"),
+        history_save_interval: Duration::from_millis(200),
+        thresholds: Thresholds::default(),
     };
     adjust(&mut settings);
     let application = Application::build_with_clock(settings, clock.clone())
@@ -265,6 +331,14 @@ pub fn sample_status(count: u64) -> ConntrackStatus {
     }
 }
 
+pub fn sample_kernel_log() -> KernelLogSummary {
+    KernelLogSummary {
+        window_secs: 600,
+        table_full: 3,
+        suppressed: 41,
+    }
+}
+
 /// A stand-in helper answering `status` with a fixed count, counting the status requests.
 #[derive(Debug)]
 pub struct FakeHelper {
@@ -298,6 +372,9 @@ impl FakeHelper {
                                     status: sample_status(count),
                                 }
                             }
+                            Request::KernelLog {} => Response::KernelLog {
+                                log: sample_kernel_log(),
+                            },
                             request @ (Request::Snapshot {}
                             | Request::Entries { .. }
                             | Request::SetSysctl { .. }

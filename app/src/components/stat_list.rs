@@ -19,19 +19,19 @@ pub fn StatList(status: ConntrackStatus) -> impl IntoView {
     view! {
         <dl class="stats">
             <Stat
-                label="drop"
+                label="drop, total"
                 testid="drop"
                 value=stats.drop
-                hint="packets dropped because the table was full"
+                hint="since boot: packets dropped because the table was full"
             />
             <Stat
-                label="early_drop"
+                label="early_drop, total"
                 testid="early-drop"
                 value=stats.early_drop
                 hint="entries evicted to make room for new ones"
             />
             <Stat
-                label="insert_failed"
+                label="insert_failed, total"
                 testid="insert-failed"
                 value=stats.insert_failed
                 hint="entries lost to races between CPUs"

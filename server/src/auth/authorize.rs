@@ -11,6 +11,7 @@ use axum::{
 use ctguard_app::{
     auth::{Action, CurrentUser},
     live::{LIVE_EVENTS_PATH, LatestSample},
+    seed::LoadDashboard,
     session::{CurrentUserQuery, LOGIN_PATH, LOGOUT_PATH, SIGN_IN_PATH},
     users::{ApplyUserChange, ListAccounts, PreviewUserChange},
 };
@@ -54,6 +55,9 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/", Requires(ViewTable)),
         route(Method::GET, LIVE_EVENTS_PATH, Requires(ViewTable)),
         route(Method::POST, LatestSample::PATH, Requires(ViewTable)),
+        route(Method::POST, LoadDashboard::PATH, Requires(ViewTable)),
+        // For Prometheus, which does not sign in: counters only, no addresses (see README).
+        route(Method::GET, crate::metrics::METRICS_PATH, Public),
         route(Method::GET, "/users", Requires(ManageUsers)),
         route(Method::POST, ListAccounts::PATH, Requires(ManageUsers)),
         route(Method::POST, PreviewUserChange::PATH, Requires(ManageUsers)),

@@ -1,0 +1,385 @@
+//! Rates and the time-to-full forecast, computed from readings of the table: pure maths shared by the
+//! server-side render and the browser, so both show the same numbers.
+//!
+//! Kernel counters only grow, but they are 32-bit per CPU (summed here into 64 bits) and restart at
+//! zero when the host reboots or the watched namespace is recreated. [`counter_delta`] turns two
+//! readings into an increase that is never negative.
+
+use std::collections::VecDeque;
+
+use ctguard_protocol::ConntrackStatus;
+use serde::{Deserialize, Serialize};
+
+/// The window over which the rates beside the gauge are taken.
+pub const RATE_WINDOW_MS: u64 = 5_000;
+/// The window over which the table's growth is taken for the forecast: long enough to smooth
+/// single bursts, short enough to notice a flood within half a minute.
+pub const FORECAST_WINDOW_MS: u64 = 30_000;
+/// Growth that would take longer than this to fill the table counts as stable.
+const HORIZON_SECS: f64 = 7.0 * 86_400.0;
+
+/// One reading, reduced to what the chart, the rates and the forecast need. Short field names:
+/// fifteen minutes of these go to every browser on its first render.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Point {
+    /// Milliseconds since the Unix epoch.
+    #[serde(rename = "t")]
+    pub at_ms: u64,
+    #[serde(rename = "c")]
+    pub count: u64,
+    #[serde(rename = "m")]
+    pub max: u64,
+    #[serde(rename = "d")]
+    pub drop: u64,
+    #[serde(rename = "e")]
+    pub early_drop: u64,
+    #[serde(rename = "f")]
+    pub insert_failed: u64,
+    #[serde(rename = "i")]
+    pub insert: u64,
+}
+
+impl Point {
+    pub fn from_status(at_ms: u64, status: &ConntrackStatus) -> Self {
+        Self {
+            at_ms,
+            count: status.count,
+            max: status.max,
+            drop: status.stats.drop,
+            early_drop: status.stats.early_drop,
+            insert_failed: status.stats.insert_failed,
+            insert: status.stats.insert,
+        }
+    }
+}
+
+/// The increase of a kernel counter between two readings, never negative.
+///
+/// - `now >= before`: the plain difference.
+/// - `now` lower by at most 2³² and by more than 2³¹: one CPU's 32-bit counter wrapped; the
+///   increase is what it took to get there through the wrap (below 2³¹).
+/// - otherwise the counter was reset (reboot, namespace recreated): it counted from zero to `now`.
+pub fn counter_delta(before: u64, now: u64) -> u64 {
+    const WRAP: u64 = 1 << 32;
+    if now >= before {
+        now - before
+    } else {
+        let fall = before - now;
+        if fall > WRAP / 2 && fall <= WRAP {
+            WRAP - fall
+        } else {
+            now
+        }
+    }
+}
+
+/// Events per second over a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    /// New entries per second. Kernels since 5.x no longer count `insert` per CPU (it stays 0 on
+    /// 6.18), so when it did not move this is a lower bound: the table's net growth (if positive)
+    /// plus the entries evicted to make room, each of which a new entry replaced. Entries that
+    /// expired during the window are invisible to it.
+    pub new_entries: f64,
+    /// True when `new_entries` comes from the kernel's own `insert` counter.
+    pub new_entries_exact: bool,
+    /// Change of the entry count per second (negative while the table drains).
+    pub net_growth: f64,
+    pub drop: f64,
+    pub early_drop: f64,
+    pub insert_failed: f64,
+    /// The window the rates were taken over.
+    pub seconds: f64,
+}
+
+/// Rates between two readings, or `None` when they are not in time order.
+pub fn rates(older: &Point, newer: &Point) -> Option<Rates> {
+    if newer.at_ms <= older.at_ms {
+        return None;
+    }
+    let seconds = (newer.at_ms - older.at_ms) as f64 / 1000.0;
+    let per_second = |before: u64, now: u64| counter_delta(before, now) as f64 / seconds;
+    let net_growth = (newer.count as f64 - older.count as f64) / seconds;
+    let early_drop = per_second(older.early_drop, newer.early_drop);
+    let inserts = counter_delta(older.insert, newer.insert);
+    let (new_entries, new_entries_exact) = if inserts > 0 {
+        (inserts as f64 / seconds, true)
+    } else {
+        (net_growth.max(0.0) + early_drop, false)
+    };
+    Some(Rates {
+        new_entries,
+        new_entries_exact,
+        net_growth,
+        drop: per_second(older.drop, newer.drop),
+        early_drop,
+        insert_failed: per_second(older.insert_failed, newer.insert_failed),
+        seconds,
+    })
+}
+
+/// The oldest point within `window_ms` of the newest, and the newest: the pair rates are taken
+/// over. `None` with fewer than two points.
+pub fn window(points: &VecDeque<Point>, window_ms: u64) -> Option<(&Point, &Point)> {
+    let newest = points.back()?;
+    let since = newest.at_ms.saturating_sub(window_ms);
+    let older = points
+        .iter()
+        .find(|point| point.at_ms >= since && point.at_ms < newest.at_ms)?;
+    Some((older, newest))
+}
+
+/// Where the table is heading at its current growth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forecast {
+    /// Too few readings yet.
+    Unknown,
+    /// At or above its limit now.
+    Full,
+    /// Growing: full in about this many seconds.
+    FullIn { seconds: u64 },
+    /// Neither growing nor shrinking noticeably.
+    Stable,
+    /// Shrinking.
+    Draining,
+}
+
+/// The forecast from two readings: the growth between them, extrapolated to the newer one's limit.
+/// Growth within a noise band (moving less than 1 % of the limit in ten minutes, and under one
+/// entry per second) is stable.
+pub fn forecast(older: &Point, newer: &Point) -> Forecast {
+    if newer.max > 0 && newer.count >= newer.max {
+        return Forecast::Full;
+    }
+    let Some(rates) = rates(older, newer) else {
+        return Forecast::Unknown;
+    };
+    let band = (newer.max as f64 * 0.01 / 600.0).max(1.0);
+    let growth = rates.net_growth;
+    if growth > band && newer.max > 0 {
+        let seconds = (newer.max - newer.count) as f64 / growth;
+        if seconds > HORIZON_SECS {
+            Forecast::Stable
+        } else {
+            Forecast::FullIn {
+                seconds: seconds.ceil() as u64,
+            }
+        }
+    } else if growth < -band {
+        Forecast::Draining
+    } else {
+        Forecast::Stable
+    }
+}
+
+impl Forecast {
+    /// What the dashboard says: "full in 3 min", "stable", "draining".
+    pub fn describe(self) -> String {
+        match self {
+            Self::Unknown => "not enough readings yet".to_owned(),
+            Self::Full => "full now".to_owned(),
+            Self::FullIn { seconds } => format!("full in {}", duration(seconds)),
+            Self::Stable => "stable".to_owned(),
+            Self::Draining => "draining".to_owned(),
+        }
+    }
+
+    /// A stable CSS class / test value.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Full => "full",
+            Self::FullIn { .. } => "filling",
+            Self::Stable => "stable",
+            Self::Draining => "draining",
+        }
+    }
+}
+
+/// A rough duration for people: `45 s`, `3 min`, `5 h`, `2 d`.
+pub fn duration(seconds: u64) -> String {
+    match seconds {
+        0..90 => format!("{seconds} s"),
+        90..5_400 => format!("{} min", (seconds + 30) / 60),
+        5_400..172_800 => format!("{} h", (seconds + 1_800) / 3_600),
+        _ => format!("{} d", (seconds + 43_200) / 86_400),
+    }
+}
+
+/// A rate for people: `0/s`, `0.4/s`, `12/s`, `1,234/s`.
+pub fn per_second(rate: f64) -> String {
+    if rate <= 0.0 {
+        "0/s".to_owned()
+    } else if rate < 10.0 {
+        format!("{rate:.1}/s")
+    } else {
+        format!("{}/s", crate::format::thousands(rate.round() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(at_s: u64, count: u64, max: u64) -> Point {
+        Point {
+            at_ms: at_s * 1000,
+            count,
+            max,
+            ..Point::default()
+        }
+    }
+
+    #[test]
+    fn a_growing_counter_gives_its_difference() {
+        assert_eq!(counter_delta(10, 25), 15);
+        assert_eq!(counter_delta(7, 7), 0);
+    }
+
+    #[test]
+    fn a_counter_that_goes_down_was_reset_and_counts_from_zero() {
+        // Reboot: the counter restarted and has counted 5 since.
+        assert_eq!(counter_delta(1_000_000, 5), 5);
+        assert_eq!(counter_delta(3, 0), 0);
+    }
+
+    #[test]
+    fn a_wrapped_per_cpu_counter_gives_the_increase_through_the_wrap() {
+        // One CPU's 32-bit counter went from 2^32 - 10 over the top to 5: 15 more events. The sum
+        // over CPUs falls by 2^32 - 15.
+        let before = (1u64 << 32) - 10 + 1_000;
+        let now = 5 + 1_000;
+        assert_eq!(counter_delta(before, now), 15);
+    }
+
+    #[test]
+    fn rates_are_per_second_and_never_negative() {
+        let older = Point {
+            drop: 100,
+            early_drop: 50,
+            insert_failed: 4,
+            ..point(10, 1_000, 10_000)
+        };
+        let newer = Point {
+            drop: 110,
+            early_drop: 50,
+            insert_failed: 0, // reset
+            ..point(15, 900, 10_000)
+        };
+        let rates = rates(&older, &newer).expect("in order");
+        assert_eq!(rates.seconds, 5.0);
+        assert_eq!(rates.drop, 2.0);
+        assert_eq!(rates.early_drop, 0.0);
+        assert_eq!(rates.insert_failed, 0.0);
+        assert_eq!(rates.net_growth, -20.0);
+        assert_eq!(
+            rates.new_entries, 0.0,
+            "a shrinking table shows no negative inserts"
+        );
+    }
+
+    #[test]
+    fn without_an_insert_counter_new_entries_are_growth_plus_evictions() {
+        // The 6.18 case: insert stays 0; 500 more entries and 100 evictions in 5 s.
+        let older = point(0, 1_000, 10_000);
+        let newer = Point {
+            early_drop: 100,
+            ..point(5, 1_500, 10_000)
+        };
+        let rates = rates(&older, &newer).expect("in order");
+        assert_eq!(rates.new_entries, 120.0);
+        assert!(!rates.new_entries_exact);
+    }
+
+    #[test]
+    fn with_an_insert_counter_new_entries_are_inserts() {
+        let older = Point {
+            insert: 1_000,
+            ..point(0, 1_000, 10_000)
+        };
+        let newer = Point {
+            insert: 1_300,
+            ..point(2, 1_000, 10_000)
+        };
+        let rates = rates(&older, &newer).expect("in order");
+        assert_eq!(rates.new_entries, 150.0);
+        assert!(rates.new_entries_exact);
+    }
+
+    #[test]
+    fn readings_out_of_order_give_no_rates() {
+        assert_eq!(rates(&point(5, 1, 10), &point(5, 2, 10)), None);
+        assert_eq!(rates(&point(6, 1, 10), &point(5, 2, 10)), None);
+    }
+
+    #[test]
+    fn growth_forecasts_the_time_to_full() {
+        // 1,000 entries per second, 180,000 free: three minutes.
+        let forecast = forecast(&point(0, 52_144, 262_144), &point(30, 82_144, 262_144));
+        assert_eq!(forecast, Forecast::FullIn { seconds: 180 });
+        assert_eq!(forecast.describe(), "full in 3 min");
+    }
+
+    #[test]
+    fn a_full_table_is_full_whatever_the_trend() {
+        assert_eq!(
+            forecast(&point(0, 70_000, 65_536), &point(30, 65_536, 65_536)),
+            Forecast::Full
+        );
+    }
+
+    #[test]
+    fn shrinking_is_draining_and_noise_is_stable() {
+        assert_eq!(
+            forecast(&point(0, 60_000, 262_144), &point(30, 200, 262_144)),
+            Forecast::Draining
+        );
+        // 10 entries in 30 s on a 262,144 table: noise.
+        assert_eq!(
+            forecast(&point(0, 1_000, 262_144), &point(30, 1_010, 262_144)),
+            Forecast::Stable
+        );
+        assert_eq!(
+            forecast(&point(0, 1_000, 262_144), &point(30, 990, 262_144)),
+            Forecast::Stable
+        );
+    }
+
+    #[test]
+    fn growth_too_slow_to_matter_within_a_week_is_stable() {
+        // 2 entries per second into 10 million free: 58 days.
+        assert_eq!(
+            forecast(&point(0, 0, 10_000_000), &point(30, 60, 10_000_000)),
+            Forecast::Stable
+        );
+    }
+
+    #[test]
+    fn a_single_reading_forecasts_nothing() {
+        assert_eq!(
+            forecast(&point(5, 10, 100), &point(5, 10, 100)),
+            Forecast::Unknown
+        );
+    }
+
+    #[test]
+    fn the_window_starts_at_the_oldest_point_within_it() {
+        let points: VecDeque<Point> = (0..40).map(|s| point(s, s, 100)).collect();
+        let (older, newer) = window(&points, 30_000).expect("enough points");
+        assert_eq!((older.at_ms, newer.at_ms), (9_000, 39_000));
+        let one: VecDeque<Point> = [point(1, 1, 1)].into();
+        assert!(window(&one, 30_000).is_none());
+    }
+
+    #[test]
+    fn durations_and_rates_read_naturally() {
+        assert_eq!(duration(45), "45 s");
+        assert_eq!(duration(180), "3 min");
+        assert_eq!(duration(4 * 3_600), "4 h");
+        assert_eq!(duration(3 * 86_400), "3 d");
+        assert_eq!(per_second(0.0), "0/s");
+        assert_eq!(per_second(-3.0), "0/s");
+        assert_eq!(per_second(0.44), "0.4/s");
+        assert_eq!(per_second(1_234.4), "1,234/s");
+    }
+}

@@ -1,0 +1,99 @@
+//! What a monitoring system and a returning viewer see: `/metrics` reports what the helper serves,
+//! the dashboard's seed carries the history and the thresholds, and the day's history survives a
+//! restart of the server.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use ctguard_app::auth::Role;
+use ctguard_app::{live::LiveSample, thresholds::Thresholds};
+use support::{FakeHelper, LiveEvents, eventually, spawn_app, spawn_app_in, spawn_app_with};
+
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_report_what_the_helper_serves() {
+    let app = spawn_app().await;
+    let (status, text) = app.get_text("/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "ctguard_helper_up"), Some(0), "{text}");
+    assert_eq!(
+        metric(&text, "ctguard_conntrack_entries"),
+        None,
+        "no stale numbers"
+    );
+
+    let _helper = FakeHelper::start(&app.helper_socket, 5_000);
+    let viewer = app.signed_in(Role::Viewer).await;
+    let mut events = LiveEvents::connect(&app, &viewer).await;
+    events
+        .until("a reading with the kernel log", |sample| {
+            matches!(
+                sample,
+                LiveSample::Up {
+                    kernel_log: Some(_),
+                    ..
+                }
+            )
+        })
+        .await;
+    let (_, text) = app.get_text("/metrics").await;
+    assert_eq!(metric(&text, "ctguard_helper_up"), Some(1), "{text}");
+    assert_eq!(metric(&text, "ctguard_conntrack_entries"), Some(5_000));
+    assert_eq!(metric(&text, "ctguard_conntrack_limit"), Some(65_536));
+    assert_eq!(metric(&text, "ctguard_conntrack_drop_total"), Some(7));
+    assert_eq!(metric(&text, "ctguard_conntrack_early_drop_total"), Some(0));
+    assert_eq!(
+        metric(&text, "ctguard_kernel_log_table_full_messages"),
+        Some(3)
+    );
+    assert_eq!(
+        metric(&text, "ctguard_kernel_log_suppressed_messages"),
+        Some(41)
+    );
+    assert!(text.contains("# TYPE ctguard_conntrack_drop_total counter"));
+    assert!(text.contains("# TYPE ctguard_conntrack_entries gauge"));
+}
+
+#[tokio::test]
+async fn the_seed_carries_the_history_and_the_configured_thresholds() {
+    let thresholds = Thresholds {
+        warning_percent: 5.0,
+        critical_percent: 50.0,
+    };
+    let app = spawn_app_with(|settings| settings.thresholds = thresholds).await;
+    let _helper = FakeHelper::start(&app.helper_socket, 2_000);
+    eventually("three readings in the history", || async {
+        app.seed().await.history.recent.len() >= 3
+    })
+    .await;
+    let seed = app.seed().await;
+    assert_eq!(seed.thresholds, thresholds);
+    assert!(seed.history.recent.iter().all(|point| point.count == 2_000));
+    assert_eq!(seed.history.minutes.back().unwrap().count, 2_000);
+    assert!(matches!(seed.sample, LiveSample::Up { .. }));
+}
+
+#[tokio::test]
+async fn the_days_history_survives_a_restart() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 3_333);
+    let saved = app.dir.path().join("state/history.json");
+    eventually("the history to be saved", || {
+        let saved = saved.clone();
+        async move { std::fs::read_to_string(saved).is_ok_and(|text| text.contains("3333")) }
+    })
+    .await;
+    helper.stop();
+    let dir = app.stop();
+
+    // A new server on the same state, with no helper: the day's minutes are back, the seconds not.
+    let app = spawn_app_in(dir, |_| {}).await;
+    let seed = app.seed().await;
+    assert_eq!(seed.history.minutes.back().unwrap().count, 3_333);
+    assert!(seed.history.recent.is_empty());
+}
