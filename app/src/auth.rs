@@ -67,19 +67,22 @@ impl CurrentUser {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
-    /// The dashboard and the live feed.
+    /// The dashboard, the live feed, the suspicious sources, the blocks list.
     ViewTable,
+    /// Block and unblock sources, delete entries.
+    Block,
     /// Manage accounts: list, add, change roles, disable, end sessions.
     ManageUsers,
 }
 
 impl Action {
-    pub const ALL: [Action; 2] = [Action::ViewTable, Action::ManageUsers];
+    pub const ALL: [Action; 3] = [Action::ViewTable, Action::Block, Action::ManageUsers];
 
     /// THE permission table.
     pub fn minimum_role(self) -> Role {
         match self {
             Self::ViewTable => Role::Viewer,
+            Self::Block => Role::Operator,
             Self::ManageUsers => Role::Admin,
         }
     }

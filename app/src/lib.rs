@@ -7,9 +7,11 @@ pub mod confirm;
 pub mod format;
 pub mod history;
 pub mod live;
+pub mod operations;
 pub mod pages;
 pub mod seed;
 pub mod session;
+pub mod suspicion;
 pub mod thresholds;
 pub mod trend;
 pub mod users;
@@ -23,7 +25,10 @@ use leptos_router::{
 
 use crate::{
     auth::Action,
-    pages::{dashboard::Dashboard, login::LoginPage, users::UsersPage},
+    pages::{
+        blocks::BlocksPage, dashboard::Dashboard, login::LoginPage, suspicious::SuspiciousPage,
+        users::UsersPage,
+    },
     session::{LOGOUT_PATH, current_user_query},
 };
 
@@ -90,6 +95,8 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=Dashboard/>
                     <Route path=StaticSegment("login") view=LoginPage/>
+                    <Route path=StaticSegment("suspicious") view=SuspiciousPage/>
+                    <Route path=StaticSegment("blocks") view=BlocksPage/>
                     <Route path=StaticSegment("users") view=UsersPage/>
                 </Routes>
             </main>
@@ -113,6 +120,8 @@ fn Nav() -> impl IntoView {
             view! {
                 <nav aria-label="Main">
                     <a href="/">"Dashboard"</a>
+                    <a href="/suspicious">"Suspicious sources"</a>
+                    <a href="/blocks">"Blocks"</a>
                     <Show when=move || admin>
                         <a href="/users">"Users"</a>
                     </Show>

@@ -1,5 +1,7 @@
 //! The panel's pages, one module each.
 
+pub mod blocks;
 pub mod dashboard;
 pub mod login;
+pub mod suspicious;
 pub mod users;

@@ -65,3 +65,30 @@ export async function openDashboard(page: Page) {
 export async function shownCount(page: Page): Promise<number> {
   return Number(await page.getByTestId('count').getAttribute('data-value'));
 }
+
+/** Runs a command inside the sandbox's router namespace (where the helper works) and returns stdout. */
+export function inHost(...args: string[]): string {
+  const host = `${process.env.CTGUARD_SANDBOX ?? 'ctg'}-host`;
+  return execFileSync('ip', ['netns', 'exec', host, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** How many conntrack entries the router holds from one source address. */
+export function entriesFrom(address: string): number {
+  return inHost('conntrack', '-L', '-s', address)
+    .split('\n')
+    .filter((line) => line.trim() !== '').length;
+}
+
+/** Whether the product's nftables table in the router mentions the address. */
+export function nftHolds(address: string): boolean {
+  let table = '';
+  try {
+    table = inHost('nft', 'list', 'table', 'inet', 'ctguard');
+  } catch {
+    return false; // no table at all
+  }
+  return table.includes(address);
+}

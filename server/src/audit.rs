@@ -36,6 +36,8 @@ pub struct AuditEvent<'a> {
     pub detail: Option<&'a str>,
     /// What the confirmed (or refused) change's preview showed.
     pub preview: Option<&'a str>,
+    /// The helper's journal record of the change, when the helper carried it out.
+    pub journal_id: Option<&'a str>,
 }
 
 impl<'a> AuditEvent<'a> {
@@ -54,6 +56,7 @@ impl<'a> AuditEvent<'a> {
             outcome,
             detail: None,
             preview: None,
+            journal_id: None,
         }
     }
 
@@ -101,8 +104,8 @@ impl AuditStore {
 
     pub async fn record(&self, at: i64, event: AuditEvent<'_>) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview, journal_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(at)
         .bind(event.actor)
@@ -114,6 +117,7 @@ impl AuditStore {
         .bind(event.outcome.as_str())
         .bind(event.detail)
         .bind(event.preview)
+        .bind(event.journal_id)
         .execute(&self.pool)
         .await?;
         tracing::info!(

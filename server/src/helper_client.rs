@@ -75,6 +75,11 @@ impl HelperClient {
 
     /// One connection, one handshake, one request. A connection per exchange keeps no state that
     /// could go stale across helper restarts; on a Unix socket it costs microseconds.
+    /// Any request: the helper's answer, or its refusal as [`HelperClientError::Failed`].
+    pub async fn call(&self, request: Request) -> Result<Response, HelperClientError> {
+        self.exchange(request).await
+    }
+
     async fn exchange(&self, request: Request) -> Result<Response, HelperClientError> {
         let deadline = self.settings.timeout;
         tokio::time::timeout(deadline, async {
@@ -109,6 +114,6 @@ async fn round_trip(
     Ok(frame::decode(&body)?)
 }
 
-fn unexpected(response: &Response) -> HelperClientError {
+pub fn unexpected(response: &Response) -> HelperClientError {
     HelperClientError::Protocol(format!("{response:?}"))
 }

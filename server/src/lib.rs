@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod sampler;
 pub mod security_headers;
 pub mod startup;
+pub mod table_operations;
 pub mod telemetry;
 pub mod user_cli;
 pub mod users;

@@ -13,6 +13,7 @@ use ctguard_app::{
     App,
     history::History,
     live::{LIVE_EVENTS_PATH, ssr::LiveFeed},
+    operations::ssr::SharedTableOperations,
     seed::ssr::SharedHistory,
     session::{LOGOUT_PATH, SIGN_IN_PATH},
     shell,
@@ -39,7 +40,7 @@ use crate::{
     },
     client::TrustedProxy,
     clock::{SharedClock, SystemClock},
-    configuration::Settings,
+    configuration::{HelperSettings, Settings},
     confirmation::Confirmations,
     db,
     hashing::PasswordHasher,
@@ -49,8 +50,12 @@ use crate::{
     logins::LoginStore,
     metrics::{METRICS_PATH, metrics},
     sampler, security_headers,
+    table_operations::TableOperator,
     users::UserStore,
 };
+
+/// The deadline of helper requests that walk the table or change the firewall.
+const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Everything a request handler may need.
 #[derive(Debug, Clone, FromRef)]
@@ -123,6 +128,16 @@ impl Application {
             clock: clock.clone(),
         };
         let confirmations = Arc::new(Confirmations::new(clock.clone()));
+        let table_operations: SharedTableOperations = Arc::new(TableOperator {
+            // A table walk or an nft transaction takes longer than a status read.
+            helper: HelperClient::new(HelperSettings {
+                socket: settings.helper.socket.clone(),
+                timeout: OPERATION_TIMEOUT,
+            }),
+            audit: audit.clone(),
+            clock: clock.clone(),
+            confirmations: confirmations.clone(),
+        });
         let account_admin: SharedAccountAdmin = Arc::new(AccountAdministration {
             users,
             logins: logins.clone(),
@@ -154,7 +169,7 @@ impl Application {
                 i64::try_from(settings.session.idle.as_secs()).unwrap_or(i64::MAX),
             )));
 
-        let router = routes(state, account_admin)
+        let router = routes(state, account_admin, table_operations)
             .layer(middleware::from_fn(authorize))
             .layer(middleware::from_fn_with_state(authenticator, authenticate))
             .layer(sessions)
@@ -203,7 +218,11 @@ impl Application {
     }
 }
 
-fn routes(state: AppState, account_admin: SharedAccountAdmin) -> Router {
+fn routes(
+    state: AppState,
+    account_admin: SharedAccountAdmin,
+    table_operations: SharedTableOperations,
+) -> Router {
     let routes = generate_route_list(App);
     let feed = state.feed.clone();
     let history = state.history.clone();
@@ -214,6 +233,7 @@ fn routes(state: AppState, account_admin: SharedAccountAdmin) -> Router {
         provide_context(history.clone());
         provide_context(thresholds);
         provide_context(account_admin.clone());
+        provide_context(table_operations.clone());
     };
     Router::new()
         .route(LIVE_EVENTS_PATH, get(live_events))

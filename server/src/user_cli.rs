@@ -113,6 +113,7 @@ pub async fn run(database: &Path, command: UserCommand) -> anyhow::Result<()> {
                         outcome: Outcome::Success,
                         detail: Some(&detail),
                         preview: None,
+                        journal_id: None,
                     },
                 )
                 .await

@@ -11,6 +11,7 @@ use axum::{
 use ctguard_app::{
     auth::{Action, CurrentUser},
     live::{LIVE_EVENTS_PATH, LatestSample},
+    operations::{ActiveBlocks, ApplyOperation, EntriesOf, PreviewOperation, Suspects},
     seed::LoadDashboard,
     session::{CurrentUserQuery, LOGIN_PATH, LOGOUT_PATH, SIGN_IN_PATH},
     users::{ApplyUserChange, ListAccounts, PreviewUserChange},
@@ -46,7 +47,7 @@ const fn route(method: Method, path: &'static str, access: Access) -> Route {
 /// favicon are public (they are the same for everyone).
 pub fn routes() -> Vec<Route> {
     use Access::{Public, Requires};
-    use Action::{ManageUsers, ViewTable};
+    use Action::{Block, ManageUsers, ViewTable};
     vec![
         route(Method::GET, LOGIN_PATH, Public),
         route(Method::POST, SIGN_IN_PATH, Public),
@@ -58,6 +59,13 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, LoadDashboard::PATH, Requires(ViewTable)),
         // For Prometheus, which does not sign in: counters only, no addresses (see README).
         route(Method::GET, crate::metrics::METRICS_PATH, Public),
+        route(Method::GET, "/suspicious", Requires(ViewTable)),
+        route(Method::POST, Suspects::PATH, Requires(ViewTable)),
+        route(Method::POST, EntriesOf::PATH, Requires(ViewTable)),
+        route(Method::GET, "/blocks", Requires(ViewTable)),
+        route(Method::POST, ActiveBlocks::PATH, Requires(ViewTable)),
+        route(Method::POST, PreviewOperation::PATH, Requires(Block)),
+        route(Method::POST, ApplyOperation::PATH, Requires(Block)),
         route(Method::GET, "/users", Requires(ManageUsers)),
         route(Method::POST, ListAccounts::PATH, Requires(ManageUsers)),
         route(Method::POST, PreviewUserChange::PATH, Requires(ManageUsers)),

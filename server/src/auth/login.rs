@@ -108,6 +108,7 @@ pub async fn sign_in(
         outcome,
         detail: Some(detail),
         preview: None,
+        journal_id: None,
     };
 
     if let Verdict::Locked { retry_after } = service.throttle.check(&attempted, client.addr, now) {

@@ -1,0 +1,137 @@
+//! The two-step flow of an operation on the table: ask the server for a preview, show it in the
+//! confirmation dialog, apply it with the preview's token on Confirm, and report the outcome.
+
+use leptos::prelude::*;
+
+use crate::{
+    components::confirm_dialog::ConfirmDialog,
+    confirm::Preview,
+    operations::{Operation, apply_operation, preview_operation},
+};
+
+/// Server function errors arrive as "error running server function: …"; show only the message.
+pub fn clean_error(error: &ServerFnError) -> String {
+    let text = error.to_string();
+    text.rsplit(": ").next().unwrap_or(&text).to_owned()
+}
+
+type PreviewResult = (Operation, Result<Preview, ServerFnError>);
+
+#[derive(Clone, Copy)]
+pub struct OperationFlow {
+    preview: Action<Operation, PreviewResult>,
+    apply: Action<(String, Operation), Result<String, ServerFnError>>,
+    pending: RwSignal<Option<(Operation, Preview)>>,
+}
+
+impl OperationFlow {
+    pub fn new() -> Self {
+        let preview = Action::new_unsync(|operation: &Operation| {
+            let operation = operation.clone();
+            async move {
+                let result = preview_operation(operation.clone()).await;
+                (operation, result)
+            }
+        });
+        let apply = Action::new_unsync(|(token, operation): &(String, Operation)| {
+            apply_operation(token.clone(), operation.clone())
+        });
+        let pending = RwSignal::new(None);
+        Effect::new(move |_| {
+            if let Some((operation, Ok(shown))) = preview.value().get() {
+                pending.set(Some((operation, shown)));
+            }
+        });
+        Self {
+            preview,
+            apply,
+            pending,
+        }
+    }
+
+    /// Starts the flow: the preview is fetched and shown.
+    pub fn ask(&self, operation: Operation) {
+        self.apply.value().set(None);
+        self.preview.dispatch(operation);
+    }
+
+    /// Changes each time an operation was applied (successfully or not): a key to refetch by.
+    pub fn applied(&self) -> usize {
+        self.apply.version().get()
+    }
+}
+
+impl std::fmt::Debug for OperationFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationFlow").finish_non_exhaustive()
+    }
+}
+
+impl Default for OperationFlow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The dialog and the outcome banners of a flow.
+#[component]
+pub fn OperationFeedback(flow: OperationFlow) -> impl IntoView {
+    let preview_error = move || match flow.preview.value().get() {
+        Some((_, Err(error))) if flow.pending.get().is_none() => Some(clean_error(&error)),
+        _ => None,
+    };
+    view! {
+        {move || {
+            preview_error()
+                .map(|message| {
+                    view! {
+                        <p class="banner critical" role="alert" data-testid="operation-error">
+                            {message}
+                        </p>
+                    }
+                })
+        }}
+        {move || {
+            flow.apply
+                .value()
+                .get()
+                .map(|outcome| match outcome {
+                    Ok(message) => {
+                        view! {
+                            <p class="banner info" role="status" data-testid="operation-done">
+                                {message}
+                            </p>
+                        }
+                            .into_any()
+                    }
+                    Err(error) => {
+                        view! {
+                            <p class="banner critical" role="alert" data-testid="operation-error">
+                                {clean_error(&error)}
+                            </p>
+                        }
+                            .into_any()
+                    }
+                })
+        }}
+        {move || {
+            flow.pending
+                .get()
+                .map(|(operation, shown)| {
+                    view! {
+                        <ConfirmDialog
+                            preview=shown
+                            on_confirm=Callback::new(move |token: String| {
+                                flow.apply.dispatch((token, operation.clone()));
+                                flow.pending.set(None);
+                            })
+                            on_cancel=Callback::new(move |()| {
+                                flow.pending.set(None);
+                                flow.preview.value().set(None);
+                            })
+                        />
+                    }
+                })
+        }}
+    }
+}

@@ -1,0 +1,147 @@
+//! What operators see and do about the table's fillers: the suspicious sources of a snapshot, the
+//! entries behind one, the active blocks, and the two-step (preview, then confirm) block, unblock
+//! and delete-entries operations. The server implements [`ssr::TableOperations`]; these server
+//! functions check the role again and delegate.
+
+use ctguard_protocol::{
+    ActiveBlock, BlockTarget,
+    snapshot::{ConntrackEntry, StateMix, TopList},
+};
+use leptos::{prelude::*, server_fn::codec::Json};
+use serde::{Deserialize, Serialize};
+
+use crate::{confirm::Preview, suspicion::Suspect};
+
+/// The Suspicious sources page's data: one snapshot, assessed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuspectsView {
+    pub taken_unix_ms: u64,
+    pub walk_ms: u64,
+    pub total: StateMix,
+    pub suspects: Vec<Suspect>,
+    pub dports: TopList<u16>,
+    pub protocols: TopList<String>,
+}
+
+/// The entries of one address, for drill-down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntriesView {
+    pub entries: Vec<ConntrackEntry>,
+    /// More matched than were listed.
+    pub truncated: bool,
+}
+
+/// How many entries a drill-down lists at most.
+pub const DRILL_DOWN_LIMIT: u32 = 200;
+
+/// The durations the block form offers, in seconds, with their labels.
+pub const DURATIONS: [(u64, &str); 5] = [
+    (600, "10 minutes"),
+    (3_600, "1 hour"),
+    (6 * 3_600, "6 hours"),
+    (86_400, "1 day"),
+    (7 * 86_400, "7 days"),
+];
+
+/// Every change operators make to the kernel from the panel. Targets are written as the protocol
+/// parses them, e.g. `from 203.0.113.66` or `udp from 50.2.6.12 sport 53`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Operation {
+    Block {
+        target: String,
+        duration_secs: u64,
+        reason: String,
+    },
+    Unblock {
+        target: BlockTarget,
+    },
+    DeleteEntries {
+        target: String,
+        reason: String,
+    },
+}
+
+impl Operation {
+    /// The audit log's name for it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Block { .. } => "block",
+            Self::Unblock { .. } => "unblock",
+            Self::DeleteEntries { .. } => "delete_entries",
+        }
+    }
+}
+
+#[server]
+pub async fn suspects() -> Result<SuspectsView, ServerFnError> {
+    ssr::viewer().await?.suspects().await.map_err(Into::into)
+}
+
+#[server]
+pub async fn entries_of(network: String) -> Result<EntriesView, ServerFnError> {
+    ssr::viewer()
+        .await?
+        .entries_of(network)
+        .await
+        .map_err(Into::into)
+}
+
+#[server]
+pub async fn active_blocks() -> Result<Vec<ActiveBlock>, ServerFnError> {
+    ssr::viewer().await?.blocks().await.map_err(Into::into)
+}
+
+/// Step one: what the operation would do, and the token that confirms it.
+#[server(input = Json)]
+pub async fn preview_operation(operation: Operation) -> Result<Preview, ServerFnError> {
+    ssr::operator()
+        .await?
+        .preview(operation)
+        .await
+        .map_err(Into::into)
+}
+
+/// Step two: carries out a previewed operation; returns what happened, in words.
+#[server(input = Json)]
+pub async fn apply_operation(token: String, operation: Operation) -> Result<String, ServerFnError> {
+    ssr::operator()
+        .await?
+        .apply(token, operation)
+        .await
+        .map_err(Into::into)
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    //! The server's side: the trait it implements, handed to the UI as context.
+
+    use std::sync::Arc;
+
+    use ctguard_protocol::ActiveBlock;
+    use leptos::prelude::*;
+
+    use super::{EntriesView, Operation, SuspectsView};
+    use crate::{auth::Action, confirm::Preview, session::require, users::ssr::AdminError};
+
+    #[async_trait::async_trait]
+    pub trait TableOperations: Send + Sync + std::fmt::Debug {
+        async fn suspects(&self) -> Result<SuspectsView, AdminError>;
+        async fn entries_of(&self, network: String) -> Result<EntriesView, AdminError>;
+        async fn blocks(&self) -> Result<Vec<ActiveBlock>, AdminError>;
+        async fn preview(&self, operation: Operation) -> Result<Preview, AdminError>;
+        async fn apply(&self, token: String, operation: Operation) -> Result<String, AdminError>;
+    }
+
+    pub type SharedTableOperations = Arc<dyn TableOperations>;
+
+    pub async fn viewer() -> Result<SharedTableOperations, ServerFnError> {
+        require(Action::ViewTable).await?;
+        Ok(expect_context::<SharedTableOperations>())
+    }
+
+    pub async fn operator() -> Result<SharedTableOperations, ServerFnError> {
+        require(Action::Block).await?;
+        Ok(expect_context::<SharedTableOperations>())
+    }
+}

@@ -1,0 +1,287 @@
+//! The Suspicious sources page: one snapshot's top sources with their state mix and the reasons
+//! they look suspicious, drill-down to their entries, and (for operators) block or delete entries.
+
+use std::net::IpAddr;
+
+use leptos::prelude::*;
+
+use crate::{
+    auth::Action,
+    components::{
+        block_form::BlockForm,
+        operation_flow::{OperationFeedback, OperationFlow, clean_error},
+    },
+    format,
+    operations::{EntriesView, Operation, SuspectsView, entries_of, suspects},
+    session::current_user_query,
+    suspicion::Suspect,
+};
+
+fn share(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "0 %".into()
+    } else {
+        format!("{:.0} %", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+#[component]
+pub fn SuspiciousPage() -> impl IntoView {
+    let flow = OperationFlow::new();
+    let refresh = RwSignal::new(0_u32);
+    let view_data = Resource::new(move || (refresh.get(), flow.applied()), |_| suspects());
+    let user = Resource::new(|| (), |_| current_user_query());
+    let selected = RwSignal::new(None::<IpAddr>);
+    let blocking = RwSignal::new(None::<Suspect>);
+
+    view! {
+        <h1>"Suspicious sources"</h1>
+        <p class="muted">
+            "Who fills the table, from one walk of it. "
+            <button type="button" on:click=move |_| refresh.update(|n| *n += 1)>"Refresh"</button>
+        </p>
+        <OperationFeedback flow/>
+        <Transition fallback=|| view! { <p class="muted">"Walking the table…"</p> }>
+            {move || Suspend::new(async move {
+                let may_block = matches!(
+                    user.await,
+                    Ok(Some(ref u)) if u.may(Action::Block)
+                );
+                match view_data.await {
+                    Ok(data) => {
+                        view! { <SuspectTable data may_block selected blocking flow/> }.into_any()
+                    }
+                    Err(error) => {
+                        view! { <p class="banner critical" role="alert">{clean_error(&error)}</p> }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+        {move || {
+            blocking
+                .get()
+                .map(|suspect| {
+                    view! {
+                        <section class="card" aria-label="Block a source">
+                            <h2>{format!("Block {}", suspect.address)}</h2>
+                            <BlockForm
+                                flow
+                                target=format!("from {}", suspect.address)
+                                reason=if suspect.is_suspicious() {
+                                    suspect.summary()
+                                } else {
+                                    "fills the conntrack table".to_owned()
+                                }
+                            />
+                        </section>
+                    }
+                })
+        }}
+        {move || selected.get().map(|address| view! { <EntriesPanel address/> })}
+    }
+}
+
+#[component]
+fn SuspectTable(
+    data: SuspectsView,
+    may_block: bool,
+    selected: RwSignal<Option<IpAddr>>,
+    blocking: RwSignal<Option<Suspect>>,
+    flow: OperationFlow,
+) -> impl IntoView {
+    let total = data.total.entries;
+    view! {
+        <p class="muted small" data-testid="snapshot-info">
+            {format!(
+                "{} entries at {} (walk {} ms)",
+                format::thousands(total),
+                format::clock_utc(data.taken_unix_ms),
+                data.walk_ms,
+            )}
+        </p>
+        <table class="data" data-testid="suspects">
+            <thead>
+                <tr>
+                    <th scope="col">"Source"</th>
+                    <th scope="col">"Entries"</th>
+                    <th scope="col">"Share"</th>
+                    <th scope="col">"Unreplied"</th>
+                    <th scope="col">"Assured"</th>
+                    <th scope="col">"Half-open"</th>
+                    <th scope="col">"Why"</th>
+                    <th scope="col">"Actions"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {data
+                    .suspects
+                    .into_iter()
+                    .map(|suspect| {
+                        let mix = suspect.mix;
+                        let address = suspect.address;
+                        let for_block = suspect.clone();
+                        let why = if suspect.is_suspicious() {
+                            suspect.summary()
+                        } else {
+                            "nothing unusual".to_owned()
+                        };
+                        view! {
+                            <tr
+                                data-testid=format!("suspect-{address}")
+                                class:suspicious=suspect.is_suspicious()
+                            >
+                                <th scope="row">{address.to_string()}</th>
+                                <td>{format::thousands(mix.entries)}</td>
+                                <td>{format!("{:.1} %", suspect.share_percent)}</td>
+                                <td>{share(mix.unreplied, mix.entries)}</td>
+                                <td>{share(mix.assured, mix.entries)}</td>
+                                <td>{share(mix.syn_sent + mix.syn_recv, mix.entries)}</td>
+                                <td class="why">{why}</td>
+                                <td class="actions">
+                                    <button type="button" on:click=move |_| selected.set(Some(address))>
+                                        "Entries"
+                                    </button>
+                                    <Show when=move || may_block>
+                                        <button
+                                            type="button"
+                                            on:click={
+                                                let for_block = for_block.clone();
+                                                move |_| blocking.set(Some(for_block.clone()))
+                                            }
+                                        >
+                                            "Block…"
+                                        </button>
+                                        <button
+                                            type="button"
+                                            on:click=move |_| {
+                                                flow.ask(Operation::DeleteEntries {
+                                                    target: format!("from {address}"),
+                                                    reason: "entries deleted from the panel".into(),
+                                                })
+                                            }
+                                        >
+                                            "Delete entries…"
+                                        </button>
+                                    </Show>
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+        <div class="two-columns">
+            <section class="card">
+                <h2>"Top destination ports"</h2>
+                <ul class="plain">
+                    {data
+                        .dports
+                        .top
+                        .iter()
+                        .take(10)
+                        .map(|group| {
+                            view! {
+                                <li>
+                                    {format!(
+                                        "{}: {} entries ({} unreplied)",
+                                        group.key,
+                                        format::thousands(group.mix.entries),
+                                        share(group.mix.unreplied, group.mix.entries),
+                                    )}
+                                </li>
+                            }
+                        })
+                        .collect_view()}
+                </ul>
+            </section>
+            <section class="card">
+                <h2>"Protocols"</h2>
+                <ul class="plain">
+                    {data
+                        .protocols
+                        .top
+                        .iter()
+                        .map(|group| {
+                            view! {
+                                <li>
+                                    {format!(
+                                        "{}: {} entries",
+                                        group.key,
+                                        format::thousands(group.mix.entries),
+                                    )}
+                                </li>
+                            }
+                        })
+                        .collect_view()}
+                </ul>
+            </section>
+        </div>
+    }
+}
+
+#[component]
+fn EntriesPanel(address: IpAddr) -> impl IntoView {
+    let entries = Resource::new(move || address, |a| entries_of(a.to_string()));
+    view! {
+        <section class="card" data-testid="entries-panel">
+            <h2>{format!("Entries of {address}")}</h2>
+            <Transition fallback=|| view! { <p class="muted">"Listing…"</p> }>
+                {move || Suspend::new(async move {
+                    match entries.await {
+                        Ok(list) => view! { <EntriesTable list/> }.into_any(),
+                        Err(error) => {
+                            view! { <p class="banner critical">{clean_error(&error)}</p> }.into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn EntriesTable(list: EntriesView) -> impl IntoView {
+    let truncated = list.truncated;
+    let shown = list.entries.len();
+    view! {
+        <table class="data compact">
+            <thead>
+                <tr>
+                    <th scope="col">"Proto"</th>
+                    <th scope="col">"Source"</th>
+                    <th scope="col">"Destination"</th>
+                    <th scope="col">"State"</th>
+                    <th scope="col">"Expires in"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {list
+                    .entries
+                    .into_iter()
+                    .map(|entry| {
+                        let port = |p: Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
+                        let state = match (entry.tcp_state, entry.unreplied, entry.assured) {
+                            (Some(state), _, _) => format!("{state:?}"),
+                            (None, true, _) => "unreplied".into(),
+                            (None, _, true) => "assured".into(),
+                            _ => "seen both ways".into(),
+                        };
+                        view! {
+                            <tr>
+                                <td>{entry.protocol.clone()}</td>
+                                <td>{format!("{}{}", entry.source, port(entry.sport))}</td>
+                                <td>{format!("{}{}", entry.destination, port(entry.dport))}</td>
+                                <td>{state}</td>
+                                <td>{format!("{} s", entry.timeout_secs)}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+        <Show when=move || truncated>
+            <p class="muted small">{format!("The first {shown} entries are shown.")}</p>
+        </Show>
+    }
+}

@@ -1,0 +1,501 @@
+//! The server's implementation of the operator pages: suspicious sources from one shared snapshot,
+//! drill-down, the blocks list, and block / unblock / delete-entries, each previewed from the live
+//! table, confirmed with a single-use token, carried out by the helper (which checks everything
+//! again), and audited with the preview and the helper's journal record.
+
+use std::{str::FromStr, sync::Arc};
+
+use ctguard_app::{
+    auth::CurrentUser,
+    confirm::Preview,
+    format,
+    operations::{DRILL_DOWN_LIMIT, EntriesView, Operation, SuspectsView, ssr::TableOperations},
+    suspicion,
+    users::ssr::AdminError,
+};
+use ctguard_protocol::{
+    ActiveBlock, BlockDuration, BlockTarget, HelperError, Request, Response, ShortText,
+    snapshot::EntryFilter,
+};
+
+use crate::{
+    audit::{AuditEvent, AuditStore, Outcome},
+    auth::authenticate::SessionLogin,
+    client::ClientInfo,
+    clock::SharedClock,
+    confirmation::{Change, Confirmations, TOKEN_LIFETIME_SECS},
+    helper_client::{HelperClient, HelperClientError, unexpected},
+};
+
+#[derive(Debug, Clone)]
+pub struct TableOperator {
+    /// A client with a deadline long enough for a table walk or an nft transaction.
+    pub helper: HelperClient,
+    pub audit: AuditStore,
+    pub clock: SharedClock,
+    pub confirmations: Arc<Confirmations>,
+}
+
+fn invalid(message: impl Into<String>) -> AdminError {
+    AdminError::Invalid(message.into())
+}
+
+/// What a person may be told about a helper failure. The helper's refusals of bad or dangerous
+/// arguments (guardrails) are meant for the person asking; anything else stays in the log.
+fn from_helper(error: HelperClientError) -> AdminError {
+    match &error {
+        HelperClientError::Failed(refusal) if is_for_the_user(refusal) => {
+            invalid(format!("The helper refused: {refusal}."))
+        }
+        _ => {
+            tracing::error!(%error, "helper request failed");
+            match error {
+                HelperClientError::Connect(_) | HelperClientError::Closed => {
+                    invalid("The privileged helper is not reachable; nothing was changed.")
+                }
+                HelperClientError::Timeout(_) => invalid(
+                    "The privileged helper did not answer in time; check the Blocks page before retrying.",
+                ),
+                _ => AdminError::Internal,
+            }
+        }
+    }
+}
+
+fn is_for_the_user(error: &HelperError) -> bool {
+    matches!(
+        error,
+        HelperError::EverythingTarget { .. }
+            | HelperError::PrefixTooWide { .. }
+            | HelperError::Loopback { .. }
+            | HelperError::LinkLocal { .. }
+            | HelperError::Multicast { .. }
+            | HelperError::Unspecified { .. }
+            | HelperError::HostAddress { .. }
+            | HelperError::RequesterAddress { .. }
+            | HelperError::ProtectedNetwork { .. }
+            | HelperError::OverlapsBlock { .. }
+            | HelperError::NotBlocked { .. }
+            | HelperError::LimitOutOfRange { .. }
+    )
+}
+
+struct Requester {
+    user: CurrentUser,
+    login: SessionLogin,
+    client: ClientInfo,
+}
+
+async fn requester() -> Result<Requester, AdminError> {
+    let (axum::Extension(user), axum::Extension(login), client) = leptos_axum::extract::<(
+        axum::Extension<CurrentUser>,
+        axum::Extension<SessionLogin>,
+        ClientInfo,
+    )>()
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "request context missing");
+        AdminError::Internal
+    })?;
+    Ok(Requester {
+        user,
+        login,
+        client,
+    })
+}
+
+fn parse_target(text: &str) -> Result<BlockTarget, AdminError> {
+    BlockTarget::from_str(text.trim()).map_err(|e| invalid(format!("{e}.")))
+}
+
+fn short_text(text: &str, what: &str) -> Result<ShortText, AdminError> {
+    ShortText::new(text.trim().to_owned()).map_err(|e| invalid(format!("The {what}: {e}.")))
+}
+
+/// A checked operation, described from the live state, with the fingerprint that must still
+/// hold when it is confirmed.
+struct Plan {
+    title: String,
+    changes: Vec<String>,
+    warnings: Vec<String>,
+    fingerprint: String,
+}
+
+impl TableOperator {
+    async fn blocks_now(&self) -> Result<Vec<ActiveBlock>, AdminError> {
+        match self
+            .helper
+            .call(Request::ListBlocks {})
+            .await
+            .map_err(from_helper)?
+        {
+            Response::Blocks { blocks } => Ok(blocks),
+            other => Err(from_helper(unexpected(&other))),
+        }
+    }
+
+    /// How many entries lie in the target's network now (at most the drill-down limit + "more").
+    async fn entries_in(&self, target: &BlockTarget) -> Result<(usize, bool), AdminError> {
+        let filter = EntryFilter {
+            network: Some(target.network()),
+            port: target.port().map(|p| p.port()),
+            protocol: target.protocol(),
+            tcp_state: None,
+            limit: EntryFilter::MAX_LIMIT,
+        };
+        match self
+            .helper
+            .call(Request::Entries { filter })
+            .await
+            .map_err(from_helper)?
+        {
+            Response::Entries { entries, truncated } => Ok((entries.len(), truncated)),
+            other => Err(from_helper(unexpected(&other))),
+        }
+    }
+
+    async fn plan(&self, who: &Requester, operation: &Operation) -> Result<Plan, AdminError> {
+        match operation {
+            Operation::Block {
+                target,
+                duration_secs,
+                reason,
+            } => {
+                let target = parse_target(target)?;
+                let duration = BlockDuration::from_secs(*duration_secs)
+                    .map_err(|e| invalid(format!("{e}.")))?;
+                short_text(reason, "reason")?;
+                let blocks = self.blocks_now().await?;
+                let existing = blocks.iter().find(|b| b.target == target);
+                let (entries, more) = self.entries_in(&target).await?;
+                let until = self.clock.now().max(0) as u64 + duration.secs();
+                let mut changes = vec![
+                    format!(
+                        "drop traffic {target} in table inet ctguard, before conntrack sees it"
+                    ),
+                    format!(
+                        "for {}, until {}",
+                        ctguard_app::trend::duration(duration.secs()),
+                        format::clock_utc(until * 1000)
+                    ),
+                    format!(
+                        "delete its existing entries: {}{}",
+                        format::thousands(entries as u64),
+                        if more { " or more" } else { "" }
+                    ),
+                ];
+                if let Some(block) = existing {
+                    changes.insert(
+                        0,
+                        format!(
+                            "already blocked until {}: the block is renewed",
+                            format::clock_utc(block.expires_unix * 1000)
+                        ),
+                    );
+                }
+                let mut warnings = Vec::new();
+                if target.network().contains(&who.client.addr) {
+                    warnings.push(
+                        "This target contains your own address: the helper will refuse it."
+                            .to_owned(),
+                    );
+                }
+                Ok(Plan {
+                    title: format!("Block {target}"),
+                    changes,
+                    warnings,
+                    fingerprint: format!("blocked:{}", existing.is_some()),
+                })
+            }
+            Operation::Unblock { target } => {
+                let blocks = self.blocks_now().await?;
+                let block = blocks
+                    .iter()
+                    .find(|b| b.target == *target)
+                    .ok_or_else(|| invalid(format!("{target} is not blocked (any more).")))?;
+                Ok(Plan {
+                    title: format!("Unblock {target}"),
+                    changes: vec![
+                        format!("traffic {target} is let through again"),
+                        format!(
+                            "the block by {} ({}) ends now instead of at {}",
+                            block.actor,
+                            block.reason,
+                            format::clock_utc(block.expires_unix * 1000)
+                        ),
+                    ],
+                    warnings: Vec::new(),
+                    fingerprint: format!("block:{}", block.journal_seq),
+                })
+            }
+            Operation::DeleteEntries { target, reason } => {
+                let target = parse_target(target)?;
+                short_text(reason, "reason")?;
+                let (entries, more) = self.entries_in(&target).await?;
+                Ok(Plan {
+                    title: format!("Delete the entries of {target}"),
+                    changes: vec![format!(
+                        "delete {}{} conntrack entries, both directions; nothing is blocked",
+                        format::thousands(entries as u64),
+                        if more { " or more" } else { "" }
+                    )],
+                    warnings: vec![
+                        "Without a block, the source can open new entries at once.".to_owned(),
+                    ],
+                    // Entry counts move all the time; the operation stays valid while they do.
+                    fingerprint: "entries".to_owned(),
+                })
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        who: &Requester,
+        operation: &Operation,
+    ) -> Result<(String, u64), AdminError> {
+        let actor = short_text(&who.user.username, "user name")?;
+        let requested_by = who.client.addr;
+        let request = match operation {
+            Operation::Block {
+                target,
+                duration_secs,
+                reason,
+            } => Request::Block {
+                target: parse_target(target)?,
+                duration: BlockDuration::from_secs(*duration_secs)
+                    .map_err(|e| invalid(format!("{e}.")))?,
+                reason: short_text(reason, "reason")?,
+                requested_by,
+                actor,
+            },
+            Operation::Unblock { target } => Request::Unblock {
+                target: *target,
+                reason: short_text("unblocked from the panel", "reason")?,
+                requested_by,
+                actor,
+            },
+            Operation::DeleteEntries { target, reason } => Request::DeleteEntries {
+                target: parse_target(target)?,
+                reason: short_text(reason, "reason")?,
+                requested_by,
+                actor,
+            },
+        };
+        match self.helper.call(request).await.map_err(from_helper)? {
+            Response::Blocked {
+                block,
+                entries_deleted,
+            } => Ok((
+                format!(
+                    "Blocked {} until {}; {} entries deleted.",
+                    block.target,
+                    format::clock_utc(block.expires_unix * 1000),
+                    format::thousands(entries_deleted)
+                ),
+                block.journal_seq,
+            )),
+            Response::Unblocked {
+                target,
+                journal_seq,
+            } => Ok((format!("Unblocked {target}."), journal_seq)),
+            Response::EntriesDeleted {
+                target,
+                deleted,
+                journal_seq,
+            } => Ok((
+                format!(
+                    "Deleted {} entries of {target}.",
+                    format::thousands(deleted)
+                ),
+                journal_seq,
+            )),
+            other => Err(from_helper(unexpected(&other))),
+        }
+    }
+
+    async fn audit(
+        &self,
+        who: &Requester,
+        operation: &Operation,
+        outcome: Outcome,
+        detail: &str,
+        preview: Option<&str>,
+        journal_seq: Option<u64>,
+    ) -> Result<(), AdminError> {
+        let target = match operation {
+            Operation::Block { target, .. } | Operation::DeleteEntries { target, .. } => {
+                target.trim().to_owned()
+            }
+            Operation::Unblock { target } => target.to_string(),
+        };
+        let journal = journal_seq.map(|seq| seq.to_string());
+        let mut event = AuditEvent::by(&who.user, &who.client, operation.action(), outcome)
+            .target(&target)
+            .detail(detail);
+        event.preview = preview;
+        event.journal_id = journal.as_deref();
+        self.audit
+            .record(self.clock.now(), event)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot write the audit record");
+                AdminError::Internal
+            })
+    }
+}
+
+fn outcome_of(error: &AdminError) -> Outcome {
+    match error {
+        AdminError::Invalid(_) => Outcome::Refused,
+        AdminError::Internal => Outcome::Failed,
+    }
+}
+
+#[async_trait::async_trait]
+impl TableOperations for TableOperator {
+    async fn suspects(&self) -> Result<SuspectsView, AdminError> {
+        match self
+            .helper
+            .call(Request::Snapshot {})
+            .await
+            .map_err(from_helper)?
+        {
+            Response::Snapshot { snapshot } => Ok(SuspectsView {
+                taken_unix_ms: snapshot.taken_unix_ms,
+                walk_ms: snapshot.walk_ms,
+                total: snapshot.total,
+                suspects: suspicion::assess(&snapshot),
+                dports: snapshot.dports,
+                protocols: snapshot.protocols,
+            }),
+            other => Err(from_helper(unexpected(&other))),
+        }
+    }
+
+    async fn entries_of(&self, network: String) -> Result<EntriesView, AdminError> {
+        let network = ctguard_protocol::target::parse_network(network.trim())
+            .map_err(|e| invalid(format!("{e}.")))?;
+        let filter = EntryFilter {
+            network: Some(network),
+            port: None,
+            protocol: None,
+            tcp_state: None,
+            limit: DRILL_DOWN_LIMIT,
+        };
+        match self
+            .helper
+            .call(Request::Entries { filter })
+            .await
+            .map_err(from_helper)?
+        {
+            Response::Entries { entries, truncated } => Ok(EntriesView { entries, truncated }),
+            other => Err(from_helper(unexpected(&other))),
+        }
+    }
+
+    async fn blocks(&self) -> Result<Vec<ActiveBlock>, AdminError> {
+        self.blocks_now().await
+    }
+
+    async fn preview(&self, operation: Operation) -> Result<Preview, AdminError> {
+        let who = requester().await?;
+        let plan = match self.plan(&who, &operation).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.audit(
+                    &who,
+                    &operation,
+                    outcome_of(&error),
+                    &error.to_string(),
+                    None,
+                    None,
+                )
+                .await?;
+                return Err(error);
+            }
+        };
+        let token = self.confirmations.issue(
+            &who.login.0,
+            Change {
+                action: operation.action(),
+                args: &operation,
+            },
+            plan.fingerprint.clone(),
+        );
+        Ok(Preview {
+            title: plan.title,
+            changes: plan.changes,
+            warnings: plan.warnings,
+            token,
+            expires_in_secs: u32::try_from(TOKEN_LIFETIME_SECS).unwrap_or(u32::MAX),
+        })
+    }
+
+    async fn apply(&self, token: String, operation: Operation) -> Result<String, AdminError> {
+        let who = requester().await?;
+        let change = Change {
+            action: operation.action(),
+            args: &operation,
+        };
+        let plan = match self.plan(&who, &operation).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                let _ = self.confirmations.redeem(&token, &who.login.0, change, "");
+                self.audit(
+                    &who,
+                    &operation,
+                    outcome_of(&error),
+                    &error.to_string(),
+                    None,
+                    None,
+                )
+                .await?;
+                return Err(error);
+            }
+        };
+        let summary = format!("{}: {}", plan.title, plan.changes.join("; "));
+        if let Err(refusal) =
+            self.confirmations
+                .redeem(&token, &who.login.0, change, &plan.fingerprint)
+        {
+            tracing::warn!(user = %who.user.username, %refusal, "confirmation refused");
+            self.audit(
+                &who,
+                &operation,
+                Outcome::Refused,
+                &refusal.to_string(),
+                Some(&summary),
+                None,
+            )
+            .await?;
+            return Err(invalid(refusal.to_string()));
+        }
+        match self.execute(&who, &operation).await {
+            Ok((message, journal_seq)) => {
+                self.audit(
+                    &who,
+                    &operation,
+                    Outcome::Success,
+                    &message,
+                    Some(&summary),
+                    Some(journal_seq),
+                )
+                .await?;
+                Ok(message)
+            }
+            Err(error) => {
+                self.audit(
+                    &who,
+                    &operation,
+                    outcome_of(&error),
+                    &error.to_string(),
+                    Some(&summary),
+                    None,
+                )
+                .await?;
+                Err(error)
+            }
+        }
+    }
+}
