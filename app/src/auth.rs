@@ -71,16 +71,18 @@ pub enum Action {
     ViewTable,
     /// Manage accounts: list, add, change roles, disable, end sessions.
     ManageUsers,
+    /// Read and export the audit log.
+    ViewAudit,
 }
 
 impl Action {
-    pub const ALL: [Action; 2] = [Action::ViewTable, Action::ManageUsers];
+    pub const ALL: [Action; 3] = [Action::ViewTable, Action::ManageUsers, Action::ViewAudit];
 
     /// THE permission table.
     pub fn minimum_role(self) -> Role {
         match self {
             Self::ViewTable => Role::Viewer,
-            Self::ManageUsers => Role::Admin,
+            Self::ManageUsers | Self::ViewAudit => Role::Admin,
         }
     }
 }
@@ -109,5 +111,10 @@ mod tests {
         assert!(!user(Role::Viewer).may(Action::ManageUsers));
         assert!(!user(Role::Operator).may(Action::ManageUsers));
         assert!(user(Role::Admin).may(Action::ManageUsers));
+    }
+
+    #[test]
+    fn only_admins_read_the_audit_log() {
+        assert_eq!(Action::ViewAudit.minimum_role(), Role::Admin);
     }
 }

@@ -1,6 +1,7 @@
 //! The ctguard UI: the HTML shell, the router and the pages, rendered on the server and hydrated in
 //! the browser from the same code.
 
+pub mod audit;
 pub mod auth;
 pub mod components;
 pub mod confirm;
@@ -9,6 +10,7 @@ pub mod live;
 pub mod pages;
 pub mod session;
 pub mod users;
+pub mod utc;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -19,7 +21,7 @@ use leptos_router::{
 
 use crate::{
     auth::Action,
-    pages::{dashboard::Dashboard, login::LoginPage, users::UsersPage},
+    pages::{audit::AuditPage, dashboard::Dashboard, login::LoginPage, users::UsersPage},
     session::{LOGOUT_PATH, current_user_query},
 };
 
@@ -87,6 +89,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view=Dashboard/>
                     <Route path=StaticSegment("login") view=LoginPage/>
                     <Route path=StaticSegment("users") view=UsersPage/>
+                    <Route path=StaticSegment("audit") view=AuditPage/>
                 </Routes>
             </main>
         </Router>
@@ -105,12 +108,16 @@ fn Nav() -> impl IntoView {
                     .into_any();
             };
             let admin = user.may(Action::ManageUsers);
+            let auditor = user.may(Action::ViewAudit);
             let badge = format!("{} · {}", user.username, user.role);
             view! {
                 <nav aria-label="Main">
                     <a href="/">"Dashboard"</a>
                     <Show when=move || admin>
                         <a href="/users">"Users"</a>
+                    </Show>
+                    <Show when=move || auditor>
+                        <a href="/audit">"Audit"</a>
                     </Show>
                 </nav>
                 <span class="who" data-testid="who" data-role=user.role.as_str()>{badge}</span>

@@ -11,6 +11,7 @@ use axum::{
 };
 use ctguard_app::{
     App,
+    audit::{AUDIT_CSV_PATH, ssr::SharedAuditLog},
     live::{LIVE_EVENTS_PATH, ssr::LiveFeed},
     session::{LOGOUT_PATH, SIGN_IN_PATH},
     shell,
@@ -27,6 +28,8 @@ use tower_sessions_sqlx_store::SqliteStore;
 use crate::{
     account_admin::AccountAdministration,
     audit::AuditStore,
+    audit_export::{AuditExport, audit_csv},
+    audit_log::AuditReader,
     auth::{
         authenticate::{Authenticator, authenticate},
         authorize::authorize,
@@ -53,6 +56,7 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub feed: LiveFeed,
     pub login: LoginService,
+    pub audit_export: AuditExport,
 }
 
 /// A built, bound, not yet serving application. Tests bind port 0 and read [`Self::local_addr`].
@@ -103,6 +107,13 @@ impl Application {
             audit: audit.clone(),
             clock: clock.clone(),
         };
+        let audit_log: SharedAuditLog = Arc::new(AuditReader {
+            audit: audit.clone(),
+        });
+        let audit_export = AuditExport {
+            audit: audit.clone(),
+            clock: clock.clone(),
+        };
         let account_admin: SharedAccountAdmin = Arc::new(AccountAdministration {
             users,
             logins: logins.clone(),
@@ -115,6 +126,7 @@ impl Application {
             leptos_options: settings.leptos_options(local_addr),
             feed: LiveFeed(feed),
             login,
+            audit_export,
         };
         let authenticator = Authenticator {
             logins,
@@ -132,7 +144,7 @@ impl Application {
                 i64::try_from(settings.session.idle.as_secs()).unwrap_or(i64::MAX),
             )));
 
-        let router = routes(state, account_admin)
+        let router = routes(state, account_admin, audit_log)
             .layer(middleware::from_fn(authorize))
             .layer(middleware::from_fn_with_state(authenticator, authenticate))
             .layer(sessions)
@@ -169,7 +181,7 @@ impl Application {
     }
 }
 
-fn routes(state: AppState, account_admin: SharedAccountAdmin) -> Router {
+fn routes(state: AppState, account_admin: SharedAccountAdmin, audit_log: SharedAuditLog) -> Router {
     let routes = generate_route_list(App);
     let feed = state.feed.clone();
     let options = state.leptos_options.clone();
@@ -177,12 +189,14 @@ fn routes(state: AppState, account_admin: SharedAccountAdmin) -> Router {
         .route(LIVE_EVENTS_PATH, get(live_events))
         .route(SIGN_IN_PATH, post(sign_in))
         .route(LOGOUT_PATH, post(sign_out))
+        .route(AUDIT_CSV_PATH, get(audit_csv))
         .leptos_routes_with_context(
             &state,
             routes,
             move || {
                 provide_context(feed.clone());
                 provide_context(account_admin.clone());
+                provide_context(audit_log.clone());
             },
             move || shell(options.clone()),
         )

@@ -9,6 +9,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use ctguard_app::{
+    audit::{AUDIT_CSV_PATH, QueryAudit},
     auth::{Action, CurrentUser},
     live::{LIVE_EVENTS_PATH, LatestSample},
     session::{CurrentUserQuery, LOGIN_PATH, LOGOUT_PATH, SIGN_IN_PATH},
@@ -45,7 +46,7 @@ const fn route(method: Method, path: &'static str, access: Access) -> Route {
 /// favicon are public (they are the same for everyone).
 pub fn routes() -> Vec<Route> {
     use Access::{Public, Requires};
-    use Action::{ManageUsers, ViewTable};
+    use Action::{ManageUsers, ViewAudit, ViewTable};
     vec![
         route(Method::GET, LOGIN_PATH, Public),
         route(Method::POST, SIGN_IN_PATH, Public),
@@ -58,6 +59,9 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, ListAccounts::PATH, Requires(ManageUsers)),
         route(Method::POST, PreviewUserChange::PATH, Requires(ManageUsers)),
         route(Method::POST, ApplyUserChange::PATH, Requires(ManageUsers)),
+        route(Method::GET, "/audit", Requires(ViewAudit)),
+        route(Method::POST, QueryAudit::PATH, Requires(ViewAudit)),
+        route(Method::GET, AUDIT_CSV_PATH, Requires(ViewAudit)),
     ]
 }
 
