@@ -215,7 +215,7 @@ mod tests {
             from: "2025-11-25T13:00".into(),
             ..AuditFilter::default()
         };
-        let valid = filter.validate().unwrap();
+        let valid = filter.validate().expect("valid");
         assert_eq!(valid.actor.as_deref(), Some("ada"));
         assert_eq!(valid.from, Some(1_764_075_600));
         assert_eq!(
