@@ -9,6 +9,7 @@ pub mod format;
 pub mod live;
 pub mod pages;
 pub mod session;
+pub mod tuning;
 pub mod users;
 pub mod utc;
 

@@ -66,6 +66,12 @@ impl HelperClient {
         }
     }
 
+    /// Any request; a helper `Error` answer is [`HelperClientError::Failed`]. The typed methods
+    /// above are shorthands that also check the answer's kind.
+    pub async fn call(&self, request: Request) -> Result<Response, HelperClientError> {
+        self.exchange(request).await
+    }
+
     /// One connection, one handshake, one request. A connection per exchange keeps no state that
     /// could go stale across helper restarts; on a Unix socket it costs microseconds.
     async fn exchange(&self, request: Request) -> Result<Response, HelperClientError> {
