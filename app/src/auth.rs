@@ -73,17 +73,24 @@ pub enum Action {
     Block,
     /// Manage accounts: list, add, change roles, disable, end sessions.
     ManageUsers,
+    /// Read and export the audit log.
+    ViewAudit,
 }
 
 impl Action {
-    pub const ALL: [Action; 3] = [Action::ViewTable, Action::Block, Action::ManageUsers];
+    pub const ALL: [Action; 4] = [
+        Action::ViewTable,
+        Action::Block,
+        Action::ManageUsers,
+        Action::ViewAudit,
+    ];
 
     /// THE permission table.
     pub fn minimum_role(self) -> Role {
         match self {
             Self::ViewTable => Role::Viewer,
             Self::Block => Role::Operator,
-            Self::ManageUsers => Role::Admin,
+            Self::ManageUsers | Self::ViewAudit => Role::Admin,
         }
     }
 }
@@ -112,5 +119,10 @@ mod tests {
         assert!(!user(Role::Viewer).may(Action::ManageUsers));
         assert!(!user(Role::Operator).may(Action::ManageUsers));
         assert!(user(Role::Admin).may(Action::ManageUsers));
+    }
+
+    #[test]
+    fn only_admins_read_the_audit_log() {
+        assert_eq!(Action::ViewAudit.minimum_role(), Role::Admin);
     }
 }

@@ -1,6 +1,7 @@
 //! The ctguard UI: the HTML shell, the router and the pages, rendered on the server and hydrated in
 //! the browser from the same code.
 
+pub mod audit;
 pub mod auth;
 pub mod components;
 pub mod confirm;
@@ -14,7 +15,9 @@ pub mod session;
 pub mod suspicion;
 pub mod thresholds;
 pub mod trend;
+pub mod tuning;
 pub mod users;
+pub mod utc;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -26,8 +29,8 @@ use leptos_router::{
 use crate::{
     auth::Action,
     pages::{
-        blocks::BlocksPage, dashboard::Dashboard, login::LoginPage, suspicious::SuspiciousPage,
-        users::UsersPage,
+        audit::AuditPage, blocks::BlocksPage, dashboard::Dashboard, login::LoginPage,
+        suspicious::SuspiciousPage, users::UsersPage,
     },
     session::{LOGOUT_PATH, current_user_query},
 };
@@ -98,6 +101,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("suspicious") view=SuspiciousPage/>
                     <Route path=StaticSegment("blocks") view=BlocksPage/>
                     <Route path=StaticSegment("users") view=UsersPage/>
+                    <Route path=StaticSegment("audit") view=AuditPage/>
                 </Routes>
             </main>
         </Router>
@@ -116,6 +120,7 @@ fn Nav() -> impl IntoView {
                     .into_any();
             };
             let admin = user.may(Action::ManageUsers);
+            let auditor = user.may(Action::ViewAudit);
             let badge = format!("{} · {}", user.username, user.role);
             view! {
                 <nav aria-label="Main">
@@ -124,6 +129,9 @@ fn Nav() -> impl IntoView {
                     <a href="/blocks">"Blocks"</a>
                     <Show when=move || admin>
                         <a href="/users">"Users"</a>
+                    </Show>
+                    <Show when=move || auditor>
+                        <a href="/audit">"Audit"</a>
                     </Show>
                 </nav>
                 <span class="who" data-testid="who" data-role=user.role.as_str()>{badge}</span>

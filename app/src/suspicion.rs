@@ -76,7 +76,8 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// The snapshot's top sources, each with its reasons, most suspicious (then largest) first.
+/// The snapshot's top sources, each with its reasons, those with the most reasons (then the
+/// largest) first.
 pub fn assess(snapshot: &Snapshot) -> Vec<Suspect> {
     let total = snapshot.total.entries;
     let mut suspects: Vec<Suspect> = snapshot
@@ -120,8 +121,9 @@ pub fn assess(snapshot: &Snapshot) -> Vec<Suspect> {
         })
         .collect();
     suspects.sort_by(|a, b| {
-        b.is_suspicious()
-            .cmp(&a.is_suspicious())
+        b.reasons
+            .len()
+            .cmp(&a.reasons.len())
             .then(b.mix.entries.cmp(&a.mix.entries))
     });
     suspects

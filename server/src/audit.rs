@@ -1,7 +1,7 @@
 //! The audit store: every attempt to sign in or change something, with who, from where, what, and
 //! how it ended. Written before the answer goes out; never holds a secret.
 
-use ctguard_app::auth::CurrentUser;
+use ctguard_app::{audit::ValidFilter, auth::CurrentUser};
 use sqlx::SqlitePool;
 
 use crate::client::ClientInfo;
@@ -138,6 +138,40 @@ impl AuditStore {
              FROM audit ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The records `filter` matches, newest first, skipping `offset` and returning at most `limit`.
+    pub async fn search(
+        &self,
+        filter: &ValidFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<AuditRecord>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview
+             FROM audit
+             WHERE (? IS NULL OR actor = ?)
+               AND (? IS NULL OR action = ?)
+               AND (? IS NULL OR outcome = ?)
+               AND (? IS NULL OR at >= ?)
+               AND (? IS NULL OR at <= ?)
+             ORDER BY at DESC, id DESC
+             LIMIT ? OFFSET ?",
+        )
+        .bind(&filter.actor)
+        .bind(&filter.actor)
+        .bind(&filter.action)
+        .bind(&filter.action)
+        .bind(&filter.outcome)
+        .bind(&filter.outcome)
+        .bind(filter.from)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.to)
+        .bind(limit)
+        .bind(offset)
         .fetch_all(&self.pool)
         .await
     }

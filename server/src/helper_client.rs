@@ -73,13 +73,13 @@ impl HelperClient {
         }
     }
 
-    /// One connection, one handshake, one request. A connection per exchange keeps no state that
-    /// could go stale across helper restarts; on a Unix socket it costs microseconds.
     /// Any request: the helper's answer, or its refusal as [`HelperClientError::Failed`].
     pub async fn call(&self, request: Request) -> Result<Response, HelperClientError> {
         self.exchange(request).await
     }
 
+    /// One connection, one handshake, one request. A connection per exchange keeps no state that
+    /// could go stale across helper restarts; on a Unix socket it costs microseconds.
     async fn exchange(&self, request: Request) -> Result<Response, HelperClientError> {
         let deadline = self.settings.timeout;
         tokio::time::timeout(deadline, async {

@@ -3,6 +3,8 @@
 
 pub mod account_admin;
 pub mod audit;
+pub mod audit_export;
+pub mod audit_log;
 pub mod auth;
 pub mod client;
 pub mod clock;

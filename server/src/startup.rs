@@ -11,6 +11,7 @@ use axum::{
 };
 use ctguard_app::{
     App,
+    audit::{AUDIT_CSV_PATH, ssr::SharedAuditLog},
     history::History,
     live::{LIVE_EVENTS_PATH, ssr::LiveFeed},
     operations::ssr::SharedTableOperations,
@@ -31,6 +32,8 @@ use tower_sessions_sqlx_store::SqliteStore;
 use crate::{
     account_admin::AccountAdministration,
     audit::AuditStore,
+    audit_export::{AuditExport, audit_csv},
+    audit_log::AuditReader,
     auth::{
         authenticate::{Authenticator, authenticate},
         authorize::authorize,
@@ -65,6 +68,7 @@ pub struct AppState {
     pub history: SharedHistory,
     pub thresholds: Thresholds,
     pub login: LoginService,
+    pub audit_export: AuditExport,
 }
 
 /// A built, bound, not yet serving application. Tests bind port 0 and read [`Self::local_addr`].
@@ -138,6 +142,13 @@ impl Application {
             clock: clock.clone(),
             confirmations: confirmations.clone(),
         });
+        let audit_log: SharedAuditLog = Arc::new(AuditReader {
+            audit: audit.clone(),
+        });
+        let audit_export = AuditExport {
+            audit: audit.clone(),
+            clock: clock.clone(),
+        };
         let account_admin: SharedAccountAdmin = Arc::new(AccountAdministration {
             users,
             logins: logins.clone(),
@@ -152,6 +163,7 @@ impl Application {
             history: history.clone(),
             thresholds: settings.thresholds,
             login,
+            audit_export,
         };
         let authenticator = Authenticator {
             logins,
@@ -169,7 +181,7 @@ impl Application {
                 i64::try_from(settings.session.idle.as_secs()).unwrap_or(i64::MAX),
             )));
 
-        let router = routes(state, account_admin, table_operations)
+        let router = routes(state, account_admin, table_operations, audit_log)
             .layer(middleware::from_fn(authorize))
             .layer(middleware::from_fn_with_state(authenticator, authenticate))
             .layer(sessions)
@@ -222,6 +234,7 @@ fn routes(
     state: AppState,
     account_admin: SharedAccountAdmin,
     table_operations: SharedTableOperations,
+    audit_log: SharedAuditLog,
 ) -> Router {
     let routes = generate_route_list(App);
     let feed = state.feed.clone();
@@ -234,12 +247,14 @@ fn routes(
         provide_context(thresholds);
         provide_context(account_admin.clone());
         provide_context(table_operations.clone());
+        provide_context(audit_log.clone());
     };
     Router::new()
         .route(LIVE_EVENTS_PATH, get(live_events))
         .route(METRICS_PATH, get(metrics))
         .route(SIGN_IN_PATH, post(sign_in))
         .route(LOGOUT_PATH, post(sign_out))
+        .route(AUDIT_CSV_PATH, get(audit_csv))
         .leptos_routes_with_context(&state, routes, provide, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)

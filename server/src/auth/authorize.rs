@@ -9,6 +9,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use ctguard_app::{
+    audit::{AUDIT_CSV_PATH, QueryAudit},
     auth::{Action, CurrentUser},
     live::{LIVE_EVENTS_PATH, LatestSample},
     operations::{ActiveBlocks, ApplyOperation, EntriesOf, PreviewOperation, Suspects},
@@ -47,7 +48,7 @@ const fn route(method: Method, path: &'static str, access: Access) -> Route {
 /// favicon are public (they are the same for everyone).
 pub fn routes() -> Vec<Route> {
     use Access::{Public, Requires};
-    use Action::{Block, ManageUsers, ViewTable};
+    use Action::{Block, ManageUsers, ViewAudit, ViewTable};
     vec![
         route(Method::GET, LOGIN_PATH, Public),
         route(Method::POST, SIGN_IN_PATH, Public),
@@ -70,6 +71,9 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, ListAccounts::PATH, Requires(ManageUsers)),
         route(Method::POST, PreviewUserChange::PATH, Requires(ManageUsers)),
         route(Method::POST, ApplyUserChange::PATH, Requires(ManageUsers)),
+        route(Method::GET, "/audit", Requires(ViewAudit)),
+        route(Method::POST, QueryAudit::PATH, Requires(ViewAudit)),
+        route(Method::GET, AUDIT_CSV_PATH, Requires(ViewAudit)),
     ]
 }
 

@@ -1,0 +1,254 @@
+//! The audit log for admins: the filter (as the page's form and the CSV link's query string carry
+//! it), the rows and pages the Audit page shows, and the server function behind it. The server
+//! implements [`ssr::AuditLog`]; the function checks the role again and delegates.
+
+use leptos::{prelude::*, server_fn::codec::Json};
+use serde::{Deserialize, Serialize};
+
+/// The CSV export (an axum handler on the server, not a server function: it is a download).
+pub const AUDIT_CSV_PATH: &str = "/audit.csv";
+/// Rows per page unless asked otherwise, and the most a page may hold.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 200;
+/// The outcomes the log records.
+pub const OUTCOMES: [&str; 3] = ["success", "refused", "failed"];
+
+/// Which records to show, as typed: empty fields match everything. Times are UTC, as Unix seconds,
+/// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`; `to` is inclusive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditFilter {
+    pub actor: String,
+    pub action: String,
+    pub outcome: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// A filter whose fields have been checked: `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+fn given(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+impl AuditFilter {
+    /// Checks the fields; the message names the one that is wrong.
+    pub fn validate(&self) -> Result<ValidFilter, String> {
+        let time = |name: &str, text: &str| match given(text) {
+            None => Ok(None),
+            Some(text) => crate::utc::parse(&text).map(Some).ok_or_else(|| {
+                format!("{name}: not a time (use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)")
+            }),
+        };
+        let outcome = given(&self.outcome);
+        if let Some(outcome) = &outcome
+            && !OUTCOMES.contains(&outcome.as_str())
+        {
+            return Err(format!("Outcome: one of {}", OUTCOMES.join(", ")));
+        }
+        let filter = ValidFilter {
+            actor: given(&self.actor).map(|a| a.to_ascii_lowercase()),
+            action: given(&self.action),
+            outcome,
+            from: time("From", &self.from)?,
+            to: time("To", &self.to)?,
+        };
+        if let (Some(from), Some(to)) = (filter.from, filter.to)
+            && from > to
+        {
+            return Err("From is after To.".into());
+        }
+        Ok(filter)
+    }
+
+    /// The query string of the CSV link (only the fields that are set), percent-encoded.
+    pub fn query_string(&self) -> String {
+        [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("outcome", &self.outcome),
+            ("from", &self.from),
+            ("to", &self.to),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(name, value)| format!("{name}={}", encode(value.trim())))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+
+    /// Where the export link points for this filter.
+    pub fn csv_href(&self) -> String {
+        match self.query_string() {
+            query if query.is_empty() => AUDIT_CSV_PATH.to_owned(),
+            query => format!("{AUDIT_CSV_PATH}?{query}"),
+        }
+    }
+}
+
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// One page of the log, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditQuery {
+    pub filter: AuditFilter,
+    /// Zero-based.
+    pub page: u32,
+    /// Clamped to 1..=[`MAX_PAGE_SIZE`]; 0 means [`DEFAULT_PAGE_SIZE`].
+    pub page_size: u32,
+}
+
+impl AuditQuery {
+    pub fn effective_page_size(&self) -> u32 {
+        match self.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        }
+    }
+}
+
+/// One audit record as the page shows it (the user agent stays in the database and the CSV).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    pub client_addr: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub preview: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub page: u32,
+    pub page_size: u32,
+    /// Whether an older page exists.
+    pub has_more: bool,
+}
+
+#[server(input = Json)]
+pub async fn query_audit(query: AuditQuery) -> Result<AuditPage, ServerFnError> {
+    ssr::audit_log()
+        .await?
+        .query(query)
+        .await
+        .map_err(Into::into)
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    //! The server's side: the trait it implements, handed to the UI as context.
+
+    use std::sync::Arc;
+
+    use leptos::prelude::*;
+
+    use super::{AuditPage, AuditQuery};
+    use crate::{auth::Action, session::require};
+
+    /// What went wrong, in words safe to show an admin.
+    #[derive(Debug, Clone, thiserror::Error)]
+    pub enum AuditError {
+        #[error("{0}")]
+        Invalid(String),
+        #[error("Something went wrong; the server log has the details.")]
+        Internal,
+    }
+
+    #[async_trait::async_trait]
+    pub trait AuditLog: Send + Sync + std::fmt::Debug {
+        async fn query(&self, query: AuditQuery) -> Result<AuditPage, AuditError>;
+    }
+
+    pub type SharedAuditLog = Arc<dyn AuditLog>;
+
+    pub async fn audit_log() -> Result<SharedAuditLog, ServerFnError> {
+        require(Action::ViewAudit).await?;
+        Ok(expect_context::<SharedAuditLog>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_filter_matches_everything() {
+        assert_eq!(
+            AuditFilter::default().validate(),
+            Ok(ValidFilter::default())
+        );
+        assert_eq!(AuditFilter::default().csv_href(), AUDIT_CSV_PATH);
+    }
+
+    #[test]
+    fn filters_are_checked_and_carried_into_the_export_link() {
+        let filter = AuditFilter {
+            actor: " Ada ".into(),
+            outcome: "refused".into(),
+            from: "2025-11-25T13:00".into(),
+            ..AuditFilter::default()
+        };
+        let valid = filter.validate().expect("valid");
+        assert_eq!(valid.actor.as_deref(), Some("ada"));
+        assert_eq!(valid.from, Some(1_764_075_600));
+        assert_eq!(
+            filter.csv_href(),
+            "/audit.csv?actor=Ada&outcome=refused&from=2025-11-25T13%3A00"
+        );
+        let bad = |f: AuditFilter| f.validate().is_err();
+        assert!(bad(AuditFilter {
+            outcome: "maybe".into(),
+            ..AuditFilter::default()
+        }));
+        assert!(bad(AuditFilter {
+            from: "soon".into(),
+            ..AuditFilter::default()
+        }));
+        assert!(bad(AuditFilter {
+            from: "2025-11-26".into(),
+            to: "2025-11-25".into(),
+            ..AuditFilter::default()
+        }));
+    }
+
+    #[test]
+    fn page_sizes_are_bounded() {
+        let size = |page_size| {
+            AuditQuery {
+                page_size,
+                ..AuditQuery::default()
+            }
+            .effective_page_size()
+        };
+        assert_eq!(size(0), DEFAULT_PAGE_SIZE);
+        assert_eq!(size(10), 10);
+        assert_eq!(size(1_000_000), MAX_PAGE_SIZE);
+    }
+}

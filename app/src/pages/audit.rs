@@ -1,0 +1,172 @@
+//! The Audit page (admins): who did what, from where, and how it ended, newest first. The filter
+//! form is a plain GET form, so the filters live in the address (bookmarkable, works before the
+//! wasm bundle loads) and the export link carries the same filters.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+use crate::{
+    audit::{AuditEntry, AuditFilter, AuditPage, AuditQuery, OUTCOMES, query_audit},
+    utc,
+};
+
+/// Server function errors arrive as "error running server function: …"; show only the message.
+fn clean_error(error: &ServerFnError) -> String {
+    let text = error.to_string();
+    text.rsplit(": ").next().unwrap_or(&text).to_owned()
+}
+
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    let query = use_query_map();
+    let wanted = Memo::new(move |_| {
+        query.with(|q| {
+            let field = |name: &str| q.get(name).unwrap_or_default();
+            AuditQuery {
+                filter: AuditFilter {
+                    actor: field("actor"),
+                    action: field("action"),
+                    outcome: field("outcome"),
+                    from: field("from"),
+                    to: field("to"),
+                },
+                page: field("page").parse().unwrap_or(0),
+                page_size: 0,
+            }
+        })
+    });
+    let records = Resource::new(move || wanted.get(), query_audit);
+
+    view! {
+        <h1>"Audit log"</h1>
+        {move || {
+            let filter = wanted.get().filter;
+            view! { <FilterForm filter/> }
+        }}
+        <Transition fallback=|| view! { <p class="muted">"Loading the audit log…"</p> }>
+            {move || Suspend::new(async move {
+                match records.await {
+                    Ok(page) => view! { <Records page filter=wanted.get_untracked().filter/> }.into_any(),
+                    Err(failure) => {
+                        view! {
+                            <p class="banner critical" role="alert" data-testid="audit-error">
+                                {clean_error(&failure)}
+                            </p>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn FilterForm(filter: AuditFilter) -> impl IntoView {
+    let csv = filter.csv_href();
+    view! {
+        <section class="card">
+            <h2>"Filter"</h2>
+            <form method="get" action="/audit" class="inline-form" data-testid="audit-filter">
+                <label for="audit-actor">"User"</label>
+                <input id="audit-actor" name="actor" autocomplete="off" value=filter.actor/>
+                <label for="audit-action">"Action"</label>
+                <input
+                    id="audit-action"
+                    name="action"
+                    autocomplete="off"
+                    placeholder="e.g. login, user.add"
+                    value=filter.action
+                />
+                <label for="audit-outcome">"Outcome"</label>
+                <select id="audit-outcome" name="outcome">
+                    <option value="" selected=filter.outcome.is_empty()>"any"</option>
+                    {OUTCOMES
+                        .into_iter()
+                        .map(|o| {
+                            view! {
+                                <option value=o selected=filter.outcome == o>
+                                    {o}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
+                <label for="audit-from">"From (UTC)"</label>
+                <input id="audit-from" name="from" type="datetime-local" value=filter.from/>
+                <label for="audit-to">"To (UTC)"</label>
+                <input id="audit-to" name="to" type="datetime-local" value=filter.to/>
+                <button type="submit" class="primary">"Show"</button>
+                <a href="/audit">"Clear"</a>
+                <a href=csv download data-testid="audit-export">"Export CSV"</a>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn Records(page: AuditPage, filter: AuditFilter) -> impl IntoView {
+    let link = |number: u32| {
+        let query = filter.query_string();
+        match (query.is_empty(), number) {
+            (true, 0) => "/audit".to_owned(),
+            (true, n) => format!("/audit?page={n}"),
+            (false, 0) => format!("/audit?{query}"),
+            (false, n) => format!("/audit?{query}&page={n}"),
+        }
+    };
+    let newer = (page.page > 0).then(|| link(page.page - 1));
+    let older = page.has_more.then(|| link(page.page + 1));
+    let empty = page.entries.is_empty();
+    view! {
+        <table class="data" data-testid="audit">
+            <caption class="visually-hidden">"Audit records, newest first"</caption>
+            <thead>
+                <tr>
+                    <th scope="col">"Time (UTC)"</th>
+                    <th scope="col">"User"</th>
+                    <th scope="col">"Role"</th>
+                    <th scope="col">"Client"</th>
+                    <th scope="col">"Action"</th>
+                    <th scope="col">"Target"</th>
+                    <th scope="col">"Outcome"</th>
+                    <th scope="col">"Detail"</th>
+                    <th scope="col">"Preview"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {page.entries.into_iter().map(|entry| view! { <Row entry/> }).collect_view()}
+            </tbody>
+        </table>
+        {empty.then(|| view! { <p class="muted">"No records match."</p> })}
+        <nav class="pager" aria-label="Pages">
+            {newer.map(|href| view! { <a href=href rel="prev">"← Newer"</a> })}
+            " "
+            <span>{format!("Page {}", page.page + 1)}</span>
+            " "
+            {older.map(|href| view! { <a href=href rel="next">"Older →"</a> })}
+        </nav>
+    }
+}
+
+#[component]
+fn Row(entry: AuditEntry) -> impl IntoView {
+    let dash = |value: Option<String>| value.unwrap_or_else(|| "—".to_owned());
+    view! {
+        <tr data-testid=format!("audit-{}", entry.id) data-outcome=entry.outcome.clone()>
+            <td>
+                <time datetime=format!("{}Z", utc::datetime(entry.at).replace(' ', "T"))>
+                    {utc::datetime(entry.at)}
+                </time>
+            </td>
+            <td>{dash(entry.actor)}</td>
+            <td>{dash(entry.role)}</td>
+            <td>{entry.client_addr}</td>
+            <td>{entry.action}</td>
+            <td>{dash(entry.target)}</td>
+            <td class=format!("outcome {}", entry.outcome)>{entry.outcome.clone()}</td>
+            <td>{dash(entry.detail)}</td>
+            <td class="preview">{dash(entry.preview)}</td>
+        </tr>
+    }
+}

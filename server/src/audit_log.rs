@@ -1,0 +1,57 @@
+//! The Audit page's server side: pages of the audit store for admins, behind
+//! [`ctguard_app::audit::ssr::AuditLog`] (the UI's server function checks the role, then calls it).
+
+use ctguard_app::audit::{
+    AuditEntry, AuditPage, AuditQuery,
+    ssr::{AuditError, AuditLog},
+};
+
+use crate::audit::{AuditRecord, AuditStore};
+
+#[derive(Debug, Clone)]
+pub struct AuditReader {
+    pub audit: AuditStore,
+}
+
+impl From<AuditRecord> for AuditEntry {
+    fn from(record: AuditRecord) -> Self {
+        Self {
+            id: record.id,
+            at: record.at,
+            actor: record.actor,
+            role: record.role,
+            client_addr: record.client_addr,
+            action: record.action,
+            target: record.target,
+            outcome: record.outcome,
+            detail: record.detail,
+            preview: record.preview,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditLog for AuditReader {
+    async fn query(&self, query: AuditQuery) -> Result<AuditPage, AuditError> {
+        let filter = query.filter.validate().map_err(AuditError::Invalid)?;
+        let page_size = query.effective_page_size();
+        let offset = i64::from(query.page) * i64::from(page_size);
+        // One more than a page tells whether an older page exists.
+        let mut records = self
+            .audit
+            .search(&filter, i64::from(page_size) + 1, offset)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "reading the audit log failed");
+                AuditError::Internal
+            })?;
+        let has_more = records.len() > page_size as usize;
+        records.truncate(page_size as usize);
+        Ok(AuditPage {
+            entries: records.into_iter().map(AuditEntry::from).collect(),
+            page: query.page,
+            page_size,
+            has_more,
+        })
+    }
+}
