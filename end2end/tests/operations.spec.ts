@@ -72,3 +72,20 @@ test('an operator unblocks it from the Blocks page', async ({ page }) => {
   sandbox('flows', '100', '9999', ATTACKER);
   expect(entriesFrom(ATTACKER)).toBeGreaterThanOrEqual(100);
 });
+
+test('the audit page lists the block and the unblock with the actor, and the CSV has them', async ({ page }) => {
+  await signIn(page, 'admin');
+  await page.getByRole('link', { name: 'Audit' }).click();
+  await page.getByLabel('Action').fill('block');
+  await page.getByLabel('Action').press('Enter');
+  const table = page.getByTestId('audit');
+  await expect(table).toContainText('e2e-operator');
+  await expect(table).toContainText(`Block from ${ATTACKER}`);
+  await expect(table.locator('tr[data-outcome="success"]')).not.toHaveCount(0);
+
+  const csv = await page.request.get('/audit.csv?action=unblock');
+  expect(csv.status()).toBe(200);
+  const text = await csv.text();
+  expect(text).toContain('e2e-operator');
+  expect(text).toContain(`from ${ATTACKER}`);
+});

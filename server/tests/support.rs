@@ -343,6 +343,8 @@ pub fn sample_kernel_log() -> KernelLogSummary {
 #[derive(Debug)]
 pub struct FakeHelper {
     pub status_requests: Arc<AtomicU64>,
+    /// Block requests it was asked to carry out.
+    pub block_requests: Arc<AtomicU64>,
     task: JoinHandle<()>,
     socket: PathBuf,
 }
@@ -353,10 +355,13 @@ impl FakeHelper {
         let listener = UnixListener::bind(socket).unwrap();
         let status_requests = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&status_requests);
+        let block_requests = Arc::new(AtomicU64::new(0));
+        let block_counter = Arc::clone(&block_requests);
         let task = tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let counter = Arc::clone(&counter);
+                let blocks = Arc::clone(&block_counter);
                 tokio::spawn(async move {
                     let mut transport = Framed::new(stream, frame::codec());
                     while let Some(Ok(body)) = transport.next().await {
@@ -375,12 +380,37 @@ impl FakeHelper {
                             Request::KernelLog {} => Response::KernelLog {
                                 log: sample_kernel_log(),
                             },
+                            // Enough of the operator requests to exercise the server's side: no
+                            // blocks, no entries, and a block that "succeeds" (counted).
+                            Request::ListBlocks {} => Response::Blocks { blocks: Vec::new() },
+                            Request::Entries { .. } => Response::Entries {
+                                entries: Vec::new(),
+                                truncated: false,
+                            },
+                            Request::Block {
+                                target,
+                                duration,
+                                reason,
+                                requested_by,
+                                actor,
+                            } => {
+                                blocks.fetch_add(1, Ordering::SeqCst);
+                                Response::Blocked {
+                                    block: ctguard_protocol::ActiveBlock {
+                                        target,
+                                        reason,
+                                        actor,
+                                        requested_by,
+                                        created_unix: 0,
+                                        expires_unix: duration.secs(),
+                                        journal_seq: 42,
+                                    },
+                                    entries_deleted: 0,
+                                }
+                            }
                             request @ (Request::Snapshot {}
-                            | Request::Entries { .. }
                             | Request::SetSysctl { .. }
-                            | Request::Block { .. }
                             | Request::Unblock { .. }
-                            | Request::ListBlocks {}
                             | Request::DeleteEntries { .. }
                             | Request::Journal { .. }) => Response::Error {
                                 error: HelperError::Unsupported {
@@ -401,6 +431,7 @@ impl FakeHelper {
         });
         Self {
             status_requests,
+            block_requests,
             task,
             socket: socket.to_owned(),
         }

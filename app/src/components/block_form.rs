@@ -1,7 +1,7 @@
-//! The block form: the target in the protocol's own words (checked as you type by the same parser
-//! the helper uses), a duration and a reason. Submitting asks for the server's preview.
+//! The block form: the target in the protocol's own words, a duration and a reason. Submitting asks
+//! for the server's preview, which parses and checks the target (and says what is wrong with it);
+//! the parser is not shipped to the browser, to keep the bundle small.
 
-use ctguard_protocol::BlockTarget;
 use leptos::prelude::*;
 
 use crate::{
@@ -20,27 +20,17 @@ pub fn BlockForm(
     let target = RwSignal::new(target);
     let reason = RwSignal::new(reason);
     let duration = RwSignal::new(DURATIONS[1].0);
-    let problem = move || {
-        target
-            .read()
-            .trim()
-            .parse::<BlockTarget>()
-            .err()
-            .map(|e| e.to_string())
-    };
     view! {
         <form
             class="block-form"
             data-testid="block-form"
             on:submit=move |ev| {
                 ev.prevent_default();
-                if problem().is_none() {
-                    flow.ask(Operation::Block {
-                        target: target.get_untracked(),
-                        duration_secs: duration.get_untracked(),
-                        reason: reason.get_untracked(),
-                    });
-                }
+                flow.ask(Operation::Block {
+                    target: target.get_untracked(),
+                    duration_secs: duration.get_untracked(),
+                    reason: reason.get_untracked(),
+                });
             }
         >
             <label for="block-target">"Target"</label>
@@ -54,7 +44,6 @@ pub fn BlockForm(
             <small id="block-target-help" class="muted">
                 "e.g. from 203.0.113.66 · from 203.0.113.0/24 · udp from 50.2.6.12 sport 53 · tcp to 198.51.100.10 dport 80"
             </small>
-            {move || problem().map(|p| view! { <small class="field-error" role="alert">{p}</small> })}
             <label for="block-duration">"Duration"</label>
             <select
                 id="block-duration"
