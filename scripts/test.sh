@@ -42,10 +42,10 @@ step "release build of the site (cargo leptos build --release)"
 cargo leptos build --release
 cargo build --release --locked -p ctguard-helper
 
-# The target is 250 KB gzipped; the bundle is about 410 KB since the operator and admin
-# pages (type-erased views already on, see .cargo/config.toml). Until the pages are split out of the
-# first bundle (cargo leptos --split with lazy routes), this budget catches growth from here.
-wasm_budget=430000
+# The target is 250 KB gzipped; the bundle is about 505 KB since the accounts, operator and
+# admin pages. Until they are split out of the first bundle (lazy routes with cargo leptos --split),
+# this budget catches growth from here (BENCHMARKS.md).
+wasm_budget=520000
 step "wasm size budget: the release bundle, gzipped, at most $wasm_budget bytes"
 budget_failed=0
 wasm=target/site/pkg/ctguard.wasm
