@@ -264,17 +264,23 @@ cmd_flows() {
     fi
     echo $((base + n)) >"$cursor_file"
 
-    # Bounded in count (-c) and time (timeout): ~10k packets/s nominal, generous margin.
-    local limit=$((15 + n / 1000)) rc=0
-    timeout --kill-after=5 "$limit" \
-        ip netns exec "$NS_INET" hping3 --udp -I eth0 -a "$src" -s "$base" -p "$port" \
-        -c "$n" -i u100 "$GUEST_IP" </dev/null >/dev/null 2>&1 || rc=$?
-    # hping3 exits 1 when it got no replies (normal here); 124/137 mean the time bound hit.
-    case $rc in
-        0 | 1) ;;
-        124 | 137) die "flows: hping3 did not finish within ${limit}s" ;;
-        *) die "flows: hping3 failed with exit code $rc" ;;
-    esac
+    # Bounded in count (-c) and time (timeout): ~10k packets/s nominal, generous margin. hping3
+    # now and then aborts (SIGABRT, exit 134) at exit; sending the same batch again is harmless (the
+    # same source ports make the same tuples, no extra entries), so a crash is retried twice.
+    local limit=$((15 + n / 1000)) rc attempt
+    for attempt in 1 2 3; do
+        rc=0
+        timeout --kill-after=5 "$limit" \
+            ip netns exec "$NS_INET" hping3 --udp -I eth0 -a "$src" -s "$base" -p "$port" \
+            -c "$n" -i u100 "$GUEST_IP" </dev/null >/dev/null 2>&1 || rc=$?
+        # hping3 exits 1 when it got no replies (normal here); 124/137 mean the time bound hit.
+        case $rc in
+            0 | 1) return 0 ;;
+            124 | 137) die "flows: hping3 did not finish within ${limit}s" ;;
+            *) log "flows: hping3 failed with exit code $rc (attempt $attempt of 3)" ;;
+        esac
+    done
+    die "flows: hping3 failed three times (last exit code $rc)"
 }
 
 cmd_count() {

@@ -15,13 +15,12 @@ use ctguard_app::{
 
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
-    auth::authenticate::SessionLogin,
-    client::ClientInfo,
     clock::SharedClock,
     confirmation::{Change, Confirmations, TOKEN_LIFETIME_SECS},
     domain::{Password, Username},
     hashing::PasswordHasher,
     logins::{EndReason, LoginStore},
+    requester::{Requester, outcome_of, requester},
     users::{UserError, UserStore},
 };
 
@@ -54,28 +53,6 @@ fn from_user_error(error: UserError) -> AdminError {
 
 fn parse_username(text: &str) -> Result<Username, AdminError> {
     Username::parse(text).map_err(|e| invalid(format!("{e}.")))
-}
-
-/// Who is asking, from which login and address, taken from the request the server function runs in.
-struct Requester {
-    user: CurrentUser,
-    login: SessionLogin,
-    client: ClientInfo,
-}
-
-async fn requester() -> Result<Requester, AdminError> {
-    let (axum::Extension(user), axum::Extension(login), client) = leptos_axum::extract::<(
-        axum::Extension<CurrentUser>,
-        axum::Extension<SessionLogin>,
-        ClientInfo,
-    )>()
-    .await
-    .map_err(internal)?;
-    Ok(Requester {
-        user,
-        login,
-        client,
-    })
 }
 
 /// A change checked against the live state: what it will do, and the fingerprint of the state it
@@ -304,13 +281,6 @@ fn audit_target(change: &UserChange) -> String {
         | UserChange::SetRole { username, .. }
         | UserChange::SetDisabled { username, .. } => username.trim().to_ascii_lowercase(),
         UserChange::EndSession { session_id } => session_id.chars().take(8).collect(),
-    }
-}
-
-fn outcome_of(error: &AdminError) -> Outcome {
-    match error {
-        AdminError::Invalid(_) => Outcome::Refused,
-        AdminError::Internal => Outcome::Failed,
     }
 }
 

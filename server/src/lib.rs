@@ -18,6 +18,7 @@ pub mod history_store;
 pub mod live_events;
 pub mod logins;
 pub mod metrics;
+pub mod requester;
 pub mod sampler;
 pub mod security_headers;
 pub mod startup;

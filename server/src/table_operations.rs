@@ -6,7 +6,6 @@
 use std::{str::FromStr, sync::Arc};
 
 use ctguard_app::{
-    auth::CurrentUser,
     confirm::Preview,
     format,
     operations::{DRILL_DOWN_LIMIT, EntriesView, Operation, SuspectsView, ssr::TableOperations},
@@ -20,11 +19,10 @@ use ctguard_protocol::{
 
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
-    auth::authenticate::SessionLogin,
-    client::ClientInfo,
     clock::SharedClock,
     confirmation::{Change, Confirmations, TOKEN_LIFETIME_SECS},
     helper_client::{HelperClient, HelperClientError, unexpected},
+    requester::{Requester, outcome_of, requester},
 };
 
 #[derive(Debug, Clone)]
@@ -78,30 +76,6 @@ fn is_for_the_user(error: &HelperError) -> bool {
             | HelperError::NotBlocked { .. }
             | HelperError::LimitOutOfRange { .. }
     )
-}
-
-struct Requester {
-    user: CurrentUser,
-    login: SessionLogin,
-    client: ClientInfo,
-}
-
-async fn requester() -> Result<Requester, AdminError> {
-    let (axum::Extension(user), axum::Extension(login), client) = leptos_axum::extract::<(
-        axum::Extension<CurrentUser>,
-        axum::Extension<SessionLogin>,
-        ClientInfo,
-    )>()
-    .await
-    .map_err(|error| {
-        tracing::error!(%error, "request context missing");
-        AdminError::Internal
-    })?;
-    Ok(Requester {
-        user,
-        login,
-        client,
-    })
 }
 
 fn parse_target(text: &str) -> Result<BlockTarget, AdminError> {
@@ -342,13 +316,6 @@ impl TableOperator {
                 tracing::error!(%error, "cannot write the audit record");
                 AdminError::Internal
             })
-    }
-}
-
-fn outcome_of(error: &AdminError) -> Outcome {
-    match error {
-        AdminError::Invalid(_) => Outcome::Refused,
-        AdminError::Internal => Outcome::Failed,
     }
 }
 

@@ -395,18 +395,24 @@ async fn pages_carry_a_nonce_csp_and_the_other_security_headers() {
 #[tokio::test]
 async fn the_command_line_adds_users_who_can_then_sign_in() {
     let app = spawn_app().await;
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ctguard-server"))
-        .args(["user", "--database"])
-        .arg(&app.database)
-        .args([
-            "add",
-            "Night-Shift",
-            "--role",
-            "operator",
-            "--password-stdin",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .output_with_stdin("a long enough password\n");
+    // The command runs off the test's runtime: blocking it would also freeze the server under test.
+    let database = app.database.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ctguard-server"))
+            .args(["user", "--database"])
+            .arg(&database)
+            .args([
+                "add",
+                "Night-Shift",
+                "--role",
+                "operator",
+                "--password-stdin",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .output_with_stdin("a long enough password\n")
+    })
+    .await
+    .unwrap();
     assert!(
         output.status.success(),
         "{}",
