@@ -33,7 +33,20 @@ step "clippy (wasm: the hydrating frontend)"
 cargo clippy -p ctguard-frontend --target wasm32-unknown-unknown --locked -- -D warnings
 
 step "unit and integration tests"
-cargo test "${native[@]}" --locked 2>&1 | tee "$log_dir/cargo-test.log"
+# A server test has been seen to hang, rarely, with 0 % CPU (a deadlock not yet found; see the open
+# issues). SIGTERM does not stop a test binary (the server under test handles it), so the run is
+# killed after 25 minutes and, only then, tried once more; the log says so.
+cargo_tests() {
+  timeout -s KILL 1500 cargo test "${native[@]}" --locked 2>&1 | tee "$log_dir/cargo-test.log"
+}
+if ! cargo_tests; then
+  if grep -q "has been running for over 60 seconds" "$log_dir/cargo-test.log"; then
+    echo "WARNING: a test hung; running the tests once more" >&2
+    cargo_tests
+  else
+    exit 1
+  fi
+fi
 
 step "fuzz targets: a short bounded run each (longer runs: fuzz/README.md)"
 scripts/fuzz.sh 15
