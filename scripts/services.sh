@@ -62,10 +62,14 @@ wait_for() { # what, seconds, command...
 case ${1:-} in
   helper-start)
     stop helper
-    # State (blocks.json) and the audit journal stay in the run dir: the demo leaves no trace in
-    # /var/lib/ctguard, and blocks survive a helper-stop/helper-start within one run.
+    # State (blocks.json), the audit journal and the persisted sysctls stay in the run dir: the
+    # demo leaves no trace in /var/lib/ctguard or /etc, and blocks survive a
+    # helper-stop/helper-start within one run.
     "$bin_dir/ctguard-helper" --socket "$socket" --group ctguard --allow-user ctguard \
-      --netns "$netns" --state-dir "$run_dir/helper-state" >>"$run_dir/helper.log" 2>&1 &
+      --netns "$netns" --state-dir "$run_dir/helper-state" \
+      --sysctl-conf "$run_dir/helper-state/90-ctguard.conf" \
+      --modprobe-conf "$run_dir/helper-state/ctguard-conntrack.conf" \
+      >>"$run_dir/helper.log" 2>&1 &
     echo $! >"$run_dir/helper.pid"
     wait_for "the helper socket" 10 test -S "$socket"
     ;;

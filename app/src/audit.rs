@@ -141,6 +141,10 @@ pub struct AuditEntry {
     pub outcome: String,
     pub detail: Option<String>,
     pub preview: Option<String>,
+    /// The helper's journal record of the change (`ctguard-helper journal` shows it).
+    pub journal_id: Option<String>,
+    /// A successful sysctl change the Revert button can undo.
+    pub revertible: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -75,14 +75,17 @@ pub enum Action {
     ManageUsers,
     /// Read and export the audit log.
     ViewAudit,
+    /// Change (and revert) the allowlisted sysctls on the Tuning page.
+    Tune,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 5] = [
         Action::ViewTable,
         Action::Block,
         Action::ManageUsers,
         Action::ViewAudit,
+        Action::Tune,
     ];
 
     /// THE permission table.
@@ -90,7 +93,7 @@ impl Action {
         match self {
             Self::ViewTable => Role::Viewer,
             Self::Block => Role::Operator,
-            Self::ManageUsers | Self::ViewAudit => Role::Admin,
+            Self::ManageUsers | Self::ViewAudit | Self::Tune => Role::Admin,
         }
     }
 }
@@ -122,7 +125,8 @@ mod tests {
     }
 
     #[test]
-    fn only_admins_read_the_audit_log() {
+    fn only_admins_read_the_audit_log_and_tune_the_kernel() {
         assert_eq!(Action::ViewAudit.minimum_role(), Role::Admin);
+        assert_eq!(Action::Tune.minimum_role(), Role::Admin);
     }
 }

@@ -12,6 +12,7 @@ pub mod operations;
 pub mod pages;
 pub mod seed;
 pub mod session;
+pub mod settings;
 pub mod suspicion;
 pub mod thresholds;
 pub mod trend;
@@ -30,7 +31,7 @@ use crate::{
     auth::Action,
     pages::{
         audit::AuditPage, blocks::BlocksPage, dashboard::Dashboard, login::LoginPage,
-        suspicious::SuspiciousPage, users::UsersPage,
+        suspicious::SuspiciousPage, tuning::TuningPage, users::UsersPage,
     },
     session::{LOGOUT_PATH, current_user_query},
 };
@@ -100,6 +101,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("login") view=LoginPage/>
                     <Route path=StaticSegment("suspicious") view=SuspiciousPage/>
                     <Route path=StaticSegment("blocks") view=BlocksPage/>
+                    <Route path=StaticSegment("tuning") view=TuningPage/>
                     <Route path=StaticSegment("users") view=UsersPage/>
                     <Route path=StaticSegment("audit") view=AuditPage/>
                 </Routes>
@@ -127,6 +129,7 @@ fn Nav() -> impl IntoView {
                     <a href="/">"Dashboard"</a>
                     <a href="/suspicious">"Suspicious sources"</a>
                     <a href="/blocks">"Blocks"</a>
+                    <a href="/tuning">"Tuning"</a>
                     <Show when=move || admin>
                         <a href="/users">"Users"</a>
                     </Show>

@@ -4,13 +4,13 @@
 //! functions check the role again and delegate.
 
 use ctguard_protocol::{
-    ActiveBlock, BlockTarget,
+    ActiveBlock, BlockTarget, SysctlKey,
     snapshot::{ConntrackEntry, StateMix, TopList},
 };
 use leptos::{prelude::*, server_fn::codec::Json};
 use serde::{Deserialize, Serialize};
 
-use crate::{confirm::Preview, suspicion::Suspect};
+use crate::{auth, confirm::Preview, suspicion::Suspect};
 
 /// The Suspicious sources page's data: one snapshot, assessed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,8 +43,8 @@ pub const DURATIONS: [(u64, &str); 5] = [
     (7 * 86_400, "7 days"),
 ];
 
-/// Every change operators make to the kernel from the panel. Targets are written as the protocol
-/// parses them, e.g. `from 203.0.113.66` or `udp from 50.2.6.12 sport 53`.
+/// Every change operators and admins make to the kernel from the panel. Targets are written as the
+/// protocol parses them, e.g. `from 203.0.113.66` or `udp from 50.2.6.12 sport 53`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Operation {
@@ -60,6 +60,16 @@ pub enum Operation {
         target: String,
         reason: String,
     },
+    /// Writes an allowlisted sysctl; `persist` also keeps it across reboots.
+    SetSysctl {
+        key: SysctlKey,
+        value: u64,
+        persist: bool,
+    },
+    /// Puts back the value a successful sysctl change (the audit record `audit_id`) replaced.
+    RevertSysctl {
+        audit_id: i64,
+    },
 }
 
 impl Operation {
@@ -69,6 +79,18 @@ impl Operation {
             Self::Block { .. } => "block",
             Self::Unblock { .. } => "unblock",
             Self::DeleteEntries { .. } => "delete_entries",
+            Self::SetSysctl { .. } => "set_sysctl",
+            Self::RevertSysctl { .. } => "revert_sysctl",
+        }
+    }
+
+    /// What the role of whoever asks must allow.
+    pub fn permission(&self) -> auth::Action {
+        match self {
+            Self::Block { .. } | Self::Unblock { .. } | Self::DeleteEntries { .. } => {
+                auth::Action::Block
+            }
+            Self::SetSysctl { .. } | Self::RevertSysctl { .. } => auth::Action::Tune,
         }
     }
 }
@@ -112,6 +134,27 @@ pub async fn apply_operation(token: String, operation: Operation) -> Result<Stri
         .map_err(Into::into)
 }
 
+/// Step one for sysctl changes: the same as [`preview_operation`] behind a route only admins
+/// reach, so the server's route table is the first lock on tuning too.
+#[server(input = Json)]
+pub async fn preview_tuning(operation: Operation) -> Result<Preview, ServerFnError> {
+    ssr::tuner()
+        .await?
+        .preview(operation)
+        .await
+        .map_err(Into::into)
+}
+
+/// Step two for sysctl changes.
+#[server(input = Json)]
+pub async fn apply_tuning(token: String, operation: Operation) -> Result<String, ServerFnError> {
+    ssr::tuner()
+        .await?
+        .apply(token, operation)
+        .await
+        .map_err(Into::into)
+}
+
 #[cfg(feature = "ssr")]
 pub mod ssr {
     //! The server's side: the trait it implements, handed to the UI as context.
@@ -140,8 +183,15 @@ pub mod ssr {
         Ok(expect_context::<SharedTableOperations>())
     }
 
+    /// Operators and above reach the operations; the implementation checks each operation's own
+    /// [`Operation::permission`] and audits a refusal (an operator may block, not tune).
     pub async fn operator() -> Result<SharedTableOperations, ServerFnError> {
         require(Action::Block).await?;
+        Ok(expect_context::<SharedTableOperations>())
+    }
+
+    pub async fn tuner() -> Result<SharedTableOperations, ServerFnError> {
+        require(Action::Tune).await?;
         Ok(expect_context::<SharedTableOperations>())
     }
 }

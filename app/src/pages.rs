@@ -5,4 +5,5 @@ pub mod blocks;
 pub mod dashboard;
 pub mod login;
 pub mod suspicious;
+pub mod tuning;
 pub mod users;

@@ -55,6 +55,29 @@ pub fn with_unit(key: SysctlKey, value: u64) -> String {
     }
 }
 
+/// The kernel's own default (Linux 6.x), or `None` where it depends on the host's RAM (the table
+/// limit and the bucket count are sized from memory when nf_conntrack loads).
+pub fn kernel_default(key: SysctlKey) -> Option<u64> {
+    match key {
+        SysctlKey::NfConntrackMax | SysctlKey::NfConntrackBuckets => None,
+        SysctlKey::TcpTimeoutEstablished => Some(432_000),
+        SysctlKey::TcpTimeoutSynSent => Some(120),
+        SysctlKey::TcpTimeoutSynRecv => Some(60),
+        SysctlKey::TcpTimeoutFinWait => Some(120),
+        SysctlKey::TcpTimeoutCloseWait => Some(60),
+        SysctlKey::TcpTimeoutTimeWait => Some(120),
+        SysctlKey::TcpTimeoutUnacknowledged => Some(300),
+        SysctlKey::UdpTimeout => Some(30),
+        SysctlKey::UdpTimeoutStream => Some(120),
+        SysctlKey::IcmpTimeout => Some(30),
+        SysctlKey::GenericTimeout => Some(600),
+        SysctlKey::NeighGcThresh1 => Some(128),
+        SysctlKey::NeighGcThresh2 => Some(512),
+        SysctlKey::NeighGcThresh3 => Some(1_024),
+        SysctlKey::NeighGcStaleTime => Some(60),
+    }
+}
+
 fn clamp(key: SysctlKey, value: u64) -> u64 {
     let (min, max) = key.bounds();
     value.clamp(min, max)
@@ -192,6 +215,20 @@ mod tests {
         assert_eq!(recommended_buckets(262_144), 65_536);
         assert_eq!(recommended_buckets(838_656), 262_144);
         assert_eq!(recommended_buckets(10), 1_024, "the allowlist's minimum");
+    }
+
+    #[test]
+    fn kernel_defaults_are_within_the_allowlisted_bounds() {
+        for &key in SysctlKey::ALL {
+            if let Some(default) = kernel_default(key) {
+                assert!(key.check(default).is_ok(), "{key} default {default}");
+            }
+        }
+        assert_eq!(
+            kernel_default(SysctlKey::NfConntrackMax),
+            None,
+            "sized from RAM"
+        );
     }
 
     #[test]

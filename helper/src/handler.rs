@@ -206,6 +206,14 @@ impl Handler {
                 .await
             }
             Request::KernelLog {} => kernel_log().await,
+            Request::ReadSysctls {} => {
+                let sysctls = Arc::clone(&self.sysctls);
+                blocking(
+                    move || sysctls.read_all(),
+                    |readings| Response::Sysctls { readings },
+                )
+                .await
+            }
         }
     }
 }

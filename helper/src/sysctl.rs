@@ -1,4 +1,5 @@
-//! SetSysctl: allowlisted keys within their bounds, journaled, written where they live, read back.
+//! SetSysctl and ReadSysctls: allowlisted keys within their bounds, journaled, written where they
+//! live, read back.
 //! Per-namespace keys are written in the watched namespace (where the process is); global keys
 //! only from the initial namespace, by a short-lived thread that enters it through the
 //! descriptor opened before the helper left it (setns moves only the calling thread).
@@ -11,7 +12,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use ctguard_protocol::{HelperError, JournalAction, JournalEvent, SysctlKey, SysctlScope};
+use ctguard_protocol::{
+    HelperError, JournalAction, JournalEvent, SysctlKey, SysctlReading, SysctlScope,
+};
 use nix::sched::{CloneFlags, setns};
 
 use crate::{blocks::Requester, journal::Journal};
@@ -83,42 +86,76 @@ impl Sysctls {
         }
     }
 
-    fn write(&self, key: SysctlKey, value: u64) -> Result<(u64, u64), HelperError> {
+    /// Runs `work` where `key` lives: here for per-namespace keys (and for global ones while the
+    /// helper is still in the initial namespace), else on a short-lived thread that enters the
+    /// initial namespace first (setns moves only the calling thread).
+    fn where_it_lives<T: Send>(
+        &self,
+        key: SysctlKey,
+        work: impl FnOnce(&Path) -> Result<T, HelperError> + Send,
+        refused: impl Fn(String) -> HelperError + Send + Sync,
+    ) -> Result<T, HelperError> {
         let path = self.proc_sys.join(key.proc_path());
-        match key.scope() {
-            SysctlScope::PerNamespace => write_here(&path, key, value),
-            // Still in the initial namespace: write here.
-            SysctlScope::Global if self.initial_netns.is_none() => write_here(&path, key, value),
-            SysctlScope::Global => {
-                let initial = self.initial_netns.clone();
-                std::thread::scope(|scope| {
-                    scope
-                        .spawn(move || {
-                            let initial = initial.ok_or_else(|| HelperError::SysctlRefused {
-                                key,
-                                value,
-                                detail: "no initial namespace".into(),
-                            })?;
-                            setns(initial.as_ref(), CloneFlags::CLONE_NEWNET).map_err(|e| {
-                                HelperError::SysctlRefused {
-                                    key,
-                                    value,
-                                    detail: format!("cannot enter the initial namespace: {e}"),
-                                }
-                            })?;
-                            write_here(&path, key, value)
-                        })
-                        .join()
-                        .unwrap_or_else(|_| {
-                            Err(HelperError::SysctlRefused {
-                                key,
-                                value,
-                                detail: "the writer thread panicked".into(),
-                            })
-                        })
+        let initial = match (key.scope(), &self.initial_netns) {
+            (SysctlScope::Global, Some(initial)) => Arc::clone(initial),
+            _ => return work(&path),
+        };
+        let refused = &refused;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    setns(initial.as_ref(), CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| refused(format!("cannot enter the initial namespace: {e}")))?;
+                    work(&path)
                 })
+                .join()
+                .unwrap_or_else(|_| Err(refused("the worker thread panicked".into())))
+        })
+    }
+
+    fn write(&self, key: SysctlKey, value: u64) -> Result<(u64, u64), HelperError> {
+        self.where_it_lives(
+            key,
+            |path| write_here(path, key, value),
+            |detail| HelperError::SysctlRefused { key, value, detail },
+        )
+    }
+
+    /// Every allowlisted key's live value (`None` where this kernel has no such file) and the
+    /// value the persisted file holds.
+    pub fn read_all(&self) -> Result<Vec<SysctlReading>, HelperError> {
+        let persisted = match std::fs::read_to_string(&self.conf) {
+            Ok(text) => persist::parse(&text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(error) => {
+                return Err(HelperError::KernelRead {
+                    path: self.conf.display().to_string(),
+                    detail: error.to_string(),
+                });
             }
-        }
+        };
+        SysctlKey::ALL
+            .iter()
+            .map(|&key| {
+                let value = self.where_it_lives(
+                    key,
+                    |path| match read_value(path, key) {
+                        Ok(value) => Ok(Some(value)),
+                        Err(_) if !path.exists() => Ok(None),
+                        Err(error) => Err(error),
+                    },
+                    |detail| HelperError::KernelRead {
+                        path: key.name().into(),
+                        detail,
+                    },
+                )?;
+                Ok(SysctlReading {
+                    key,
+                    value,
+                    persisted: persisted.get(&key).copied(),
+                })
+            })
+            .collect()
     }
 
     fn persist(&self, key: SysctlKey, value: u64) -> Result<(), (PathBuf, std::io::Error)> {

@@ -120,3 +120,62 @@ fn a_global_limit_is_written_in_the_initial_namespace() {
     assert_eq!((previous, value), (original, wanted));
     assert_eq!(initial(key), wanted, "the host's limit changed");
 }
+
+#[test]
+fn every_key_is_read_where_it_lives_with_its_persisted_value() {
+    if !have_root("every_key_is_read_where_it_lives_with_its_persisted_value") {
+        return;
+    }
+    let netns = Netns::new("readall");
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("90-ctguard.conf");
+    let helper = HelperProcess::start(&[
+        "--group",
+        "root",
+        "--netns",
+        &netns.name,
+        "--sysctl-conf",
+        conf.to_str().unwrap(),
+    ]);
+    // A per-namespace value that differs from the initial namespace's, set behind the helper's back.
+    let udp = SysctlKey::UdpTimeout;
+    let there = if initial(udp) == 47 { 48 } else { 47 };
+    netns.exec("sysctl", &["-q", "-w", &format!("{}={there}", udp.name())]);
+    let established = SysctlKey::TcpTimeoutEstablished;
+    let persisted_value = if initial(established) == 7_300 {
+        7_301
+    } else {
+        7_300
+    };
+    let response = helper
+        .session()
+        .ask(&set(established, persisted_value, true));
+    assert!(matches!(response, Response::Sysctl { .. }), "{response:?}");
+
+    let response = helper.session().ask(&Request::ReadSysctls {});
+    let Response::Sysctls { readings } = response else {
+        panic!("{response:?}");
+    };
+    let keys: Vec<SysctlKey> = readings.iter().map(|r| r.key).collect();
+    assert_eq!(keys, SysctlKey::ALL, "one reading per key, in order");
+    let reading = |key: SysctlKey| *readings.iter().find(|r| r.key == key).unwrap();
+    assert_eq!(
+        reading(udp).value,
+        Some(there),
+        "per-namespace keys come from the watched namespace"
+    );
+    assert_eq!(reading(udp).persisted, None);
+    assert_eq!(reading(established).value, Some(persisted_value));
+    assert_eq!(reading(established).persisted, Some(persisted_value));
+    for key in [
+        SysctlKey::NfConntrackMax,
+        SysctlKey::NeighGcThresh3,
+        SysctlKey::NeighGcStaleTime,
+    ] {
+        assert_eq!(
+            reading(key).value,
+            Some(initial(key)),
+            "{key} is global: read in the initial namespace (the child has no neigh/default)"
+        );
+    }
+}

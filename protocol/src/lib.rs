@@ -26,7 +26,7 @@
 //! ```
 //!
 //! Requests: `hello`, `status`, `snapshot`, `entries` (`filter`), `set_sysctl`, `block`, `unblock`,
-//! `list_blocks`, `delete_entries`, `journal` (`page`). Every request is a struct variant, even
+//! `list_blocks`, `delete_entries`, `journal` (`page`), `kernel_log`, `read_sysctls`. Every request is a struct variant, even
 //! one without fields (`{"request":"status"}`): serde ignores unknown fields beside a unit
 //! variant's tag, and `deny_unknown_fields` must hold for all of them.
 //!
@@ -70,7 +70,7 @@ pub use snapshot::{
     ConntrackEntry, EntryFilter, Group, Snapshot, SourcePort, StateMix, TcpState, TopList,
 };
 pub use status::{ConntrackStats, ConntrackStatus};
-pub use sysctl::{SysctlKey, SysctlScope, SysctlUnit};
+pub use sysctl::{SysctlKey, SysctlReading, SysctlScope, SysctlUnit};
 pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Side};
 
 /// The protocol version both sides must agree on in the `hello` handshake. Bump it on any change to

@@ -11,7 +11,7 @@ use crate::{
     kernel_log::KernelLogSummary,
     snapshot::{ConntrackEntry, EntryFilter, Snapshot},
     status::ConntrackStatus,
-    sysctl::SysctlKey,
+    sysctl::{SysctlKey, SysctlReading},
     target::{BlockDuration, BlockTarget, ShortText},
 };
 
@@ -68,6 +68,8 @@ pub enum Request {
     Journal { page: JournalPage },
     /// Counts of conntrack's `table full` messages in the kernel log of the last minutes. Read-only.
     KernelLog {},
+    /// Every allowlisted sysctl's live and persisted value, each read where it lives. Read-only.
+    ReadSysctls {},
 }
 
 impl Request {
@@ -85,6 +87,7 @@ impl Request {
             Self::DeleteEntries { .. } => "delete_entries",
             Self::Journal { .. } => "journal",
             Self::KernelLog {} => "kernel_log",
+            Self::ReadSysctls {} => "read_sysctls",
         }
     }
 }
@@ -143,6 +146,10 @@ pub enum Response {
     },
     KernelLog {
         log: KernelLogSummary,
+    },
+    /// One reading per allowlisted key, in [`SysctlKey::ALL`] order.
+    Sysctls {
+        readings: Vec<SysctlReading>,
     },
     Error {
         error: HelperError,

@@ -110,6 +110,18 @@ impl fmt::Display for SysctlKey {
     }
 }
 
+/// One allowlisted setting as the helper reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysctlReading {
+    pub key: SysctlKey,
+    /// The live value, or `None` where this kernel has no such file (e.g. the neighbour keys in a
+    /// container without the initial namespace).
+    pub value: Option<u64>,
+    /// The value in the helper's persisted sysctl.d file, applied at boot; `None` if not there.
+    pub persisted: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key} must be within {min}..={max}, not {value}")]
 pub struct SysctlBoundsError {

@@ -38,6 +38,8 @@ pub struct AuditEvent<'a> {
     pub preview: Option<&'a str>,
     /// The helper's journal record of the change, when the helper carried it out.
     pub journal_id: Option<&'a str>,
+    /// The change's arguments as JSON, where something (a revert) needs them back.
+    pub arguments: Option<&'a str>,
 }
 
 impl<'a> AuditEvent<'a> {
@@ -57,6 +59,7 @@ impl<'a> AuditEvent<'a> {
             detail: None,
             preview: None,
             journal_id: None,
+            arguments: None,
         }
     }
 
@@ -90,7 +93,12 @@ pub struct AuditRecord {
     pub outcome: String,
     pub detail: Option<String>,
     pub preview: Option<String>,
+    pub journal_id: Option<String>,
+    pub arguments: Option<String>,
 }
+
+const COLUMNS: &str = "id, at, actor, role, client_addr, user_agent, action, target, outcome, \
+                       detail, preview, journal_id, arguments";
 
 #[derive(Debug, Clone)]
 pub struct AuditStore {
@@ -104,8 +112,8 @@ impl AuditStore {
 
     pub async fn record(&self, at: i64, event: AuditEvent<'_>) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview, journal_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview, journal_id, arguments)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(at)
         .bind(event.actor)
@@ -118,6 +126,7 @@ impl AuditStore {
         .bind(event.detail)
         .bind(event.preview)
         .bind(event.journal_id)
+        .bind(event.arguments)
         .execute(&self.pool)
         .await?;
         tracing::info!(
@@ -133,13 +142,40 @@ impl AuditStore {
 
     /// The newest records first.
     pub async fn recent(&self, limit: i64) -> Result<Vec<AuditRecord>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview
-             FROM audit ORDER BY id DESC LIMIT ?",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM audit ORDER BY id DESC LIMIT ?"
+        ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// One record by its id.
+    pub async fn get(&self, id: i64) -> Result<Option<AuditRecord>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// The newest successful records of `actions` that carry arguments, newest first, at most
+    /// `limit`: for the Tuning page, the last value the panel set for each key.
+    pub async fn successes_with_arguments(
+        &self,
+        actions: &[&str],
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, sqlx::Error> {
+        let placeholders = vec!["?"; actions.len()].join(", ");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit
+             WHERE outcome = 'success' AND arguments IS NOT NULL AND action IN ({placeholders})
+             ORDER BY id DESC LIMIT ?"
+        );
+        let mut query = sqlx::query_as(&sql);
+        for action in actions {
+            query = query.bind(*action);
+        }
+        query.bind(limit).fetch_all(&self.pool).await
     }
 
     /// The records `filter` matches, newest first, skipping `offset` and returning at most `limit`.
@@ -149,8 +185,8 @@ impl AuditStore {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<AuditRecord>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS}
              FROM audit
              WHERE (? IS NULL OR actor = ?)
                AND (? IS NULL OR action = ?)
@@ -158,8 +194,8 @@ impl AuditStore {
                AND (? IS NULL OR at >= ?)
                AND (? IS NULL OR at <= ?)
              ORDER BY at DESC, id DESC
-             LIMIT ? OFFSET ?",
-        )
+             LIMIT ? OFFSET ?"
+        ))
         .bind(&filter.actor)
         .bind(&filter.actor)
         .bind(&filter.action)

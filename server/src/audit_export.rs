@@ -22,7 +22,7 @@ use crate::{
 /// At most this many rows per export (newest first); narrow the filter for older ones.
 pub const MAX_EXPORT_ROWS: i64 = 100_000;
 
-const HEADER: [&str; 10] = [
+const HEADER: [&str; 11] = [
     "time_utc",
     "user",
     "role",
@@ -33,6 +33,7 @@ const HEADER: [&str; 10] = [
     "outcome",
     "detail",
     "preview",
+    "helper_journal",
 ];
 
 /// What the export handler needs.
@@ -78,6 +79,7 @@ pub fn to_csv(records: &[AuditRecord]) -> Result<Vec<u8>, ExportError> {
             record.outcome.clone(),
             optional(&record.detail),
             optional(&record.preview),
+            optional(&record.journal_id),
         ];
         writer.write_record(row.iter().map(|cell| neutralise(cell).into_owned()))?;
     }
@@ -177,17 +179,21 @@ mod tests {
             outcome: "failed".into(),
             detail: Some("line one\nline two".into()),
             preview: None,
+            journal_id: None,
+            arguments: None,
         };
         let text = String::from_utf8(to_csv(&[record]).expect("csv")).expect("utf-8");
         let mut lines = text.splitn(2, '\n');
         assert_eq!(
             lines.next(),
-            Some("time_utc,user,role,client_addr,user_agent,action,target,outcome,detail,preview")
+            Some(
+                "time_utc,user,role,client_addr,user_agent,action,target,outcome,detail,preview,helper_journal"
+            )
         );
         assert_eq!(
             lines.next(),
             Some(
-                "1970-01-01 00:00:00,\"'=HYPERLINK(\"\"x\"\")\",,192.0.2.1,\"a, b\",login,,failed,\"line one\nline two\",\n"
+                "1970-01-01 00:00:00,\"'=HYPERLINK(\"\"x\"\")\",,192.0.2.1,\"a, b\",login,,failed,\"line one\nline two\",,\n"
             )
         );
     }

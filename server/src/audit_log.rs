@@ -15,6 +15,9 @@ pub struct AuditReader {
 
 impl From<AuditRecord> for AuditEntry {
     fn from(record: AuditRecord) -> Self {
+        let revertible = record.outcome == "success"
+            && crate::table_operations::tuning::SYSCTL_ACTIONS.contains(&record.action.as_str())
+            && record.arguments.is_some();
         Self {
             id: record.id,
             at: record.at,
@@ -25,7 +28,9 @@ impl From<AuditRecord> for AuditEntry {
             target: record.target,
             outcome: record.outcome,
             detail: record.detail,
+            revertible,
             preview: record.preview,
+            journal_id: record.journal_id,
         }
     }
 }

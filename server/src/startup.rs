@@ -17,6 +17,7 @@ use ctguard_app::{
     operations::ssr::SharedTableOperations,
     seed::ssr::SharedHistory,
     session::{LOGOUT_PATH, SIGN_IN_PATH},
+    settings::ssr::SharedSettingsSource,
     shell,
     thresholds::Thresholds,
     users::ssr::SharedAccountAdmin,
@@ -132,7 +133,7 @@ impl Application {
             clock: clock.clone(),
         };
         let confirmations = Arc::new(Confirmations::new(clock.clone()));
-        let table_operations: SharedTableOperations = Arc::new(TableOperator {
+        let table_operator = Arc::new(TableOperator {
             // A table walk or an nft transaction takes longer than a status read.
             helper: HelperClient::new(HelperSettings {
                 socket: settings.helper.socket.clone(),
@@ -142,6 +143,8 @@ impl Application {
             clock: clock.clone(),
             confirmations: confirmations.clone(),
         });
+        let table_operations: SharedTableOperations = table_operator.clone();
+        let settings_source: SharedSettingsSource = table_operator;
         let audit_log: SharedAuditLog = Arc::new(AuditReader {
             audit: audit.clone(),
         });
@@ -181,7 +184,13 @@ impl Application {
                 i64::try_from(settings.session.idle.as_secs()).unwrap_or(i64::MAX),
             )));
 
-        let router = routes(state, account_admin, table_operations, audit_log)
+        let services = Services {
+            account_admin,
+            table_operations,
+            settings_source,
+            audit_log,
+        };
+        let router = routes(state, services)
             .layer(middleware::from_fn(authorize))
             .layer(middleware::from_fn_with_state(authenticator, authenticate))
             .layer(sessions)
@@ -230,12 +239,21 @@ impl Application {
     }
 }
 
-fn routes(
-    state: AppState,
+/// What the server functions find in their context: one implementation per area.
+struct Services {
     account_admin: SharedAccountAdmin,
     table_operations: SharedTableOperations,
+    settings_source: SharedSettingsSource,
     audit_log: SharedAuditLog,
-) -> Router {
+}
+
+fn routes(state: AppState, services: Services) -> Router {
+    let Services {
+        account_admin,
+        table_operations,
+        settings_source,
+        audit_log,
+    } = services;
     let routes = generate_route_list(App);
     let feed = state.feed.clone();
     let history = state.history.clone();
@@ -247,6 +265,7 @@ fn routes(
         provide_context(thresholds);
         provide_context(account_admin.clone());
         provide_context(table_operations.clone());
+        provide_context(settings_source.clone());
         provide_context(audit_log.clone());
     };
     Router::new()

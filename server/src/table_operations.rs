@@ -1,7 +1,10 @@
 //! The server's implementation of the operator pages: suspicious sources from one shared snapshot,
 //! drill-down, the blocks list, and block / unblock / delete-entries, each previewed from the live
 //! table, confirmed with a single-use token, carried out by the helper (which checks everything
-//! again), and audited with the preview and the helper's journal record.
+//! again), and audited with the preview and the helper's journal record. Sysctl changes and their
+//! reverts (admins) go the same way; [`tuning`] plans them.
+
+pub mod tuning;
 
 use std::{str::FromStr, sync::Arc};
 
@@ -93,6 +96,15 @@ struct Plan {
     changes: Vec<String>,
     warnings: Vec<String>,
     fingerprint: String,
+}
+
+/// What the helper did.
+struct Executed {
+    /// For the person, in words.
+    message: String,
+    journal_seq: u64,
+    /// JSON for the audit record's `arguments`, where a revert will need them.
+    arguments: Option<String>,
 }
 
 impl TableOperator {
@@ -220,6 +232,17 @@ impl TableOperator {
                     fingerprint: "entries".to_owned(),
                 })
             }
+            Operation::SetSysctl { .. } | Operation::RevertSysctl { .. } => {
+                let write = self
+                    .resolve_sysctl(operation)
+                    .await?
+                    .ok_or(AdminError::Internal)?;
+                let revert_of = match operation {
+                    Operation::RevertSysctl { audit_id } => Some(*audit_id),
+                    _ => None,
+                };
+                self.plan_sysctl(write, revert_of).await
+            }
         }
     }
 
@@ -227,9 +250,12 @@ impl TableOperator {
         &self,
         who: &Requester,
         operation: &Operation,
-    ) -> Result<(String, u64), AdminError> {
+    ) -> Result<Executed, AdminError> {
         let actor = short_text(&who.user.username, "user name")?;
         let requested_by = who.client.addr;
+        if let Some(write) = self.resolve_sysctl(operation).await? {
+            return self.execute_sysctl(write, (actor, requested_by)).await;
+        }
         let request = match operation {
             Operation::Block {
                 target,
@@ -255,12 +281,16 @@ impl TableOperator {
                 requested_by,
                 actor,
             },
+            // Resolved above.
+            Operation::SetSysctl { .. } | Operation::RevertSysctl { .. } => {
+                return Err(AdminError::Internal);
+            }
         };
-        match self.helper.call(request).await.map_err(from_helper)? {
+        let (message, journal_seq) = match self.helper.call(request).await.map_err(from_helper)? {
             Response::Blocked {
                 block,
                 entries_deleted,
-            } => Ok((
+            } => (
                 format!(
                     "Blocked {} until {}; {} entries deleted.",
                     block.target,
@@ -268,24 +298,50 @@ impl TableOperator {
                     format::thousands(entries_deleted)
                 ),
                 block.journal_seq,
-            )),
+            ),
             Response::Unblocked {
                 target,
                 journal_seq,
-            } => Ok((format!("Unblocked {target}."), journal_seq)),
+            } => (format!("Unblocked {target}."), journal_seq),
             Response::EntriesDeleted {
                 target,
                 deleted,
                 journal_seq,
-            } => Ok((
+            } => (
                 format!(
                     "Deleted {} entries of {target}.",
                     format::thousands(deleted)
                 ),
                 journal_seq,
-            )),
-            other => Err(from_helper(unexpected(&other))),
+            ),
+            other => return Err(from_helper(unexpected(&other))),
+        };
+        Ok(Executed {
+            message,
+            journal_seq,
+            arguments: None,
+        })
+    }
+
+    /// The route table lets operators reach every operation; tuning needs more, and a refusal is
+    /// audited like any other.
+    async fn check_role(&self, who: &Requester, operation: &Operation) -> Result<(), AdminError> {
+        let needed = operation.permission();
+        if who.user.may(needed) {
+            return Ok(());
         }
+        tracing::warn!(user = %who.user.username, role = %who.user.role, ?needed, "operation refused");
+        let error = invalid("Your role does not allow this.");
+        self.audit(
+            who,
+            operation,
+            Outcome::Refused,
+            &format!("the {} role may not {}", who.user.role, operation.action()),
+            None,
+            None,
+        )
+        .await?;
+        Err(error)
     }
 
     async fn audit(
@@ -295,20 +351,23 @@ impl TableOperator {
         outcome: Outcome,
         detail: &str,
         preview: Option<&str>,
-        journal_seq: Option<u64>,
+        executed: Option<&Executed>,
     ) -> Result<(), AdminError> {
         let target = match operation {
             Operation::Block { target, .. } | Operation::DeleteEntries { target, .. } => {
                 target.trim().to_owned()
             }
             Operation::Unblock { target } => target.to_string(),
+            Operation::SetSysctl { key, .. } => key.name().to_owned(),
+            Operation::RevertSysctl { audit_id } => format!("audit #{audit_id}"),
         };
-        let journal = journal_seq.map(|seq| seq.to_string());
+        let journal = executed.map(|done| done.journal_seq.to_string());
         let mut event = AuditEvent::by(&who.user, &who.client, operation.action(), outcome)
             .target(&target)
             .detail(detail);
         event.preview = preview;
         event.journal_id = journal.as_deref();
+        event.arguments = executed.and_then(|done| done.arguments.as_deref());
         self.audit
             .record(self.clock.now(), event)
             .await
@@ -367,6 +426,7 @@ impl TableOperations for TableOperator {
 
     async fn preview(&self, operation: Operation) -> Result<Preview, AdminError> {
         let who = requester().await?;
+        self.check_role(&who, &operation).await?;
         let plan = match self.plan(&who, &operation).await {
             Ok(plan) => plan,
             Err(error) => {
@@ -401,6 +461,7 @@ impl TableOperations for TableOperator {
 
     async fn apply(&self, token: String, operation: Operation) -> Result<String, AdminError> {
         let who = requester().await?;
+        self.check_role(&who, &operation).await?;
         let change = Change {
             action: operation.action(),
             args: &operation,
@@ -439,17 +500,17 @@ impl TableOperations for TableOperator {
             return Err(invalid(refusal.to_string()));
         }
         match self.execute(&who, &operation).await {
-            Ok((message, journal_seq)) => {
+            Ok(done) => {
                 self.audit(
                     &who,
                     &operation,
                     Outcome::Success,
-                    &message,
+                    &done.message,
                     Some(&summary),
-                    Some(journal_seq),
+                    Some(&done),
                 )
                 .await?;
-                Ok(message)
+                Ok(done.message)
             }
             Err(error) => {
                 self.audit(

@@ -114,6 +114,7 @@ pub async fn run(database: &Path, command: UserCommand) -> anyhow::Result<()> {
                         detail: Some(&detail),
                         preview: None,
                         journal_id: None,
+                        arguments: None,
                     },
                 )
                 .await

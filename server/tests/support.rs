@@ -5,9 +5,10 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -21,7 +22,7 @@ use ctguard_app::{
 };
 use ctguard_protocol::{
     ConntrackStats, ConntrackStatus, HelperError, KernelLogSummary, PROTOCOL_VERSION, Request,
-    Response, frame,
+    Response, SysctlKey, SysctlReading, frame,
 };
 use ctguard_server::{
     auth::SessionPolicy,
@@ -339,17 +340,44 @@ pub fn sample_kernel_log() -> KernelLogSummary {
     }
 }
 
+/// The sysctl values a fake helper starts with: every key, the table as in [`sample_status`].
+pub fn sample_sysctls() -> BTreeMap<SysctlKey, u64> {
+    SysctlKey::ALL
+        .iter()
+        .map(|&key| {
+            let value = match key {
+                SysctlKey::NfConntrackMax => 65_536,
+                SysctlKey::NfConntrackBuckets => 16_384,
+                SysctlKey::TcpTimeoutEstablished => 432_000,
+                other => ctguard_app::tuning::kernel_default(other).unwrap(),
+            };
+            (key, value)
+        })
+        .collect()
+}
+
 /// A stand-in helper answering `status` with a fixed count, counting the status requests.
 #[derive(Debug)]
 pub struct FakeHelper {
     pub status_requests: Arc<AtomicU64>,
     /// Block requests it was asked to carry out.
     pub block_requests: Arc<AtomicU64>,
+    /// The "kernel's" sysctls: read and written through the protocol, or behind its back.
+    pub sysctls: Arc<Mutex<BTreeMap<SysctlKey, u64>>>,
     task: JoinHandle<()>,
     socket: PathBuf,
 }
 
 impl FakeHelper {
+    /// What another agent (kube-proxy, an admin with a shell) does: change a value directly.
+    pub fn change_behind_the_panels_back(&self, key: SysctlKey, value: u64) {
+        self.sysctls.lock().unwrap().insert(key, value);
+    }
+
+    pub fn sysctl(&self, key: SysctlKey) -> u64 {
+        self.sysctls.lock().unwrap()[&key]
+    }
+
     pub fn start(socket: &Path, count: u64) -> Self {
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket).unwrap();
@@ -357,11 +385,14 @@ impl FakeHelper {
         let counter = Arc::clone(&status_requests);
         let block_requests = Arc::new(AtomicU64::new(0));
         let block_counter = Arc::clone(&block_requests);
+        let sysctls = Arc::new(Mutex::new(sample_sysctls()));
+        let kernel = Arc::clone(&sysctls);
         let task = tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let counter = Arc::clone(&counter);
                 let blocks = Arc::clone(&block_counter);
+                let kernel = Arc::clone(&kernel);
                 tokio::spawn(async move {
                     let mut transport = Framed::new(stream, frame::codec());
                     while let Some(Ok(body)) = transport.next().await {
@@ -408,8 +439,34 @@ impl FakeHelper {
                                     entries_deleted: 0,
                                 }
                             }
+                            Request::ReadSysctls {} => Response::Sysctls {
+                                readings: kernel
+                                    .lock()
+                                    .unwrap()
+                                    .iter()
+                                    .map(|(&key, &value)| SysctlReading {
+                                        key,
+                                        value: Some(value),
+                                        persisted: None,
+                                    })
+                                    .collect(),
+                            },
+                            Request::SetSysctl {
+                                key,
+                                value,
+                                persist,
+                                ..
+                            } => {
+                                let previous = kernel.lock().unwrap().insert(key, value).unwrap();
+                                Response::Sysctl {
+                                    key,
+                                    previous,
+                                    value,
+                                    persisted: persist,
+                                    journal_seq: 77,
+                                }
+                            }
                             request @ (Request::Snapshot {}
-                            | Request::SetSysctl { .. }
                             | Request::Unblock { .. }
                             | Request::DeleteEntries { .. }
                             | Request::Journal { .. }) => Response::Error {
@@ -432,6 +489,7 @@ impl FakeHelper {
         Self {
             status_requests,
             block_requests,
+            sysctls,
             task,
             socket: socket.to_owned(),
         }

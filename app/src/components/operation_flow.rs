@@ -4,9 +4,10 @@
 use leptos::prelude::*;
 
 use crate::{
+    auth,
     components::confirm_dialog::ConfirmDialog,
     confirm::Preview,
-    operations::{Operation, apply_operation, preview_operation},
+    operations::{Operation, apply_operation, apply_tuning, preview_operation, preview_tuning},
 };
 
 /// Server function errors arrive as "error running server function: …"; show only the message.
@@ -29,12 +30,21 @@ impl OperationFlow {
         let preview = Action::new_unsync(|operation: &Operation| {
             let operation = operation.clone();
             async move {
-                let result = preview_operation(operation.clone()).await;
+                let result = match operation.permission() {
+                    auth::Action::Tune => preview_tuning(operation.clone()).await,
+                    _ => preview_operation(operation.clone()).await,
+                };
                 (operation, result)
             }
         });
         let apply = Action::new_unsync(|(token, operation): &(String, Operation)| {
-            apply_operation(token.clone(), operation.clone())
+            let (token, operation) = (token.clone(), operation.clone());
+            async move {
+                match operation.permission() {
+                    auth::Action::Tune => apply_tuning(token, operation).await,
+                    _ => apply_operation(token, operation).await,
+                }
+            }
         });
         let pending = RwSignal::new(None);
         Effect::new(move |_| {

@@ -7,14 +7,10 @@ use leptos_router::hooks::use_query_map;
 
 use crate::{
     audit::{AuditEntry, AuditFilter, AuditPage, AuditQuery, OUTCOMES, query_audit},
+    components::operation_flow::{OperationFeedback, OperationFlow, clean_error},
+    operations::Operation,
     utc,
 };
-
-/// Server function errors arrive as "error running server function: …"; show only the message.
-fn clean_error(error: &ServerFnError) -> String {
-    let text = error.to_string();
-    text.rsplit(": ").next().unwrap_or(&text).to_owned()
-}
 
 #[component]
 pub fn AuditPage() -> impl IntoView {
@@ -35,10 +31,16 @@ pub fn AuditPage() -> impl IntoView {
             }
         })
     });
-    let records = Resource::new(move || wanted.get(), query_audit);
+    // A revert is itself audited: the list reloads after one.
+    let flow = OperationFlow::new();
+    let records = Resource::new(
+        move || (wanted.get(), flow.applied()),
+        |(q, _)| query_audit(q),
+    );
 
     view! {
         <h1>"Audit log"</h1>
+        <OperationFeedback flow/>
         {move || {
             let filter = wanted.get().filter;
             view! { <FilterForm filter/> }
@@ -46,7 +48,10 @@ pub fn AuditPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading the audit log…"</p> }>
             {move || Suspend::new(async move {
                 match records.await {
-                    Ok(page) => view! { <Records page filter=wanted.get_untracked().filter/> }.into_any(),
+                    Ok(page) => {
+                        view! { <Records page filter=wanted.get_untracked().filter flow/> }
+                            .into_any()
+                    }
                     Err(failure) => {
                         view! {
                             <p class="banner critical" role="alert" data-testid="audit-error">
@@ -105,7 +110,7 @@ fn FilterForm(filter: AuditFilter) -> impl IntoView {
 }
 
 #[component]
-fn Records(page: AuditPage, filter: AuditFilter) -> impl IntoView {
+fn Records(page: AuditPage, filter: AuditFilter, flow: OperationFlow) -> impl IntoView {
     let link = |number: u32| {
         let query = filter.query_string();
         match (query.is_empty(), number) {
@@ -132,10 +137,12 @@ fn Records(page: AuditPage, filter: AuditFilter) -> impl IntoView {
                     <th scope="col">"Outcome"</th>
                     <th scope="col">"Detail"</th>
                     <th scope="col">"Preview"</th>
+                    <th scope="col">"Journal"</th>
+                    <th scope="col">"Undo"</th>
                 </tr>
             </thead>
             <tbody>
-                {page.entries.into_iter().map(|entry| view! { <Row entry/> }).collect_view()}
+                {page.entries.into_iter().map(|entry| view! { <Row entry flow/> }).collect_view()}
             </tbody>
         </table>
         {empty.then(|| view! { <p class="muted">"No records match."</p> })}
@@ -150,8 +157,20 @@ fn Records(page: AuditPage, filter: AuditFilter) -> impl IntoView {
 }
 
 #[component]
-fn Row(entry: AuditEntry) -> impl IntoView {
+fn Row(entry: AuditEntry, flow: OperationFlow) -> impl IntoView {
     let dash = |value: Option<String>| value.unwrap_or_else(|| "—".to_owned());
+    let audit_id = entry.id;
+    let revert = entry.revertible.then(|| {
+        view! {
+            <button
+                type="button"
+                data-testid="revert"
+                on:click=move |_| flow.ask(Operation::RevertSysctl { audit_id })
+            >
+                "Revert…"
+            </button>
+        }
+    });
     view! {
         <tr data-testid=format!("audit-{}", entry.id) data-outcome=entry.outcome.clone()>
             <td>
@@ -167,6 +186,8 @@ fn Row(entry: AuditEntry) -> impl IntoView {
             <td class=format!("outcome {}", entry.outcome)>{entry.outcome.clone()}</td>
             <td>{dash(entry.detail)}</td>
             <td class="preview">{dash(entry.preview)}</td>
+            <td>{entry.journal_id.map_or_else(|| "—".to_owned(), |id| format!("#{id}"))}</td>
+            <td>{revert}</td>
         </tr>
     }
 }

@@ -12,9 +12,13 @@ use ctguard_app::{
     audit::{AUDIT_CSV_PATH, QueryAudit},
     auth::{Action, CurrentUser},
     live::{LIVE_EVENTS_PATH, LatestSample},
-    operations::{ActiveBlocks, ApplyOperation, EntriesOf, PreviewOperation, Suspects},
+    operations::{
+        ActiveBlocks, ApplyOperation, ApplyTuning, EntriesOf, PreviewOperation, PreviewTuning,
+        Suspects,
+    },
     seed::LoadDashboard,
     session::{CurrentUserQuery, LOGIN_PATH, LOGOUT_PATH, SIGN_IN_PATH},
+    settings::LoadTuning,
     users::{ApplyUserChange, ListAccounts, PreviewUserChange},
 };
 use leptos::server_fn::ServerFn;
@@ -48,7 +52,7 @@ const fn route(method: Method, path: &'static str, access: Access) -> Route {
 /// favicon are public (they are the same for everyone).
 pub fn routes() -> Vec<Route> {
     use Access::{Public, Requires};
-    use Action::{Block, ManageUsers, ViewAudit, ViewTable};
+    use Action::{Block, ManageUsers, Tune, ViewAudit, ViewTable};
     vec![
         route(Method::GET, LOGIN_PATH, Public),
         route(Method::POST, SIGN_IN_PATH, Public),
@@ -65,8 +69,11 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, EntriesOf::PATH, Requires(ViewTable)),
         route(Method::GET, "/blocks", Requires(ViewTable)),
         route(Method::POST, ActiveBlocks::PATH, Requires(ViewTable)),
+        route(Method::POST, LoadTuning::PATH, Requires(ViewTable)),
         route(Method::POST, PreviewOperation::PATH, Requires(Block)),
         route(Method::POST, ApplyOperation::PATH, Requires(Block)),
+        route(Method::POST, PreviewTuning::PATH, Requires(Tune)),
+        route(Method::POST, ApplyTuning::PATH, Requires(Tune)),
         route(Method::GET, "/users", Requires(ManageUsers)),
         route(Method::POST, ListAccounts::PATH, Requires(ManageUsers)),
         route(Method::POST, PreviewUserChange::PATH, Requires(ManageUsers)),

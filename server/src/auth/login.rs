@@ -109,6 +109,7 @@ pub async fn sign_in(
         detail: Some(detail),
         preview: None,
         journal_id: None,
+        arguments: None,
     };
 
     if let Verdict::Locked { retry_after } = service.throttle.check(&attempted, client.addr, now) {

@@ -1,0 +1,337 @@
+//! Tuning as the server enforces it: everyone reads the settings, only admins change them, only
+//! through a confirmed preview computed from the live values; every change and every refusal is
+//! audited, a change can be reverted from its audit record, and a value changed behind the panel's
+//! back shows as such. The helper is a stand-in; the end-to-end suite writes the real /proc/sys.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use ctguard_app::{
+    audit::{AuditPage, QueryAudit},
+    auth::Role,
+    confirm::Preview,
+    operations::{ApplyOperation, ApplyTuning, PreviewOperation, PreviewTuning},
+    settings::{LoadTuning, TuningView},
+};
+use ctguard_protocol::SysctlKey;
+use ctguard_server::{audit::AuditStore, db};
+use leptos::server_fn::ServerFn;
+use serde_json::{Value, json};
+use support::{FakeHelper, TestApp, spawn_app};
+
+fn set(key: SysctlKey, value: u64) -> Value {
+    json!({ "kind": "set_sysctl", "key": key.name(), "value": value, "persist": true })
+}
+
+async fn settings(app: &TestApp, client: &reqwest::Client) -> reqwest::Response {
+    app.post_form(client, LoadTuning::PATH, &[]).await
+}
+
+async fn preview(app: &TestApp, client: &reqwest::Client, operation: Value) -> reqwest::Response {
+    app.post_json(
+        client,
+        PreviewTuning::PATH,
+        &json!({ "operation": operation }),
+    )
+    .await
+}
+
+async fn apply(
+    app: &TestApp,
+    client: &reqwest::Client,
+    token: &str,
+    operation: Value,
+) -> reqwest::Response {
+    app.post_json(
+        client,
+        ApplyTuning::PATH,
+        &json!({ "token": token, "operation": operation }),
+    )
+    .await
+}
+
+/// Previews and confirms, returning the preview and the outcome message.
+async fn confirmed(app: &TestApp, client: &reqwest::Client, operation: Value) -> (Preview, String) {
+    let response = preview(app, client, operation.clone()).await;
+    assert_eq!(response.status(), 200);
+    let shown: Preview = response.json().await.unwrap();
+    let done = apply(app, client, &shown.token, operation).await;
+    assert_eq!(done.status(), 200);
+    (shown, done.json().await.unwrap())
+}
+
+async fn audit_records(app: &TestApp) -> Vec<ctguard_server::audit::AuditRecord> {
+    AuditStore::new(db::open(&app.database).await.unwrap())
+        .recent(50)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_role_reads_the_settings_with_recommendations() {
+    let app = spawn_app().await;
+    let _helper = FakeHelper::start(&app.helper_socket, 1_000);
+    let viewer = app.signed_in(Role::Viewer).await;
+    let response = settings(&app, &viewer).await;
+    assert_eq!(response.status(), 200);
+    let view: TuningView = response.json().await.unwrap();
+    assert_eq!(view.rows.len(), SysctlKey::ALL.len());
+    let row = |key| view.rows.iter().find(|r| r.key == key).unwrap();
+    let established = row(SysctlKey::TcpTimeoutEstablished);
+    assert_eq!(established.current, Some(432_000));
+    assert_eq!(established.recommended, Some(7_440), "RFC 5382's floor");
+    assert!(established.reasoning.contains("RFC 5382"));
+    // 8 GiB of RAM, 256-byte entries: 8 GiB / 16 / 256 = 2,097,152.
+    assert_eq!(row(SysctlKey::NfConntrackMax).recommended, Some(2_097_152));
+    assert!(view.rows.iter().all(|r| r.last_set.is_none()));
+    assert_eq!(
+        settings(&app, &app.browser()).await.status(),
+        401,
+        "not without signing in"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_sets_a_value_after_a_preview_that_shows_its_cost_and_it_is_audited() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 1_000);
+    let admin = app.signed_in(Role::Admin).await;
+
+    let operation = set(SysctlKey::NfConntrackMax, 131_072);
+    let response = preview(&app, &admin, operation.clone()).await;
+    assert_eq!(response.status(), 200);
+    let shown: Preview = response.json().await.unwrap();
+    assert_eq!(shown.title, "Set net.netfilter.nf_conntrack_max");
+    let changes = shown.changes.join("\n");
+    assert!(
+        changes.contains("65,536 entries → 131,072 entries"),
+        "{changes}"
+    );
+    assert!(
+        changes.contains("a full table would take 32.0 MiB of kernel memory (now 16.0 MiB)"),
+        "{changes}"
+    );
+    assert!(changes.contains("kept after reboot"), "{changes}");
+    assert!(
+        shown.warnings.iter().any(|w| w.contains("Host-wide")),
+        "{:?}",
+        shown.warnings
+    );
+    assert_eq!(
+        helper.sysctl(SysctlKey::NfConntrackMax),
+        65_536,
+        "a preview changes nothing"
+    );
+
+    let done = apply(&app, &admin, &shown.token, operation.clone()).await;
+    assert_eq!(done.status(), 200);
+    let message: String = done.json().await.unwrap();
+    assert!(message.contains("is now 131,072 entries (was 65,536 entries)"));
+    assert_eq!(helper.sysctl(SysctlKey::NfConntrackMax), 131_072);
+    let replay = apply(&app, &admin, &shown.token, operation).await;
+    assert_ne!(replay.status(), 200, "a token confirms one change only");
+
+    let records = audit_records(&app).await;
+    let success = records
+        .iter()
+        .find(|r| r.action == "set_sysctl" && r.outcome == "success")
+        .unwrap();
+    assert_eq!(success.actor.as_deref(), Some("ada"));
+    assert_eq!(
+        success.target.as_deref(),
+        Some("net.netfilter.nf_conntrack_max")
+    );
+    assert_eq!(success.journal_id.as_deref(), Some("77"));
+    assert!(success.preview.as_deref().unwrap().contains("→ 131,072"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.action == "set_sysctl" && r.outcome == "refused"),
+        "the replay is audited"
+    );
+
+    let view: TuningView = settings(&app, &admin).await.json().await.unwrap();
+    let max = view
+        .rows
+        .iter()
+        .find(|r| r.key == SysctlKey::NfConntrackMax)
+        .unwrap();
+    assert_eq!(max.last_set.as_ref().unwrap().value, 131_072);
+    assert!(!max.changed_behind_our_back());
+}
+
+#[tokio::test]
+async fn a_value_changed_between_preview_and_confirm_or_out_of_bounds_is_refused() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 1_000);
+    let admin = app.signed_in(Role::Admin).await;
+
+    let operation = set(SysctlKey::TcpTimeoutEstablished, 7_440);
+    let shown: Preview = preview(&app, &admin, operation.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    helper.change_behind_the_panels_back(SysctlKey::TcpTimeoutEstablished, 86_400);
+    let stale = apply(&app, &admin, &shown.token, operation).await;
+    assert_ne!(stale.status(), 200);
+    assert!(stale.text().await.unwrap().contains("changed"));
+    assert_eq!(helper.sysctl(SysctlKey::TcpTimeoutEstablished), 86_400);
+
+    let too_short = preview(&app, &admin, set(SysctlKey::TcpTimeoutEstablished, 10)).await;
+    assert_ne!(too_short.status(), 200);
+    assert!(
+        too_short
+            .text()
+            .await
+            .unwrap()
+            .contains("must be within 60..=432000"),
+        "the bounds, in words"
+    );
+    let short: Preview = preview(&app, &admin, set(SysctlKey::TcpTimeoutEstablished, 180))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        short.warnings.iter().any(|w| w.contains("RFC 5382")),
+        "{:?}",
+        short.warnings
+    );
+    let refused = audit_records(&app)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "set_sysctl" && r.outcome == "refused")
+        .count();
+    assert_eq!(
+        refused, 2,
+        "the stale confirmation and the out-of-bounds value"
+    );
+}
+
+#[tokio::test]
+async fn operators_and_viewers_cannot_tune_and_an_operator_trying_is_audited() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 1_000);
+    let operation = set(SysctlKey::NfConntrackMax, 131_072);
+    for role in [Role::Viewer, Role::Operator] {
+        let client = app.signed_in(role).await;
+        assert_eq!(
+            preview(&app, &client, operation.clone()).await.status(),
+            403
+        );
+        assert_eq!(
+            apply(&app, &client, "forged", operation.clone())
+                .await
+                .status(),
+            403
+        );
+    }
+    // Through the operators' own endpoints the server function refuses it, and says so in the log.
+    let operator = app.signed_in(Role::Operator).await;
+    let sneaky = app
+        .post_json(
+            &operator,
+            PreviewOperation::PATH,
+            &json!({ "operation": operation }),
+        )
+        .await;
+    assert_ne!(sneaky.status(), 200);
+    assert!(sneaky.text().await.unwrap().contains("role does not allow"));
+    let sneaky = app
+        .post_json(
+            &operator,
+            ApplyOperation::PATH,
+            &json!({ "token": "forged", "operation": operation }),
+        )
+        .await;
+    assert_ne!(sneaky.status(), 200);
+    assert_eq!(helper.sysctl(SysctlKey::NfConntrackMax), 65_536);
+    let records = audit_records(&app).await;
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.action == "set_sysctl"
+                && r.outcome == "refused"
+                && r.actor.as_deref() == Some("otto"))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_change_is_reverted_from_its_audit_record_and_drift_is_shown() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 1_000);
+    let admin = app.signed_in(Role::Admin).await;
+    confirmed(&app, &admin, set(SysctlKey::TcpTimeoutEstablished, 7_440)).await;
+    assert_eq!(helper.sysctl(SysctlKey::TcpTimeoutEstablished), 7_440);
+
+    // The audit page offers the revert on that record, and only there.
+    let page: AuditPage = app
+        .post_json(&admin, QueryAudit::PATH, &json!({ "query": {} }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let record = page
+        .entries
+        .iter()
+        .find(|e| e.action == "set_sysctl" && e.outcome == "success")
+        .unwrap();
+    assert!(record.revertible);
+    assert_eq!(record.journal_id.as_deref(), Some("77"));
+    let login = page.entries.iter().find(|e| e.action == "login").unwrap();
+    assert!(!login.revertible);
+
+    // Another agent sets it back: the Tuning page says so.
+    helper.change_behind_the_panels_back(SysctlKey::TcpTimeoutEstablished, 432_000);
+    let view: TuningView = settings(&app, &admin).await.json().await.unwrap();
+    let row = view
+        .rows
+        .iter()
+        .find(|r| r.key == SysctlKey::TcpTimeoutEstablished)
+        .unwrap();
+    assert!(row.changed_behind_our_back());
+    assert_eq!(row.last_set.as_ref().unwrap().audit_id, record.id);
+
+    // Reverting puts back the value the change replaced.
+    helper.change_behind_the_panels_back(SysctlKey::TcpTimeoutEstablished, 7_440);
+    let revert = json!({ "kind": "revert_sysctl", "audit_id": record.id });
+    let (shown, message) = confirmed(&app, &admin, revert).await;
+    assert_eq!(
+        shown.title,
+        format!(
+            "Revert audit record #{}: net.netfilter.nf_conntrack_tcp_timeout_established",
+            record.id
+        )
+    );
+    assert!(shown.changes[0].contains("7440 s (2 h 4 min) → 432000 s (5 d)"));
+    assert!(message.contains("is now 432000 s"));
+    assert_eq!(helper.sysctl(SysctlKey::TcpTimeoutEstablished), 432_000);
+    let records = audit_records(&app).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.action == "revert_sysctl" && r.outcome == "success")
+    );
+
+    // A record that is not a sysctl change cannot be reverted, and the attempt is audited.
+    let bogus = json!({ "kind": "revert_sysctl", "audit_id": login.id });
+    let refused = preview(&app, &admin, bogus).await;
+    assert_ne!(refused.status(), 200);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("not a successful sysctl change")
+    );
+    assert!(
+        audit_records(&app)
+            .await
+            .iter()
+            .any(|r| r.action == "revert_sysctl" && r.outcome == "refused")
+    );
+}
