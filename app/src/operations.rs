@@ -135,8 +135,9 @@ pub async fn apply_operation(token: String, operation: Operation) -> Result<Stri
 }
 
 /// Step one for sysctl changes: the same as [`preview_operation`] behind a route only admins
-/// reach, so the server's route table is the first lock on tuning too.
-#[server(input = Json)]
+/// reach, so the server's route table is the first lock on tuning too. (Fixed endpoint names:
+/// the end-to-end suite calls them directly to check the refusal.)
+#[server(input = Json, endpoint = "preview_tuning")]
 pub async fn preview_tuning(operation: Operation) -> Result<Preview, ServerFnError> {
     ssr::tuner()
         .await?
@@ -146,7 +147,7 @@ pub async fn preview_tuning(operation: Operation) -> Result<Preview, ServerFnErr
 }
 
 /// Step two for sysctl changes.
-#[server(input = Json)]
+#[server(input = Json, endpoint = "apply_tuning")]
 pub async fn apply_tuning(token: String, operation: Operation) -> Result<String, ServerFnError> {
     ssr::tuner()
         .await?

@@ -335,3 +335,9 @@ async fn a_change_is_reverted_from_its_audit_record_and_drift_is_shown() {
             .any(|r| r.action == "revert_sysctl" && r.outcome == "refused")
     );
 }
+
+#[test]
+fn the_tuning_endpoints_have_fixed_paths_the_end_to_end_suite_calls() {
+    assert_eq!(PreviewTuning::PATH, "/api/preview_tuning");
+    assert_eq!(ApplyTuning::PATH, "/api/apply_tuning");
+}
