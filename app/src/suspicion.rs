@@ -3,7 +3,10 @@
 
 use std::net::IpAddr;
 
-use ctguard_protocol::snapshot::{Snapshot, StateMix};
+use ctguard_protocol::{
+    Protocol,
+    snapshot::{Snapshot, SourceSpread, StateMix},
+};
 use serde::{Deserialize, Serialize};
 
 /// A source holding at least this share of the table is worth a look by itself.
@@ -12,19 +15,54 @@ pub const LARGE_SHARE_PERCENT: f64 = 10.0;
 pub const UNREPLIED_PERCENT: f64 = 90.0;
 /// Half-open TCP (SYN_SENT or SYN_RECV) above this share: a SYN flood or a port scan.
 pub const HALF_OPEN_PERCENT: f64 = 80.0;
-/// One source to at least this many distinct destination ports (as far as the top pairs show):
-/// a port scan, or reflected replies landing on random ports.
+/// One source to at least this many distinct destination ports: a port scan, or reflected
+/// replies landing on random ports.
 pub const MANY_PORTS: usize = 20;
+/// A source-NATed (internal) source to at least this many distinct destinations: a guest
+/// scanning or spraying the internet, likely compromised.
+pub const MANY_DESTINATIONS: u32 = 100;
+/// At least this share of a source's entries NATed by the host: it is a guest behind it.
+pub const INTERNAL_PERCENT: f64 = 90.0;
+/// At least this share of a source's entries from one UDP amplifier port: reflection.
+pub const REFLECTION_PERCENT: f64 = 50.0;
+/// UDP services abused for reflection, by source port.
+pub const AMPLIFIERS: [(u16, &str); 7] = [
+    (53, "DNS"),
+    (123, "NTP"),
+    (19, "chargen"),
+    (161, "SNMP"),
+    (389, "CLDAP"),
+    (1900, "SSDP"),
+    (11211, "memcached"),
+];
 /// Below this many entries a source is noise, whatever its mix.
 pub const MIN_ENTRIES: u64 = 50;
 
 /// One reason, with the numbers behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reason {
-    LargeShare { percent: f64 },
-    Unreplied { percent: f64 },
-    HalfOpen { percent: f64 },
-    ManyPorts { ports: usize },
+    LargeShare {
+        percent: f64,
+    },
+    Unreplied {
+        percent: f64,
+    },
+    HalfOpen {
+        percent: f64,
+    },
+    ManyPorts {
+        ports: usize,
+    },
+    /// UDP from an amplifier's source port to many ports.
+    Reflection {
+        sport: u16,
+        service: String,
+        percent: f64,
+    },
+    /// A guest behind the host's NAT opening connections to many destinations.
+    InternalSpray {
+        destinations: u32,
+    },
 }
 
 impl Reason {
@@ -38,7 +76,19 @@ impl Reason {
                 format!("{percent:.0}% half-open TCP: SYN flood or port scan")
             }
             Self::ManyPorts { ports } => format!(
-                "to {ports}+ destination ports: a scan, or reflection (e.g. DNS replies from port 53)"
+                "to {}{ports} destination ports: a scan, or reflected replies",
+                approximately(*ports)
+            ),
+            Self::Reflection {
+                sport,
+                service,
+                percent,
+            } => format!(
+                "{percent:.0}% UDP from source port {sport} to many ports: {service} reflection"
+            ),
+            Self::InternalSpray { destinations } => format!(
+                "an internal address (behind this host's NAT) opening connections to {}{destinations} destinations: compromised guest?",
+                approximately(*destinations as usize)
             ),
         }
     }
@@ -65,6 +115,17 @@ impl Suspect {
             .map(Reason::describe)
             .collect::<Vec<_>>()
             .join("; ")
+    }
+}
+
+/// Sketch estimates are approximate, and a saturated one is a lower bound.
+fn approximately(count: usize) -> &'static str {
+    if count >= SourceSpread::SATURATED as usize {
+        "over "
+    } else if count > 100 {
+        "about "
+    } else {
+        ""
     }
 }
 
@@ -102,14 +163,50 @@ pub fn assess(snapshot: &Snapshot) -> Vec<Suspect> {
                 if half_open >= HALF_OPEN_PERCENT {
                     reasons.push(Reason::HalfOpen { percent: half_open });
                 }
-                let ports = snapshot
-                    .source_dports
-                    .top
+                let spread = snapshot
+                    .source_spread
                     .iter()
-                    .filter(|pair| pair.key.source == group.key)
-                    .count();
+                    .find(|spread| spread.source == group.key);
+                // Without a sketch, the top pairs give a lower bound.
+                let ports = spread.map_or_else(
+                    || {
+                        snapshot
+                            .source_dports
+                            .top
+                            .iter()
+                            .filter(|pair| pair.key.source == group.key)
+                            .count()
+                    },
+                    |spread| spread.dports as usize,
+                );
+                let reflection = snapshot.source_sports.top.iter().find_map(|pair| {
+                    let (_, service) = AMPLIFIERS
+                        .iter()
+                        .find(|(port, _)| *port == pair.key.sport)?;
+                    let share = percent(pair.mix.entries, mix.entries);
+                    (pair.key.source == group.key
+                        && pair.key.protocol == Protocol::Udp
+                        && share >= REFLECTION_PERCENT)
+                        .then(|| Reason::Reflection {
+                            sport: pair.key.sport,
+                            service: (*service).to_owned(),
+                            percent: share,
+                        })
+                });
                 if ports >= MANY_PORTS {
-                    reasons.push(Reason::ManyPorts { ports });
+                    match reflection {
+                        Some(reason) => reasons.push(reason),
+                        None => reasons.push(Reason::ManyPorts { ports }),
+                    }
+                }
+                let internal = percent(mix.source_nat, mix.entries) >= INTERNAL_PERCENT;
+                if let Some(spread) = spread
+                    && internal
+                    && spread.destinations >= MANY_DESTINATIONS
+                {
+                    reasons.push(Reason::InternalSpray {
+                        destinations: spread.destinations,
+                    });
                 }
             }
             Suspect {
@@ -131,7 +228,7 @@ pub fn assess(snapshot: &Snapshot) -> Vec<Suspect> {
 
 #[cfg(test)]
 mod tests {
-    use ctguard_protocol::snapshot::{Group, SourcePort, TopList};
+    use ctguard_protocol::snapshot::{Group, SourcePort, SourceSport, TopList};
 
     use super::*;
 
@@ -178,6 +275,8 @@ mod tests {
                     })
                     .collect(),
             ),
+            source_sports: list(vec![]),
+            source_spread: vec![],
             protocols: list(vec![]),
             tcp_states: list(vec![]),
         }
@@ -234,6 +333,93 @@ mod tests {
                 .contains(&Reason::HalfOpen { percent: 90.0 })
         );
         assert!(flooder.reasons.contains(&Reason::ManyPorts { ports: 25 }));
+    }
+
+    #[test]
+    fn udp_from_port_53_to_many_ports_is_dns_reflection() {
+        let mut seen = snapshot(vec![(FLOODER, mix(5_000, 5_000, 0))], vec![]);
+        seen.source_sports = list(vec![Group {
+            key: SourceSport {
+                source: FLOODER,
+                protocol: Protocol::Udp,
+                sport: 53,
+            },
+            mix: mix(4_900, 4_900, 0),
+        }]);
+        seen.source_spread = vec![SourceSpread {
+            source: FLOODER,
+            dports: 2_400,
+            destinations: 1,
+        }];
+        let suspects = assess(&seen);
+        let reasons = &suspects[0].reasons;
+        assert!(
+            reasons.contains(&Reason::Reflection {
+                sport: 53,
+                service: "DNS".into(),
+                percent: 98.0
+            }),
+            "{reasons:?}"
+        );
+        assert!(
+            suspects[0]
+                .summary()
+                .contains("98% UDP from source port 53 to many ports: DNS reflection")
+        );
+        // The same spread from an ordinary port is a scan, not reflection.
+        seen.source_sports.top[0].key.sport = 40_000;
+        let reasons = assess(&seen).remove(0).reasons;
+        assert!(reasons.contains(&Reason::ManyPorts { ports: 2_400 }));
+        assert_eq!(
+            Reason::ManyPorts { ports: 2_400 }.describe(),
+            "to about 2400 destination ports: a scan, or reflected replies"
+        );
+    }
+
+    #[test]
+    fn a_guest_behind_nat_spraying_many_destinations_looks_compromised() {
+        let guest_mix = StateMix {
+            source_nat: 900,
+            ..mix(900, 880, 0)
+        };
+        let mut seen = snapshot(
+            vec![(CLIENT, guest_mix), (FLOODER, mix(900, 880, 0))],
+            vec![],
+        );
+        seen.source_spread = vec![
+            SourceSpread {
+                source: CLIENT,
+                dports: 3,
+                destinations: 640,
+            },
+            SourceSpread {
+                source: FLOODER,
+                dports: 3,
+                destinations: 640,
+            },
+        ];
+        let suspects = assess(&seen);
+        let guest = suspects
+            .iter()
+            .find(|s| s.address == CLIENT)
+            .expect("listed");
+        assert!(
+            guest
+                .reasons
+                .contains(&Reason::InternalSpray { destinations: 640 })
+        );
+        assert!(guest.summary().contains("compromised guest?"));
+        let outsider = suspects
+            .iter()
+            .find(|s| s.address == FLOODER)
+            .expect("listed");
+        assert!(
+            !outsider
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::InternalSpray { .. })),
+            "only NATed (internal) sources"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Snapshot and Entries: one ctnetlink walk aggregated as it streams (bounded top-N maps, never
 //! a list of flows), shared by concurrent callers and rate-limited by its own cost.
 
+pub mod spread;
 pub mod top;
 
 use std::{
@@ -10,10 +11,12 @@ use std::{
 };
 
 use ctguard_protocol::{
-    ConntrackEntry, EntryFilter, HelperError, Snapshot, SourcePort, StateMix, TcpState,
+    ConntrackEntry, EntryFilter, HelperError, Protocol, Snapshot, SourcePort, SourceSport,
+    StateMix, TcpState,
 };
 
 use crate::ctnetlink::{self, Flow, parse::protocol_name};
+use spread::SpreadTracker;
 use top::TopTracker;
 
 /// Groups listed per category.
@@ -27,6 +30,7 @@ pub fn mix_of(flow: &Flow) -> StateMix {
         entries: 1,
         unreplied: u64::from(flow.unreplied()),
         assured: u64::from(flow.assured()),
+        source_nat: u64::from(flow.source_nat()),
         ..StateMix::default()
     };
     match flow.tcp_state() {
@@ -50,6 +54,8 @@ pub struct Aggregate {
     destinations: TopTracker<IpAddr>,
     dports: TopTracker<u16>,
     source_dports: TopTracker<SourcePort>,
+    source_sports: TopTracker<SourceSport>,
+    spread: SpreadTracker,
     protocols: TopTracker<&'static str>,
     tcp_states: TopTracker<TcpState>,
 }
@@ -68,6 +74,8 @@ impl Aggregate {
             destinations: TopTracker::new(cap),
             dports: TopTracker::new(cap),
             source_dports: TopTracker::new(cap),
+            source_sports: TopTracker::new(cap),
+            spread: SpreadTracker::new(cap),
             protocols: TopTracker::new(64),
             tcp_states: TopTracker::new(16),
         }
@@ -79,6 +87,23 @@ impl Aggregate {
         let original = &flow.original;
         self.sources.add(original.source, &mix);
         self.destinations.add(original.destination, &mix);
+        self.spread
+            .add(original.source, original.destination, original.dport);
+        let protocol = match original.protocol {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
+        };
+        if let (Some(protocol), Some(sport)) = (protocol, original.sport) {
+            self.source_sports.add(
+                SourceSport {
+                    source: original.source,
+                    protocol,
+                    sport,
+                },
+                &mix,
+            );
+        }
         if let Some(dport) = original.dport {
             self.dports.add(dport, &mix);
             self.source_dports.add(
@@ -96,14 +121,22 @@ impl Aggregate {
     }
 
     pub fn finish(self, taken_unix_ms: u64, walk_ms: u64) -> Snapshot {
+        let sources = self.sources.finish(TOP_N);
+        let source_spread = sources
+            .top
+            .iter()
+            .filter_map(|group| self.spread.spread_of(group.key))
+            .collect();
         Snapshot {
             taken_unix_ms,
             walk_ms,
             total: self.total,
-            sources: self.sources.finish(TOP_N),
+            sources,
+            source_spread,
             destinations: self.destinations.finish(TOP_N),
             dports: self.dports.finish(TOP_N),
             source_dports: self.source_dports.finish(TOP_N),
+            source_sports: self.source_sports.finish(TOP_N),
             protocols: {
                 let list = self.protocols.finish(TOP_N);
                 ctguard_protocol::TopList {
@@ -239,7 +272,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::ctnetlink::parse::{self, IPS_ASSURED, IPS_SEEN_REPLY};
+    use crate::ctnetlink::parse::{self, IPS_ASSURED, IPS_SEEN_REPLY, IPS_SRC_NAT};
 
     fn flow(src: [u8; 4], dport: u16, state: u8, status: u32) -> Flow {
         parse::flow(&parse::tests::tcp_entry(
@@ -263,9 +296,18 @@ mod tests {
             [203, 0, 113, 10],
             8080,
             3,
-            IPS_SEEN_REPLY | IPS_ASSURED,
+            IPS_SEEN_REPLY | IPS_ASSURED | IPS_SRC_NAT,
         ));
         let snapshot = aggregate.finish(1, 2);
+        assert_eq!(snapshot.total.source_nat, 1);
+        let sport = &snapshot.source_sports.top[0];
+        assert_eq!(
+            (sport.key.protocol, sport.key.sport),
+            (Protocol::Tcp, 40_000)
+        );
+        assert_eq!(sport.mix.entries, 5);
+        assert_eq!(snapshot.source_spread.len(), 2, "one per listed source");
+        assert_eq!(snapshot.source_spread[0].dports, 1);
         assert_eq!(snapshot.total.entries, 6);
         assert_eq!(snapshot.total.unreplied, 5);
         assert_eq!(snapshot.total.assured, 1);

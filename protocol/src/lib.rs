@@ -67,7 +67,8 @@ pub use journal::{JournalAction, JournalEvent, JournalPage, JournalRecord};
 pub use kernel_log::KernelLogSummary;
 pub use message::{HelperError, Request, Response};
 pub use snapshot::{
-    ConntrackEntry, EntryFilter, Group, Snapshot, SourcePort, StateMix, TcpState, TopList,
+    ConntrackEntry, EntryFilter, Group, Snapshot, SourcePort, SourceSport, SourceSpread, StateMix,
+    TcpState, TopList,
 };
 pub use status::{ConntrackStats, ConntrackStatus};
 pub use sysctl::{SysctlKey, SysctlReading, SysctlScope, SysctlUnit};

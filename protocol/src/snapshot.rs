@@ -39,6 +39,8 @@ pub struct StateMix {
     pub time_wait: u64,
     /// FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSE.
     pub closing: u64,
+    /// Source-NATed by this host: connections a guest behind it opened outward.
+    pub source_nat: u64,
 }
 
 /// One group (a source, a port, ...) and its mix.
@@ -68,6 +70,32 @@ pub struct SourcePort {
     pub dport: u16,
 }
 
+/// A source address sending from one port: `udp from 203.0.113.53 sport 53` is how reflected
+/// DNS answers look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSport {
+    pub source: IpAddr,
+    pub protocol: Protocol,
+    pub sport: u16,
+}
+
+/// How widely one of the top sources spreads its entries: the number of distinct destination
+/// ports and destination addresses, each estimated in a fixed 512-bit sketch (linear counting,
+/// within a few percent up to about a thousand, then saturating at [`SourceSpread::SATURATED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpread {
+    pub source: IpAddr,
+    pub dports: u32,
+    pub destinations: u32,
+}
+
+impl SourceSpread {
+    /// The estimate a full sketch gives: "this many or more".
+    pub const SATURATED: u32 = 3_194;
+}
+
 /// One walk of the table, aggregated as it streamed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +107,11 @@ pub struct Snapshot {
     pub destinations: TopList<IpAddr>,
     pub dports: TopList<u16>,
     pub source_dports: TopList<SourcePort>,
+    /// TCP and UDP entries by (source, protocol, source port).
+    pub source_sports: TopList<SourceSport>,
+    /// The spread of each source in `sources.top` (none for a source that appeared only after
+    /// the helper stopped sketching new ones).
+    pub source_spread: Vec<SourceSpread>,
     /// By layer-4 protocol name (`tcp`, `udp`, `icmp`, ...).
     pub protocols: TopList<String>,
     pub tcp_states: TopList<TcpState>,

@@ -1,5 +1,5 @@
-//! The Blocks page: the blocks the helper holds, with who, why and when they expire; unblock and
-//! block a target by hand (operators).
+//! The Blocks page: the blocks the helper holds, with who, why and when they expire; unblock,
+//! extend, and block a target by hand (operators).
 
 use ctguard_protocol::ActiveBlock;
 use leptos::prelude::*;
@@ -11,7 +11,7 @@ use crate::{
         operation_flow::{OperationFeedback, OperationFlow, clean_error},
     },
     format,
-    operations::{Operation, active_blocks},
+    operations::{DURATIONS, Operation, active_blocks},
     session::current_user_query,
     trend,
 };
@@ -89,7 +89,7 @@ fn BlockTable(list: Vec<ActiveBlock>, may_block: bool, flow: OperationFlow) -> i
                                     )}
                                 </td>
                                 <td>{format!("#{}", block.journal_seq)}</td>
-                                <td>
+                                <td class="actions">
                                     <Show when=move || may_block>
                                         <button
                                             type="button"
@@ -97,14 +97,68 @@ fn BlockTable(list: Vec<ActiveBlock>, may_block: bool, flow: OperationFlow) -> i
                                         >
                                             "Unblock…"
                                         </button>
+                                        <ExtendForm
+                                            target=target.to_string()
+                                            reason=block.reason.to_string()
+                                            flow
+                                        />
                                     </Show>
                                 </td>
                             </tr>
                         }
+                            .into_any()
                     })
                     .collect_view()}
             </tbody>
         </table>
+    }
+    .into_any()
+}
+
+/// Extends a block: the helper renews a block of the same target, so it runs for the chosen
+/// duration from now (the preview says until when).
+#[component]
+fn ExtendForm(target: String, reason: String, flow: OperationFlow) -> impl IntoView {
+    let duration = RwSignal::new(DURATIONS[1].0);
+    let id = format!(
+        "extend-{}",
+        target.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
+    let label = format!("Extend {target} for");
+    view! {
+        <form
+            class="extend-form"
+            on:submit=move |ev| {
+                ev.prevent_default();
+                flow.ask(Operation::Block {
+                    target: target.clone(),
+                    duration_secs: duration.get_untracked(),
+                    reason: reason.clone(),
+                });
+            }
+        >
+            <label for=id.clone() class="visually-hidden">{label}</label>
+            <select
+                id=id
+                on:change=move |ev| {
+                    if let Ok(secs) = event_target_value(&ev).parse::<u64>() {
+                        duration.set(secs);
+                    }
+                }
+            >
+                {DURATIONS
+                    .iter()
+                    .map(|(secs, label)| {
+                        view! {
+                            <option value=secs.to_string() selected=*secs == DURATIONS[1].0>
+                                {format!("for {label}")}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+            <button type="submit">"Extend…"</button>
+        </form>
     }
     .into_any()
 }

@@ -103,12 +103,13 @@ fn Settings(view: TuningView, may_tune: bool, flow: OperationFlow) -> impl IntoV
                             <tbody>
                                 {rows
                                     .into_iter()
-                                    .map(|row| view! { <Setting row may_tune flow/> })
+                                    .map(|row| view! { <Setting row may_tune flow/> }.into_any())
                                     .collect_view()}
                             </tbody>
                         </table>
                     </section>
                 }
+                    .into_any()
             })
             .collect_view()}
     }
@@ -179,6 +180,7 @@ fn Setting(row: SettingRow, may_tune: bool, flow: OperationFlow) -> impl IntoVie
             </td>
         </tr>
     }
+    .into_any()
 }
 
 /// "7440", "7_440" and "7,440" are all 7440: people copy numbers from many places.
@@ -238,6 +240,7 @@ fn ValueForm(key: SysctlKey, flow: OperationFlow) -> impl IntoView {
             {move || problem.get().map(|text| view! { <small class="field-error" role="alert">{text}</small> })}
         </form>
     }
+    .into_any()
 }
 
 #[cfg(test)]

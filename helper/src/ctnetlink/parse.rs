@@ -24,6 +24,7 @@ const CTA_PROTOINFO_TCP_STATE: u16 = 1;
 
 pub const IPS_SEEN_REPLY: u32 = 1 << 1;
 pub const IPS_ASSURED: u32 = 1 << 2;
+pub const IPS_SRC_NAT: u32 = 1 << 4;
 
 /// One direction's addresses and ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,10 @@ impl Flow {
     }
     pub fn assured(&self) -> bool {
         self.status & IPS_ASSURED != 0
+    }
+    /// The host rewrites this entry's source address (masquerade/SNAT of a guest).
+    pub fn source_nat(&self) -> bool {
+        self.status & IPS_SRC_NAT != 0
     }
     pub fn tcp_state(&self) -> Option<TcpState> {
         self.tcp_state.and_then(tcp_state)

@@ -49,7 +49,7 @@ impl FastHasher {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 #[derive(Debug)]
 pub struct TopTracker<K> {
@@ -68,6 +68,7 @@ pub fn add(into: &mut StateMix, other: &StateMix) {
     into.established += other.established;
     into.time_wait += other.time_wait;
     into.closing += other.closing;
+    into.source_nat += other.source_nat;
 }
 
 impl<K: Hash + Eq + Clone + Ord> TopTracker<K> {
