@@ -30,7 +30,9 @@ trap cleanup EXIT
 "$repo/end2end/sandbox/sandbox.sh" up
 "$repo/end2end/sandbox/sandbox.sh" flows 200 >/dev/null
 rm -f "$CTGUARD_RUN_DIR"/*.log
-rm -rf "$CTGUARD_STATE_DIR"
+# Every run starts from nothing: no accounts, audit or history (server), no blocks or journal
+# (helper) left by an earlier run.
+rm -rf "$CTGUARD_STATE_DIR" "$CTGUARD_RUN_DIR/helper-state"
 for role in viewer operator admin; do
   printf '%s\n' "$CTGUARD_E2E_PASSWORD" |
     "$repo/scripts/services.sh" user add "e2e-$role" --role "$role" --password-stdin >/dev/null

@@ -3,7 +3,7 @@
 # the sandbox's router namespace, the server as the unprivileged user `ctguard`. Used by the demo, the
 # end-to-end runner and the Playwright tests (which stop and start the helper mid-suite).
 #
-#   services.sh helper-start | helper-stop | server-start | server-stop | stop-all
+#   services.sh helper-start | helper-stop | helper-kill | server-start | server-stop | stop-all
 #   services.sh user ARGS...     (ctguard-server user ARGS, as user ctguard, on the same database)
 #
 # Environment: CTGUARD_RUN_DIR (pid files, logs, socket; default /run/ctguard-dev), CTGUARD_SOCKET,
@@ -11,7 +11,8 @@
 # /var/lib/ctguard-dev), CTGUARD_LISTEN (default 127.0.0.1:3000), CTGUARD_NETNS (default
 # $CTGUARD_SANDBOX-host, i.e. ctg-host), CTGUARD_BIN_DIR (default target/release), CTGUARD_SITE_ROOT
 # (default target/site), and, passed to the server only when set, CTGUARD_WARNING_PERCENT and
-# CTGUARD_CRITICAL_PERCENT (the dashboard's fill thresholds).
+# CTGUARD_CRITICAL_PERCENT (the dashboard's fill thresholds) and CTGUARD_CONFIRMATION_SECS (how long
+# a preview may be confirmed).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,6 +63,8 @@ wait_for() { # what, seconds, command...
 case ${1:-} in
   helper-start)
     stop helper
+    # A socket left by a killed helper would satisfy the wait below before the new one listens.
+    rm -f "$socket"
     # State (blocks.json), the audit journal and the persisted sysctls stay in the run dir: the
     # demo leaves no trace in /var/lib/ctguard or /etc, and blocks survive a
     # helper-stop/helper-start within one run.
@@ -74,6 +77,11 @@ case ${1:-} in
     wait_for "the helper socket" 10 test -S "$socket"
     ;;
   helper-stop) stop helper ;;
+  helper-kill)
+    # SIGKILL, as a crash or the OOM killer would end it: none of its shutdown code runs.
+    if pid_alive "$run_dir/helper.pid"; then kill -KILL "$(cat "$run_dir/helper.pid")"; fi
+    rm -f "$run_dir/helper.pid"
+    ;;
   server-start)
     stop server
     if curl -s -o /dev/null "http://$listen/"; then
@@ -83,6 +91,7 @@ case ${1:-} in
     thresholds=()
     [[ -n ${CTGUARD_WARNING_PERCENT:-} ]] && thresholds+=("CTGUARD_WARNING_PERCENT=$CTGUARD_WARNING_PERCENT")
     [[ -n ${CTGUARD_CRITICAL_PERCENT:-} ]] && thresholds+=("CTGUARD_CRITICAL_PERCENT=$CTGUARD_CRITICAL_PERCENT")
+    [[ -n ${CTGUARD_CONFIRMATION_SECS:-} ]] && thresholds+=("CTGUARD_CONFIRMATION_SECS=$CTGUARD_CONFIRMATION_SECS")
     as_ctguard env LEPTOS_SITE_ROOT="$site_root" LEPTOS_SITE_ADDR="$listen" \
       CTGUARD_HELPER_SOCKET="$socket" CTGUARD_DATABASE="$database" CTGUARD_STATE_DIR="$state_dir" \
       ${thresholds[@]+"${thresholds[@]}"} RUST_LOG="${RUST_LOG:-info}" \
@@ -96,5 +105,5 @@ case ${1:-} in
     shift
     as_ctguard env CTGUARD_DATABASE="$database" "$bin_dir/ctguard-server" user "$@"
     ;;
-  *) echo "usage: $0 helper-start|helper-stop|server-start|server-stop|stop-all|user ARGS" >&2; exit 2 ;;
+  *) echo "usage: $0 helper-start|helper-stop|helper-kill|server-start|server-stop|stop-all|user ARGS" >&2; exit 2 ;;
 esac

@@ -156,6 +156,16 @@ pub struct AuditPage {
     pub has_more: bool,
 }
 
+/// The helper's own journal, checked now: whether its hash chain holds.
+#[server]
+pub async fn journal_status() -> Result<ctguard_protocol::JournalCheck, ServerFnError> {
+    ssr::audit_log()
+        .await?
+        .journal_check()
+        .await
+        .map_err(Into::into)
+}
+
 #[server(input = Json)]
 pub async fn query_audit(query: AuditQuery) -> Result<AuditPage, ServerFnError> {
     ssr::audit_log()
@@ -188,6 +198,8 @@ pub mod ssr {
     #[async_trait::async_trait]
     pub trait AuditLog: Send + Sync + std::fmt::Debug {
         async fn query(&self, query: AuditQuery) -> Result<AuditPage, AuditError>;
+        /// Asks the helper to check its journal's whole hash chain.
+        async fn journal_check(&self) -> Result<ctguard_protocol::JournalCheck, AuditError>;
     }
 
     pub type SharedAuditLog = Arc<dyn AuditLog>;

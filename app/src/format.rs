@@ -34,6 +34,18 @@ pub fn percent(value: f64) -> String {
     format!("{value:.1} %")
 }
 
+/// A countdown for people: `42 s`, `9:05`, `1:02:03`, `6 d 23:59:58`.
+pub fn countdown(seconds: u64) -> String {
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    let (hours, minutes, secs) = (rest / 3_600, rest % 3_600 / 60, rest % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{secs} s"),
+        (0, 0, _) => format!("{minutes}:{secs:02}"),
+        (0, _, _) => format!("{hours}:{minutes:02}:{secs:02}"),
+        _ => format!("{days} d {hours:02}:{minutes:02}:{secs:02}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +70,15 @@ mod tests {
     fn percent_has_one_decimal() {
         assert_eq!(percent(25.04), "25.0 %");
         assert_eq!(percent(100.0), "100.0 %");
+    }
+
+    #[test]
+    fn countdowns_read_like_a_clock() {
+        assert_eq!(countdown(0), "0 s");
+        assert_eq!(countdown(42), "42 s");
+        assert_eq!(countdown(545), "9:05");
+        assert_eq!(countdown(3_723), "1:02:03");
+        assert_eq!(countdown(7 * 86_400 - 2), "6 d 23:59:58");
     }
 }
 

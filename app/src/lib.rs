@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod auth;
+pub mod block_scope;
+pub mod clock;
 pub mod components;
 pub mod confirm;
 pub mod format;

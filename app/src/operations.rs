@@ -114,8 +114,10 @@ pub async fn active_blocks() -> Result<Vec<ActiveBlock>, ServerFnError> {
     ssr::viewer().await?.blocks().await.map_err(Into::into)
 }
 
-/// Step one: what the operation would do, and the token that confirms it.
-#[server(input = Json)]
+/// Step one: what the operation would do, and the token that confirms it. (Fixed endpoint names
+/// for every change, as for tuning below: the end-to-end suite asks them directly to check that
+/// the server refuses the wrong role.)
+#[server(input = Json, endpoint = "preview_operation")]
 pub async fn preview_operation(operation: Operation) -> Result<Preview, ServerFnError> {
     ssr::operator()
         .await?
@@ -125,7 +127,7 @@ pub async fn preview_operation(operation: Operation) -> Result<Preview, ServerFn
 }
 
 /// Step two: carries out a previewed operation; returns what happened, in words.
-#[server(input = Json)]
+#[server(input = Json, endpoint = "apply_operation")]
 pub async fn apply_operation(token: String, operation: Operation) -> Result<String, ServerFnError> {
     ssr::operator()
         .await?

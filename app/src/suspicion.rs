@@ -4,15 +4,20 @@
 use std::net::IpAddr;
 
 use ctguard_protocol::{
-    Protocol,
+    Protocol, Side,
     snapshot::{Snapshot, SourceSpread, StateMix},
 };
 use serde::{Deserialize, Serialize};
+
+use crate::block_scope::BlockScope;
 
 /// A source holding at least this share of the table is worth a look by itself.
 pub const LARGE_SHARE_PERCENT: f64 = 10.0;
 /// Entries that never saw a reply: above this share a source is flooding or scanning.
 pub const UNREPLIED_PERCENT: f64 = 90.0;
+/// A large source whose entries are at least this share ASSURED holds connections open: the kernel
+/// never evicts assured entries to make room, so a table full of them drops new connections.
+pub const HELD_OPEN_PERCENT: f64 = 90.0;
 /// Half-open TCP (SYN_SENT or SYN_RECV) above this share: a SYN flood or a port scan.
 pub const HALF_OPEN_PERCENT: f64 = 80.0;
 /// One source to at least this many distinct destination ports: a port scan, or reflected
@@ -47,6 +52,10 @@ pub enum Reason {
     Unreplied {
         percent: f64,
     },
+    /// Most of a large source's entries are assured (completed handshakes, or UDP seen both ways).
+    HeldOpen {
+        percent: f64,
+    },
     HalfOpen {
         percent: f64,
     },
@@ -72,6 +81,10 @@ impl Reason {
             Self::Unreplied { percent } => {
                 format!("{percent:.0}% unreplied: likely a flood or scan")
             }
+            Self::HeldOpen { percent } => format!(
+                "{percent:.0}% assured: connections held open, which the kernel cannot evict \
+                 to make room (a connection flood)"
+            ),
             Self::HalfOpen { percent } => {
                 format!("{percent:.0}% half-open TCP: SYN flood or port scan")
             }
@@ -106,6 +119,22 @@ pub struct Suspect {
 impl Suspect {
     pub fn is_suspicious(&self) -> bool {
         !self.reasons.is_empty()
+    }
+
+    /// Where the block form starts for this source. Reflected answers come from real servers
+    /// (open resolvers, NTP servers) that may also serve this host: block only their reflected
+    /// traffic, UDP from the amplifier's port. Anything else: everything from the address.
+    pub fn suggested_scope(&self) -> BlockScope {
+        let mut scope = BlockScope::from_address(self.address.to_string());
+        if let Some(Reason::Reflection { sport, .. }) = self
+            .reasons
+            .iter()
+            .find(|reason| matches!(reason, Reason::Reflection { .. }))
+        {
+            scope.protocol = Some(Protocol::Udp);
+            scope.port = Some((Side::Source, *sport));
+        }
+        scope
     }
 
     /// One line for a block's reason field.
@@ -148,67 +177,11 @@ pub fn assess(snapshot: &Snapshot) -> Vec<Suspect> {
         .map(|group| {
             let mix = group.mix;
             let share_percent = percent(mix.entries, total);
-            let mut reasons = Vec::new();
-            if mix.entries >= MIN_ENTRIES {
-                if share_percent >= LARGE_SHARE_PERCENT {
-                    reasons.push(Reason::LargeShare {
-                        percent: share_percent,
-                    });
-                }
-                let unreplied = percent(mix.unreplied, mix.entries);
-                if unreplied >= UNREPLIED_PERCENT {
-                    reasons.push(Reason::Unreplied { percent: unreplied });
-                }
-                let half_open = percent(mix.syn_sent + mix.syn_recv, mix.entries);
-                if half_open >= HALF_OPEN_PERCENT {
-                    reasons.push(Reason::HalfOpen { percent: half_open });
-                }
-                let spread = snapshot
-                    .source_spread
-                    .iter()
-                    .find(|spread| spread.source == group.key);
-                // Without a sketch, the top pairs give a lower bound.
-                let ports = spread.map_or_else(
-                    || {
-                        snapshot
-                            .source_dports
-                            .top
-                            .iter()
-                            .filter(|pair| pair.key.source == group.key)
-                            .count()
-                    },
-                    |spread| spread.dports as usize,
-                );
-                let reflection = snapshot.source_sports.top.iter().find_map(|pair| {
-                    let (_, service) = AMPLIFIERS
-                        .iter()
-                        .find(|(port, _)| *port == pair.key.sport)?;
-                    let share = percent(pair.mix.entries, mix.entries);
-                    (pair.key.source == group.key
-                        && pair.key.protocol == Protocol::Udp
-                        && share >= REFLECTION_PERCENT)
-                        .then(|| Reason::Reflection {
-                            sport: pair.key.sport,
-                            service: (*service).to_owned(),
-                            percent: share,
-                        })
-                });
-                if ports >= MANY_PORTS {
-                    match reflection {
-                        Some(reason) => reasons.push(reason),
-                        None => reasons.push(Reason::ManyPorts { ports }),
-                    }
-                }
-                let internal = percent(mix.source_nat, mix.entries) >= INTERNAL_PERCENT;
-                if let Some(spread) = spread
-                    && internal
-                    && spread.destinations >= MANY_DESTINATIONS
-                {
-                    reasons.push(Reason::InternalSpray {
-                        destinations: spread.destinations,
-                    });
-                }
-            }
+            let reasons = if mix.entries >= MIN_ENTRIES {
+                reasons_for(snapshot, group.key, &mix, share_percent)
+            } else {
+                Vec::new()
+            };
             Suspect {
                 address: group.key,
                 mix,
@@ -224,6 +197,80 @@ pub fn assess(snapshot: &Snapshot) -> Vec<Suspect> {
             .then(b.mix.entries.cmp(&a.mix.entries))
     });
     suspects
+}
+
+/// Every reason one source (with enough entries to matter) looks suspicious.
+fn reasons_for(
+    snapshot: &Snapshot,
+    source: IpAddr,
+    mix: &StateMix,
+    share_percent: f64,
+) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    if share_percent >= LARGE_SHARE_PERCENT {
+        reasons.push(Reason::LargeShare {
+            percent: share_percent,
+        });
+        let assured = percent(mix.assured, mix.entries);
+        if assured >= HELD_OPEN_PERCENT {
+            reasons.push(Reason::HeldOpen { percent: assured });
+        }
+    }
+    let unreplied = percent(mix.unreplied, mix.entries);
+    if unreplied >= UNREPLIED_PERCENT {
+        reasons.push(Reason::Unreplied { percent: unreplied });
+    }
+    let half_open = percent(mix.syn_sent + mix.syn_recv, mix.entries);
+    if half_open >= HALF_OPEN_PERCENT {
+        reasons.push(Reason::HalfOpen { percent: half_open });
+    }
+    let spread = snapshot
+        .source_spread
+        .iter()
+        .find(|spread| spread.source == source);
+    // Without a sketch, the top pairs give a lower bound.
+    let ports = spread.map_or_else(
+        || {
+            snapshot
+                .source_dports
+                .top
+                .iter()
+                .filter(|pair| pair.key.source == source)
+                .count()
+        },
+        |spread| spread.dports as usize,
+    );
+    if ports >= MANY_PORTS {
+        reasons.push(reflection(snapshot, source, mix).unwrap_or(Reason::ManyPorts { ports }));
+    }
+    let internal = percent(mix.source_nat, mix.entries) >= INTERNAL_PERCENT;
+    if let Some(spread) = spread
+        && internal
+        && spread.destinations >= MANY_DESTINATIONS
+    {
+        reasons.push(Reason::InternalSpray {
+            destinations: spread.destinations,
+        });
+    }
+    reasons
+}
+
+/// UDP from one amplifier's source port, for most of the source's entries: reflected answers.
+fn reflection(snapshot: &Snapshot, source: IpAddr, mix: &StateMix) -> Option<Reason> {
+    snapshot.source_sports.top.iter().find_map(|pair| {
+        let (_, service) = AMPLIFIERS
+            .iter()
+            .find(|(port, _)| *port == pair.key.sport)?;
+        let share = percent(pair.mix.entries, mix.entries);
+        (pair.key.source == source
+            && pair.key.protocol == Protocol::Udp
+            && share >= REFLECTION_PERCENT)
+            .then(|| Reason::Reflection {
+                sport: pair.key.sport,
+                service: (*service).to_owned(),
+                percent: share,
+            })
+    })
 }
 
 #[cfg(test)]
@@ -336,6 +383,45 @@ mod tests {
     }
 
     #[test]
+    fn a_large_source_of_assured_entries_holds_the_table_open() {
+        let held = StateMix {
+            assured: 3_900,
+            established: 3_900,
+            ..mix(3_900, 0, 0)
+        };
+        let suspects = assess(&snapshot(
+            vec![(FLOODER, held), (CLIENT, mix(196, 196, 0))],
+            vec![],
+        ));
+        let flooder = &suspects[0];
+        assert_eq!(flooder.address, FLOODER);
+        assert!(
+            flooder
+                .reasons
+                .contains(&Reason::HeldOpen { percent: 100.0 }),
+            "{:?}",
+            flooder.reasons
+        );
+        assert!(flooder.summary().contains("held open"));
+        assert_eq!(flooder.suggested_scope().target_text(), "from 203.0.113.66");
+
+        // A small source of assured entries is just a busy client.
+        let busy = StateMix {
+            assured: 600,
+            ..mix(600, 0, 0)
+        };
+        let suspects = assess(&snapshot(
+            vec![(FLOODER, mix(9_400, 0, 0)), (CLIENT, busy)],
+            vec![],
+        ));
+        let client = suspects
+            .iter()
+            .find(|s| s.address == CLIENT)
+            .expect("listed");
+        assert!(client.reasons.is_empty(), "{:?}", client.reasons);
+    }
+
+    #[test]
     fn udp_from_port_53_to_many_ports_is_dns_reflection() {
         let mut seen = snapshot(vec![(FLOODER, mix(5_000, 5_000, 0))], vec![]);
         seen.source_sports = list(vec![Group {
@@ -365,6 +451,11 @@ mod tests {
             suspects[0]
                 .summary()
                 .contains("98% UDP from source port 53 to many ports: DNS reflection")
+        );
+        // The block form starts with only the reflected traffic, as the seed blocked it.
+        assert_eq!(
+            suspects[0].suggested_scope().target_text(),
+            "udp from 203.0.113.66 sport 53"
         );
         // The same spread from an ordinary port is a scan, not reflection.
         seen.source_sports.top[0].key.sport = 40_000;

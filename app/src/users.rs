@@ -72,7 +72,7 @@ pub async fn list_accounts() -> Result<Vec<Account>, ServerFnError> {
 }
 
 /// Step one: what the change would do, and the token that confirms it.
-#[server(input = Json)]
+#[server(input = Json, endpoint = "preview_user_change")]
 pub async fn preview_user_change(change: UserChange) -> Result<Preview, ServerFnError> {
     ssr::admin()
         .await?
@@ -82,7 +82,7 @@ pub async fn preview_user_change(change: UserChange) -> Result<Preview, ServerFn
 }
 
 /// Step two: carries out a previewed change.
-#[server(input = Json)]
+#[server(input = Json, endpoint = "apply_user_change")]
 pub async fn apply_user_change(token: String, change: UserChange) -> Result<(), ServerFnError> {
     ssr::admin()
         .await?

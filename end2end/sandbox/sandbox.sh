@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# ctguard end-to-end sandbox: a small routed network in network namespaces.
+# ctguard end-to-end sandbox: a small routed network in network namespaces, and the seed's floods.
 #
 # This script owns, and only touches:
 #   - the network namespaces ctg-host, ctg-inet and ctg-guest (and the veth pairs inside them),
 #   - the nftables table `inet ctg_sandbox` inside ctg-host (never `inet ctguard`: that is the product's),
 #   - per-namespace sysctls inside ctg-host (ip_forward, UDP conntrack timeouts) and ipv6 off inside
 #     the three namespaces,
-#   - the TCP listener it starts in ctg-guest, and the state dir /run/ctguard-sandbox/.
-# It changes no global setting and has no link to the machine's own namespace: the only routes in
-# ctg-inet and ctg-guest point at ctg-host. Only documentation ranges are used:
+#   - the processes it starts in ctg-guest and ctg-inet, and the state dir /run/ctguard-sandbox/,
+#   - the one global setting it may change: nf_conntrack_max, only through `limit`, saved first and
+#     always put back by `down` (also when `up` finds a sandbox left behind).
+# It has no link to the machine's own namespace: the only routes in ctg-inet and ctg-guest point at
+# ctg-host, which has no route out. Only documentation ranges are used:
 #
-#   ctg-inet  eth0 203.0.113.10 (+ .66 .77 .88)  <->  veth-inet  203.0.113.1   ctg-host (router,
-#   ctg-guest eth0 198.51.100.10                 <->  veth-guest 198.51.100.1   conntrack active)
+#   ctg-inet  eth0 203.0.113.10 client        <->  veth-inet  203.0.113.1   ctg-host (router,
+#                  203.0.113.66 UDP flooder                                 conntrack active,
+#                  203.0.113.77 connection flooder                          NAT for the guests)
+#                  203.0.113.88 scanner
+#                  203.0.113.53 DNS reflector
+#   ctg-guest eth0 198.51.100.10 server       <->  veth-guest 198.51.100.1
+#                  198.51.100.23 compromised guest
+#   (198.51.100.99 is routed to the guest side but nobody answers there: the scan's target)
 #
 # Usage: sandbox.sh up | down | status | count | flush | client-check | flows N [PORT [SRC]]
+#                   | limit N | limit restore | scenario NAME [ARG]
 #   up            (re)create everything, tearing down leftovers first; prints one summary line
-#   down          kill the sandbox's processes, delete the namespaces and the state dir (always safe)
+#   down          stop every sandbox process, delete the namespaces and the state dir, put back
+#                 nf_conntrack_max if `limit` changed it (always safe)
 #   status        list which sandbox namespaces exist; exit 0 only if all three do
 #   count         ctg-host's conntrack entry count
 #   flush         empty ctg-host's conntrack table
@@ -25,6 +35,25 @@
 #                 addresses) to 198.51.100.10:PORT (default 9999), one distinct source port each,
 #                 so ctg-host gains N new (unreplied) conntrack entries. Source ports advance across
 #                 calls (a cursor per SRC in the state dir) so repeated calls keep adding entries.
+#   limit N       set the global nf_conntrack_max to N (1024..1048576) so the table fills fast;
+#                 the first call saves the old value. Refused when the machine's own table holds
+#                 more than N/2 entries. `limit restore` puts the saved value back now.
+#   scenario assured-flood [SECONDS]
+#                 203.0.113.77 opens TCP connections to 198.51.100.10:8081 and holds them (each an
+#                 ASSURED entry the kernel cannot evict) until the table is full, then keeps trying
+#                 a few per second: the kernel drops packets and logs "table full, dropping packet".
+#                 Needs nf_conntrack_max <= 20000 (see `limit`); returns once the table is full;
+#                 the connections are held for SECONDS (default 600, at most 1800).
+#   scenario dns-reflection N
+#                 N UDP packets from 203.0.113.53 source port 53 to N distinct ports of the guest:
+#                 the seed's DNS reflection (block it with `udp from 203.0.113.53 sport 53`).
+#   scenario scan N
+#                 N TCP SYNs from 203.0.113.88 to ports 1..N of 198.51.100.99 (nobody answers):
+#                 N half-open entries from one source.
+#   scenario compromised-guest N
+#                 N TCP SYNs from the guest 198.51.100.23 to port 23 of random 203.0.113.x
+#                 addresses, source-NATed by ctg-host: an infected guest scanning the internet.
+#   scenario stop stop the assured flood's processes (their entries stay until they time out)
 set -euo pipefail
 
 # CTGUARD_SANDBOX names the sandbox (default ctg): two sandboxes with different names can run side
@@ -43,9 +72,22 @@ fi
 
 readonly HOST_INET_IP=203.0.113.1
 readonly INET_IP=203.0.113.10
-readonly INET_EXTRA_IPS=(203.0.113.66 203.0.113.77 203.0.113.88)
+readonly INET_EXTRA_IPS=(203.0.113.66 203.0.113.77 203.0.113.88 203.0.113.53)
 readonly HOST_GUEST_IP=198.51.100.1
 readonly GUEST_IP=198.51.100.10
+readonly GUEST_COMPROMISED_IP=198.51.100.23
+readonly NOBODY_IP=198.51.100.99
+
+readonly FLOODER_IP=203.0.113.77
+readonly SCANNER_IP=203.0.113.88
+readonly REFLECTOR_IP=203.0.113.53
+readonly HOLD_PORT=8081
+# The assured flood holds one socket per entry: beyond this the table is too big to fill that way.
+readonly ASSURED_FLOOD_MAX_LIMIT=20000
+readonly LIMIT_MIN=1024
+readonly LIMIT_MAX=1048576
+readonly MAX_PATH=/proc/sys/net/netfilter/nf_conntrack_max
+readonly CONNFLOOD=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/connflood.py
 
 readonly LISTEN_PORT=8080
 readonly LISTEN_ANSWER=ctguard-sandbox-ok
@@ -138,7 +180,49 @@ cmd_down() {
             ip netns delete "$ns" || log "warning: could not delete $ns"
         fi
     done
+    restore_limit
     rm -rf -- "$STATE_DIR"
+}
+
+# The saved nf_conntrack_max lives in the state dir; it is put back before the dir goes.
+saved_limit_file() { echo "$STATE_DIR/nf_conntrack_max.saved"; }
+
+restore_limit() {
+    local file saved
+    file=$(saved_limit_file)
+    [[ -r $file ]] || return 0
+    read -r saved <"$file" || saved=
+    if [[ $saved =~ ^[0-9]+$ ]]; then
+        echo "$saved" >"$MAX_PATH"
+        log "nf_conntrack_max put back to $saved"
+    else
+        log "warning: unreadable saved nf_conntrack_max in $file; left at $(cat "$MAX_PATH")"
+    fi
+    rm -f -- "$file"
+}
+
+cmd_limit() {
+    require_root
+    local want=${1:-}
+    if [[ $want == restore ]]; then
+        restore_limit
+        return 0
+    fi
+    if ! [[ $want =~ ^[0-9]+$ ]] || ((want < LIMIT_MIN || want > LIMIT_MAX)); then
+        die "limit: N must be ${LIMIT_MIN}..${LIMIT_MAX} (or 'restore')"
+    fi
+    # The limit is global: every namespace's table, the machine's own included, is held to it.
+    local own=0
+    own=$(conntrack -C 2>/dev/null || echo 0)
+    if ((own * 2 > want)); then
+        die "limit: this machine's own conntrack table holds $own entries; a limit of $want would endanger its traffic"
+    fi
+    mkdir -p "$STATE_DIR"
+    local file
+    file=$(saved_limit_file)
+    [[ -e $file ]] || cat "$MAX_PATH" >"$file"
+    echo "$want" >"$MAX_PATH"
+    log "nf_conntrack_max is now $want (was $(cat "$file"); sandbox.sh down puts it back)"
 }
 
 start_listener() {
@@ -213,6 +297,7 @@ cmd_up() {
     in_ns "$NS_INET" ip route add default via "$HOST_INET_IP" dev eth0
 
     in_ns "$NS_GUEST" ip addr add "${GUEST_IP}/24" dev eth0
+    in_ns "$NS_GUEST" ip addr add "${GUEST_COMPROMISED_IP}/24" dev eth0
     in_ns "$NS_GUEST" ip link set eth0 up
     in_ns "$NS_GUEST" ip route add default via "$HOST_GUEST_IP" dev eth0
 
@@ -227,11 +312,11 @@ cmd_up() {
     listener_pid=$(start_listener)
 
     trap - EXIT
-    printf 'sandbox up: %s router (%s, %s; table inet ctg_sandbox; udp timeouts %ss; conntrack count %s) | %s %s +%s | %s %s listener tcp/%s pid %s\n' \
+    printf 'sandbox up: %s router (%s, %s; table inet ctg_sandbox; udp timeouts %ss; conntrack count %s) | %s %s +%s | %s %s +%s listener tcp/%s pid %s\n' \
         "$NS_HOST" "$HOST_INET_IP" "$HOST_GUEST_IP" "$UDP_TIMEOUT" \
         "$(in_ns "$NS_HOST" conntrack -C)" \
         "$NS_INET" "$INET_IP" "${INET_EXTRA_IPS[*]}" \
-        "$NS_GUEST" "$GUEST_IP" "$LISTEN_PORT" "$listener_pid"
+        "$NS_GUEST" "$GUEST_IP" "$GUEST_COMPROMISED_IP" "$LISTEN_PORT" "$listener_pid"
 }
 
 cmd_flows() {
@@ -264,23 +349,114 @@ cmd_flows() {
     fi
     echo $((base + n)) >"$cursor_file"
 
-    # Bounded in count (-c) and time (timeout): ~10k packets/s nominal, generous margin. hping3
-    # now and then aborts (SIGABRT, exit 134) at exit; sending the same batch again is harmless (the
-    # same source ports make the same tuples, no extra entries), so a crash is retried twice.
+    hping "$NS_INET" "$n" --udp -I eth0 -a "$src" -s "$base" -p "$port" "$GUEST_IP"
+}
+
+# hping NS N ARGS...: N packets (-c N, every 100 us) from namespace NS. Bounded in count and time
+# (~10k packets/s nominal, generous margin). hping3 now and then aborts (SIGABRT, exit 134) at
+# exit; sending the same batch again is harmless (the same ports make the same tuples, no extra
+# entries), so a crash is retried twice.
+hping() {
+    local ns=$1 n=$2
+    shift 2
     local limit=$((15 + n / 1000)) rc attempt
     for attempt in 1 2 3; do
         rc=0
         timeout --kill-after=5 "$limit" \
-            ip netns exec "$NS_INET" hping3 --udp -I eth0 -a "$src" -s "$base" -p "$port" \
-            -c "$n" -i u100 "$GUEST_IP" </dev/null >/dev/null 2>&1 || rc=$?
+            ip netns exec "$ns" hping3 -c "$n" -i u100 "$@" </dev/null >/dev/null 2>&1 || rc=$?
         # hping3 exits 1 when it got no replies (normal here); 124/137 mean the time bound hit.
         case $rc in
             0 | 1) return 0 ;;
-            124 | 137) die "flows: hping3 did not finish within ${limit}s" ;;
-            *) log "flows: hping3 failed with exit code $rc (attempt $attempt of 3)" ;;
+            124 | 137) die "hping3 did not finish within ${limit}s" ;;
+            *) log "hping3 failed with exit code $rc (attempt $attempt of 3)" ;;
         esac
     done
-    die "flows: hping3 failed three times (last exit code $rc)"
+    die "hping3 failed three times (last exit code $rc)"
+}
+
+packet_count() { # N: a scenario's packet count, 1..FLOWS_MAX
+    local n=${1:-}
+    if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > FLOWS_MAX)); then
+        die "scenario: N must be 1..${FLOWS_MAX}"
+    fi
+    echo "$n"
+}
+
+# Starts a bounded background process inside a namespace, detached, its pid recorded by name.
+start_background() { # NAME NS COMMAND...
+    local name=$1 ns=$2
+    shift 2
+    setsid ip netns exec "$ns" "$@" </dev/null >"$STATE_DIR/$name.log" 2>&1 &
+    echo $! >"$STATE_DIR/$name.pid"
+}
+
+scenario_assured_flood() {
+    local seconds=${1:-600} limit count i
+    if ! [[ $seconds =~ ^[0-9]+$ ]] || ((seconds < 10 || seconds > 1800)); then
+        die "assured-flood: SECONDS must be 10..1800"
+    fi
+    limit=$(cat "$MAX_PATH")
+    if ((limit > ASSURED_FLOOD_MAX_LIMIT)); then
+        die "assured-flood: nf_conntrack_max is $limit; lower it first (e.g. $0 limit 4096, at most $ASSURED_FLOOD_MAX_LIMIT)"
+    fi
+    scenario_stop
+    # Sockets held on both ends: the limit plus room for the entries already there.
+    start_background flood-server "$NS_GUEST" python3 "$CONNFLOOD" serve \
+        --bind "$GUEST_IP" --port "$HOLD_PORT" --max $((limit + 1024)) --seconds $((seconds + 30))
+    for ((i = 0; i < 50; i++)); do
+        in_ns "$NS_GUEST" ss -Hltn "sport = :${HOLD_PORT}" | grep -q . && break
+        sleep 0.1
+    done
+    start_background flood "$NS_INET" python3 "$CONNFLOOD" flood \
+        --source "$FLOODER_IP" --to "$GUEST_IP" --port "$HOLD_PORT" --max $((limit + 512)) \
+        --rate 20 --seconds "$seconds" --status "$STATE_DIR/flood.status"
+    # Return once the table is full (bounded: a minute).
+    for ((i = 0; i < 600; i++)); do
+        count=$(in_ns "$NS_HOST" conntrack -C)
+        if ((count >= limit)); then
+            log "assured-flood: table full ($count of $limit) from $FLOODER_IP; held for ${seconds}s"
+            return 0
+        fi
+        kill -0 "$(cat "$STATE_DIR/flood.pid")" 2>/dev/null || die "assured-flood: the flooder exited (see $STATE_DIR/flood.log)"
+        sleep 0.1
+    done
+    die "assured-flood: the table did not fill within 60 s ($count of $limit)"
+}
+
+scenario_stop() {
+    local name pids=()
+    for name in flood flood-server; do
+        [[ -r $STATE_DIR/$name.pid ]] && pids+=("$(cat "$STATE_DIR/$name.pid")")
+        rm -f -- "$STATE_DIR/$name.pid"
+    done
+    kill_pids "${pids[@]+"${pids[@]}"}"
+}
+
+cmd_scenario() {
+    require_root
+    require_tools hping3 timeout python3
+    require_up "$NS_HOST" "$NS_INET" "$NS_GUEST"
+    mkdir -p "$STATE_DIR"
+    local name=${1:-} n
+    (($# > 0)) && shift
+    case $name in
+        assured-flood) scenario_assured_flood "$@" ;;
+        dns-reflection)
+            n=$(packet_count "${1:-}")
+            # -k keeps source port 53; ++1024 walks the destination ports from 1024.
+            hping "$NS_INET" "$n" --udp -I eth0 -a "$REFLECTOR_IP" -s 53 -k -p ++1024 "$GUEST_IP"
+            ;;
+        scan)
+            n=$(packet_count "${1:-}")
+            hping "$NS_INET" "$n" -S -I eth0 -a "$SCANNER_IP" -p ++1 "$NOBODY_IP"
+            ;;
+        compromised-guest)
+            n=$(packet_count "${1:-}")
+            hping "$NS_GUEST" "$n" -S -I eth0 -a "$GUEST_COMPROMISED_IP" -p 23 --rand-dest 203.0.113.x
+            ;;
+        stop) scenario_stop ;;
+        *) die "scenario: unknown name '$name' (assured-flood, dns-reflection, scan, compromised-guest, stop)" ;;
+    esac
 }
 
 cmd_count() {
@@ -329,6 +505,8 @@ main() {
         flush) (($# == 0)) || usage; cmd_flush ;;
         client-check) (($# == 0)) || usage; cmd_client_check ;;
         flows) (($# >= 1 && $# <= 3)) || usage; cmd_flows "$@" ;;
+        limit) (($# == 1)) || usage; cmd_limit "$@" ;;
+        scenario) (($# >= 1 && $# <= 2)) || usage; cmd_scenario "$@" ;;
         -h | --help | help) usage ;;
         *) usage ;;
     esac

@@ -30,7 +30,7 @@ test('an operator blocks the flooder through the confirmation; cancel first chan
   const row = page.getByTestId(`suspect-${ATTACKER}`);
   await row.getByRole('button', { name: 'Block…' }).click();
   const form = page.getByTestId('block-form');
-  await expect(form.getByLabel('Target')).toHaveValue(`from ${ATTACKER}`);
+  await expect(form.getByTestId('block-target-text')).toHaveText(`from ${ATTACKER}`);
   await expect(form.getByLabel('Reason')).toHaveValue(/unreplied/);
 
   // Preview, then cancel: the kernel is untouched.

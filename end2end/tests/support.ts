@@ -1,17 +1,24 @@
 // Shared helpers for the end-to-end tests: driving the sandbox and the services, and failing any
-// test that logs a browser console error.
+// test that logs a browser console error or makes the server log an error it did not expect.
 import { test as base, expect, Page } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 
 const repo = path.resolve(__dirname, '../..');
 
 function run(script: string, args: string[]): string {
-  return execFileSync('bash', [path.join(repo, script), ...args], {
-    encoding: 'utf8',
-    env: process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  try {
+    return execFileSync('bash', [path.join(repo, script), ...args], {
+      encoding: 'utf8',
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (error) {
+    // Say what the script said, not only that it failed.
+    const stderr = (error as { stderr?: string }).stderr?.trim();
+    throw new Error(`${script} ${args.join(' ')} failed${stderr ? `: ${stderr}` : ''}`);
+  }
 }
 
 /** end2end/sandbox/sandbox.sh: the namespaces, the flows, conntrack-tools as the reference. */
@@ -20,16 +27,65 @@ export const sandbox = (...args: string[]) => run('end2end/sandbox/sandbox.sh', 
 /** scripts/services.sh: start and stop the helper and the server as the demo does. */
 export const services = (...args: string[]) => run('scripts/services.sh', args);
 
-/** A page that fails its test on any console error or uncaught exception. */
-export const test = base.extend<{ page: Page }>({
-  page: async ({ page }, use) => {
+/** Where end2end/run.sh keeps the services' logs and the helper's state. */
+export const runDir = () => process.env.CTGUARD_RUN_DIR ?? '/run/ctguard-e2e';
+
+/** Where the suite saves what a person should look at (screenshots), kept by CI as artifacts. */
+export const artifactsDir = () => path.join(repo, 'end2end', 'artifacts');
+
+const serverLog = () => path.join(runDir(), 'server.log');
+
+function serverLogSize(): number {
+  try {
+    return fs.statSync(serverLog()).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The server's ERROR lines (and panics) written after `offset`, without colour codes. */
+function serverErrorsSince(offset: number): string[] {
+  let text = '';
+  try {
+    const fd = fs.openSync(serverLog(), 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const from = size >= offset ? offset : 0; // the log was truncated: read it all
+      const buffer = Buffer.alloc(size - from);
+      fs.readSync(fd, buffer, 0, buffer.length, from);
+      text = buffer.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .map((line) => line.replace(/\x1b\[[0-9;]*m/g, ''))
+    .filter((line) => /\bERROR\b|panicked at/.test(line));
+}
+
+/**
+ * A page that fails its test on any browser console error or uncaught exception, and on any
+ * server ERROR line logged while the test ran, unless the test expects it
+ * (`test.use({ expectedServerErrors: [/helper request failed/] })`).
+ */
+export const test = base.extend<{ page: Page; expectedServerErrors: RegExp[] }>({
+  expectedServerErrors: [[], { option: true }],
+  page: async ({ page, expectedServerErrors }, use) => {
     const errors: string[] = [];
     page.on('console', (message) => {
       if (message.type() === 'error') errors.push(`${message.text()} (${message.location().url})`);
     });
     page.on('pageerror', (error) => errors.push(error.message));
+    const logOffset = serverLogSize();
     await use(page);
     expect(errors, 'browser console errors').toEqual([]);
+    const unexpected = serverErrorsSince(logOffset).filter(
+      (line) => !expectedServerErrors.some((pattern) => pattern.test(line)),
+    );
+    expect(unexpected, 'unexpected server error log lines').toEqual([]);
   },
 });
 
@@ -91,4 +147,25 @@ export function nftHolds(address: string): boolean {
     return false; // no table at all
   }
   return table.includes(address);
+}
+
+/** Whether the sandbox's legitimate client (203.0.113.10) reaches the guest's service now. */
+export function clientConnects(): boolean {
+  try {
+    sandbox('client-check');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The global nf_conntrack_max, as the kernel says now. */
+export function globalMax(): number {
+  return Number(fs.readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim());
+}
+
+/** The helper's persisted sysctl file (end2end/run.sh keeps it in the run dir, not in /etc). */
+export function persistedSysctls(): string {
+  const file = path.join(runDir(), 'helper-state', '90-ctguard.conf');
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
 }

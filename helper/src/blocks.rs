@@ -4,6 +4,7 @@
 //! step undoes the steps before it.
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     sync::{Arc, Mutex, MutexGuard},
     time::{SystemTime, UNIX_EPOCH},
@@ -15,7 +16,7 @@ use ctguard_protocol::{
 
 use crate::{
     conntrack::EntryDeleter,
-    firewall::{Element, Firewall},
+    firewall::{Element, Firewall, FirewallError},
     guard::Guardrails,
     journal::Journal,
     state::BlockStore,
@@ -41,6 +42,11 @@ pub struct Blocks {
     deleter: Box<dyn EntryDeleter>,
     hosts: HostAddresses,
     blocks: Mutex<Vec<ActiveBlock>>,
+    /// Packets each block dropped in tables since replaced. Every change rewrites the whole table,
+    /// which zeroes the kernel's per-element counters, and nft cannot give an interval set's
+    /// element a starting count; so the helper keeps what the old table had counted and adds the
+    /// live count when it lists. In memory only: a helper restart starts the counts again.
+    dropped_before: Mutex<BTreeMap<BlockTarget, u64>>,
 }
 
 pub fn now_unix() -> u64 {
@@ -85,29 +91,54 @@ impl Blocks {
         let now = now_unix();
         let mut saved = store.load().map_err(state_error)?;
         saved.retain(|b| b.expires_unix > now);
-        firewall
-            .apply(&elements(&saved, now))
-            .map_err(firewall_error)?;
-        tracing::info!(
-            blocks = saved.len(),
-            "blocks restored into table inet ctguard"
-        );
-        Ok(Self {
+        let blocks = Self {
             guard,
             journal,
             store,
             firewall,
             deleter,
             hosts,
-            blocks: Mutex::new(saved),
-        })
+            blocks: Mutex::new(Vec::new()),
+            dropped_before: Mutex::new(BTreeMap::new()),
+        };
+        blocks.rewrite(&saved).map_err(firewall_error)?;
+        tracing::info!(
+            blocks = saved.len(),
+            "blocks restored into table inet ctguard"
+        );
+        *blocks.lock() = saved;
+        Ok(blocks)
+    }
+
+    /// Replaces the kernel's table with exactly `blocks`, keeping what the old table counted for
+    /// each of them (see `dropped_before`).
+    fn rewrite(&self, blocks: &[ActiveBlock]) -> Result<(), FirewallError> {
+        let counted = self.firewall.observe().unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read the block counters; this rewrite loses them");
+            None
+        });
+        self.firewall.apply(&elements(blocks, now_unix()))?;
+        let mut before = self
+            .dropped_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        before.retain(|target, _| blocks.iter().any(|b| b.target == *target));
+        if let Some(counted) = counted {
+            for block in blocks {
+                if let Some(counter) = counted.dropped(&block.target) {
+                    *before.entry(block.target).or_default() += counter.packets;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<ActiveBlock>> {
         self.blocks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The unexpired blocks.
+    /// The unexpired blocks, each with the packets it dropped when the kernel's counters can be
+    /// read (a listing without them is still the truth about the blocks).
     pub fn list(&self) -> Vec<ActiveBlock> {
         let now = now_unix();
         let mut blocks: Vec<ActiveBlock> = self
@@ -117,6 +148,23 @@ impl Blocks {
             .cloned()
             .collect();
         blocks.sort_by_key(|b| b.created_unix);
+        match self.firewall.observe() {
+            Ok(Some(observed)) => {
+                let before = self
+                    .dropped_before
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for block in &mut blocks {
+                    block.packets_dropped = observed.dropped(&block.target).map(|live| {
+                        live.packets + before.get(&block.target).copied().unwrap_or_default()
+                    });
+                }
+            }
+            Ok(None) => {
+                tracing::warn!("table inet ctguard is missing; listing blocks without counters")
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the block counters"),
+        }
         blocks
     }
 
@@ -152,7 +200,7 @@ impl Blocks {
     /// Makes `next` the state: saved, then in the kernel. On failure nothing changed.
     fn commit(&self, current: &[ActiveBlock], next: &[ActiveBlock]) -> Result<(), HelperError> {
         self.store.save(next).map_err(state_error)?;
-        if let Err(error) = self.firewall.apply(&elements(next, now_unix())) {
+        if let Err(error) = self.rewrite(next) {
             if let Err(undo) = self.store.save(current) {
                 tracing::error!(%undo, "cannot restore the saved blocks after a firewall failure");
             }
@@ -197,6 +245,7 @@ impl Blocks {
             created_unix: now,
             expires_unix: now + duration.secs(),
             journal_seq: intent_seq,
+            packets_dropped: None,
         };
         let current = blocks.clone();
         let mut next: Vec<ActiveBlock> = current
@@ -311,9 +360,7 @@ impl Blocks {
                 blocks = blocks.len(),
                 "table inet ctguard drifted; restoring it"
             );
-            self.firewall
-                .apply(&elements(&blocks, now))
-                .map_err(firewall_error)?;
+            self.rewrite(&blocks).map_err(firewall_error)?;
             // Restoring journaled state is not a new decision: it goes ahead even when the
             // journal cannot record it (and says so in the log).
             let missing = u64::try_from(drift.len()).unwrap_or(u64::MAX);

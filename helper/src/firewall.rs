@@ -18,7 +18,7 @@
 pub mod nft;
 pub mod ruleset;
 
-pub use ruleset::{Element, Observed};
+pub use ruleset::{Counter, Element, Observed};
 
 /// What the block logic needs from the kernel's firewall; a trait so the logic is tested
 /// without one.

@@ -205,6 +205,14 @@ impl Handler {
                 )
                 .await
             }
+            Request::VerifyJournal {} => {
+                let journal = Arc::clone(&self.journal);
+                blocking(
+                    move || journal.check(),
+                    |check| Response::JournalCheck { check },
+                )
+                .await
+            }
             Request::KernelLog {} => kernel_log().await,
             Request::ReadSysctls {} => {
                 let sysctls = Arc::clone(&self.sysctls);

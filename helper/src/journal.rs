@@ -15,7 +15,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use ctguard_protocol::{HelperError, JournalEvent, JournalPage, JournalRecord};
+use ctguard_protocol::{HelperError, JournalCheck, JournalEvent, JournalPage, JournalRecord};
 
 pub use verify::{Broken, ChainEnd, verify};
 
@@ -159,6 +159,27 @@ impl Journal {
         tail.next_seq = seq + 1;
         tail.last_hash = hash;
         Ok(seq)
+    }
+
+    /// Checks the whole chain on disk. Appends wait meanwhile, so no half-written line is read.
+    pub fn check(&self) -> Result<JournalCheck, HelperError> {
+        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        let file = File::open(&self.path).map_err(|e| HelperError::JournalRead {
+            detail: e.to_string(),
+        })?;
+        let writable = !tail.poisoned;
+        Ok(match verify(BufReader::new(file)) {
+            Ok(end) => JournalCheck {
+                records: end.records,
+                broken: None,
+                writable,
+            },
+            Err(broken) => JournalCheck {
+                records: broken.line.saturating_sub(1),
+                broken: Some(broken.to_string()),
+                writable,
+            },
+        })
     }
 
     /// Reads a page of records back, verifying the chain up to it.

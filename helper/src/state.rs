@@ -135,6 +135,7 @@ mod tests {
             created_unix: 1,
             expires_unix: 2,
             journal_seq: 3,
+            packets_dropped: None,
         };
         store.save(std::slice::from_ref(&block)).expect("saves");
         assert_eq!(store.load().expect("loads"), vec![block]);

@@ -10,14 +10,17 @@ mod support;
 use std::time::Duration;
 
 use ctguard_protocol::{
-    BlockDuration, BlockTarget, HelperError, JournalEvent, JournalPage, Request, Response,
-    ShortText,
+    ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalEvent, JournalPage, Request,
+    Response, ShortText,
 };
 use support::{
-    HelperProcess, have_root,
+    Connection, HelperProcess, have_root,
     topology::{ADMIN, ATTACKER, CLIENT, Topology},
     wait_for,
 };
+
+/// A second target, blocked only to make the helper rewrite its table.
+const OTHER: &str = "203.0.113.200";
 
 fn text(s: &str) -> ShortText {
     ShortText::new(s).unwrap()
@@ -109,10 +112,37 @@ fn a_block_empties_the_attackers_entries_and_keeps_them_empty_while_the_client_c
         "the client's flows are tracked"
     );
 
-    let Response::Blocks { blocks } = session.ask(&Request::ListBlocks {}) else {
-        panic!("no blocks");
+    // The kernel counted the 400 dropped packets for the block; the listing says so, and a
+    // rewrite of the table for another block keeps the count.
+    let dropped = |session: &mut Connection| {
+        let Response::Blocks { blocks } = session.ask(&Request::ListBlocks {}) else {
+            panic!("no blocks");
+        };
+        let listed = blocks
+            .iter()
+            .find(|b| b.target == active.target)
+            .expect("listed");
+        assert_eq!(
+            ActiveBlock {
+                packets_dropped: None,
+                ..listed.clone()
+            },
+            active
+        );
+        listed.packets_dropped.expect("counted")
     };
-    assert_eq!(blocks, vec![active.clone()]);
+    let before = dropped(&mut session);
+    assert!(before >= 400, "{before} packets dropped");
+    let other = session.ask(&block(&format!("from {OTHER}"), 300));
+    assert!(matches!(other, Response::Blocked { .. }), "{other:?}");
+    assert!(
+        dropped(&mut session) >= before,
+        "the rewrite kept the counter"
+    );
+    assert!(matches!(
+        session.ask(&unblock(&format!("from {OTHER}"))),
+        Response::Unblocked { .. }
+    ));
 
     let response = session.ask(&unblock(&format!("from {ATTACKER}")));
     assert!(

@@ -58,6 +58,11 @@ fn verify_reports_the_first_broken_record_and_fails() {
     let (ok, report) = verify(&path);
     assert!(ok, "{report}");
     assert!(report.contains("ok, 3 records"), "{report}");
+    let check = journal.check().unwrap();
+    assert_eq!(
+        (check.records, check.broken, check.writable),
+        (3, None, true)
+    );
 
     let mut bytes = std::fs::read(&path).unwrap();
     let second_line = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
@@ -66,6 +71,16 @@ fn verify_reports_the_first_broken_record_and_fails() {
     let (ok, report) = verify(&path);
     assert!(!ok, "a flipped byte verified: {report}");
     assert!(report.contains("record 2"), "{report}");
+    // The running helper's check (the `verify_journal` request) sees the same break.
+    let check = journal.check().unwrap();
+    assert_eq!(check.records, 1, "{check:?}");
+    assert!(
+        check
+            .broken
+            .as_deref()
+            .is_some_and(|b| b.contains("record 2")),
+        "{check:?}"
+    );
 }
 
 #[test]
@@ -130,11 +145,22 @@ fn kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged
 
     // The next helper continues the same chain and holds every acknowledged block.
     let helper = HelperProcess::start_in(dir.path(), &args);
+    let Response::JournalCheck { check } = helper.session().ask(&Request::VerifyJournal {}) else {
+        panic!("no journal check");
+    };
+    assert!(check.broken.is_none() && check.writable, "{check:?}");
+    assert!(check.records >= 2 * acknowledged.len() as u64, "{check:?}");
     let Response::Blocks { blocks } = helper.session().ask(&Request::ListBlocks {}) else {
         panic!("no blocks");
     };
     for block in &acknowledged {
-        assert!(blocks.contains(block), "{} lost", block.target);
+        assert!(
+            blocks
+                .iter()
+                .any(|b| b.target == block.target && b.journal_seq == block.journal_seq),
+            "{} lost",
+            block.target
+        );
     }
     let (ok, report) = verify(&journal_path);
     assert!(ok, "after the restart: {report}");

@@ -21,4 +21,8 @@ pub struct ActiveBlock {
     pub expires_unix: u64,
     /// The journal record of the block's intent.
     pub journal_seq: u64,
+    /// Packets its drop rule has matched, when the helper could read the kernel's counters. Live
+    /// data for `list_blocks`, never part of the helper's saved state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets_dropped: Option<u64>,
 }

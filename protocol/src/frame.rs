@@ -162,6 +162,7 @@ mod tests {
                     created_unix: 1_700_000_000,
                     expires_unix: 1_700_003_600,
                     journal_seq: 7,
+                    packets_dropped: Some(1_234),
                 },
                 entries_deleted: 6_012,
             },

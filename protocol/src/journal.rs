@@ -10,6 +10,19 @@ use crate::{
     target::{BlockDuration, BlockTarget, ShortText},
 };
 
+/// The result of checking the helper's whole journal, record by record, as
+/// `ctguard-helper journal verify` does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalCheck {
+    /// Records that verified: all of them when `broken` is `None`, else those before the break.
+    pub records: u64,
+    /// The first broken record, in words (for admins: it names a record, not a secret).
+    pub broken: Option<String>,
+    /// False once a write failed: the helper then refuses every mutation until it restarts.
+    pub writable: bool,
+}
+
 /// One line of the journal. `prev` is the `hash` of the record before (64 zeros for the first);
 /// `hash` is the SHA-256 of this line's JSON without its `hash` field (the line up to
 /// `,"hash":`, closed with `}`), in lowercase hex.

@@ -63,7 +63,7 @@ pub mod frame;
 
 pub use block::ActiveBlock;
 pub use ipnet::IpNet;
-pub use journal::{JournalAction, JournalEvent, JournalPage, JournalRecord};
+pub use journal::{JournalAction, JournalCheck, JournalEvent, JournalPage, JournalRecord};
 pub use kernel_log::KernelLogSummary;
 pub use message::{HelperError, Request, Response};
 pub use snapshot::{

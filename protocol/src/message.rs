@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     block::ActiveBlock,
-    journal::{JournalPage, JournalRecord},
+    journal::{JournalCheck, JournalPage, JournalRecord},
     kernel_log::KernelLogSummary,
     snapshot::{ConntrackEntry, EntryFilter, Snapshot},
     status::ConntrackStatus,
@@ -66,6 +66,8 @@ pub enum Request {
     },
     /// A page of the helper's audit journal.
     Journal { page: JournalPage },
+    /// Checks the whole journal's hash chain now. Read-only.
+    VerifyJournal {},
     /// Counts of conntrack's `table full` messages in the kernel log of the last minutes. Read-only.
     KernelLog {},
     /// Every allowlisted sysctl's live and persisted value, each read where it lives. Read-only.
@@ -86,6 +88,7 @@ impl Request {
             Self::ListBlocks {} => "list_blocks",
             Self::DeleteEntries { .. } => "delete_entries",
             Self::Journal { .. } => "journal",
+            Self::VerifyJournal {} => "verify_journal",
             Self::KernelLog {} => "kernel_log",
             Self::ReadSysctls {} => "read_sysctls",
         }
@@ -146,6 +149,9 @@ pub enum Response {
     },
     KernelLog {
         log: KernelLogSummary,
+    },
+    JournalCheck {
+        check: JournalCheck,
     },
     /// One reading per allowlisted key, in [`SysctlKey::ALL`] order.
     Sysctls {

@@ -16,7 +16,7 @@ use ctguard_app::{
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
     clock::SharedClock,
-    confirmation::{Change, Confirmations, TOKEN_LIFETIME_SECS},
+    confirmation::{Change, Confirmations},
     domain::{Password, Username},
     hashing::PasswordHasher,
     logins::{EndReason, LoginStore},
@@ -334,7 +334,7 @@ impl AccountAdmin for AccountAdministration {
             changes: plan.changes,
             warnings: plan.warnings,
             token,
-            expires_in_secs: u32::try_from(TOKEN_LIFETIME_SECS).unwrap_or(u32::MAX),
+            expires_in_secs: u32::try_from(self.confirmations.lifetime_secs()).unwrap_or(u32::MAX),
         })
     }
 

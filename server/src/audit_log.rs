@@ -5,12 +5,18 @@ use ctguard_app::audit::{
     AuditEntry, AuditPage, AuditQuery,
     ssr::{AuditError, AuditLog},
 };
+use ctguard_protocol::{JournalCheck, Request, Response};
 
-use crate::audit::{AuditRecord, AuditStore};
+use crate::{
+    audit::{AuditRecord, AuditStore},
+    helper_client::HelperClient,
+};
 
 #[derive(Debug, Clone)]
 pub struct AuditReader {
     pub audit: AuditStore,
+    /// For the helper's journal check (a walk of the whole file: a client with a long deadline).
+    pub helper: HelperClient,
 }
 
 impl From<AuditRecord> for AuditEntry {
@@ -58,5 +64,21 @@ impl AuditLog for AuditReader {
             page_size,
             has_more,
         })
+    }
+
+    async fn journal_check(&self) -> Result<JournalCheck, AuditError> {
+        match self.helper.call(Request::VerifyJournal {}).await {
+            Ok(Response::JournalCheck { check }) => Ok(check),
+            Ok(other) => {
+                tracing::error!(?other, "unexpected answer to verify_journal");
+                Err(AuditError::Internal)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the helper's journal");
+                Err(AuditError::Invalid(
+                    "the privileged helper is not reachable".to_owned(),
+                ))
+            }
+        }
     }
 }

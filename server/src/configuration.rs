@@ -108,6 +108,10 @@ pub struct ServeArgs {
     /// Fill (percent of the limit) at which the dashboard raises the critical alarm.
     #[arg(long, env = "CTGUARD_CRITICAL_PERCENT", default_value_t = 95.0, value_parser = percent)]
     pub critical_percent: f64,
+
+    /// How long a change's preview may be confirmed, in seconds.
+    #[arg(long, env = "CTGUARD_CONFIRMATION_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(2..=900))]
+    pub confirmation_secs: u64,
 }
 
 fn percent(text: &str) -> Result<f64, String> {
@@ -162,6 +166,7 @@ impl ServeArgs {
                 warning_percent: self.warning_percent,
                 critical_percent: self.critical_percent,
             },
+            confirmation_lifetime: Duration::from_secs(self.confirmation_secs),
         })
     }
 }
@@ -181,6 +186,8 @@ pub struct Settings {
     /// How often the day's history is written to the state directory.
     pub history_save_interval: Duration,
     pub thresholds: Thresholds,
+    /// How long a preview's token may be redeemed.
+    pub confirmation_lifetime: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
 
-/// How long a preview may be confirmed.
+/// How long a preview may be confirmed, unless the server is told otherwise
+/// (`--confirmation-secs`).
 pub const TOKEN_LIFETIME_SECS: i64 = 120;
 /// Outstanding tokens beyond this are dropped, oldest first: a flood of previews cannot grow memory.
 const MAX_OUTSTANDING: usize = 10_000;
@@ -61,6 +62,7 @@ struct Pending {
 #[derive(Debug)]
 pub struct Confirmations {
     clock: SharedClock,
+    lifetime_secs: i64,
     /// Keyed by the token's SHA-256: the map never holds a usable token.
     pending: Mutex<HashMap<[u8; 32], Pending>>,
 }
@@ -70,11 +72,17 @@ fn token_key(token: &str) -> [u8; 32] {
 }
 
 impl Confirmations {
-    pub fn new(clock: SharedClock) -> Self {
+    pub fn new(clock: SharedClock, lifetime_secs: i64) -> Self {
         Self {
             clock,
+            lifetime_secs,
             pending: Mutex::default(),
         }
+    }
+
+    /// How long a token may be redeemed after it is issued.
+    pub fn lifetime_secs(&self) -> i64 {
+        self.lifetime_secs
     }
 
     /// Issues a token for a previewed change. `state_fingerprint` describes the state the preview
@@ -106,7 +114,7 @@ impl Confirmations {
                 login_id: login_id.to_owned(),
                 change_digest: change.digest(),
                 state_fingerprint,
-                expires_at: now + TOKEN_LIFETIME_SECS,
+                expires_at: now + self.lifetime_secs,
                 issued_at: now,
             },
         );
@@ -153,7 +161,10 @@ mod tests {
 
     fn setup() -> (Arc<ManualClock>, Confirmations) {
         let clock = ManualClock::starting_now();
-        (clock.clone(), Confirmations::new(clock))
+        (
+            clock.clone(),
+            Confirmations::new(clock, TOKEN_LIFETIME_SECS),
+        )
     }
 
     const DISABLE_VERA: Change<'static, (&str, bool)> = Change {

@@ -37,7 +37,7 @@ use crate::{
     audit_log::AuditReader,
     auth::{
         authenticate::{Authenticator, authenticate},
-        authorize::authorize,
+        authorize::{RefusalAudit, authorize},
         login::{LoginService, sign_in, sign_out},
         origin::{PublicOrigins, same_origin_only},
         throttle::LoginThrottle,
@@ -123,6 +123,10 @@ impl Application {
         let users = UserStore::new(pool.clone());
         let logins = LoginStore::new(pool.clone());
         let audit = AuditStore::new(pool.clone());
+        let refusals = RefusalAudit {
+            audit: audit.clone(),
+            clock: clock.clone(),
+        };
         let hasher = PasswordHasher::new()?;
         let login = LoginService {
             users: users.clone(),
@@ -132,7 +136,10 @@ impl Application {
             audit: audit.clone(),
             clock: clock.clone(),
         };
-        let confirmations = Arc::new(Confirmations::new(clock.clone()));
+        let confirmations = Arc::new(Confirmations::new(
+            clock.clone(),
+            i64::try_from(settings.confirmation_lifetime.as_secs()).unwrap_or(i64::MAX),
+        ));
         let table_operator = Arc::new(TableOperator {
             // A table walk or an nft transaction takes longer than a status read.
             helper: HelperClient::new(HelperSettings {
@@ -147,6 +154,10 @@ impl Application {
         let settings_source: SharedSettingsSource = table_operator;
         let audit_log: SharedAuditLog = Arc::new(AuditReader {
             audit: audit.clone(),
+            helper: HelperClient::new(HelperSettings {
+                socket: settings.helper.socket.clone(),
+                timeout: OPERATION_TIMEOUT,
+            }),
         });
         let audit_export = AuditExport {
             audit: audit.clone(),
@@ -191,7 +202,7 @@ impl Application {
             audit_log,
         };
         let router = routes(state, services)
-            .layer(middleware::from_fn(authorize))
+            .layer(middleware::from_fn_with_state(refusals, authorize))
             .layer(middleware::from_fn_with_state(authenticator, authenticate))
             .layer(sessions)
             .layer(middleware::from_fn_with_state(

@@ -23,7 +23,7 @@ use ctguard_protocol::{
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
     clock::SharedClock,
-    confirmation::{Change, Confirmations, TOKEN_LIFETIME_SECS},
+    confirmation::{Change, Confirmations},
     helper_client::{HelperClient, HelperClientError, unexpected},
     requester::{Requester, outcome_of, requester},
 };
@@ -455,7 +455,7 @@ impl TableOperations for TableOperator {
             changes: plan.changes,
             warnings: plan.warnings,
             token,
-            expires_in_secs: u32::try_from(TOKEN_LIFETIME_SECS).unwrap_or(u32::MAX),
+            expires_in_secs: u32::try_from(self.confirmations.lifetime_secs()).unwrap_or(u32::MAX),
         })
     }
 

@@ -7,7 +7,7 @@
 mod support;
 
 use ctguard_app::{
-    audit::{AuditPage, QueryAudit},
+    audit::{AuditPage, JournalStatus, QueryAudit},
     auth::Role,
 };
 use ctguard_server::clock::Clock;
@@ -235,4 +235,32 @@ async fn a_formula_in_a_record_is_neutralised_in_the_export() {
         Some("=cmd()"),
         "the page shows the record as it is"
     );
+}
+
+#[tokio::test]
+async fn admins_see_the_helpers_journal_check_and_others_are_refused() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(Role::Admin).await;
+    // Without a helper the check is refused in plain words, not with internal text.
+    let response = app.post_json(&admin, JournalStatus::PATH, &json!({})).await;
+    assert_ne!(response.status(), 200);
+    assert!(
+        response.text().await.unwrap().contains("not reachable"),
+        "says why"
+    );
+
+    let _helper = support::FakeHelper::start(&app.helper_socket, 100);
+    let response = app.post_json(&admin, JournalStatus::PATH, &json!({})).await;
+    assert_eq!(response.status(), 200);
+    let check: ctguard_protocol::JournalCheck = response.json().await.unwrap();
+    assert_eq!(
+        (check.records, check.broken, check.writable),
+        (12, None, true)
+    );
+
+    let operator = app.signed_in(Role::Operator).await;
+    let response = app
+        .post_json(&operator, JournalStatus::PATH, &json!({}))
+        .await;
+    assert_eq!(response.status(), 403);
 }

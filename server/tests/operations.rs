@@ -124,6 +124,24 @@ async fn a_viewer_can_neither_preview_nor_apply_and_bad_targets_are_refused_in_w
             .status(),
         403
     );
+    // Both refusals are in the audit log, with the viewer and what was asked.
+    let audit = AuditStore::new(db::open(&app.database).await.unwrap());
+    let refused: Vec<_> = audit
+        .recent(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "forbidden")
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused.iter().all(|r| r.outcome == "refused"
+        && r.actor.as_deref() == Some(support::account_of(Role::Viewer))
+        && r.role.as_deref() == Some("viewer")));
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.target.as_deref() == Some(PreviewOperation::PATH))
+    );
 
     let operator = app.signed_in(Role::Operator).await;
     let response = preview(&app, &operator, block("from 203.0.113.66/33")).await;

@@ -173,6 +173,9 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Setti
         state_dir: dir.path().join("state"),
         history_save_interval: Duration::from_millis(200),
         thresholds: Thresholds::default(),
+        confirmation_lifetime: std::time::Duration::from_secs(
+            ctguard_server::confirmation::TOKEN_LIFETIME_SECS as u64,
+        ),
     };
     adjust(&mut settings);
     let application = Application::build_with_clock(settings, clock.clone())
@@ -435,10 +438,18 @@ impl FakeHelper {
                                         created_unix: 0,
                                         expires_unix: duration.secs(),
                                         journal_seq: 42,
+                                        packets_dropped: None,
                                     },
                                     entries_deleted: 0,
                                 }
                             }
+                            Request::VerifyJournal {} => Response::JournalCheck {
+                                check: ctguard_protocol::JournalCheck {
+                                    records: 12,
+                                    broken: None,
+                                    writable: true,
+                                },
+                            },
                             Request::ReadSysctls {} => Response::Sysctls {
                                 readings: kernel
                                     .lock()

@@ -6,8 +6,11 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::{
-    audit::{AuditEntry, AuditFilter, AuditPage, AuditQuery, OUTCOMES, query_audit},
+    audit::{
+        AuditEntry, AuditFilter, AuditPage, AuditQuery, OUTCOMES, journal_status, query_audit,
+    },
     components::operation_flow::{OperationFeedback, OperationFlow, clean_error},
+    format,
     operations::Operation,
     utc,
 };
@@ -38,8 +41,15 @@ pub fn AuditPage() -> impl IntoView {
         |(q, _)| query_audit(q),
     );
 
+    let chain = Resource::new(|| (), |_| journal_status());
+
     view! {
         <h1>"Audit log"</h1>
+        <Transition fallback=|| view! { <p class="muted">"Checking the helper's journal…"</p> }>
+            {move || Suspend::new(async move {
+                view! { <JournalChain check=chain.await/> }
+            })}
+        </Transition>
         <OperationFeedback flow/>
         {move || {
             let filter = wanted.get().filter;
@@ -156,10 +166,55 @@ fn Records(page: AuditPage, filter: AuditFilter, flow: OperationFlow) -> impl In
     }
 }
 
+/// One line on the helper's journal: the second, tamper-evident record of every kernel change.
+#[component]
+fn JournalChain(check: Result<ctguard_protocol::JournalCheck, ServerFnError>) -> impl IntoView {
+    match check {
+        Ok(check) => {
+            let (class, text) = match (&check.broken, check.writable) {
+                (None, true) => (
+                    "journal-chain ok",
+                    format!(
+                        "Helper journal: {} records, hash chain verified.",
+                        format::thousands(check.records)
+                    ),
+                ),
+                (None, false) => (
+                    "journal-chain banner critical",
+                    format!(
+                        "Helper journal: {} records verified, but a write failed: the helper refuses every change until it is restarted.",
+                        format::thousands(check.records)
+                    ),
+                ),
+                (Some(broken), _) => (
+                    "journal-chain banner critical",
+                    format!(
+                        "Helper journal BROKEN after {} good records: {broken}. Run `ctguard-helper journal verify` on the host.",
+                        format::thousands(check.records)
+                    ),
+                ),
+            };
+            view! {
+                <p class=class data-testid="journal-chain" data-ok=check.broken.is_none().to_string()>
+                    {text}
+                </p>
+            }
+            .into_any()
+        }
+        Err(error) => view! {
+            <p class="journal-chain muted" data-testid="journal-chain" data-ok="unknown">
+                {format!("Helper journal: not checked ({})", clean_error(&error))}
+            </p>
+        }
+        .into_any(),
+    }
+}
+
 #[component]
 fn Row(entry: AuditEntry, flow: OperationFlow) -> impl IntoView {
     let dash = |value: Option<String>| value.unwrap_or_else(|| "—".to_owned());
     let audit_id = entry.id;
+    let action = entry.action.clone();
     let revert = entry.revertible.then(|| {
         view! {
             <button
@@ -172,7 +227,11 @@ fn Row(entry: AuditEntry, flow: OperationFlow) -> impl IntoView {
         }
     });
     view! {
-        <tr data-testid=format!("audit-{}", entry.id) data-outcome=entry.outcome.clone()>
+        <tr
+            data-testid=format!("audit-{}", entry.id)
+            data-outcome=entry.outcome.clone()
+            data-action=action
+        >
             <td>
                 <time datetime=format!("{}Z", utc::datetime(entry.at).replace(' ', "T"))>
                     {utc::datetime(entry.at)}

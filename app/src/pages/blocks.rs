@@ -6,6 +6,8 @@ use leptos::prelude::*;
 
 use crate::{
     auth::Action,
+    block_scope::BlockScope,
+    clock,
     components::{
         block_form::BlockForm,
         operation_flow::{OperationFeedback, OperationFlow, clean_error},
@@ -13,7 +15,6 @@ use crate::{
     format,
     operations::{DURATIONS, Operation, active_blocks},
     session::current_user_query,
-    trend,
 };
 
 #[component]
@@ -34,7 +35,11 @@ pub fn BlocksPage() -> impl IntoView {
                             <Show when=move || may_block>
                                 <section class="card" aria-label="Block a target">
                                     <h2>"Block a target"</h2>
-                                    <BlockForm flow target=String::new() reason=String::new()/>
+                                    <BlockForm
+                                        flow
+                                        scope=BlockScope::from_address("")
+                                        reason=String::new()
+                                    />
                                 </section>
                             </Show>
                         }
@@ -52,6 +57,7 @@ pub fn BlocksPage() -> impl IntoView {
 
 #[component]
 fn BlockTable(list: Vec<ActiveBlock>, may_block: bool, flow: OperationFlow) -> impl IntoView {
+    let now = clock::ticking_now();
     if list.is_empty() {
         return view! { <p class="muted" data-testid="no-blocks">"No active blocks."</p> }
             .into_any();
@@ -65,6 +71,7 @@ fn BlockTable(list: Vec<ActiveBlock>, may_block: bool, flow: OperationFlow) -> i
                     <th scope="col">"Who"</th>
                     <th scope="col">"Since"</th>
                     <th scope="col">"Expires"</th>
+                    <th scope="col">"Dropped"</th>
                     <th scope="col">"Journal"</th>
                     <th scope="col">"Actions"</th>
                 </tr>
@@ -74,7 +81,11 @@ fn BlockTable(list: Vec<ActiveBlock>, may_block: bool, flow: OperationFlow) -> i
                     .into_iter()
                     .map(|block| {
                         let target = block.target;
-                        let left = block.expires_unix.saturating_sub(block.created_unix);
+                        let expires = block.expires_unix;
+                        let left = move || expires.saturating_sub(now.get());
+                        let dropped = block
+                            .packets_dropped
+                            .map_or_else(|| "—".to_owned(), |n| format!("{} packets", format::thousands(n)));
                         view! {
                             <tr data-testid=format!("block-{target}")>
                                 <th scope="row">{target.to_string()}</th>
@@ -82,12 +93,16 @@ fn BlockTable(list: Vec<ActiveBlock>, may_block: bool, flow: OperationFlow) -> i
                                 <td>{format!("{} from {}", block.actor, block.requested_by)}</td>
                                 <td>{format::clock_utc(block.created_unix * 1000)}</td>
                                 <td>
-                                    {format!(
-                                        "{} (for {})",
-                                        format::clock_utc(block.expires_unix * 1000),
-                                        trend::duration(left),
-                                    )}
+                                    {format::clock_utc(expires * 1000)}
+                                    <br/>
+                                    <small data-testid="countdown">
+                                        {move || match left() {
+                                            0 => "expired".to_owned(),
+                                            secs => format!("in {}", format::countdown(secs)),
+                                        }}
+                                    </small>
                                 </td>
+                                <td data-testid="dropped">{dropped}</td>
                                 <td>{format!("#{}", block.journal_seq)}</td>
                                 <td class="actions">
                                     <Show when=move || may_block>

@@ -67,7 +67,7 @@ pub fn SuspiciousPage() -> impl IntoView {
                             <h2>{format!("Block {}", suspect.address)}</h2>
                             <BlockForm
                                 flow
-                                target=format!("from {}", suspect.address)
+                                scope=suspect.suggested_scope()
                                 reason=if suspect.is_suspicious() {
                                     suspect.summary()
                                 } else {

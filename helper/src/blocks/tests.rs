@@ -9,18 +9,22 @@ use std::{
     },
 };
 
-use ctguard_protocol::{BlockDuration, BlockTarget, HelperError, JournalEvent, ShortText};
+use ctguard_protocol::{
+    ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalEvent, ShortText,
+};
 
 use super::*;
 use crate::{
     conntrack::ConntrackError,
-    firewall::{FirewallError, Observed},
+    firewall::{Counter, FirewallError, Observed, ruleset::SetKind},
     journal::{self, ChainEnd, Sink},
 };
 
 #[derive(Debug, Default)]
 struct FakeKernel {
     applied: Mutex<Vec<Vec<Element>>>,
+    /// Packets dropped per target since the table was last written (a rewrite zeroes them).
+    dropped: Mutex<std::collections::BTreeMap<BlockTarget, u64>>,
     fail_apply: AtomicBool,
     table_missing: AtomicBool,
 }
@@ -35,6 +39,7 @@ impl Firewall for FakeFirewall {
         }
         self.0.table_missing.store(false, Ordering::SeqCst);
         self.0.applied.lock().expect("lock").push(elements.to_vec());
+        self.0.dropped.lock().expect("lock").clear();
         Ok(())
     }
     fn observe(&self) -> Result<Option<Observed>, FirewallError> {
@@ -49,7 +54,21 @@ impl Firewall for FakeFirewall {
             .last()
             .cloned()
             .unwrap_or_default();
-        Ok(Some(Observed::of(&last)))
+        let mut observed = Observed::of(&last);
+        for (target, packets) in self.0.dropped.lock().expect("lock").iter() {
+            let element = Element {
+                target: *target,
+                timeout_secs: 0,
+            };
+            observed.counters.insert(
+                (SetKind::of(target).name(), element.canonical()),
+                Counter {
+                    packets: *packets,
+                    bytes: packets * 70,
+                },
+            );
+        }
+        Ok(Some(observed))
     }
 }
 
@@ -164,11 +183,69 @@ fn a_block_is_journaled_saved_applied_and_its_entries_deleted() {
     assert!(
         matches!(events[1], JournalEvent::Outcome { intent_seq, ok: true, .. } if intent_seq == block.journal_seq)
     );
-    assert_eq!(f.blocks.list(), vec![block.clone()]);
+    assert_eq!(
+        f.blocks.list(),
+        vec![ActiveBlock {
+            packets_dropped: Some(0),
+            ..block.clone()
+        }],
+        "listed with the kernel's counter"
+    );
 
     // A restart restores it from the state file.
     let store = BlockStore::new(f._dir.path());
     assert_eq!(store.load().expect("loads"), vec![block]);
+}
+
+#[test]
+fn what_a_block_dropped_survives_a_rewrite_of_the_table() {
+    let f = fixture();
+    f.blocks
+        .block(t("from 192.0.2.7"), minutes(10), reason(), &who())
+        .expect("blocks");
+    // The kernel counts what the element's rule dropped; the next change rewrites the table,
+    // which zeroes the kernel's count, and then it drops some more.
+    let drop_packets = |target: &str, packets: u64| {
+        *f.kernel
+            .dropped
+            .lock()
+            .expect("lock")
+            .entry(t(target))
+            .or_default() += packets;
+    };
+    drop_packets("from 192.0.2.7", 41);
+    f.blocks
+        .block(t("from 192.0.2.9"), minutes(10), reason(), &who())
+        .expect("blocks");
+    drop_packets("from 192.0.2.7", 1);
+    let dropped = |target: &str| {
+        f.blocks
+            .list()
+            .iter()
+            .find(|b| b.target == t(target))
+            .and_then(|b| b.packets_dropped)
+    };
+    assert_eq!(
+        dropped("from 192.0.2.7"),
+        Some(42),
+        "kept across the rewrite"
+    );
+    assert_eq!(dropped("from 192.0.2.9"), Some(0));
+    // Counters are live data, never saved state.
+    let saved = BlockStore::new(f._dir.path()).load().expect("loads");
+    assert!(saved.iter().all(|b| b.packets_dropped.is_none()));
+    // An unblocked target's count goes with it.
+    f.blocks
+        .unblock(t("from 192.0.2.7"), reason(), &who())
+        .expect("unblocks");
+    f.blocks
+        .block(t("from 192.0.2.7"), minutes(10), reason(), &who())
+        .expect("blocks again");
+    assert_eq!(
+        dropped("from 192.0.2.7"),
+        Some(0),
+        "a new block counts anew"
+    );
 }
 
 #[test]
@@ -207,7 +284,13 @@ fn overlapping_blocks_are_refused_and_the_same_target_is_refreshed() {
         .blocks
         .block(t("from 192.0.2.0/24"), minutes(10), reason(), &who())
         .expect("refreshes");
-    assert_eq!(f.blocks.list(), vec![refreshed]);
+    assert_eq!(
+        f.blocks.list(),
+        vec![ActiveBlock {
+            packets_dropped: Some(0),
+            ..refreshed
+        }]
+    );
     assert!(
         f.blocks
             .block(t("udp from 192.0.2.7"), minutes(1), reason(), &who())

@@ -1,5 +1,6 @@
 //! The text of `table inet ctguard`: one set per kind of target (address family, which address,
-//! protocol, which port), one drop rule per set, elements with their remaining lifetimes.
+//! protocol, which port), one drop rule per set, elements with their remaining lifetimes; every
+//! set counts what each element's rule dropped.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -106,6 +107,14 @@ fn side_word(side: Side, source: &'static str, destination: &'static str) -> &'s
     }
 }
 
+/// What one element's drop rule matched: every set is declared with `counter`, so the kernel
+/// counts per element.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
 /// One set element: a target and how many more seconds it lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Element {
@@ -140,7 +149,7 @@ pub fn script(elements: &[Element]) -> String {
     for kind in &kinds {
         let _ = writeln!(
             s,
-            "  set {} {{ type {}; flags interval, timeout; }}",
+            "  set {} {{ type {}; flags interval, timeout; counter; }}",
             kind.name(),
             kind.type_expr()
         );
@@ -179,6 +188,8 @@ pub fn script(elements: &[Element]) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub elements: BTreeMap<String, BTreeSet<String>>,
+    /// By set name and canonical element.
+    pub counters: BTreeMap<(String, String), Counter>,
     pub chain_hooked: bool,
     pub rules: u64,
 }
@@ -208,11 +219,18 @@ fn canonical_part(value: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// An element of a set listing: `{"elem": {"val": V, "timeout": ..}}` or just `V`.
-fn canonical_element(element: &serde_json::Value) -> Option<String> {
+/// An element of a set listing, `{"elem": {"val": V, "timeout": .., "counter": {"packets": P,
+/// "bytes": B}}}` or just `V`, with its counter when it has one.
+fn canonical_element(element: &serde_json::Value) -> Option<(String, Option<Counter>)> {
     match element.get("elem") {
-        Some(inner) => canonical_part(&inner["val"]),
-        None => canonical_part(element),
+        Some(inner) => {
+            let counter = inner.get("counter").map(|counter| Counter {
+                packets: counter["packets"].as_u64().unwrap_or_default(),
+                bytes: counter["bytes"].as_u64().unwrap_or_default(),
+            });
+            Some((canonical_part(&inner["val"])?, counter))
+        }
+        None => Some((canonical_part(element)?, None)),
     }
 }
 
@@ -227,10 +245,19 @@ impl Observed {
         for item in items {
             if let Some(set) = item.get("set") {
                 let name = set["name"].as_str().unwrap_or_default().to_owned();
-                let elements = set["elem"]
+                let mut elements = BTreeSet::new();
+                for (element, counter) in set["elem"]
                     .as_array()
-                    .map(|e| e.iter().filter_map(canonical_element).collect())
-                    .unwrap_or_default();
+                    .map(|e| e.iter().filter_map(canonical_element).collect::<Vec<_>>())
+                    .unwrap_or_default()
+                {
+                    if let Some(counter) = counter {
+                        observed
+                            .counters
+                            .insert((name.clone(), element.clone()), counter);
+                    }
+                    elements.insert(element);
+                }
                 observed.elements.insert(name, elements);
             } else if let Some(chain) = item.get("chain") {
                 if chain["name"] == CHAIN && chain["hook"] == "prerouting" && chain["prio"] == -300
@@ -248,6 +275,7 @@ impl Observed {
     pub fn of(elements: &[Element]) -> Self {
         let mut observed = Self {
             chain_hooked: true,
+            counters: BTreeMap::new(),
             rules: SetKind::all().len() as u64,
             elements: SetKind::all()
                 .iter()
@@ -255,13 +283,28 @@ impl Observed {
                 .collect(),
         };
         for element in elements {
+            let set = SetKind::of(&element.target).name();
+            observed
+                .counters
+                .insert((set.clone(), element.canonical()), Counter::default());
             observed
                 .elements
-                .entry(SetKind::of(&element.target).name())
+                .entry(set)
                 .or_default()
                 .insert(element.canonical());
         }
         observed
+    }
+
+    /// What the kernel counted for a target's element, if it holds one.
+    pub fn dropped(&self, target: &BlockTarget) -> Option<Counter> {
+        let element = Element {
+            target: *target,
+            timeout_secs: 0,
+        };
+        self.counters
+            .get(&(SetKind::of(target).name(), element.canonical()))
+            .copied()
     }
 
     /// The differences from what `expected` should produce, as readable lines (empty: none).
@@ -337,6 +380,9 @@ mod tests {
             )
         );
         assert!(script.contains("type filter hook prerouting priority raw; policy accept;"));
+        assert!(
+            script.contains("set v4_saddr { type ipv4_addr; flags interval, timeout; counter; }")
+        );
         assert!(script.contains(
             "add element inet ctguard v4_saddr_proto_sport { 50.2.6.12/32 . udp . 53 timeout 3600s }"
         ));
@@ -351,12 +397,26 @@ mod tests {
         let json = r#"{"nftables":[{"metainfo":{}},{"table":{"family":"inet","name":"ctguard"}},
             {"set":{"name":"v4_saddr","elem":[{"elem":{"val":"192.0.2.7","timeout":60,"expires":59}},
                 {"elem":{"val":{"prefix":{"addr":"198.51.100.0","len":24}},"timeout":60}}]}},
-            {"set":{"name":"v4_saddr_proto_sport","elem":[{"elem":{"val":{"concat":["50.2.6.12","udp",53]},"timeout":3600}}]}},
+            {"set":{"name":"v4_saddr_proto_sport","elem":[{"elem":{"val":{"concat":["50.2.6.12","udp",53]},"timeout":3600,
+                "counter":{"packets":41,"bytes":2870}}}]}},
             {"chain":{"name":"prerouting","hook":"prerouting","prio":-300}},
             {"rule":{}}]}"#;
         let observed = Observed::parse(json).expect("parses");
         assert!(observed.chain_hooked);
         assert!(observed.elements["v4_saddr_proto_sport"].contains("50.2.6.12/32 . udp . 53"));
+        let seed = "udp from 50.2.6.12 sport 53".parse().expect("target");
+        assert_eq!(
+            observed.dropped(&seed),
+            Some(Counter {
+                packets: 41,
+                bytes: 2870
+            })
+        );
+        assert_eq!(
+            observed.dropped(&"from 192.0.2.7".parse().expect("target")),
+            None,
+            "listed without a counter"
+        );
         let drift = observed.drift(
             &[
                 element("from 192.0.2.7", 60),

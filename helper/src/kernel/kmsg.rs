@@ -29,7 +29,10 @@ pub const WINDOW: Duration = Duration::from_secs(10 * 60);
 const RECORD_MAX: usize = 8192;
 /// Bounds the walk even if the log were endless.
 const RECORDS_MAX: usize = 1_000_000;
-const TABLE_FULL: &str = "nf_conntrack: table full, dropping packet";
+/// The message's words. Older kernels print `nf_conntrack: table full, dropping packet`; current
+/// ones name the namespace: `nf_conntrack: table full in netns 4026532177, dropping packet`.
+const TABLE_FULL: &str = "nf_conntrack: table full";
+const DROPPING: &str = "dropping packet";
 
 /// Reads every record of the kernel log at `path` and counts those of the last `window`.
 pub fn read_summary(path: &Path, window: Duration) -> Result<KernelLogSummary, KernelError> {
@@ -89,7 +92,7 @@ impl Counter {
         }
         // Continuation lines (" KEY=value") follow the message's first line.
         let message = body.lines().next().unwrap_or_default();
-        if message.contains(TABLE_FULL) {
+        if message.contains(TABLE_FULL) && message.contains(DROPPING) {
             self.summary.table_full += 1;
         } else if let Some(count) = suppressed(message) {
             self.summary.suppressed += count;
@@ -111,8 +114,9 @@ fn suppressed(message: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// Captured from kernels of both generations (old `printk:` and current `net_ratelimit:`).
-    const RECORDS: [&str; 8] = [
+    /// Captured from kernels of several generations (old `printk:` and current `net_ratelimit:`;
+    /// 6.18 names the namespace).
+    const RECORDS: [&str; 10] = [
         "4,1201,100000000,-;nf_conntrack: nf_conntrack: table full, dropping packet\n",
         "4,1202,400000000,-;nf_conntrack: nf_conntrack: table full, dropping packet\n",
         "4,1203,400000100,-;net_ratelimit: 1873 callbacks suppressed\n",
@@ -121,6 +125,8 @@ mod tests {
         "6,1206,400000400,-;eth0: link up\n SUBSYSTEM=net\n DEVICE=n2\n",
         "garbage without a header",
         "4,1207,notanumber,-;nf_conntrack: table full, dropping packet\n",
+        "4,1208,400000500,-;nf_conntrack: nf_conntrack: table full in netns 4026532177, dropping packet\n",
+        "4,1209,400000600,-;nf_conntrack: table full in netns 4026532177 but not dropping\n",
     ];
 
     #[test]
@@ -134,7 +140,7 @@ mod tests {
             counter.summary,
             KernelLogSummary {
                 window_secs: 600,
-                table_full: 3,
+                table_full: 4,
                 suppressed: 1_885,
             }
         );
@@ -147,7 +153,7 @@ mod tests {
         for record in RECORDS {
             counter.add(record);
         }
-        assert_eq!(counter.summary.table_full, 2);
+        assert_eq!(counter.summary.table_full, 3);
         assert_eq!(counter.summary.suppressed, 1_885);
     }
 

@@ -1,15 +1,15 @@
 //! The route table: which role may call which endpoint. Every request passes through it; a path it
 //! does not list needs at least a signed-in viewer (so even "not found" pages reveal nothing to
-//! strangers).
+//! strangers). A signed-in user's refused attempt to change something is audited.
 
 use axum::{
-    extract::Request,
+    extract::{FromRequestParts, Request, State},
     http::{Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
 use ctguard_app::{
-    audit::{AUDIT_CSV_PATH, QueryAudit},
+    audit::{AUDIT_CSV_PATH, JournalStatus, QueryAudit},
     auth::{Action, CurrentUser},
     live::{LIVE_EVENTS_PATH, LatestSample},
     operations::{
@@ -22,6 +22,35 @@ use ctguard_app::{
     users::{ApplyUserChange, ListAccounts, PreviewUserChange},
 };
 use leptos::server_fn::ServerFn;
+
+use crate::{
+    audit::{AuditEvent, AuditStore, Outcome},
+    client::ClientInfo,
+    clock::SharedClock,
+};
+
+/// Where refused attempts are recorded.
+#[derive(Debug, Clone)]
+pub struct RefusalAudit {
+    pub audit: AuditStore,
+    pub clock: SharedClock,
+}
+
+impl RefusalAudit {
+    /// Records that `user` tried a state-changing endpoint their role does not allow.
+    async fn record(&self, request: Request, user: &CurrentUser, action: Action) {
+        let path = request.uri().path().to_owned();
+        let (mut parts, _) = request.into_parts();
+        let Ok(client) = ClientInfo::from_request_parts(&mut parts, &()).await;
+        let detail = format!("the role {} may not {action:?}", user.role);
+        let event = AuditEvent::by(user, &client, "forbidden", Outcome::Refused)
+            .target(&path)
+            .detail(&detail);
+        if let Err(error) = self.audit.record(self.clock.now(), event).await {
+            tracing::error!(%error, "cannot audit a refused request");
+        }
+    }
+}
 
 /// Who may use an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +109,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, ApplyUserChange::PATH, Requires(ManageUsers)),
         route(Method::GET, "/audit", Requires(ViewAudit)),
         route(Method::POST, QueryAudit::PATH, Requires(ViewAudit)),
+        route(Method::POST, JournalStatus::PATH, Requires(ViewAudit)),
         route(Method::GET, AUDIT_CSV_PATH, Requires(ViewAudit)),
     ]
 }
@@ -100,15 +130,23 @@ pub fn access(method: &Method, path: &str) -> Access {
 }
 
 /// Middleware: refuses what the table does not allow. Anonymous page views are sent to the login
-/// page (and back afterwards); anonymous API calls get 401; the wrong role gets 403.
-pub async fn authorize(request: Request, next: Next) -> Response {
+/// page (and back afterwards); anonymous API calls get 401; the wrong role gets 403, and when the
+/// request would have changed something (anything but GET), an audit record.
+pub async fn authorize(
+    State(refusals): State<RefusalAudit>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Access::Requires(action) = access(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
-    match request.extensions().get::<CurrentUser>() {
+    match request.extensions().get::<CurrentUser>().cloned() {
         Some(user) if user.may(action) => next.run(request).await,
         Some(user) => {
             tracing::warn!(user = %user.username, role = %user.role, ?action, path = request.uri().path(), "forbidden");
+            if request.method() != Method::GET && request.method() != Method::HEAD {
+                refusals.record(request, &user, action).await;
+            }
             (StatusCode::FORBIDDEN, "Your role does not allow this.").into_response()
         }
         None if wants_page(&request) => {
