@@ -1,7 +1,7 @@
 //! Assembling the application: database, services, sampler, history, router and its layers; and
-//! running it until a signal.
+//! running it until a signal (or, in tests, until a future of their own).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use axum::{
     Extension, Router,
@@ -216,7 +216,19 @@ impl Application {
         self.local_addr
     }
 
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then shuts down as after a signal. For tests: the
+    /// signal handlers of [`Self::run_until_stopped`] are process-wide, and once installed
+    /// SIGTERM and SIGINT no longer end the process, so a test binary that hung could not be
+    /// stopped by `timeout` or Ctrl-C.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -225,7 +237,7 @@ impl Application {
         let sampler = self.sampler.abort_handle();
         axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
-                shutdown_signal().await;
+                shutdown.await;
                 sampler.abort();
             })
             .await?;
