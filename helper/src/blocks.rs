@@ -5,6 +5,7 @@
 
 use std::{
     net::IpAddr,
+    ops::{Deref, DerefMut},
     sync::{Arc, Mutex, MutexGuard},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -41,6 +42,36 @@ pub struct Blocks {
     deleter: Box<dyn EntryDeleter>,
     hosts: HostAddresses,
     blocks: Mutex<Vec<ActiveBlock>>,
+    /// When each of `blocks` expires, copied from it whenever its lock is released. `active`
+    /// counts from this copy: `status` asks every second and must not wait behind `blocks`, whose
+    /// lock a change holds while nft and conntrack run.
+    expiries: Mutex<Vec<u64>>,
+}
+
+/// The lock on the blocks; releasing it publishes their expiries, so no change can forget to.
+struct BlocksGuard<'a> {
+    blocks: MutexGuard<'a, Vec<ActiveBlock>>,
+    expiries: &'a Mutex<Vec<u64>>,
+}
+
+impl Deref for BlocksGuard<'_> {
+    type Target = Vec<ActiveBlock>;
+    fn deref(&self) -> &Self::Target {
+        &self.blocks
+    }
+}
+
+impl DerefMut for BlocksGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.blocks
+    }
+}
+
+impl Drop for BlocksGuard<'_> {
+    fn drop(&mut self) {
+        let expiries = self.blocks.iter().map(|b| b.expires_unix).collect();
+        *self.expiries.lock().unwrap_or_else(|p| p.into_inner()) = expiries;
+    }
 }
 
 pub fn now_unix() -> u64 {
@@ -99,12 +130,24 @@ impl Blocks {
             firewall,
             deleter,
             hosts,
+            expiries: Mutex::new(saved.iter().map(|b| b.expires_unix).collect()),
             blocks: Mutex::new(saved),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<ActiveBlock>> {
-        self.blocks.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> BlocksGuard<'_> {
+        BlocksGuard {
+            blocks: self.blocks.lock().unwrap_or_else(|p| p.into_inner()),
+            expiries: &self.expiries,
+        }
+    }
+
+    /// How many blocks are in force now (unexpired), without waiting for a change in progress:
+    /// as of the last change that finished.
+    pub fn active(&self) -> u64 {
+        let now = now_unix();
+        let expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+        expiries.iter().filter(|&&expires| expires > now).count() as u64
     }
 
     /// The unexpired blocks.

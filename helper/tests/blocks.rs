@@ -10,14 +10,23 @@ mod support;
 use std::time::Duration;
 
 use ctguard_protocol::{
-    BlockDuration, BlockTarget, HelperError, JournalEvent, JournalPage, Request, Response,
-    ShortText,
+    BlockDuration, BlockTarget, HelperError, HelperHealth, JournalEvent, JournalPage, Request,
+    Response, ShortText,
 };
 use support::{
-    HelperProcess, have_root,
+    Connection, HelperProcess, have_root,
     topology::{ADMIN, ATTACKER, CLIENT, Topology},
     wait_for,
 };
+
+/// The helper's own state, as every `status` answer carries it.
+fn health(session: &mut Connection) -> HelperHealth {
+    let response = session.ask(&Request::Status {});
+    let Response::Status { helper, .. } = response else {
+        panic!("{response:?}");
+    };
+    helper
+}
 
 fn text(s: &str) -> ShortText {
     ShortText::new(s).unwrap()
@@ -113,12 +122,21 @@ fn a_block_empties_the_attackers_entries_and_keeps_them_empty_while_the_client_c
         panic!("no blocks");
     };
     assert_eq!(blocks, vec![active.clone()]);
+    assert_eq!(
+        health(&mut session),
+        HelperHealth {
+            blocks_active: 1,
+            journal_write_failures: 0
+        },
+        "status counts the block"
+    );
 
     let response = session.ask(&unblock(&format!("from {ATTACKER}")));
     assert!(
         matches!(response, Response::Unblocked { .. }),
         "{response:?}"
     );
+    assert_eq!(health(&mut session).blocks_active, 0, "and no longer");
     assert!(!net.nft_set("v4_saddr").unwrap().contains(ATTACKER));
     net.flood(ATTACKER, 100, 30_000, false);
     assert!(
@@ -217,6 +235,11 @@ fn a_block_expires_by_itself() {
         panic!("no blocks");
     };
     assert!(blocks.is_empty(), "{blocks:?}");
+    assert_eq!(
+        health(&mut session).blocks_active,
+        0,
+        "an expired block is not counted"
+    );
 }
 
 #[test]

@@ -21,8 +21,8 @@ use ctguard_app::{
     thresholds::Thresholds,
 };
 use ctguard_protocol::{
-    ConntrackStats, ConntrackStatus, HelperError, KernelLogSummary, PROTOCOL_VERSION, Request,
-    Response, SysctlKey, SysctlReading, frame,
+    ConntrackStats, ConntrackStatus, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION,
+    Request, Response, SysctlKey, SysctlReading, frame,
 };
 use ctguard_server::{
     auth::SessionPolicy,
@@ -376,6 +376,14 @@ pub fn sample_status(count: u64) -> ConntrackStatus {
     }
 }
 
+/// What a fake helper says about itself: blocks in force, and a journal that failed once.
+pub fn sample_health() -> HelperHealth {
+    HelperHealth {
+        blocks_active: 4,
+        journal_write_failures: 1,
+    }
+}
+
 pub fn sample_kernel_log() -> KernelLogSummary {
     KernelLogSummary {
         window_secs: 600,
@@ -450,6 +458,7 @@ impl FakeHelper {
                                 counter.fetch_add(1, Ordering::SeqCst);
                                 Response::Status {
                                     status: sample_status(count),
+                                    helper: sample_health(),
                                 }
                             }
                             Request::KernelLog {} => Response::KernelLog {
