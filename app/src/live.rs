@@ -2,7 +2,7 @@
 //! that returns the latest one for the first render, and (in the browser) the server-sent-event
 //! subscription that keeps it current.
 
-use ctguard_protocol::{ConntrackStatus, KernelLogSummary};
+use ctguard_protocol::{ConntrackStatus, HelperHealth, KernelLogSummary};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,9 @@ pub enum LiveSample {
         /// status; `None` until first read or while the helper cannot read the log.
         #[serde(default)]
         kernel_log: Option<KernelLogSummary>,
+        /// The helper's own state (blocks in force, journal write failures), read with the status.
+        #[serde(default)]
+        helper: HelperHealth,
     },
     HelperDown {
         at_ms: u64,

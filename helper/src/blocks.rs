@@ -6,6 +6,7 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
+    ops::{Deref, DerefMut},
     sync::{Arc, Mutex, MutexGuard},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -47,6 +48,36 @@ pub struct Blocks {
     /// element a starting count; so the helper keeps what the old table had counted and adds the
     /// live count when it lists. In memory only: a helper restart starts the counts again.
     dropped_before: Mutex<BTreeMap<BlockTarget, u64>>,
+    /// When each of `blocks` expires, copied from it whenever its lock is released. `active`
+    /// counts from this copy: `status` asks every second and must not wait behind `blocks`, whose
+    /// lock a change holds while nft and conntrack run.
+    expiries: Mutex<Vec<u64>>,
+}
+
+/// The lock on the blocks; releasing it publishes their expiries, so no change can forget to.
+struct BlocksGuard<'a> {
+    blocks: MutexGuard<'a, Vec<ActiveBlock>>,
+    expiries: &'a Mutex<Vec<u64>>,
+}
+
+impl Deref for BlocksGuard<'_> {
+    type Target = Vec<ActiveBlock>;
+    fn deref(&self) -> &Self::Target {
+        &self.blocks
+    }
+}
+
+impl DerefMut for BlocksGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.blocks
+    }
+}
+
+impl Drop for BlocksGuard<'_> {
+    fn drop(&mut self) {
+        let expiries = self.blocks.iter().map(|b| b.expires_unix).collect();
+        *self.expiries.lock().unwrap_or_else(|p| p.into_inner()) = expiries;
+    }
 }
 
 pub fn now_unix() -> u64 {
@@ -99,6 +130,7 @@ impl Blocks {
             deleter,
             hosts,
             blocks: Mutex::new(Vec::new()),
+            expiries: Mutex::new(Vec::new()),
             dropped_before: Mutex::new(BTreeMap::new()),
         };
         blocks.rewrite(&saved).map_err(firewall_error)?;
@@ -133,8 +165,19 @@ impl Blocks {
         Ok(())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<ActiveBlock>> {
-        self.blocks.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> BlocksGuard<'_> {
+        BlocksGuard {
+            blocks: self.blocks.lock().unwrap_or_else(|p| p.into_inner()),
+            expiries: &self.expiries,
+        }
+    }
+
+    /// How many blocks are in force now (unexpired), without waiting for a change in progress:
+    /// as of the last change that finished.
+    pub fn active(&self) -> u64 {
+        let now = now_unix();
+        let expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+        expiries.iter().filter(|&&expires| expires > now).count() as u64
     }
 
     /// The unexpired blocks, each with the packets it dropped when the kernel's counters can be

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ctguard_protocol::{HelperError, PROTOCOL_VERSION, Request, Response};
+use ctguard_protocol::{HelperError, HelperHealth, PROTOCOL_VERSION, Request, Response};
 
 use crate::{
     blocks::{Blocks, Requester},
@@ -72,15 +72,25 @@ impl Handler {
         }
     }
 
+    /// The helper's own state for `status`: two reads of memory that wait for no change in
+    /// progress, so they can go with every status reading.
+    pub fn health(&self) -> HelperHealth {
+        HelperHealth {
+            blocks_active: self.blocks.active(),
+            journal_write_failures: self.journal.write_failures(),
+        }
+    }
+
     pub async fn handle(&self, request: Request, peer: PeerIdentity) -> Response {
         match request {
             // A repeated hello is harmless: answer it as the first one was answered.
             Request::Hello { .. } => self.welcome(),
             Request::Status {} => {
                 let procfs = self.procfs.clone();
+                let helper = self.health();
                 blocking(
                     move || procfs.status().map_err(HelperError::from),
-                    |status| Response::Status { status },
+                    move |status| Response::Status { status, helper },
                 )
                 .await
             }
@@ -246,5 +256,206 @@ async fn kernel_log() -> Response {
                 detail: format!("reader task failed: {join_error}"),
             },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What `status` says about the helper itself, through the same handler the socket uses.
+
+    use std::{net::IpAddr, path::Path};
+
+    use ctguard_protocol::{BlockDuration, BlockTarget, ShortText, SysctlKey};
+
+    use super::*;
+    use crate::{
+        conntrack::{ConntrackError, EntryDeleter},
+        firewall::{Element, Firewall, FirewallError, Observed},
+        guard::Guardrails,
+        journal::{ChainEnd, Sink, record::GENESIS},
+        kernel,
+        state::BlockStore,
+    };
+
+    /// A kernel that takes every change: only the helper's own bookkeeping is under test here.
+    #[derive(Debug)]
+    struct AcceptingKernel;
+
+    impl Firewall for AcceptingKernel {
+        fn apply(&self, _: &[Element]) -> Result<(), FirewallError> {
+            Ok(())
+        }
+        fn observe(&self) -> Result<Option<Observed>, FirewallError> {
+            Ok(Some(Observed::of(&[])))
+        }
+    }
+
+    impl EntryDeleter for AcceptingKernel {
+        fn delete(&self, _: &BlockTarget) -> Result<u64, ConntrackError> {
+            Ok(0)
+        }
+    }
+
+    /// A disk that is full from the start.
+    #[derive(Debug)]
+    struct FullDisk;
+
+    impl Sink for FullDisk {
+        fn append(&mut self, _: &[u8]) -> std::io::Result<()> {
+            Err(std::io::Error::from_raw_os_error(28))
+        }
+    }
+
+    struct Fixture {
+        handler: Handler,
+        _dirs: (tempfile::TempDir, tempfile::TempDir),
+    }
+
+    fn handler_with(journal: Option<Journal>) -> Fixture {
+        let procfs = kernel::tests::fixture(None);
+        let state = tempfile::tempdir().expect("tempdir");
+        let journal = Arc::new(journal.unwrap_or_else(|| {
+            Journal::open(&state.path().join("journal.jsonl")).expect("journal")
+        }));
+        let blocks = Blocks::start(
+            Guardrails::default(),
+            Arc::clone(&journal),
+            BlockStore::new(state.path()),
+            Box::new(AcceptingKernel),
+            Box::new(AcceptingKernel),
+            || Ok(vec!["203.0.113.1".parse().expect("addr")]),
+        )
+        .expect("starts");
+        let sysctls = Sysctls::new(
+            procfs.path().join("sys"),
+            None,
+            state.path().join("sysctl.conf"),
+            state.path().join("modprobe.conf"),
+            Arc::clone(&journal),
+        );
+        Fixture {
+            handler: Handler::new(
+                ProcFs::at(procfs.path()),
+                None,
+                Arc::new(blocks),
+                journal,
+                Arc::new(sysctls),
+            ),
+            _dirs: (procfs, state),
+        }
+    }
+
+    fn text(s: &str) -> ShortText {
+        ShortText::new(s).expect("text")
+    }
+
+    const ADMIN: &str = "198.51.100.5";
+    const PEER: PeerIdentity = PeerIdentity { uid: 998, gid: 998 };
+
+    fn block(target: &str) -> Request {
+        Request::Block {
+            target: target.parse().expect("target"),
+            duration: BlockDuration::from_secs(600).expect("duration"),
+            reason: text("flood"),
+            requested_by: ADMIN.parse::<IpAddr>().expect("addr"),
+            actor: text("alice"),
+        }
+    }
+
+    async fn health(handler: &Handler) -> HelperHealth {
+        match handler.handle(Request::Status {}, PEER).await {
+            Response::Status { status, helper } => {
+                assert_eq!(status.count, 65_536, "the table's reading is there too");
+                helper
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn status_counts_the_blocks_in_force() {
+        let f = handler_with(None);
+        assert_eq!(health(&f.handler).await, HelperHealth::default());
+        for target in ["from 192.0.2.7", "udp from 50.2.6.12 sport 53"] {
+            let response = f.handler.handle(block(target), PEER).await;
+            assert!(matches!(response, Response::Blocked { .. }), "{response:?}");
+        }
+        assert_eq!(health(&f.handler).await.blocks_active, 2);
+        let unblock = Request::Unblock {
+            target: "from 192.0.2.7".parse().expect("target"),
+            reason: text("over"),
+            requested_by: ADMIN.parse().expect("addr"),
+            actor: text("alice"),
+        };
+        let response = f.handler.handle(unblock, PEER).await;
+        assert!(
+            matches!(response, Response::Unblocked { .. }),
+            "{response:?}"
+        );
+        assert_eq!(
+            health(&f.handler).await,
+            HelperHealth {
+                blocks_active: 1,
+                journal_write_failures: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_journal_write_shows_in_status_and_so_does_every_refusal_after_it() {
+        let journal = Journal::with_sink(
+            Path::new("/nonexistent"),
+            Box::new(FullDisk),
+            ChainEnd {
+                records: 0,
+                last_hash: GENESIS.into(),
+            },
+        );
+        let f = handler_with(Some(journal));
+        assert_eq!(health(&f.handler).await.journal_write_failures, 0);
+
+        // The block's intent cannot be written: refused, nothing blocked, one failure.
+        let response = f.handler.handle(block("from 192.0.2.7"), PEER).await;
+        assert!(
+            matches!(
+                response,
+                Response::Error {
+                    error: HelperError::JournalUnavailable { .. }
+                }
+            ),
+            "{response:?}"
+        );
+        assert_eq!(
+            health(&f.handler).await,
+            HelperHealth {
+                blocks_active: 0,
+                journal_write_failures: 1
+            }
+        );
+
+        // Any later mutation is refused by the journal until a restart, and counted.
+        let response = f
+            .handler
+            .handle(
+                Request::SetSysctl {
+                    key: SysctlKey::NfConntrackMax,
+                    value: 262_144,
+                    persist: false,
+                    actor: text("alice"),
+                    requested_by: ADMIN.parse().expect("addr"),
+                },
+                PEER,
+            )
+            .await;
+        assert!(
+            matches!(
+                response,
+                Response::Error {
+                    error: HelperError::JournalUnavailable { .. }
+                }
+            ),
+            "{response:?}"
+        );
+        assert_eq!(health(&f.handler).await.journal_write_failures, 2);
     }
 }

@@ -11,7 +11,10 @@ use std::{
     io::{BufReader, Write},
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -73,6 +76,9 @@ struct Tail {
 pub struct Journal {
     path: PathBuf,
     tail: Mutex<Tail>,
+    /// Appends that failed, refused ones included. Outside `tail`: `status` reads it without
+    /// waiting behind an append's fsync.
+    failures: AtomicU64,
 }
 
 impl Journal {
@@ -134,6 +140,7 @@ impl Journal {
                 last_hash: end.last_hash,
                 poisoned: false,
             }),
+            failures: AtomicU64::new(0),
         }
     }
 
@@ -145,6 +152,7 @@ impl Journal {
     pub fn append(&self, event: &JournalEvent) -> Result<u64, JournalError> {
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         if tail.poisoned {
+            self.failures.fetch_add(1, Ordering::Relaxed);
             return Err(JournalError::Poisoned);
         }
         let seq = tail.next_seq;
@@ -153,6 +161,7 @@ impl Journal {
         if let Err(error) = tail.sink.append(line.as_bytes()) {
             // Part of the line may be on disk: no later record could chain onto it safely.
             tail.poisoned = true;
+            self.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(%error, "journal write failed; refusing mutations from now on");
             return Err(JournalError::Write(error));
         }
@@ -180,6 +189,13 @@ impl Journal {
                 writable,
             },
         })
+    }
+
+    /// Appends that failed since the journal was opened: the write that failed and every append
+    /// refused after it (the journal takes none until a restart). A failed encoding is not a
+    /// write failure and is not counted.
+    pub fn write_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Reads a page of records back, verifying the chain up to it.
@@ -256,6 +272,11 @@ mod tests {
         let (_dir, path) = journal_with(3);
         let journal = Journal::open(&path).expect("reopens");
         assert_eq!(journal.append(&intent(9)).expect("appends"), 3);
+        assert_eq!(
+            journal.write_failures(),
+            0,
+            "appends that worked are not failures"
+        );
         let end = verify(BufReader::new(File::open(&path).expect("open"))).expect("verifies");
         assert_eq!(end.records, 4);
         let (records, next) = journal
@@ -350,14 +371,17 @@ mod tests {
                 last_hash: record::GENESIS.into(),
             },
         );
+        assert_eq!(journal.write_failures(), 0);
         assert!(matches!(
             journal.append(&intent(0)),
             Err(JournalError::Write(_))
         ));
+        assert_eq!(journal.write_failures(), 1, "the failed write");
         assert!(matches!(
             journal.append(&intent(1)),
             Err(JournalError::Poisoned)
         ));
+        assert_eq!(journal.write_failures(), 2, "and the refused one after it");
         let error: HelperError = JournalError::Poisoned.into();
         assert!(matches!(error, HelperError::JournalUnavailable { .. }));
     }

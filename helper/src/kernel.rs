@@ -107,7 +107,7 @@ fn read(path: &Path) -> Result<String, KernelError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Every field procfs requires, as a 6.x kernel lists them; only MemTotal matters here.
@@ -166,7 +166,8 @@ DirectMap4k:    0 kB\n\
 DirectMap2M:    0 kB\n\
 DirectMap1G:    0 kB\n";
 
-    fn fixture(slabinfo: Option<&str>) -> tempfile::TempDir {
+    /// A procfs tree with every file `status` reads (also for the handler's tests).
+    pub(crate) fn fixture(slabinfo: Option<&str>) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
         let write = |relative: &str, text: &str| {
             let path = dir.path().join(relative);

@@ -10,8 +10,8 @@ mod support;
 use std::time::Duration;
 
 use ctguard_protocol::{
-    ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalEvent, JournalPage, Request,
-    Response, ShortText,
+    ActiveBlock, BlockDuration, BlockTarget, HelperError, HelperHealth, JournalEvent, JournalPage,
+    Request, Response, ShortText,
 };
 use support::{
     Connection, HelperProcess, have_root,
@@ -21,6 +21,15 @@ use support::{
 
 /// A second target, blocked only to make the helper rewrite its table.
 const OTHER: &str = "203.0.113.200";
+
+/// The helper's own state, as every `status` answer carries it.
+fn health(session: &mut Connection) -> HelperHealth {
+    let response = session.ask(&Request::Status {});
+    let Response::Status { helper, .. } = response else {
+        panic!("{response:?}");
+    };
+    helper
+}
 
 fn text(s: &str) -> ShortText {
     ShortText::new(s).unwrap()
@@ -143,12 +152,21 @@ fn a_block_empties_the_attackers_entries_and_keeps_them_empty_while_the_client_c
         session.ask(&unblock(&format!("from {OTHER}"))),
         Response::Unblocked { .. }
     ));
+    assert_eq!(
+        health(&mut session),
+        HelperHealth {
+            blocks_active: 1,
+            journal_write_failures: 0
+        },
+        "status counts the block"
+    );
 
     let response = session.ask(&unblock(&format!("from {ATTACKER}")));
     assert!(
         matches!(response, Response::Unblocked { .. }),
         "{response:?}"
     );
+    assert_eq!(health(&mut session).blocks_active, 0, "and no longer");
     assert!(!net.nft_set("v4_saddr").unwrap().contains(ATTACKER));
     net.flood(ATTACKER, 100, 30_000, false);
     assert!(
@@ -247,6 +265,11 @@ fn a_block_expires_by_itself() {
         panic!("no blocks");
     };
     assert!(blocks.is_empty(), "{blocks:?}");
+    assert_eq!(
+        health(&mut session).blocks_active,
+        0,
+        "an expired block is not counted"
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ fn the_count_equals_conntrack_tools_in_a_watched_namespace() {
     let netns = Netns::new("count");
     let helper = HelperProcess::start(&["--group", "root", "--netns", &netns.name]);
     let read_count = || {
-        let Response::Status { status } = helper.session().ask(&Request::Status {}) else {
+        let Response::Status { status, .. } = helper.session().ask(&Request::Status {}) else {
             panic!("no status");
         };
         status.count
@@ -70,7 +70,7 @@ fn the_helper_reports_its_namespace_and_the_kernel_statistics() {
             "127.0.0.1",
         ],
     );
-    let Response::Status { status } = connection.ask(&Request::Status {}) else {
+    let Response::Status { status, .. } = connection.ask(&Request::Status {}) else {
         panic!("no status");
     };
     let reference = netns.conntrack_stat_sum("invalid");

@@ -56,8 +56,8 @@ mod tests {
     use super::*;
     use crate::{
         ActiveBlock, BlockDuration, BlockTarget, ConntrackStats, ConntrackStatus, EntryFilter,
-        HelperError, JournalPage, PROTOCOL_VERSION, Protocol, Request, Response, ShortText,
-        SysctlKey,
+        HelperError, HelperHealth, JournalPage, PROTOCOL_VERSION, Protocol, Request, Response,
+        ShortText, SysctlKey,
     };
 
     fn text(s: &str) -> ShortText {
@@ -146,6 +146,10 @@ mod tests {
             },
             Response::Status {
                 status: sample_status(),
+                helper: HelperHealth {
+                    blocks_active: 3,
+                    journal_write_failures: 1,
+                },
             },
             Response::Error {
                 error: HelperError::PeerNotAllowed {
@@ -225,11 +229,50 @@ mod tests {
             .expect_err("unknown field beside a field-less request");
         assert!(error.to_string().contains("unknown field"), "{error}");
 
+        let helper = serde_json::to_value(HelperHealth::default()).expect("serialises");
         let mut status = serde_json::to_value(sample_status()).expect("serialises");
         status["extra"] = 1.into();
-        let response = serde_json::json!({"response": "status", "status": status});
+        let response =
+            serde_json::json!({"response": "status", "status": status, "helper": helper});
         let error = serde_json::from_value::<Response>(response).expect_err("unknown nested field");
         assert!(error.to_string().contains("unknown field"), "{error}");
+
+        let status = serde_json::to_value(sample_status()).expect("serialises");
+        let mut helper = serde_json::to_value(HelperHealth::default()).expect("serialises");
+        helper["uptime"] = 1.into();
+        let response =
+            serde_json::json!({"response": "status", "status": status, "helper": helper});
+        let error = serde_json::from_value::<Response>(response).expect_err("unknown helper field");
+        assert!(error.to_string().contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn a_status_answer_carries_the_helpers_state_and_one_without_it_is_refused() {
+        let body = encode(&Response::Status {
+            status: sample_status(),
+            helper: HelperHealth {
+                blocks_active: 1,
+                journal_write_failures: 0,
+            },
+        })
+        .expect("encodes");
+        let text = std::str::from_utf8(&body).expect("utf-8");
+        assert!(
+            text.starts_with(r#"{"response":"status","status":{"count":65536,"#),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#""helper":{"blocks_active":1,"journal_write_failures":0}}"#),
+            "{text}"
+        );
+        // A version 2 helper's answer: the shape changed, hence the version bump.
+        let status = serde_json::to_value(sample_status()).expect("serialises");
+        let old = serde_json::json!({"response": "status", "status": status});
+        let error = serde_json::from_value::<Response>(old).expect_err("no helper state");
+        assert!(
+            error.to_string().contains("missing field `helper`"),
+            "{error}"
+        );
     }
 
     #[test]

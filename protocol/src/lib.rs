@@ -11,10 +11,11 @@
 //! (`deny_unknown_fields`), so a typo or a newer peer fails loudly instead of being half-understood:
 //!
 //! ```text
-//! client → helper   {"request":"hello","protocol_version":2}
-//! helper → client   {"response":"welcome","protocol_version":2,"helper_version":"0.1.0","netns":"ctg-host"}
+//! client → helper   {"request":"hello","protocol_version":3}
+//! helper → client   {"response":"welcome","protocol_version":3,"helper_version":"0.1.0","netns":"ctg-host"}
 //! client → helper   {"request":"status"}
-//! helper → client   {"response":"status","status":{"count":12,"max":262144,...}}
+//! helper → client   {"response":"status","status":{"count":12,"max":262144,...},
+//!                    "helper":{"blocks_active":1,"journal_write_failures":0}}
 //! client → helper   {"request":"block","target":{"network":"50.2.6.12/32","direction":"source",
 //!                    "protocol":"udp","port":{"side":"source","port":53}},"duration":3600,
 //!                    "reason":"DNS reflection","requested_by":"198.51.100.5","actor":"alice"}
@@ -26,9 +27,11 @@
 //! ```
 //!
 //! Requests: `hello`, `status`, `snapshot`, `entries` (`filter`), `set_sysctl`, `block`, `unblock`,
-//! `list_blocks`, `delete_entries`, `journal` (`page`), `kernel_log`, `read_sysctls`. Every request is a struct variant, even
-//! one without fields (`{"request":"status"}`): serde ignores unknown fields beside a unit
-//! variant's tag, and `deny_unknown_fields` must hold for all of them.
+//! `list_blocks`, `delete_entries`, `journal` (`page`), `verify_journal`, `kernel_log`,
+//! `read_sysctls`. Every request is a struct variant, even one without fields
+//! (`{"request":"status"}`): serde ignores unknown fields beside a unit variant's tag, and
+//! `deny_unknown_fields` must hold for all of them. `list_blocks` answers each block with
+//! `packets_dropped` when the helper could read the kernel's counters (absent otherwise).
 //!
 //! Values are validated while they are parsed, so a frame with an ill-formed value is refused
 //! like an unknown field: a [`BlockTarget`]'s network must have no host bits set and a port needs
@@ -39,6 +42,8 @@
 //!
 //! Mutations (`set_sysctl`, `block`, `unblock`, `delete_entries`) are journaled by the helper
 //! before they act; their answers carry the journal sequence number of the intent record.
+//! `status` also reports the helper's own state ([`HelperHealth`]): the blocks in force and the
+//! journal writes that failed (after one, the helper refuses every mutation until it restarts).
 //!
 //! A conversation starts with exactly one `hello`; the helper answers `welcome` when the versions match
 //! and [`HelperError::VersionMismatch`] (then closes) when they do not. After that the client sends any
@@ -70,13 +75,13 @@ pub use snapshot::{
     ConntrackEntry, EntryFilter, Group, Snapshot, SourcePort, SourceSport, SourceSpread, StateMix,
     TcpState, TopList,
 };
-pub use status::{ConntrackStats, ConntrackStatus};
+pub use status::{ConntrackStats, ConntrackStatus, HelperHealth};
 pub use sysctl::{SysctlKey, SysctlReading, SysctlScope, SysctlUnit};
 pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Side};
 
 /// The protocol version both sides must agree on in the `hello` handshake. Bump it on any change to
-/// the JSON shape of a request or a response.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// the JSON shape of a request or a response. 3: `status` answers carry `helper` ([`HelperHealth`]).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,
 /// never raw table dumps, so 1 MiB leaves ample room while bounding what a confused peer can make us

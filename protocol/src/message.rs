@@ -10,7 +10,7 @@ use crate::{
     journal::{JournalCheck, JournalPage, JournalRecord},
     kernel_log::KernelLogSummary,
     snapshot::{ConntrackEntry, EntryFilter, Snapshot},
-    status::ConntrackStatus,
+    status::{ConntrackStatus, HelperHealth},
     sysctl::{SysctlKey, SysctlReading},
     target::{BlockDuration, BlockTarget, ShortText},
 };
@@ -22,8 +22,9 @@ use crate::{
 pub enum Request {
     /// The first frame of every connection.
     Hello { protocol_version: u32 },
-    /// The table's fill, limits, statistics and memory, read from procfs. (A struct variant, not a
-    /// unit one: serde ignores unknown fields beside the tag of a unit variant.)
+    /// The table's fill, limits, statistics and memory, read from procfs, and the helper's own
+    /// state. Read-only. (A struct variant, not a unit one: serde ignores unknown fields beside the
+    /// tag of a unit variant.)
     Status {},
     /// One aggregated walk of the table (shared with concurrent callers, rate-limited).
     Snapshot {},
@@ -108,6 +109,8 @@ pub enum Response {
     },
     Status {
         status: ConntrackStatus,
+        /// Since protocol version 3.
+        helper: HelperHealth,
     },
     Snapshot {
         snapshot: Box<Snapshot>,

@@ -1,4 +1,5 @@
-//! What the helper reports about the connection-tracking table: fill, limits, statistics, memory.
+//! What the helper reports in answer to `status`: the connection-tracking table (fill, limits,
+//! statistics, memory) and, beside it, the helper's own state (blocks in force, journal failures).
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,24 @@ impl ConntrackStatus {
     pub fn full_table_bytes(&self) -> Option<u64> {
         self.entry_bytes.map(|size| size.saturating_mul(self.max))
     }
+}
+
+/// The helper's own state, answered with every `status` beside the table's [`ConntrackStatus`].
+///
+/// In `status` because the server's sampler already asks for it once per interval: monitoring gets
+/// these numbers at no extra request, and both are a counter and a count the helper keeps in
+/// memory, read without waiting for a change in progress. A sibling struct rather than more fields
+/// of [`ConntrackStatus`]: that one is a reading of the kernel (procfs fills it, the history keeps
+/// it), this one comes from the helper's blocks and journal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelperHealth {
+    /// Blocks in force now: held by the helper and not yet expired.
+    pub blocks_active: u64,
+    /// Journal appends that failed since the helper started. After the first failure the journal
+    /// refuses every append until a restart, so every change is refused too; each refusal counts.
+    /// Anything above zero means the helper can change nothing.
+    pub journal_write_failures: u64,
 }
 
 /// Counters from `/proc/net/stat/nf_conntrack`, summed over CPUs. They only grow (until a reboot

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use ctguard_app::live::HelperOutage;
 use ctguard_protocol::{
-    ConntrackStatus, HelperError, KernelLogSummary, PROTOCOL_VERSION, Request, Response,
+    ConntrackStatus, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION, Request,
+    Response,
     frame::{self, FrameError},
 };
 use futures::{SinkExt, StreamExt};
@@ -59,9 +60,10 @@ impl HelperClient {
         Self { settings }
     }
 
-    pub async fn status(&self) -> Result<ConntrackStatus, HelperClientError> {
+    /// The table's reading and the helper's own state (blocks in force, journal failures).
+    pub async fn status(&self) -> Result<(ConntrackStatus, HelperHealth), HelperClientError> {
         match self.exchange(Request::Status {}).await? {
-            Response::Status { status } => Ok(status),
+            Response::Status { status, helper } => Ok((status, helper)),
             other => Err(unexpected(&other)),
         }
     }

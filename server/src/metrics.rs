@@ -32,6 +32,7 @@ pub fn render(sample: &LiveSample) -> String {
         at_ms,
         status,
         kernel_log,
+        helper,
     } = sample
     else {
         metric(
@@ -129,6 +130,19 @@ pub fn render(sample: &LiveSample) -> String {
             log.suppressed,
         );
     }
+    metric(
+        "ctguard_blocks_active",
+        "gauge",
+        "Blocks the helper enforces now (unexpired).",
+        helper.blocks_active,
+    );
+    metric(
+        "ctguard_helper_journal_write_failures_total",
+        "counter",
+        "Journal appends that failed since the helper started; after the first it refuses every \
+         change until restarted, and each refusal counts.",
+        helper.journal_write_failures,
+    );
     metric(
         "ctguard_last_sample_timestamp_seconds",
         "gauge",

@@ -41,7 +41,7 @@ async fn run(
         let at_ms = now_ms();
         let previous = sender.borrow().clone();
         let next = match client.status().await {
-            Ok(status) => {
+            Ok((status, helper)) => {
                 if matches!(previous, LiveSample::HelperDown { .. }) {
                     tracing::info!("helper reachable again");
                 }
@@ -60,6 +60,7 @@ async fn run(
                     at_ms,
                     status,
                     kernel_log,
+                    helper,
                 }
             }
             Err(error) => {

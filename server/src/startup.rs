@@ -1,7 +1,11 @@
 //! Assembling the application: database, services, sampler, history, router and its layers; and
-//! running it until a signal.
+//! running it until a signal (or, in tests, until a future of their own).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
 
 use axum::{
     Extension, Router,
@@ -23,7 +27,7 @@ use ctguard_app::{
     users::ssr::SharedAccountAdmin,
 };
 use leptos::{config::LeptosOptions, prelude::provide_context};
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower_sessions::{
     Expiry, SessionManagerLayer, cookie::SameSite, session_store::ExpiredDeletion,
@@ -227,7 +231,19 @@ impl Application {
         self.local_addr
     }
 
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then shuts down as after a signal. For tests: the
+    /// signal handlers of [`Self::run_until_stopped`] are process-wide, and once installed
+    /// SIGTERM and SIGINT no longer end the process, so a test binary that hung could not be
+    /// stopped by `timeout` or Ctrl-C.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -236,7 +252,7 @@ impl Application {
         let sampler = self.sampler.abort_handle();
         axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
-                shutdown_signal().await;
+                shutdown.await;
                 sampler.abort();
             })
             .await?;
@@ -265,7 +281,7 @@ fn routes(state: AppState, services: Services) -> Router {
         settings_source,
         audit_log,
     } = services;
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let feed = state.feed.clone();
     let history = state.history.clone();
     let thresholds = state.thresholds;
@@ -288,6 +304,22 @@ fn routes(state: AppState, services: Services) -> Router {
         .leptos_routes_with_context(&state, routes, provide, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
+}
+
+/// The app's routes, generated once per process.
+///
+/// Generating them renders the app with leptos's `SuppressResourceLoad` guard held, and that guard
+/// sets a *process-wide* flag (a static in leptos_server 0.8, set by leptos_router's
+/// `RouteList::generate`; leptos issue #4773): every `Resource` whose fetch is first polled while
+/// it is set, on any thread and in any request, awaits `pending()` forever. A page rendered by an
+/// application already serving in the same process at that moment stops after its `<Suspense>`
+/// fallbacks and its response never ends. Every server test builds an application while others
+/// serve, which is how the tests hung. Generated once, before any application of the process can
+/// serve (each one needs the list first), the flag is never set while a page renders. The list
+/// depends only on `App`, so one generation serves every application.
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 async fn shutdown_signal() {

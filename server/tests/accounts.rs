@@ -39,7 +39,7 @@ fn cookie_value(set_cookie: &str) -> String {
 fn with_cookie(cookie: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("cookie", cookie.parse().unwrap());
-    reqwest::Client::builder()
+    support::client_builder()
         .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -21,11 +21,13 @@ async fn metrics_report_what_the_helper_serves() {
     let (status, text) = app.get_text("/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(metric(&text, "ctguard_helper_up"), Some(0), "{text}");
-    assert_eq!(
-        metric(&text, "ctguard_conntrack_entries"),
-        None,
-        "no stale numbers"
-    );
+    for name in [
+        "ctguard_conntrack_entries",
+        "ctguard_blocks_active",
+        "ctguard_helper_journal_write_failures_total",
+    ] {
+        assert_eq!(metric(&text, name), None, "no stale {name}");
+    }
 
     let _helper = FakeHelper::start(&app.helper_socket, 5_000);
     let viewer = app.signed_in(Role::Viewer).await;
@@ -57,6 +59,14 @@ async fn metrics_report_what_the_helper_serves() {
     );
     assert!(text.contains("# TYPE ctguard_conntrack_drop_total counter"));
     assert!(text.contains("# TYPE ctguard_conntrack_entries gauge"));
+    // The helper's own state, from the same status answer.
+    assert_eq!(metric(&text, "ctguard_blocks_active"), Some(4));
+    assert_eq!(
+        metric(&text, "ctguard_helper_journal_write_failures_total"),
+        Some(1)
+    );
+    assert!(text.contains("# TYPE ctguard_blocks_active gauge"));
+    assert!(text.contains("# TYPE ctguard_helper_journal_write_failures_total counter"));
 }
 
 #[tokio::test]

@@ -21,8 +21,8 @@ use ctguard_app::{
     thresholds::Thresholds,
 };
 use ctguard_protocol::{
-    ConntrackStats, ConntrackStatus, HelperError, KernelLogSummary, PROTOCOL_VERSION, Request,
-    Response, SysctlKey, SysctlReading, frame,
+    ConntrackStats, ConntrackStatus, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION,
+    Request, Response, SysctlKey, SysctlReading, frame,
 };
 use ctguard_server::{
     auth::SessionPolicy,
@@ -83,11 +83,15 @@ impl TestApp {
     }
 
     pub async fn get_text(&self, path: &str) -> (reqwest::StatusCode, String) {
-        let response = reqwest::get(format!("{}{path}", self.address))
+        let response = client_builder()
+            .build()
+            .unwrap()
+            .get(format!("{}{path}", self.address))
+            .send()
             .await
-            .unwrap();
+            .unwrap_or_else(|error| failed(&format!("GET {path}"), &error));
         let status = response.status();
-        (status, response.text().await.unwrap())
+        (status, body(response).await)
     }
 
     /// Asks the dashboard's seed server function as a signed-in viewer's browser would.
@@ -102,8 +106,45 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        serde_json::from_str(&response.text().await.unwrap()).unwrap()
+        serde_json::from_str(&body(response).await).unwrap()
     }
+}
+
+/// How long a test's HTTP client waits for the connection, and then for each read of an answer,
+/// before failing the test: a server that stops answering (a stalled page stream, a deadlock)
+/// fails fast with the request named instead of hanging the test binary.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every test client starts here. A read timeout rather than a total one: it resets with each
+/// chunk, so the live event streams tests hold open stay open while they flow.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+}
+
+/// Fails the test for a request that got no (complete) answer, saying which and why.
+pub fn failed(what: &str, error: &reqwest::Error) -> ! {
+    let mut cause = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        cause.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    if error.is_timeout() {
+        panic!("{what}: the server sent nothing for {READ_TIMEOUT:?} ({cause})");
+    }
+    panic!("{what}: {cause}");
+}
+
+/// The whole body of a response, failing the test clearly if the server stops sending it.
+pub async fn body(response: reqwest::Response) -> String {
+    let what = format!("the body of {}", response.url().path());
+    response
+        .text()
+        .await
+        .unwrap_or_else(|error| failed(&what, &error))
 }
 
 /// Polls `condition` every 50 ms until it holds, failing after 10 s.
@@ -182,8 +223,11 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Setti
         .await
         .unwrap();
     let address = format!("http://{}", application.local_addr());
+    // Never stopped by a signal: `run_until_stopped` would install process-wide SIGTERM and
+    // SIGINT handlers, and then `timeout` or Ctrl-C could not end a hung test binary. The test
+    // stops its server by aborting this task.
     let server = tokio::spawn(async move {
-        application.run_until_stopped().await.unwrap();
+        application.run_until(std::future::pending()).await.unwrap();
     });
     TestApp {
         address,
@@ -198,7 +242,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Setti
 impl TestApp {
     /// A browser-like client: keeps cookies, does not follow redirects (tests look at them).
     pub fn browser(&self) -> reqwest::Client {
-        reqwest::Client::builder()
+        client_builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -222,7 +266,7 @@ impl TestApp {
             .form(form)
             .send()
             .await
-            .unwrap()
+            .unwrap_or_else(|error| failed(&format!("POST {path}"), &error))
     }
 
     /// Calls a server function that takes JSON, as the UI does.
@@ -238,7 +282,7 @@ impl TestApp {
             .json(body)
             .send()
             .await
-            .unwrap()
+            .unwrap_or_else(|error| failed(&format!("POST {path}"), &error))
     }
 
     /// Previews a user change and confirms it with the token it returned.
@@ -308,7 +352,7 @@ impl TestApp {
             .header("accept", "text/html")
             .send()
             .await
-            .unwrap()
+            .unwrap_or_else(|error| failed(&format!("GET {path}"), &error))
     }
 }
 
@@ -332,6 +376,14 @@ pub fn sample_status(count: u64) -> ConntrackStatus {
         },
         entry_bytes: Some(256),
         host_memory_bytes: 8 << 30,
+    }
+}
+
+/// What a fake helper says about itself: blocks in force, and a journal that failed once.
+pub fn sample_health() -> HelperHealth {
+    HelperHealth {
+        blocks_active: 4,
+        journal_write_failures: 1,
     }
 }
 
@@ -409,6 +461,7 @@ impl FakeHelper {
                                 counter.fetch_add(1, Ordering::SeqCst);
                                 Response::Status {
                                     status: sample_status(count),
+                                    helper: sample_health(),
                                 }
                             }
                             Request::KernelLog {} => Response::KernelLog {
@@ -534,7 +587,7 @@ impl LiveEvents {
             .get(format!("{}/api/live", app.address))
             .send()
             .await
-            .unwrap();
+            .unwrap_or_else(|error| failed("GET /api/live", &error));
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.headers()["content-type"],

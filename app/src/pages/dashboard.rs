@@ -82,6 +82,7 @@ fn SampleView(sample: LiveSample, thresholds: Thresholds, history: History) -> i
             at_ms,
             status,
             kernel_log,
+            ..
         } => view! {
             <FillBanner status=status.clone() thresholds/>
             <FillGauge status=status.clone() at_ms thresholds/>

@@ -369,9 +369,17 @@ fn unblock_removes_only_an_existing_block() {
     f.blocks
         .block(t("from 192.0.2.7"), minutes(1), reason(), &who())
         .expect("blocks");
+    assert_eq!(f.blocks.active(), 1);
+    {
+        // A change in progress holds the blocks' lock (while nft runs): the count does not wait
+        // for it, it reports the last finished change.
+        let _change_in_progress = f.blocks.lock();
+        assert_eq!(f.blocks.active(), 1);
+    }
     f.blocks
         .unblock(t("from 192.0.2.7"), reason(), &who())
         .expect("unblocks");
+    assert_eq!(f.blocks.active(), 0);
     assert!(f.blocks.list().is_empty());
     assert!(
         f.kernel

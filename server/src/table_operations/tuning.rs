@@ -41,7 +41,8 @@ impl TableOperator {
     }
 
     pub(super) async fn status_now(&self) -> Result<ConntrackStatus, AdminError> {
-        self.helper.status().await.map_err(from_helper)
+        let (status, _helper) = self.helper.status().await.map_err(from_helper)?;
+        Ok(status)
     }
 
     /// What a sysctl operation writes: its own arguments, or for a revert the value the audited
