@@ -163,7 +163,7 @@ pub async fn journal_status() -> Result<ctguard_protocol::JournalCheck, ServerFn
         .await?
         .journal_check()
         .await
-        .map_err(Into::into)
+        .map_err(|e| e.into_server_error())
 }
 
 #[server(input = Json)]
@@ -172,7 +172,7 @@ pub async fn query_audit(query: AuditQuery) -> Result<AuditPage, ServerFnError> 
         .await?
         .query(query)
         .await
-        .map_err(Into::into)
+        .map_err(|e| e.into_server_error())
 }
 
 #[cfg(feature = "ssr")]
@@ -193,6 +193,17 @@ pub mod ssr {
         Invalid(String),
         #[error("Something went wrong; the server log has the details.")]
         Internal,
+    }
+
+    impl AuditError {
+        /// The error a server function answers with: 400 for a refusal, 500 for a failure.
+        pub fn into_server_error(self) -> ServerFnError {
+            let status = match self {
+                Self::Invalid(_) => axum::http::StatusCode::BAD_REQUEST,
+                Self::Internal => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            crate::session::refusal(status, self)
+        }
     }
 
     #[async_trait::async_trait]

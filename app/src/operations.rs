@@ -97,7 +97,11 @@ impl Operation {
 
 #[server]
 pub async fn suspects() -> Result<SuspectsView, ServerFnError> {
-    ssr::viewer().await?.suspects().await.map_err(Into::into)
+    ssr::viewer()
+        .await?
+        .suspects()
+        .await
+        .map_err(|e| e.into_server_error())
 }
 
 #[server]
@@ -106,12 +110,16 @@ pub async fn entries_of(network: String) -> Result<EntriesView, ServerFnError> {
         .await?
         .entries_of(network)
         .await
-        .map_err(Into::into)
+        .map_err(|e| e.into_server_error())
 }
 
 #[server]
 pub async fn active_blocks() -> Result<Vec<ActiveBlock>, ServerFnError> {
-    ssr::viewer().await?.blocks().await.map_err(Into::into)
+    ssr::viewer()
+        .await?
+        .blocks()
+        .await
+        .map_err(|e| e.into_server_error())
 }
 
 /// Step one: what the operation would do, and the token that confirms it. (Fixed endpoint names
@@ -123,7 +131,7 @@ pub async fn preview_operation(operation: Operation) -> Result<Preview, ServerFn
         .await?
         .preview(operation)
         .await
-        .map_err(Into::into)
+        .map_err(|e| e.into_server_error())
 }
 
 /// Step two: carries out a previewed operation; returns what happened, in words.
@@ -133,7 +141,7 @@ pub async fn apply_operation(token: String, operation: Operation) -> Result<Stri
         .await?
         .apply(token, operation)
         .await
-        .map_err(Into::into)
+        .map_err(|e| e.into_server_error())
 }
 
 /// Step one for sysctl changes: the same as [`preview_operation`] behind a route only admins
@@ -145,7 +153,7 @@ pub async fn preview_tuning(operation: Operation) -> Result<Preview, ServerFnErr
         .await?
         .preview(operation)
         .await
-        .map_err(Into::into)
+        .map_err(|e| e.into_server_error())
 }
 
 /// Step two for sysctl changes.
@@ -155,7 +163,7 @@ pub async fn apply_tuning(token: String, operation: Operation) -> Result<String,
         .await?
         .apply(token, operation)
         .await
-        .map_err(Into::into)
+        .map_err(|e| e.into_server_error())
 }
 
 #[cfg(feature = "ssr")]

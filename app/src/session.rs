@@ -63,12 +63,35 @@ pub async fn current_user_query() -> Result<Option<CurrentUser>, ServerFnError> 
 /// behind the server's route table.
 #[cfg(feature = "ssr")]
 pub async fn require(action: Action) -> Result<CurrentUser, ServerFnError> {
+    use axum::http::StatusCode;
     match leptos_axum::extract::<Option<axum::Extension<CurrentUser>>>().await? {
         Some(axum::Extension(user)) if user.may(action) => Ok(user),
-        Some(_) => Err(ServerFnError::new("Your role does not allow this.")),
-        None => Err(ServerFnError::new("Sign in first.")),
+        Some(_) => Err(refusal(
+            StatusCode::FORBIDDEN,
+            "Your role does not allow this.",
+        )),
+        None => Err(refusal(StatusCode::UNAUTHORIZED, "Sign in first.")),
     }
 }
+
+/// A server function's error with the HTTP status that says whose it is: 4xx for what the person
+/// asking can act on (a refused change, an expired confirmation), 500 only for the server's own
+/// failures, so a refusal never counts as a server fault in a proxy's or a browser's eyes.
+#[cfg(feature = "ssr")]
+pub fn refusal(status: axum::http::StatusCode, message: impl std::fmt::Display) -> ServerFnError {
+    // Only when the request is the server function's own: one called while a page renders shares
+    // the page's response, and a refused part must not turn the whole page into an error.
+    let serving_the_function = use_context::<axum::http::request::Parts>()
+        .is_some_and(|parts| parts.uri.path().starts_with(SERVER_FN_PREFIX));
+    if serving_the_function && let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(status);
+    }
+    ServerFnError::new(message)
+}
+
+/// Where server functions are served (Leptos' default prefix).
+#[cfg(feature = "ssr")]
+const SERVER_FN_PREFIX: &str = "/api/";
 
 #[cfg(test)]
 mod tests {

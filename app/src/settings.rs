@@ -117,7 +117,11 @@ pub struct TuningView {
 
 #[server]
 pub async fn load_tuning() -> Result<TuningView, ServerFnError> {
-    ssr::source().await?.view().await.map_err(Into::into)
+    ssr::source()
+        .await?
+        .view()
+        .await
+        .map_err(|e| e.into_server_error())
 }
 
 #[cfg(feature = "ssr")]

@@ -68,7 +68,11 @@ impl UserChange {
 
 #[server]
 pub async fn list_accounts() -> Result<Vec<Account>, ServerFnError> {
-    ssr::admin().await?.list().await.map_err(Into::into)
+    ssr::admin()
+        .await?
+        .list()
+        .await
+        .map_err(|e| e.into_server_error())
 }
 
 /// Step one: what the change would do, and the token that confirms it.
@@ -78,7 +82,7 @@ pub async fn preview_user_change(change: UserChange) -> Result<Preview, ServerFn
         .await?
         .preview(change)
         .await
-        .map_err(Into::into)
+        .map_err(|e| e.into_server_error())
 }
 
 /// Step two: carries out a previewed change.
@@ -88,7 +92,7 @@ pub async fn apply_user_change(token: String, change: UserChange) -> Result<(), 
         .await?
         .apply(token, change)
         .await
-        .map_err(Into::into)
+        .map_err(|e| e.into_server_error())
 }
 
 #[cfg(feature = "ssr")]
@@ -110,6 +114,17 @@ pub mod ssr {
         Invalid(String),
         #[error("Something went wrong; the server log has the details.")]
         Internal,
+    }
+
+    impl AdminError {
+        /// The error a server function answers with: 400 for a refusal, 500 for a failure.
+        pub fn into_server_error(self) -> ServerFnError {
+            let status = match self {
+                Self::Invalid(_) => axum::http::StatusCode::BAD_REQUEST,
+                Self::Internal => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            crate::session::refusal(status, self)
+        }
     }
 
     #[async_trait::async_trait]

@@ -69,14 +69,22 @@ function serverErrorsSince(offset: number): string[] {
 /**
  * A page that fails its test on any browser console error or uncaught exception, and on any
  * server ERROR line logged while the test ran, unless the test expects it
- * (`test.use({ expectedServerErrors: [/helper request failed/] })`).
+ * (`test.use({ expectedServerErrors: [/helper request failed/] })`; likewise
+ * `expectedConsoleErrors`, e.g. for the 400 of a change the server refuses).
  */
-export const test = base.extend<{ page: Page; expectedServerErrors: RegExp[] }>({
+export const test = base.extend<{
+  page: Page;
+  expectedServerErrors: RegExp[];
+  expectedConsoleErrors: RegExp[];
+}>({
   expectedServerErrors: [[], { option: true }],
-  page: async ({ page, expectedServerErrors }, use) => {
+  expectedConsoleErrors: [[], { option: true }],
+  page: async ({ page, expectedServerErrors, expectedConsoleErrors }, use) => {
     const errors: string[] = [];
     page.on('console', (message) => {
-      if (message.type() === 'error') errors.push(`${message.text()} (${message.location().url})`);
+      if (message.type() !== 'error') return;
+      const line = `${message.text()} (${message.location().url})`;
+      if (!expectedConsoleErrors.some((pattern) => pattern.test(line))) errors.push(line);
     });
     page.on('pageerror', (error) => errors.push(error.message));
     const logOffset = serverLogSize();

@@ -72,7 +72,7 @@ async fn a_block_happens_only_after_its_own_confirmed_preview_and_is_audited() {
 
     // Another target with this token: refused, and the token is spent.
     let tampered = apply(&app, &operator, &shown.token, block("from 203.0.113.77")).await;
-    assert_ne!(tampered.status(), 200);
+    assert_eq!(tampered.status(), 400, "a refusal, not a server fault");
     assert!(tampered.text().await.unwrap().contains("different change"));
     let replay = apply(&app, &operator, &shown.token, block("from 203.0.113.66")).await;
     assert_ne!(replay.status(), 200);
@@ -145,7 +145,7 @@ async fn a_viewer_can_neither_preview_nor_apply_and_bad_targets_are_refused_in_w
 
     let operator = app.signed_in(Role::Operator).await;
     let response = preview(&app, &operator, block("from 203.0.113.66/33")).await;
-    assert_ne!(response.status(), 200);
+    assert_eq!(response.status(), 400);
     let text = response.text().await.unwrap();
     assert!(text.contains("not an address or a CIDR network"), "{text}");
 }
