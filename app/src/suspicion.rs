@@ -30,16 +30,8 @@ pub const MANY_DESTINATIONS: u32 = 100;
 pub const INTERNAL_PERCENT: f64 = 90.0;
 /// At least this share of a source's entries from one UDP amplifier port: reflection.
 pub const REFLECTION_PERCENT: f64 = 50.0;
-/// UDP services abused for reflection, by source port.
-pub const AMPLIFIERS: [(u16, &str); 7] = [
-    (53, "DNS"),
-    (123, "NTP"),
-    (19, "chargen"),
-    (161, "SNMP"),
-    (389, "CLDAP"),
-    (1900, "SSDP"),
-    (11211, "memcached"),
-];
+/// UDP services abused for reflection, by source port (the helper counts only these).
+pub use ctguard_protocol::snapshot::AMPLIFIERS;
 /// Below this many entries a source is noise, whatever its mix.
 pub const MIN_ENTRIES: u64 = 50;
 

@@ -12,7 +12,7 @@ use std::{
 
 use ctguard_protocol::{
     ConntrackEntry, EntryFilter, HelperError, Protocol, Snapshot, SourcePort, SourceSport,
-    StateMix, TcpState,
+    StateMix, TcpState, snapshot::amplifier,
 };
 
 use crate::ctnetlink::{self, Flow, parse::protocol_name};
@@ -23,6 +23,9 @@ use top::TopTracker;
 pub const TOP_N: usize = 20;
 /// Groups tracked per category while walking (bounded memory whatever the table size).
 pub const TRACKED: usize = 16_384;
+/// Sources whose spread is sketched (128 bytes each): the first this many a walk meets. The heavy
+/// sources a suspicious table is about fill it early and often, so they are among them.
+pub const SPREAD_TRACKED: usize = 4_096;
 
 /// The state mix of one entry.
 pub fn mix_of(flow: &Flow) -> StateMix {
@@ -75,7 +78,7 @@ impl Aggregate {
             dports: TopTracker::new(cap),
             source_dports: TopTracker::new(cap),
             source_sports: TopTracker::new(cap),
-            spread: SpreadTracker::new(cap),
+            spread: SpreadTracker::new(cap.min(SPREAD_TRACKED)),
             protocols: TopTracker::new(64),
             tcp_states: TopTracker::new(16),
         }
@@ -89,16 +92,13 @@ impl Aggregate {
         self.destinations.add(original.destination, &mix);
         self.spread
             .add(original.source, original.destination, original.dport);
-        let protocol = match original.protocol {
-            6 => Some(Protocol::Tcp),
-            17 => Some(Protocol::Udp),
-            _ => None,
-        };
-        if let (Some(protocol), Some(sport)) = (protocol, original.sport) {
+        if original.protocol == 17
+            && let Some(sport) = original.sport.filter(|port| amplifier(*port).is_some())
+        {
             self.source_sports.add(
                 SourceSport {
                     source: original.source,
-                    protocol,
+                    protocol: Protocol::Udp,
                     sport,
                 },
                 &mix,
@@ -298,18 +298,27 @@ mod tests {
             3,
             IPS_SEEN_REPLY | IPS_ASSURED | IPS_SRC_NAT,
         ));
+        // UDP answers from port 53, and UDP from an ephemeral port, which is not counted by port.
+        for sport in [53, 53, 40_001] {
+            let mut reflected = flow([203, 0, 113, 53], 1024, 0, 0);
+            reflected.original.protocol = 17;
+            reflected.original.sport = Some(sport);
+            aggregate.add(&reflected);
+        }
         let snapshot = aggregate.finish(1, 2);
         assert_eq!(snapshot.total.source_nat, 1);
-        let sport = &snapshot.source_sports.top[0];
         assert_eq!(
-            (sport.key.protocol, sport.key.sport),
-            (Protocol::Tcp, 40_000)
+            snapshot.source_sports.top.len(),
+            1,
+            "only the amplifier port"
         );
-        assert_eq!(sport.mix.entries, 5);
-        assert_eq!(snapshot.source_spread.len(), 2, "one per listed source");
+        let sport = &snapshot.source_sports.top[0];
+        assert_eq!((sport.key.protocol, sport.key.sport), (Protocol::Udp, 53));
+        assert_eq!(sport.mix.entries, 2);
+        assert_eq!(snapshot.source_spread.len(), 3, "one per listed source");
         assert_eq!(snapshot.source_spread[0].dports, 1);
-        assert_eq!(snapshot.total.entries, 6);
-        assert_eq!(snapshot.total.unreplied, 5);
+        assert_eq!(snapshot.total.entries, 9);
+        assert_eq!(snapshot.total.unreplied, 8);
         assert_eq!(snapshot.total.assured, 1);
         let top = &snapshot.sources.top[0];
         assert_eq!(top.key, "203.0.113.66".parse::<IpAddr>().expect("ip"));
@@ -318,7 +327,13 @@ mod tests {
         assert_eq!(snapshot.source_dports.top[0].key.dport, 80);
         assert_eq!(snapshot.protocols.top[0].key, "tcp");
         assert_eq!(snapshot.tcp_states.top[0].key, TcpState::SynSent);
-        assert_eq!(snapshot.tcp_states.top[1].mix.established, 1);
+        let established = snapshot
+            .tcp_states
+            .top
+            .iter()
+            .find(|group| group.key == TcpState::Established)
+            .expect("listed");
+        assert_eq!(established.mix.established, 1);
     }
 
     #[test]

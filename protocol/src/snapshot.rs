@@ -70,6 +70,27 @@ pub struct SourcePort {
     pub dport: u16,
 }
 
+/// UDP services abused for reflection and amplification, by the source port their answers come
+/// from. The helper counts UDP entries by (source, port) for these ports only: reflected traffic
+/// comes from them, and counting every ephemeral port would only churn the walk's maps.
+pub const AMPLIFIERS: [(u16, &str); 7] = [
+    (53, "DNS"),
+    (123, "NTP"),
+    (19, "chargen"),
+    (161, "SNMP"),
+    (389, "CLDAP"),
+    (1900, "SSDP"),
+    (11211, "memcached"),
+];
+
+/// The service an amplifier port belongs to, if it is one.
+pub fn amplifier(port: u16) -> Option<&'static str> {
+    AMPLIFIERS
+        .iter()
+        .find(|(amplifier, _)| *amplifier == port)
+        .map(|(_, service)| *service)
+}
+
 /// A source address sending from one port: `udp from 203.0.113.53 sport 53` is how reflected
 /// DNS answers look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -107,7 +128,7 @@ pub struct Snapshot {
     pub destinations: TopList<IpAddr>,
     pub dports: TopList<u16>,
     pub source_dports: TopList<SourcePort>,
-    /// TCP and UDP entries by (source, protocol, source port).
+    /// UDP entries from the [`AMPLIFIERS`]' ports, by (source, protocol, source port).
     pub source_sports: TopList<SourceSport>,
     /// The spread of each source in `sources.top` (none for a source that appeared only after
     /// the helper stopped sketching new ones).
