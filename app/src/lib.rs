@@ -25,7 +25,7 @@ use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
     Lazy, StaticSegment,
-    components::{Route, Router, Routes},
+    components::{FlatRoutes, Route, Router},
 };
 
 use crate::{
@@ -97,7 +97,7 @@ pub fn App() -> impl IntoView {
         </header>
         <Router>
             <main data-hydrated=move || hydrated.get().to_string()>
-                <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
+                <FlatRoutes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=Dashboard/>
                     <Route path=StaticSegment("login") view=LoginPage/>
                     // The dashboard and the login page are in the first bundle; the rest load on
@@ -107,7 +107,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("tuning") view={Lazy::<TuningRoute>::new()}/>
                     <Route path=StaticSegment("users") view={Lazy::<UsersRoute>::new()}/>
                     <Route path=StaticSegment("audit") view={Lazy::<AuditRoute>::new()}/>
-                </Routes>
+                </FlatRoutes>
             </main>
         </Router>
     }
