@@ -5,7 +5,7 @@
 //! Each route is a thin wrapper around the page's component: `data` loads nothing up front (the
 //! pages start their own resources), and `view` is the split point. On the server `view` renders
 //! at once and notes the chunk, so a page loaded directly gets a preload link for it and hydrates
-//! once it has arrived (the frontend hydrates with `hydrate_lazy`).
+//! once it has arrived (the frontend hydrates asynchronously).
 
 use leptos::prelude::*;
 use leptos_router::{LazyRoute, lazy_route};
