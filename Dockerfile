@@ -2,8 +2,8 @@
 # ctguard: multi-stage build of both binaries and the site, then a slim runtime image for the server.
 #
 # The build stage runs the same commands as the README (scripts/install-deps.sh, then
-# `cargo leptos build --release`), so CI exercises these steps on every run even though no Docker
-# engine runs on the CI machines.
+# `cargo leptos build --release --split`), so CI exercises these steps on every run even though no
+# Docker engine runs on the CI machines.
 #
 # The helper is NOT run in this image: it needs root (or CAP_NET_ADMIN) in the host's network
 # namespace. Run it either
@@ -22,7 +22,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 RUN bash scripts/install-deps.sh
-RUN PATH=/src/end2end/node_modules/.bin:$PATH cargo leptos build --release \
+RUN PATH=/src/end2end/node_modules/.bin:$PATH cargo leptos build --release --split \
     && cargo build --release --locked -p ctguard-helper \
     && strip target/release/ctguard-server target/release/ctguard-helper
 

@@ -5,7 +5,7 @@
 # received, and the helper's request rate, which must not grow with the clients. Loopback only;
 # bounded in clients (≤ 1000) and time (≤ 300 s per phase); tears everything down, also on failure.
 #
-#   bench/sse-load.sh [SECONDS [CLIENTS]]      (root; after cargo leptos build --release)
+#   bench/sse-load.sh [SECONDS [CLIENTS]]      (root; after cargo leptos build --release --split)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -18,7 +18,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 scripts/install-deps.sh
-cargo leptos build --release
+cargo leptos build --release --split
 cargo build --release --locked -p ctguard-helper
 
 cleanup() {

@@ -2,8 +2,8 @@
 # The project's whole test command (Quick start, command 2; `.ci/run` runs it): installs what is
 # missing, then format check, clippy with warnings denied (native and wasm), unit and integration
 # tests (root ones included: CTGUARD_REQUIRE_ROOT_TESTS=1 forbids skipping them as root), the
-# release build of the site, the wasm size budget (250 KB gzipped), and the Playwright suite against
-# the real sandbox.
+# release build of the site, the size budget of its first wasm bundle (250 KB gzipped), and the
+# Playwright suite against the real sandbox.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,21 +49,43 @@ fi
 step "fuzz targets: a short bounded run each (longer runs: fuzz/README.md)"
 scripts/fuzz.sh 15
 
-step "release build of the site (cargo leptos build --release)"
-cargo leptos build --release
+# --split is required, not an optimisation: the operator and admin pages are lazy routes, and
+# without it their split points are left as imports nothing provides (ARCHITECTURE.md).
+step "release build of the site (cargo leptos build --release --split)"
+cargo leptos build --release --split
 cargo build --release --locked -p ctguard-helper
 
-# The issue's target is 250 KB gzipped; the bundle is about 505 KB since the accounts, operator and
-# admin pages. Until they are split out of the first bundle (lazy routes with cargo leptos --split),
-# this budget catches growth from here (BENCHMARKS.md).
-wasm_budget=520000
-step "wasm size budget: the release bundle, gzipped, at most $wasm_budget bytes"
+# The budget is on the first bundle, the wasm every page needs (the dashboard and the login page
+# need nothing else); the operator and admin pages come in chunks on their first visit
+# (BENCHMARKS.md, "Release wasm size"). The JS glue and the chunks are printed, not budgeted.
+wasm_budget=250000
+step "wasm size budget: the first bundle, gzipped, at most $wasm_budget bytes"
 budget_failed=0
-wasm=target/site/pkg/ctguard.wasm
-wasm_gzipped=$(gzip -9 -c "$wasm" | wc -c)
-echo "release wasm: $(stat -c %s "$wasm") bytes, $wasm_gzipped bytes gzipped (budget $wasm_budget; target 250000)"
+pkg=target/site/pkg
+wasm=$pkg/ctguard.wasm
+gzipped() { gzip -9 -c "$1" | wc -c; }
+if [[ ! -f $pkg/__wasm_split_manifest.json ]]; then
+  echo "FAILED: $pkg has no split manifest: the site was not built with --split" >&2
+  budget_failed=1
+fi
+wasm_gzipped=$(gzipped "$wasm")
+glue_gzipped=0
+for js in "$pkg"/ctguard.js "$pkg"/__wasm_split.*.js; do
+  if [[ -f $js ]]; then glue_gzipped=$((glue_gzipped + $(gzipped "$js"))); fi
+done
+chunks_raw=0
+chunks_gzipped=0
+chunks=0
+for chunk in "$pkg"/*.wasm; do
+  chunks=$((chunks + 1))
+  chunks_raw=$((chunks_raw + $(stat -c %s "$chunk")))
+  chunks_gzipped=$((chunks_gzipped + $(gzipped "$chunk")))
+done
+echo "first wasm bundle: $(stat -c %s "$wasm") bytes, $wasm_gzipped gzipped (budget $wasm_budget)"
+echo "its JS glue (ctguard.js, the split loader): $glue_gzipped bytes gzipped"
+echo "all $chunks wasm files, lazy chunks included: $chunks_raw bytes, $chunks_gzipped gzipped"
 if ((wasm_gzipped > wasm_budget)); then
-  echo "FAILED: the wasm bundle is over its budget" >&2
+  echo "FAILED: the first wasm bundle is over its budget" >&2
   budget_failed=1
 fi
 

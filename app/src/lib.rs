@@ -9,6 +9,7 @@ pub mod components;
 pub mod confirm;
 pub mod format;
 pub mod history;
+pub mod lazy_pages;
 pub mod live;
 pub mod operations;
 pub mod pages;
@@ -25,16 +26,14 @@ pub mod utc;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    StaticSegment,
-    components::{Route, Router, Routes},
+    Lazy, StaticSegment,
+    components::{FlatRoutes, Route, Router},
 };
 
 use crate::{
     auth::Action,
-    pages::{
-        audit::AuditPage, blocks::BlocksPage, dashboard::Dashboard, login::LoginPage,
-        suspicious::SuspiciousPage, tuning::TuningPage, users::UsersPage,
-    },
+    lazy_pages::{AuditRoute, BlocksRoute, SuspiciousRoute, TuningRoute, UsersRoute},
+    pages::{dashboard::Dashboard, login::LoginPage},
     session::{LOGOUT_PATH, current_user_query},
 };
 
@@ -78,14 +77,16 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Whether the whole page has hydrated, the chunk of a lazy page included: the browser's entry
+/// point (frontend/) provides it and sets it once hydration has finished; the server renders it
+/// unset. Tests and users can tell a live page from a static one by `main[data-hydrated]`.
+#[derive(Debug, Clone, Default)]
+pub struct Hydrated(pub ArcRwSignal<bool>);
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-
-    // Set once the wasm bundle has taken over the page; tests and users can tell a live page from
-    // a static one by it.
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
+    let hydrated = use_context::<Hydrated>().unwrap_or_default().0;
 
     view! {
         <Stylesheet id="leptos" href="/pkg/ctguard.css"/>
@@ -98,15 +99,17 @@ pub fn App() -> impl IntoView {
         </header>
         <Router>
             <main data-hydrated=move || hydrated.get().to_string()>
-                <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
+                <FlatRoutes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=Dashboard/>
                     <Route path=StaticSegment("login") view=LoginPage/>
-                    <Route path=StaticSegment("suspicious") view=SuspiciousPage/>
-                    <Route path=StaticSegment("blocks") view=BlocksPage/>
-                    <Route path=StaticSegment("tuning") view=TuningPage/>
-                    <Route path=StaticSegment("users") view=UsersPage/>
-                    <Route path=StaticSegment("audit") view=AuditPage/>
-                </Routes>
+                    // The dashboard and the login page are in the first bundle; the rest load on
+                    // demand (lazy_pages.rs).
+                    <Route path=StaticSegment("suspicious") view={Lazy::<SuspiciousRoute>::new()}/>
+                    <Route path=StaticSegment("blocks") view={Lazy::<BlocksRoute>::new()}/>
+                    <Route path=StaticSegment("tuning") view={Lazy::<TuningRoute>::new()}/>
+                    <Route path=StaticSegment("users") view={Lazy::<UsersRoute>::new()}/>
+                    <Route path=StaticSegment("audit") view={Lazy::<AuditRoute>::new()}/>
+                </FlatRoutes>
             </main>
         </Router>
     }

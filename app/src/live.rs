@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize};
 pub const LIVE_EVENTS_PATH: &str = "/api/live";
 
 /// What the dashboard shows: the newest reading, or why there is none.
+///
+/// Externally tagged (`"starting"`, `{"up": {...}}`), not internally: serde reads an internally
+/// tagged enum through a buffered copy of the whole value, and that machinery alone was about
+/// 15 KB of the first wasm bundle (BENCHMARKS.md, "Release wasm size").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum LiveSample {
     /// The server has not asked the helper yet.
     Starting,

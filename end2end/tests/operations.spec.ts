@@ -27,6 +27,7 @@ test('an operator blocks the flooder through the confirmation; cancel first chan
   expect(entriesFrom(ATTACKER)).toBeGreaterThan(1000);
   await signIn(page, 'operator');
   await page.goto('/suspicious');
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible();
   const row = page.getByTestId(`suspect-${ATTACKER}`);
   await row.getByRole('button', { name: 'Block…' }).click();
   const form = page.getByTestId('block-form');
@@ -61,6 +62,7 @@ test('an operator blocks the flooder through the confirmation; cancel first chan
 test('an operator unblocks it from the Blocks page', async ({ page }) => {
   await signIn(page, 'operator');
   await page.goto('/blocks');
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible();
   const row = page.getByTestId(`block-from ${ATTACKER}`);
   await row.getByRole('button', { name: 'Unblock…' }).click();
   const dialog = page.getByTestId('confirm-dialog');
