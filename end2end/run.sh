@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the Playwright suite against the real thing: builds nothing (run after `cargo leptos build
-# --release`), brings up the sandbox, starts the helper (root, watching ctg-host) and the server (user
+# --release --split`), brings up the sandbox, starts the helper (root, watching ctg-host) and the server (user
 # ctguard) on a port of their own, runs the tests, and tears everything down, also on failure.
 set -euo pipefail
 

@@ -1,9 +1,9 @@
-//! The operator and admin pages as lazy routes: built with `cargo leptos build --split`, each one's
-//! view code goes into a wasm chunk of its own that the browser fetches on the first visit, so the
-//! first bundle holds only what the dashboard and the login page need (BENCHMARKS.md).
+//! The operator and admin pages as one lazy route: built with `cargo leptos build --split`, their
+//! view code goes into a wasm chunk that the browser fetches on the first visit to any of them, so
+//! the first bundle holds only what the dashboard and the login page need (BENCHMARKS.md).
 //!
-//! Each route is a thin wrapper around the page's component: `data` loads nothing up front (the
-//! pages start their own resources), and `view` is the split point. On the server `view` renders
+//! The route is a thin wrapper around the pages' components: `data` only notes which page the path
+//! names (the pages start their own resources), and `view` is the split point. On the server `view` renders
 //! at once and notes the chunk, so a page loaded directly gets a preload link for it and hydrates
 //! once it has arrived (the frontend hydrates asynchronously).
 
@@ -15,77 +15,71 @@ use crate::pages::{
     users::UsersPage,
 };
 
-/// `/suspicious`: Suspicious sources (everyone reads; operators act).
-#[derive(Debug)]
-pub struct SuspiciousRoute;
+/// Which staff page a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StaffPage {
+    Suspicious,
+    Blocks,
+    Tuning,
+    Users,
+    Audit,
+}
 
-#[lazy_route]
-impl LazyRoute for SuspiciousRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <SuspiciousPage/> }.into_any()
+impl StaffPage {
+    fn at(path: &str) -> Option<Self> {
+        match path.trim_end_matches('/') {
+            "/suspicious" => Some(Self::Suspicious),
+            "/blocks" => Some(Self::Blocks),
+            "/tuning" => Some(Self::Tuning),
+            "/users" => Some(Self::Users),
+            "/audit" => Some(Self::Audit),
+            _ => None,
+        }
     }
 }
 
-/// `/blocks`: the blocks the helper holds.
+/// Every staff page behind one split point: the five pages share one chunk, fetched on the first
+/// visit to any of them. One chunk rather than one per page: the splitter lays out each chunk's
+/// read-only data on its own alignment boundary, and with a chunk per page (and one per set of
+/// pages sharing code, about thirty) the padding outgrew the original data segment, whereupon the
+/// tool kept all read-only data, the pages' strings included, in the first bundle.
 #[derive(Debug)]
-pub struct BlocksRoute;
+pub struct StaffRoute {
+    page: Option<StaffPage>,
+}
 
 #[lazy_route]
-impl LazyRoute for BlocksRoute {
+impl LazyRoute for StaffRoute {
     fn data() -> Self {
-        Self
+        let path = leptos_router::hooks::use_location()
+            .pathname
+            .get_untracked();
+        Self {
+            page: StaffPage::at(&path),
+        }
     }
 
-    fn view(_this: Self) -> AnyView {
-        view! { <BlocksPage/> }.into_any()
+    fn view(this: Self) -> AnyView {
+        match this.page {
+            Some(StaffPage::Suspicious) => view! { <SuspiciousPage/> }.into_any(),
+            Some(StaffPage::Blocks) => view! { <BlocksPage/> }.into_any(),
+            Some(StaffPage::Tuning) => view! { <TuningPage/> }.into_any(),
+            Some(StaffPage::Users) => view! { <UsersPage/> }.into_any(),
+            Some(StaffPage::Audit) => view! { <AuditPage/> }.into_any(),
+            None => view! { <p class="not-found">"Page not found."</p> }.into_any(),
+        }
     }
 }
 
-/// `/tuning`: the allowlisted sysctls (admins apply).
-#[derive(Debug)]
-pub struct TuningRoute;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[lazy_route]
-impl LazyRoute for TuningRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <TuningPage/> }.into_any()
-    }
-}
-
-/// `/users`: accounts and sessions (admins).
-#[derive(Debug)]
-pub struct UsersRoute;
-
-#[lazy_route]
-impl LazyRoute for UsersRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <UsersPage/> }.into_any()
-    }
-}
-
-/// `/audit`: the audit log (admins).
-#[derive(Debug)]
-pub struct AuditRoute;
-
-#[lazy_route]
-impl LazyRoute for AuditRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <AuditPage/> }.into_any()
+    #[test]
+    fn each_staff_path_names_its_page() {
+        assert_eq!(StaffPage::at("/suspicious"), Some(StaffPage::Suspicious));
+        assert_eq!(StaffPage::at("/blocks/"), Some(StaffPage::Blocks));
+        assert_eq!(StaffPage::at("/audit"), Some(StaffPage::Audit));
+        assert_eq!(StaffPage::at("/"), None);
     }
 }

@@ -32,7 +32,7 @@ use leptos_router::{
 
 use crate::{
     auth::Action,
-    lazy_pages::{AuditRoute, BlocksRoute, SuspiciousRoute, TuningRoute, UsersRoute},
+    lazy_pages::StaffRoute,
     pages::{dashboard::Dashboard, login::LoginPage},
     session::{LOGOUT_PATH, current_user_query},
 };
@@ -104,11 +104,11 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("login") view=LoginPage/>
                     // The dashboard and the login page are in the first bundle; the rest load on
                     // demand (lazy_pages.rs).
-                    <Route path=StaticSegment("suspicious") view={Lazy::<SuspiciousRoute>::new()}/>
-                    <Route path=StaticSegment("blocks") view={Lazy::<BlocksRoute>::new()}/>
-                    <Route path=StaticSegment("tuning") view={Lazy::<TuningRoute>::new()}/>
-                    <Route path=StaticSegment("users") view={Lazy::<UsersRoute>::new()}/>
-                    <Route path=StaticSegment("audit") view={Lazy::<AuditRoute>::new()}/>
+                    <Route path=StaticSegment("suspicious") view={Lazy::<StaffRoute>::new()}/>
+                    <Route path=StaticSegment("blocks") view={Lazy::<StaffRoute>::new()}/>
+                    <Route path=StaticSegment("tuning") view={Lazy::<StaffRoute>::new()}/>
+                    <Route path=StaticSegment("users") view={Lazy::<StaffRoute>::new()}/>
+                    <Route path=StaticSegment("audit") view={Lazy::<StaffRoute>::new()}/>
                 </FlatRoutes>
             </main>
         </Router>

@@ -1,6 +1,6 @@
 // The seed's procedure through the panel: see who fills the table, block it through the server's
 // confirmation, watch the kernel drop it, unblock it; cancel changes nothing; viewers cannot block.
-import { test, expect, sandbox, signIn, entriesFrom, nftHolds } from './support';
+import { test, expect, sandbox, signIn, visit, entriesFrom, nftHolds } from './support';
 
 const ATTACKER = '203.0.113.66';
 
@@ -26,8 +26,7 @@ test('a viewer sees the flooder as suspicious but has no block buttons', async (
 test('an operator blocks the flooder through the confirmation; cancel first changes nothing', async ({ page }) => {
   expect(entriesFrom(ATTACKER)).toBeGreaterThan(1000);
   await signIn(page, 'operator');
-  await page.goto('/suspicious');
-  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible();
+  await visit(page, '/suspicious');
   const row = page.getByTestId(`suspect-${ATTACKER}`);
   await row.getByRole('button', { name: 'Block…' }).click();
   const form = page.getByTestId('block-form');
@@ -61,8 +60,7 @@ test('an operator blocks the flooder through the confirmation; cancel first chan
 
 test('an operator unblocks it from the Blocks page', async ({ page }) => {
   await signIn(page, 'operator');
-  await page.goto('/blocks');
-  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible();
+  await visit(page, '/blocks');
   const row = page.getByTestId(`block-from ${ATTACKER}`);
   await row.getByRole('button', { name: 'Unblock…' }).click();
   const dialog = page.getByTestId('confirm-dialog');

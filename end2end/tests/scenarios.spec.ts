@@ -1,7 +1,7 @@
 // The sandbox's other attacks, each recognised on the Suspicious sources page with the reason in
 // words, and the seed's own fix: DNS answers reflected from source port 53, blocked as exactly
 // that (udp from the reflector, source port 53), which the kernel's set then holds.
-import { test, expect, sandbox, signIn, inHost, entriesFrom } from './support';
+import { test, expect, sandbox, signIn, visit, inHost, entriesFrom } from './support';
 
 const REFLECTOR = '203.0.113.53';
 const SCANNER = '203.0.113.88';
@@ -59,7 +59,7 @@ test('an operator blocks the reflection as the seed did: udp from the reflector,
 
 test('the block form explains a port without a protocol before asking the server', async ({ page }) => {
   await signIn(page, 'operator');
-  await page.goto('/blocks');
+  await visit(page, '/blocks');
   const form = page.getByTestId('block-form');
   await form.getByLabel('Address or network').fill(SCANNER);
   await form.getByLabel('Port', { exact: true }).selectOption('dport');

@@ -15,6 +15,7 @@ import {
   sandbox,
   services,
   signIn,
+  visit,
   entriesFrom,
   nftHolds,
   inHost,
@@ -219,7 +220,7 @@ test.describe('5. confirmations', () => {
     const other = '203.0.113.88';
     sandbox('scenario', 'scan', '500');
     await signIn(page, 'operator');
-    await page.goto('/blocks');
+    await visit(page, '/blocks');
     const form = page.getByTestId('block-form');
     await form.getByLabel('Address or network').fill(other);
     await form.getByLabel('Reason').fill('a scan');
@@ -241,7 +242,7 @@ test.describe('5. confirmations', () => {
     }
     try {
       await signIn(page, 'operator');
-      await page.goto('/blocks');
+      await visit(page, '/blocks');
       await form.getByLabel('Address or network').fill(other);
       await form.getByLabel('Reason').fill('a scan');
       await form.getByRole('button', { name: 'Block…' }).click();

@@ -120,6 +120,12 @@ export async function signIn(page: Page, role: Role) {
   await expect(page.getByTestId('who')).toHaveAttribute('data-role', role);
 }
 
+/** Opens a page of the panel and waits until it is live (its lazily loaded chunk hydrated too). */
+export async function visit(page: Page, path: string) {
+  await page.goto(path);
+  await expect(page.locator('main[data-hydrated="true"]')).toBeVisible();
+}
+
 /** Signs in as a viewer and waits until the wasm bundle has hydrated the dashboard. */
 export async function openDashboard(page: Page) {
   await signIn(page, 'viewer');
