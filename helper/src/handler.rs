@@ -272,7 +272,7 @@ mod tests {
         conntrack::{ConntrackError, EntryDeleter},
         firewall::{Element, Firewall, FirewallError, Observed},
         guard::Guardrails,
-        journal::{ChainEnd, Sink, record::GENESIS},
+        journal::{ChainEnd, Sink},
         kernel,
         state::BlockStore,
     };
@@ -406,10 +406,7 @@ mod tests {
         let journal = Journal::with_sink(
             Path::new("/nonexistent"),
             Box::new(FullDisk),
-            ChainEnd {
-                records: 0,
-                last_hash: GENESIS.into(),
-            },
+            ChainEnd::empty(),
         );
         let f = handler_with(Some(journal));
         assert_eq!(health(&f.handler).await.journal_write_failures, 0);

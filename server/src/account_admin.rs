@@ -16,7 +16,7 @@ use ctguard_app::{
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
     clock::SharedClock,
-    confirmation::{Change, Confirmations},
+    confirmation::{Change, Confirmations, Plan},
     domain::{Password, Username},
     hashing::PasswordHasher,
     logins::{EndReason, LoginStore},
@@ -53,21 +53,6 @@ fn from_user_error(error: UserError) -> AdminError {
 
 fn parse_username(text: &str) -> Result<Username, AdminError> {
     Username::parse(text).map_err(|e| invalid(format!("{e}.")))
-}
-
-/// A change checked against the live state: what it will do, and the fingerprint of the state it
-/// was computed from (which must still hold when it is confirmed).
-struct Plan {
-    title: String,
-    changes: Vec<String>,
-    warnings: Vec<String>,
-    fingerprint: String,
-}
-
-impl Plan {
-    fn summary(&self) -> String {
-        format!("{}: {}", self.title, self.changes.join("; "))
-    }
 }
 
 fn sessions_line(count: usize) -> String {
@@ -321,21 +306,14 @@ impl AccountAdmin for AccountAdministration {
                 return Err(error);
             }
         };
-        let token = self.confirmations.issue(
+        Ok(self.confirmations.preview(
             &who.login.0,
             Change {
                 action: change.action(),
                 args: &change,
             },
-            plan.fingerprint.clone(),
-        );
-        Ok(Preview {
-            title: plan.title,
-            changes: plan.changes,
-            warnings: plan.warnings,
-            token,
-            expires_in_secs: u32::try_from(self.confirmations.lifetime_secs()).unwrap_or(u32::MAX),
-        })
+            plan,
+        ))
     }
 
     async fn apply(&self, token: String, change: UserChange) -> Result<(), AdminError> {

@@ -10,7 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use ctguard_app::thresholds::Thresholds;
 use leptos::config::{Env, LeptosOptions};
 
-use crate::auth::SessionPolicy;
+use crate::{
+    auth::SessionPolicy,
+    domain::{MetricsToken, metrics_token::InvalidMetricsToken},
+};
 
 /// The ctguard web panel. Runs unprivileged; asks ctguard-helper for everything kernel-side.
 #[derive(Debug, Parser)]
@@ -112,6 +115,11 @@ pub struct ServeArgs {
     /// How long a change's preview may be confirmed, in seconds.
     #[arg(long, env = "CTGUARD_CONFIRMATION_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(2..=900))]
     pub confirmation_secs: u64,
+
+    /// A file holding the bearer token `/metrics` then requires (Prometheus' `authorization:
+    /// credentials_file`). Without it, `/metrics` answers anyone who reaches the port.
+    #[arg(long, env = "CTGUARD_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 fn percent(text: &str) -> Result<f64, String> {
@@ -134,6 +142,16 @@ pub enum SettingsError {
         "the warning threshold ({warning} %) must not be above the critical one ({critical} %)"
     )]
     ThresholdsInverted { warning: f64, critical: f64 },
+    #[error("cannot read the metrics token file {path}: {source}")]
+    MetricsTokenUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the metrics token file {path}: {source}")]
+    MetricsTokenInvalid {
+        path: PathBuf,
+        source: InvalidMetricsToken,
+    },
 }
 
 impl ServeArgs {
@@ -144,6 +162,21 @@ impl ServeArgs {
                 critical: self.critical_percent,
             });
         }
+        let metrics_token = match self.metrics_token_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| {
+                    SettingsError::MetricsTokenUnreadable {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                Some(
+                    MetricsToken::parse(&text)
+                        .map_err(|source| SettingsError::MetricsTokenInvalid { path, source })?,
+                )
+            }
+        };
         Ok(Settings {
             listen: self.listen,
             site_root: self.site_root,
@@ -167,6 +200,7 @@ impl ServeArgs {
                 critical_percent: self.critical_percent,
             },
             confirmation_lifetime: Duration::from_secs(self.confirmation_secs),
+            metrics_token,
         })
     }
 }
@@ -188,6 +222,8 @@ pub struct Settings {
     pub thresholds: Thresholds,
     /// How long a preview's token may be redeemed.
     pub confirmation_lifetime: Duration,
+    /// The bearer token `/metrics` requires; `None`: it is public.
+    pub metrics_token: Option<MetricsToken>,
 }
 
 #[derive(Debug, Clone)]
@@ -254,5 +290,28 @@ mod tests {
         let inverted =
             parse(&["--warning-percent", "90", "--critical-percent", "85"]).expect_err("inverted");
         assert!(inverted.contains("must not be above"), "{inverted}");
+    }
+
+    #[test]
+    fn a_metrics_token_is_read_from_its_file_and_checked_once() {
+        assert!(parse(&[]).expect("defaults").metrics_token.is_none());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("metrics.token");
+        let path = file.to_str().expect("utf-8");
+
+        let missing = parse(&["--metrics-token-file", path]).expect_err("no file");
+        assert!(
+            missing.contains("cannot read the metrics token file"),
+            "{missing}"
+        );
+
+        std::fs::write(&file, "short\n").expect("writes");
+        let invalid = parse(&["--metrics-token-file", path]).expect_err("too short");
+        assert!(invalid.contains("16 to 256"), "{invalid}");
+
+        std::fs::write(&file, "a-scrape-token-long-enough\n").expect("writes");
+        let settings = parse(&["--metrics-token-file", path]).expect("valid");
+        let token = settings.metrics_token.expect("set");
+        assert!(token.authorizes(b"Bearer a-scrape-token-long-enough"));
     }
 }

@@ -6,10 +6,28 @@
 use std::{collections::HashMap, sync::Mutex};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
+use ctguard_app::confirm::Preview;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
+
+/// A change checked against the live state: what it will do, in words, and the fingerprint of
+/// the state it was computed from (which must still hold when it is confirmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub title: String,
+    pub changes: Vec<String>,
+    pub warnings: Vec<String>,
+    pub fingerprint: String,
+}
+
+impl Plan {
+    /// The plan in one line, for the audit record.
+    pub fn summary(&self) -> String {
+        format!("{}: {}", self.title, self.changes.join("; "))
+    }
+}
 
 /// How long a preview may be confirmed, unless the server is told otherwise
 /// (`--confirmation-secs`).
@@ -83,6 +101,24 @@ impl Confirmations {
     /// How long a token may be redeemed after it is issued.
     pub fn lifetime_secs(&self) -> i64 {
         self.lifetime_secs
+    }
+
+    /// What the person is asked to confirm: the plan in words and a token that redeems exactly
+    /// this change, for this login, while the state still matches the plan's fingerprint.
+    pub fn preview<A: Serialize>(
+        &self,
+        login_id: &str,
+        change: Change<'_, A>,
+        plan: Plan,
+    ) -> Preview {
+        let token = self.issue(login_id, change, plan.fingerprint);
+        Preview {
+            title: plan.title,
+            changes: plan.changes,
+            warnings: plan.warnings,
+            token,
+            expires_in_secs: u32::try_from(self.lifetime_secs).unwrap_or(u32::MAX),
+        }
     }
 
     /// Issues a token for a previewed change. `state_fingerprint` describes the state the preview

@@ -4,19 +4,49 @@
 //! newest sample, so rendering it is a dozen lines, with no global recorder to install and no
 //! dependency to keep in step. Nothing here asks the helper: scrapes cost it nothing.
 
-use std::fmt::Write;
+use std::{fmt::Write, sync::Arc};
 
-use axum::{extract::State, http::header, response::IntoResponse};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use ctguard_app::live::{LiveSample, ssr::LiveFeed};
+
+use crate::domain::MetricsToken;
 
 pub const METRICS_PATH: &str = "/metrics";
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub async fn metrics(State(feed): State<LiveFeed>) -> impl IntoResponse {
+/// Who may scrape: anyone (`None`, the default) or whoever presents the configured bearer token.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess(pub Option<Arc<MetricsToken>>);
+
+pub async fn metrics(
+    State(feed): State<LiveFeed>,
+    State(access): State<MetricsAccess>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(token) = &access.0 {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .map(|value| value.as_bytes())
+            .unwrap_or_default();
+        if !token.authorizes(presented) {
+            tracing::warn!("metrics scrape refused: missing or wrong bearer token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "a bearer token is required\n",
+            )
+                .into_response();
+        }
+    }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         render(&feed.latest()),
     )
+        .into_response()
 }
 
 /// The exposition text for one sample. While the helper is down only `ctguard_helper_up 0` is

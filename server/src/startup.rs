@@ -56,7 +56,7 @@ use crate::{
     history_store::HistoryStore,
     live_events::live_events,
     logins::LoginStore,
-    metrics::{METRICS_PATH, metrics},
+    metrics::{METRICS_PATH, MetricsAccess, metrics},
     sampler, security_headers,
     table_operations::TableOperator,
     users::UserStore,
@@ -74,6 +74,7 @@ pub struct AppState {
     pub thresholds: Thresholds,
     pub login: LoginService,
     pub audit_export: AuditExport,
+    pub metrics_access: MetricsAccess,
 }
 
 /// A built, bound, not yet serving application. Tests bind port 0 and read [`Self::local_addr`].
@@ -182,6 +183,7 @@ impl Application {
             thresholds: settings.thresholds,
             login,
             audit_export,
+            metrics_access: MetricsAccess(settings.metrics_token.clone().map(Arc::new)),
         };
         let authenticator = Authenticator {
             logins,

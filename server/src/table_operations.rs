@@ -23,7 +23,7 @@ use ctguard_protocol::{
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
     clock::SharedClock,
-    confirmation::{Change, Confirmations},
+    confirmation::{Change, Confirmations, Plan},
     helper_client::{HelperClient, HelperClientError, unexpected},
     requester::{Requester, outcome_of, requester},
 };
@@ -87,15 +87,6 @@ fn parse_target(text: &str) -> Result<BlockTarget, AdminError> {
 
 fn short_text(text: &str, what: &str) -> Result<ShortText, AdminError> {
     ShortText::new(text.trim().to_owned()).map_err(|e| invalid(format!("The {what}: {e}.")))
-}
-
-/// A checked operation, described from the live state, with the fingerprint that must still
-/// hold when it is confirmed.
-struct Plan {
-    title: String,
-    changes: Vec<String>,
-    warnings: Vec<String>,
-    fingerprint: String,
 }
 
 /// What the helper did.
@@ -442,21 +433,14 @@ impl TableOperations for TableOperator {
                 return Err(error);
             }
         };
-        let token = self.confirmations.issue(
+        Ok(self.confirmations.preview(
             &who.login.0,
             Change {
                 action: operation.action(),
                 args: &operation,
             },
-            plan.fingerprint.clone(),
-        );
-        Ok(Preview {
-            title: plan.title,
-            changes: plan.changes,
-            warnings: plan.warnings,
-            token,
-            expires_in_secs: u32::try_from(self.confirmations.lifetime_secs()).unwrap_or(u32::MAX),
-        })
+            plan,
+        ))
     }
 
     async fn apply(&self, token: String, operation: Operation) -> Result<String, AdminError> {
@@ -482,7 +466,7 @@ impl TableOperations for TableOperator {
                 return Err(error);
             }
         };
-        let summary = format!("{}: {}", plan.title, plan.changes.join("; "));
+        let summary = plan.summary();
         if let Err(refusal) =
             self.confirmations
                 .redeem(&token, &who.login.0, change, &plan.fingerprint)

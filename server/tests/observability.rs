@@ -8,11 +8,49 @@ mod support;
 
 use ctguard_app::auth::Role;
 use ctguard_app::{live::LiveSample, thresholds::Thresholds};
+use ctguard_server::domain::MetricsToken;
 use support::{FakeHelper, LiveEvents, eventually, spawn_app, spawn_app_in, spawn_app_with};
 
 fn metric(text: &str, name: &str) -> Option<u64> {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn with_a_token_configured_metrics_answer_only_the_scraper_that_presents_it() {
+    const TOKEN: &str = "prometheus-on-the-ops-net";
+    let app = spawn_app_with(|settings| {
+        settings.metrics_token = Some(MetricsToken::parse(TOKEN).unwrap());
+    })
+    .await;
+    let scrape = |authorization: Option<String>| {
+        let url = format!("{}/metrics", app.address);
+        async move {
+            let mut request = reqwest::Client::new().get(url);
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, challenge, response.text().await.unwrap())
+        }
+    };
+    for refused in [None, Some("Bearer wrong-token-of-some-length".to_owned())] {
+        let (status, challenge, text) = scrape(refused.clone()).await;
+        assert_eq!(status, 401, "{refused:?}");
+        assert_eq!(challenge.as_deref(), Some("Bearer"));
+        assert!(
+            !text.contains("ctguard_"),
+            "no metrics without the token: {text}"
+        );
+    }
+    let (status, _, text) = scrape(Some(format!("Bearer {TOKEN}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "ctguard_helper_up"), Some(0), "{text}");
 }
 
 #[tokio::test]

@@ -217,6 +217,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Setti
         confirmation_lifetime: std::time::Duration::from_secs(
             ctguard_server::confirmation::TOKEN_LIFETIME_SECS as u64,
         ),
+        metrics_token: None,
     };
     adjust(&mut settings);
     let application = Application::build_with_clock(settings, clock.clone())

@@ -334,10 +334,7 @@ fn without_a_journal_nothing_is_changed() {
     let journal = Journal::with_sink(
         Path::new("/nonexistent"),
         Box::new(FullDisk),
-        ChainEnd {
-            records: 0,
-            last_hash: journal::record::GENESIS.into(),
-        },
+        ChainEnd::empty(),
     );
     let f = fixture_with(Some(journal));
     assert!(matches!(

@@ -31,6 +31,19 @@ pub struct ChainEnd {
     pub records: u64,
     /// The hash the next record must name as `prev`.
     pub last_hash: String,
+    /// The length of the verified records in bytes: where the next record starts.
+    pub bytes: u64,
+}
+
+impl ChainEnd {
+    /// The end of an empty journal.
+    pub fn empty() -> Self {
+        Self {
+            records: 0,
+            last_hash: GENESIS.to_owned(),
+            bytes: 0,
+        }
+    }
 }
 
 /// Walks the journal, calling `each` for every record that verifies, and stops at the first
@@ -39,17 +52,13 @@ pub fn walk(
     mut reader: impl BufRead,
     mut each: impl FnMut(JournalRecord),
 ) -> Result<ChainEnd, Broken> {
-    let mut end = ChainEnd {
-        records: 0,
-        last_hash: GENESIS.to_owned(),
-    };
-    let mut offset = 0u64;
+    let mut end = ChainEnd::empty();
     let mut line = Vec::new();
     loop {
         line.clear();
         let read = reader.read_until(b'\n', &mut line).map_err(|e| Broken {
             line: end.records + 1,
-            offset,
+            offset: end.bytes,
             reason: BrokenReason::Io(e.to_string()),
         })?;
         if read == 0 {
@@ -57,7 +66,7 @@ pub fn walk(
         }
         let broken = |reason| Broken {
             line: end.records + 1,
-            offset,
+            offset: end.bytes,
             reason,
         };
         let Some(content) = line.strip_suffix(b"\n") else {
@@ -67,7 +76,7 @@ pub fn walk(
             .map_err(|e| broken(BrokenReason::Line(e)))?;
         end.last_hash.clone_from(&record.hash);
         end.records += 1;
-        offset += read as u64;
+        end.bytes += read as u64;
         each(record);
     }
 }
