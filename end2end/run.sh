@@ -32,7 +32,7 @@ trap cleanup EXIT
 rm -f "$CTGUARD_RUN_DIR"/*.log
 # Every run starts from nothing: no accounts, audit or history (server), no blocks or journal
 # (helper) left by an earlier run.
-rm -rf "$CTGUARD_STATE_DIR" "$CTGUARD_RUN_DIR/helper-state"
+rm -rf "$CTGUARD_STATE_DIR"
 for role in viewer operator admin; do
   printf '%s\n' "$CTGUARD_E2E_PASSWORD" |
     "$repo/scripts/services.sh" user add "e2e-$role" --role "$role" --password-stdin >/dev/null

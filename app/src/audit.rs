@@ -156,9 +156,30 @@ pub struct AuditPage {
     pub has_more: bool,
 }
 
-/// The helper's own journal, checked now: whether its hash chain holds.
+/// The helper's journal as the Audit page reports it: the helper's own check of the chain, and
+/// the highest journal record the panel's audit log names. A chain that verifies can still have
+/// lost its end (root can cut records off and the rest still chains), but not below a record the
+/// panel was told about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalReport {
+    pub check: ctguard_protocol::JournalCheck,
+    pub panel_last_seq: Option<u64>,
+}
+
+impl JournalReport {
+    /// The journal holds fewer records than the panel has seen acknowledged (sequence numbers
+    /// start at 0, so record `seq` needs `seq + 1` records).
+    pub fn truncated(&self) -> bool {
+        self.check.broken.is_none()
+            && self
+                .panel_last_seq
+                .is_some_and(|seq| seq >= self.check.records)
+    }
+}
+
+/// The helper's own journal, checked now: whether its hash chain holds and is complete.
 #[server]
-pub async fn journal_status() -> Result<ctguard_protocol::JournalCheck, ServerFnError> {
+pub async fn journal_status() -> Result<JournalReport, ServerFnError> {
     ssr::audit_log()
         .await?
         .journal_check()
@@ -210,7 +231,7 @@ pub mod ssr {
     pub trait AuditLog: Send + Sync + std::fmt::Debug {
         async fn query(&self, query: AuditQuery) -> Result<AuditPage, AuditError>;
         /// Asks the helper to check its journal's whole hash chain.
-        async fn journal_check(&self) -> Result<ctguard_protocol::JournalCheck, AuditError>;
+        async fn journal_check(&self) -> Result<super::JournalReport, AuditError>;
     }
 
     pub type SharedAuditLog = Arc<dyn AuditLog>;
@@ -277,5 +298,28 @@ mod tests {
         assert_eq!(size(0), DEFAULT_PAGE_SIZE);
         assert_eq!(size(10), 10);
         assert_eq!(size(1_000_000), MAX_PAGE_SIZE);
+    }
+
+    #[test]
+    fn a_journal_is_truncated_when_the_panel_knows_a_record_it_lacks() {
+        let status = |records, broken: Option<&str>, panel_last_seq| JournalReport {
+            check: ctguard_protocol::JournalCheck {
+                records,
+                broken: broken.map(str::to_owned),
+                writable: true,
+            },
+            panel_last_seq,
+        };
+        assert!(!status(0, None, None).truncated(), "nothing done yet");
+        assert!(
+            !status(13, None, Some(12)).truncated(),
+            "record 12 is the 13th"
+        );
+        assert!(status(12, None, Some(12)).truncated());
+        assert!(status(0, None, Some(3)).truncated(), "a replaced journal");
+        assert!(
+            !status(2, Some("line 3: bad hash"), Some(12)).truncated(),
+            "a broken chain is reported as broken"
+        );
     }
 }

@@ -196,6 +196,10 @@ test('4. the audit log lists every action of the story with actor, preview and o
   await expect(row('set_sysctl', ESTABLISHED)).toContainText('e2e-admin');
   await expect(row('set_sysctl', MAX)).toContainText(`${thousands(LIMIT)} entries → ${thousands(RAISED)} entries`);
   await expect(row('revert_sysctl', MAX)).toHaveAttribute('data-outcome', 'success');
+  // The helper's own journal holds every one of those changes, and its hash chain verifies.
+  const chain = page.getByTestId('journal-chain');
+  await expect(chain).toHaveAttribute('data-ok', 'true');
+  await expect(chain).toContainText('hash chain verified');
 
   const csv = await (await page.request.get('/audit.csv')).text();
   for (const expected of [

@@ -178,8 +178,9 @@ export function globalMax(): number {
   return Number(fs.readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim());
 }
 
-/** The helper's persisted sysctl file (end2end/run.sh keeps it in the run dir, not in /etc). */
+/** The helper's persisted sysctl file (scripts/services.sh keeps it in the state dir, not in /etc). */
 export function persistedSysctls(): string {
-  const file = path.join(runDir(), 'helper-state', '90-ctguard.conf');
+  const stateDir = process.env.CTGUARD_STATE_DIR ?? path.join(runDir(), 'state');
+  const file = path.join(stateDir, 'helper-state', '90-ctguard.conf');
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
 }

@@ -211,4 +211,15 @@ impl AuditStore {
         .fetch_all(&self.pool)
         .await
     }
+
+    /// The highest helper journal record any audit record names: the journal must hold at least
+    /// that many records, or its end was cut off.
+    pub async fn highest_journal_seq(&self) -> Result<Option<u64>, sqlx::Error> {
+        let highest: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(CAST(journal_id AS INTEGER)) FROM audit WHERE journal_id IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(highest.and_then(|seq| u64::try_from(seq).ok()))
+    }
 }

@@ -2,10 +2,10 @@
 //! [`ctguard_app::audit::ssr::AuditLog`] (the UI's server function checks the role, then calls it).
 
 use ctguard_app::audit::{
-    AuditEntry, AuditPage, AuditQuery,
+    AuditEntry, AuditPage, AuditQuery, JournalReport,
     ssr::{AuditError, AuditLog},
 };
-use ctguard_protocol::{JournalCheck, Request, Response};
+use ctguard_protocol::{Request, Response};
 
 use crate::{
     audit::{AuditRecord, AuditStore},
@@ -66,9 +66,28 @@ impl AuditLog for AuditReader {
         })
     }
 
-    async fn journal_check(&self) -> Result<JournalCheck, AuditError> {
+    async fn journal_check(&self) -> Result<JournalReport, AuditError> {
+        // Read before the check: a change acknowledged in between raises the journal's count,
+        // never the other way round, so no false alarm.
+        let panel_last_seq = self.audit.highest_journal_seq().await.map_err(|error| {
+            tracing::error!(%error, "reading the audit log failed");
+            AuditError::Internal
+        })?;
         match self.helper.call(Request::VerifyJournal {}).await {
-            Ok(Response::JournalCheck { check }) => Ok(check),
+            Ok(Response::JournalCheck { check }) => {
+                let status = JournalReport {
+                    check,
+                    panel_last_seq,
+                };
+                if status.truncated() {
+                    tracing::error!(
+                        records = status.check.records,
+                        ?panel_last_seq,
+                        "the helper's journal lacks records the audit log names"
+                    );
+                }
+                Ok(status)
+            }
             Ok(other) => {
                 tracing::error!(?other, "unexpected answer to verify_journal");
                 Err(AuditError::Internal)

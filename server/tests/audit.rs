@@ -7,8 +7,9 @@
 mod support;
 
 use ctguard_app::{
-    audit::{AuditPage, JournalStatus, QueryAudit},
+    audit::{AuditPage, JournalReport, JournalStatus, QueryAudit},
     auth::Role,
+    operations::{ApplyOperation, PreviewOperation},
 };
 use ctguard_server::clock::Clock;
 use leptos::server_fn::ServerFn;
@@ -251,17 +252,43 @@ async fn admins_see_the_helpers_journal_check_and_others_are_refused() {
     );
 
     let _helper = support::FakeHelper::start(&app.helper_socket, 100);
-    let response = app.post_json(&admin, JournalStatus::PATH, &json!({})).await;
-    assert_eq!(response.status(), 200);
-    let check: ctguard_protocol::JournalCheck = response.json().await.unwrap();
+    let status = journal_status(&app, &admin).await;
+    let check = &status.check;
     assert_eq!(
-        (check.records, check.broken, check.writable),
+        (check.records, check.broken.as_deref(), check.writable),
         (12, None, true)
     );
+    assert_eq!(
+        status.panel_last_seq, None,
+        "nothing changed through the panel yet"
+    );
+    assert!(!status.truncated());
 
+    // The stand-in acknowledges this block as journal record 42 but reports 12 records: a
+    // journal cut short (or replaced) below a record the audit log names.
     let operator = app.signed_in(Role::Operator).await;
+    let block = json!({ "kind": "block", "target": "from 203.0.113.66", "duration_secs": 600, "reason": "flood" });
+    let response = app
+        .preview_operation(&operator, PreviewOperation::PATH, &block)
+        .await;
+    assert_eq!(response.status(), 200);
+    let preview: ctguard_app::confirm::Preview = response.json().await.unwrap();
+    let response = app
+        .apply_operation(&operator, ApplyOperation::PATH, &preview.token, &block)
+        .await;
+    assert_eq!(response.status(), 200);
+    let status = journal_status(&app, &admin).await;
+    assert_eq!(status.panel_last_seq, Some(42));
+    assert!(status.truncated(), "12 records cannot include record 42");
+
     let response = app
         .post_json(&operator, JournalStatus::PATH, &json!({}))
         .await;
     assert_eq!(response.status(), 403);
+}
+
+async fn journal_status(app: &support::TestApp, admin: &reqwest::Client) -> JournalReport {
+    let response = app.post_json(admin, JournalStatus::PATH, &json!({})).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
 }

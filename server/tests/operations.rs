@@ -26,12 +26,8 @@ async fn preview(
     client: &reqwest::Client,
     operation: Value,
 ) -> reqwest::Response {
-    app.post_json(
-        client,
-        PreviewOperation::PATH,
-        &json!({ "operation": operation }),
-    )
-    .await
+    app.preview_operation(client, PreviewOperation::PATH, &operation)
+        .await
 }
 
 async fn apply(
@@ -40,12 +36,8 @@ async fn apply(
     token: &str,
     operation: Value,
 ) -> reqwest::Response {
-    app.post_json(
-        client,
-        ApplyOperation::PATH,
-        &json!({ "token": token, "operation": operation }),
-    )
-    .await
+    app.apply_operation(client, ApplyOperation::PATH, token, &operation)
+        .await
 }
 
 #[tokio::test]

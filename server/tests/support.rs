@@ -286,6 +286,33 @@ impl TestApp {
             .unwrap_or_else(|error| failed(&format!("POST {path}"), &error))
     }
 
+    /// Asks for the preview of an operation on the kernel (a block, a sysctl change) at `path`.
+    pub async fn preview_operation(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        operation: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.post_json(client, path, &serde_json::json!({ "operation": operation }))
+            .await
+    }
+
+    /// Confirms an operation at `path` with the token of its preview.
+    pub async fn apply_operation(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        token: &str,
+        operation: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.post_json(
+            client,
+            path,
+            &serde_json::json!({ "token": token, "operation": operation }),
+        )
+        .await
+    }
+
     /// Previews a user change and confirms it with the token it returned.
     pub async fn change_user(
         &self,

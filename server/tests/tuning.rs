@@ -29,12 +29,8 @@ async fn settings(app: &TestApp, client: &reqwest::Client) -> reqwest::Response 
 }
 
 async fn preview(app: &TestApp, client: &reqwest::Client, operation: Value) -> reqwest::Response {
-    app.post_json(
-        client,
-        PreviewTuning::PATH,
-        &json!({ "operation": operation }),
-    )
-    .await
+    app.preview_operation(client, PreviewTuning::PATH, &operation)
+        .await
 }
 
 async fn apply(
@@ -43,12 +39,8 @@ async fn apply(
     token: &str,
     operation: Value,
 ) -> reqwest::Response {
-    app.post_json(
-        client,
-        ApplyTuning::PATH,
-        &json!({ "token": token, "operation": operation }),
-    )
-    .await
+    app.apply_operation(client, ApplyTuning::PATH, token, &operation)
+        .await
 }
 
 /// Previews and confirms, returning the preview and the outcome message.

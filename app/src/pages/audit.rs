@@ -7,7 +7,8 @@ use leptos_router::hooks::use_query_map;
 
 use crate::{
     audit::{
-        AuditEntry, AuditFilter, AuditPage, AuditQuery, OUTCOMES, journal_status, query_audit,
+        AuditEntry, AuditFilter, AuditPage, AuditQuery, JournalReport, OUTCOMES, journal_status,
+        query_audit,
     },
     components::operation_flow::{OperationFeedback, OperationFlow, clean_error},
     format,
@@ -47,7 +48,7 @@ pub fn AuditPage() -> impl IntoView {
         <h1>"Audit log"</h1>
         <Transition fallback=|| view! { <p class="muted">"Checking the helper's journal…"</p> }>
             {move || Suspend::new(async move {
-                view! { <JournalChain check=chain.await/> }
+                view! { <JournalChain status=chain.await/> }
             })}
         </Transition>
         <OperationFeedback flow/>
@@ -168,10 +169,20 @@ fn Records(page: AuditPage, filter: AuditFilter, flow: OperationFlow) -> impl In
 
 /// One line on the helper's journal: the second, tamper-evident record of every kernel change.
 #[component]
-fn JournalChain(check: Result<ctguard_protocol::JournalCheck, ServerFnError>) -> impl IntoView {
-    match check {
-        Ok(check) => {
+fn JournalChain(status: Result<JournalReport, ServerFnError>) -> impl IntoView {
+    match status {
+        Ok(status) => {
+            let truncated = status.truncated();
+            let check = status.check;
             let (class, text) = match (&check.broken, check.writable) {
+                (None, _) if truncated => (
+                    "journal-chain banner critical",
+                    format!(
+                        "Helper journal INCOMPLETE: it holds {} records, but this audit log names record #{}: records were cut off its end or the journal was replaced. Compare with your off-host copy.",
+                        format::thousands(check.records),
+                        status.panel_last_seq.unwrap_or_default()
+                    ),
+                ),
                 (None, true) => (
                     "journal-chain ok",
                     format!(
@@ -195,7 +206,11 @@ fn JournalChain(check: Result<ctguard_protocol::JournalCheck, ServerFnError>) ->
                 ),
             };
             view! {
-                <p class=class data-testid="journal-chain" data-ok=check.broken.is_none().to_string()>
+                <p
+                    class=class
+                    data-testid="journal-chain"
+                    data-ok=(check.broken.is_none() && !truncated).to_string()
+                >
                     {text}
                 </p>
             }
