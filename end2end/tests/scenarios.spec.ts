@@ -57,6 +57,34 @@ test('an operator blocks the reflection as the seed did: udp from the reflector,
   expect(entriesFrom(REFLECTOR)).toBe(0);
 });
 
+test('an operator extends the reflection block from the Blocks page; the kernel renews it', async ({ page }) => {
+  const target = `udp from ${REFLECTOR} sport 53`;
+  const kernelTimeout = () => {
+    const set = JSON.parse(inHost('nft', '-j', 'list', 'set', 'inet', 'ctguard', 'v4_saddr_proto_sport'));
+    const elements: unknown[] = set.nftables.find((item: { set?: unknown }) => item.set).set.elem ?? [];
+    const element = elements.find((e) => JSON.stringify(e).includes(REFLECTOR)) as
+      | { elem: { timeout: number } }
+      | undefined;
+    return element?.elem.timeout;
+  };
+  expect(kernelTimeout(), 'the 10-minute block of the previous test').toBeLessThanOrEqual(600);
+
+  await signIn(page, 'operator');
+  await visit(page, '/blocks');
+  const row = page.getByTestId(`block-${target}`);
+  await expect(row.getByTestId('countdown')).toContainText(/in \d+:\d\d$/);
+  await row.getByLabel(`Extend ${target} for`).selectOption({ label: 'for 1 day' });
+  await row.getByRole('button', { name: 'Extend…' }).click();
+  const dialog = page.getByTestId('confirm-dialog');
+  await expect(dialog).toContainText('the block is renewed');
+  await dialog.getByRole('button', { name: 'Confirm' }).click();
+  await expect(page.getByTestId('operation-done')).toContainText(`Blocked ${target}`);
+
+  await expect(row.getByTestId('countdown')).toContainText(/in (1 d 00|23):\d\d:\d\d/);
+  expect(kernelTimeout(), 'the set element now runs for a day').toBeGreaterThan(86_000);
+  expect(entriesFrom(REFLECTOR)).toBe(0);
+});
+
 test('the block form explains a port without a protocol before asking the server', async ({ page }) => {
   await signIn(page, 'operator');
   await visit(page, '/blocks');
