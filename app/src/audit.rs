@@ -230,7 +230,8 @@ pub mod ssr {
     #[async_trait::async_trait]
     pub trait AuditLog: Send + Sync + std::fmt::Debug {
         async fn query(&self, query: AuditQuery) -> Result<AuditPage, AuditError>;
-        /// Asks the helper to check its journal's whole hash chain.
+        /// Asks the helper to check its journal's whole hash chain, and compares its length with
+        /// the records the audit log names.
         async fn journal_check(&self) -> Result<super::JournalReport, AuditError>;
     }
 

@@ -263,7 +263,7 @@ async fn kernel_log() -> Response {
 mod tests {
     //! What `status` says about the helper itself, through the same handler the socket uses.
 
-    use std::{net::IpAddr, path::Path};
+    use std::net::IpAddr;
 
     use ctguard_protocol::{BlockDuration, BlockTarget, ShortText, SysctlKey};
 
@@ -272,7 +272,6 @@ mod tests {
         conntrack::{ConntrackError, EntryDeleter},
         firewall::{Element, Firewall, FirewallError, Observed},
         guard::Guardrails,
-        journal::{ChainEnd, Sink},
         kernel,
         state::BlockStore,
     };
@@ -293,16 +292,6 @@ mod tests {
     impl EntryDeleter for AcceptingKernel {
         fn delete(&self, _: &BlockTarget) -> Result<u64, ConntrackError> {
             Ok(0)
-        }
-    }
-
-    /// A disk that is full from the start.
-    #[derive(Debug)]
-    struct FullDisk;
-
-    impl Sink for FullDisk {
-        fn append(&mut self, _: &[u8]) -> std::io::Result<()> {
-            Err(std::io::Error::from_raw_os_error(28))
         }
     }
 
@@ -403,12 +392,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_journal_write_shows_in_status_and_so_does_every_refusal_after_it() {
-        let journal = Journal::with_sink(
-            Path::new("/nonexistent"),
-            Box::new(FullDisk),
-            ChainEnd::empty(),
-        );
-        let f = handler_with(Some(journal));
+        let f = handler_with(Some(Journal::on_full_disk()));
         assert_eq!(health(&f.handler).await.journal_write_failures, 0);
 
         // The block's intent cannot be written: refused, nothing blocked, one failure.

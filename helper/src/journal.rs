@@ -148,6 +148,24 @@ impl Journal {
         }
     }
 
+    /// A journal on a disk that is full from the start, so every append fails (tests of the
+    /// fail-closed paths).
+    #[cfg(test)]
+    pub fn on_full_disk() -> Self {
+        #[derive(Debug)]
+        struct FullDisk;
+        impl Sink for FullDisk {
+            fn append(&mut self, _: &[u8]) -> std::io::Result<()> {
+                Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+            }
+        }
+        Self::with_sink(
+            Path::new("/nonexistent"),
+            Box::new(FullDisk),
+            ChainEnd::empty(),
+        )
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -382,21 +400,9 @@ mod tests {
         ));
     }
 
-    #[derive(Debug)]
-    struct FullDisk;
-    impl Sink for FullDisk {
-        fn append(&mut self, _: &[u8]) -> std::io::Result<()> {
-            Err(std::io::Error::from_raw_os_error(28))
-        }
-    }
-
     #[test]
     fn a_failed_write_refuses_this_and_every_later_append() {
-        let journal = Journal::with_sink(
-            Path::new("/nonexistent"),
-            Box::new(FullDisk),
-            ChainEnd::empty(),
-        );
+        let journal = Journal::on_full_disk();
         assert_eq!(journal.write_failures(), 0);
         assert!(matches!(
             journal.append(&intent(0)),

@@ -59,6 +59,21 @@ fn pipeline(stages: &[Vec<&str>]) -> (Duration, String) {
     )
 }
 
+/// What a user would type for the top sources: `SOURCE | awk PROGRAM | sort | uniq -c | sort -rn
+/// | head -20`, with SOURCE run in namespace `ns`.
+fn top_sources(ns: &str, source: &[&str], awk_program: &str) -> (Duration, String) {
+    let mut first = vec!["ip", "netns", "exec", ns];
+    first.extend_from_slice(source);
+    pipeline(&[
+        first,
+        vec!["awk", awk_program],
+        vec!["sort"],
+        vec!["uniq", "-c"],
+        vec!["sort", "-rn"],
+        vec!["head", "-20"],
+    ])
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -182,14 +197,7 @@ fn snapshot_benchmark() {
             "the walk saw the whole table"
         );
 
-        let (tools_time, tools_top) = pipeline(&[
-            vec!["ip", "netns", "exec", ns, "conntrack", "-L"],
-            vec!["awk", "{print $4}"],
-            vec!["sort"],
-            vec!["uniq", "-c"],
-            vec!["sort", "-rn"],
-            vec!["head", "-20"],
-        ]);
+        let (tools_time, tools_top) = top_sources(ns, &["conntrack", "-L"], "{print $4}");
         tools_times.push(tools_time);
         // The pipeline and the helper agree on the top source's count (ties may order
         // differently).
@@ -208,14 +216,7 @@ fn snapshot_benchmark() {
             top.key
         );
         if std::path::Path::new("/proc/net/nf_conntrack").exists() {
-            let (proc_time, _) = pipeline(&[
-                vec!["ip", "netns", "exec", ns, "cat", "/proc/net/nf_conntrack"],
-                vec!["awk", "{print $6}"],
-                vec!["sort"],
-                vec!["uniq", "-c"],
-                vec!["sort", "-rn"],
-                vec!["head", "-20"],
-            ]);
+            let (proc_time, _) = top_sources(ns, &["cat", "/proc/net/nf_conntrack"], "{print $6}");
             proc_times.push(proc_time);
         }
     }

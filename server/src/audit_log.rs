@@ -75,18 +75,18 @@ impl AuditLog for AuditReader {
         })?;
         match self.helper.call(Request::VerifyJournal {}).await {
             Ok(Response::JournalCheck { check }) => {
-                let status = JournalReport {
+                let report = JournalReport {
                     check,
                     panel_last_seq,
                 };
-                if status.truncated() {
+                if report.truncated() {
                     tracing::error!(
-                        records = status.check.records,
+                        records = report.check.records,
                         ?panel_last_seq,
                         "the helper's journal lacks records the audit log names"
                     );
                 }
-                Ok(status)
+                Ok(report)
             }
             Ok(other) => {
                 tracing::error!(?other, "unexpected answer to verify_journal");

@@ -98,11 +98,6 @@ impl Confirmations {
         }
     }
 
-    /// How long a token may be redeemed after it is issued.
-    pub fn lifetime_secs(&self) -> i64 {
-        self.lifetime_secs
-    }
-
     /// What the person is asked to confirm: the plan in words and a token that redeems exactly
     /// this change, for this login, while the state still matches the plan's fingerprint.
     pub fn preview<A: Serialize>(

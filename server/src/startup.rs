@@ -145,12 +145,13 @@ impl Application {
             clock.clone(),
             i64::try_from(settings.confirmation_lifetime.as_secs()).unwrap_or(i64::MAX),
         ));
+        // A table walk, an nft transaction or a journal check takes longer than a status read.
+        let slow_helper = HelperClient::new(HelperSettings {
+            socket: settings.helper.socket.clone(),
+            timeout: OPERATION_TIMEOUT,
+        });
         let table_operator = Arc::new(TableOperator {
-            // A table walk or an nft transaction takes longer than a status read.
-            helper: HelperClient::new(HelperSettings {
-                socket: settings.helper.socket.clone(),
-                timeout: OPERATION_TIMEOUT,
-            }),
+            helper: slow_helper.clone(),
             audit: audit.clone(),
             clock: clock.clone(),
             confirmations: confirmations.clone(),
@@ -159,10 +160,7 @@ impl Application {
         let settings_source: SharedSettingsSource = table_operator;
         let audit_log: SharedAuditLog = Arc::new(AuditReader {
             audit: audit.clone(),
-            helper: HelperClient::new(HelperSettings {
-                socket: settings.helper.socket.clone(),
-                timeout: OPERATION_TIMEOUT,
-            }),
+            helper: slow_helper,
         });
         let audit_export = AuditExport {
             audit: audit.clone(),

@@ -17,7 +17,7 @@ use super::*;
 use crate::{
     conntrack::ConntrackError,
     firewall::{Counter, FirewallError, Observed, ruleset::SetKind},
-    journal::{self, ChainEnd, Sink},
+    journal,
 };
 
 #[derive(Debug, Default)]
@@ -321,22 +321,9 @@ fn a_firewall_failure_changes_nothing_and_is_journaled_as_failed() {
     assert!(f.deleter.0.lock().expect("lock").is_empty());
 }
 
-#[derive(Debug)]
-struct FullDisk;
-impl Sink for FullDisk {
-    fn append(&mut self, _: &[u8]) -> std::io::Result<()> {
-        Err(std::io::Error::from_raw_os_error(28))
-    }
-}
-
 #[test]
 fn without_a_journal_nothing_is_changed() {
-    let journal = Journal::with_sink(
-        Path::new("/nonexistent"),
-        Box::new(FullDisk),
-        ChainEnd::empty(),
-    );
-    let f = fixture_with(Some(journal));
+    let f = fixture_with(Some(Journal::on_full_disk()));
     assert!(matches!(
         f.blocks
             .block(t("from 192.0.2.7"), minutes(1), reason(), &who()),
