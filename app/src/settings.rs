@@ -6,6 +6,8 @@ use ctguard_protocol::{SysctlKey, SysctlScope};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::history::History;
+
 /// A sysctl change the panel carried out, as its audit record keeps it (JSON in `arguments`):
 /// what a revert puts back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,12 @@ pub struct SettingRow {
     pub persisted: Option<u64>,
     pub recommended: Option<u64>,
     pub reasoning: String,
+    /// What following the recommendation costs; empty without one.
+    #[serde(default)]
+    pub cost: String,
+    /// When the recommendation is wrong for a host; empty without one.
+    #[serde(default)]
+    pub wrong_when: String,
     pub last_set: Option<LastSet>,
 }
 
@@ -89,9 +97,11 @@ impl SettingGroup {
                  these are set in the watched network namespace."
             }
             Self::Neighbours => {
-                "A separate table (ARP/NDP) with its own overflow message, \"neighbour table \
-                 overflow\": raise gc_thresh3 above the number of neighbours on the host's links. \
-                 Global: the defaults live in the initial namespace."
+                "The IPv4 neighbour (ARP) table, apart from conntrack, with its own message: the \
+                 kernel logs \"arp_cache: neighbor table overflow!\" past gc_thresh3. Raise \
+                 gc_thresh3 above the number of neighbours on the host's links. IPv6 (NDP, \
+                 \"ndisc_cache\") has separate keys under net.ipv6.neigh.default. Global: these \
+                 defaults live in the initial namespace."
             }
         }
     }
@@ -113,13 +123,24 @@ pub struct TuningView {
     pub count: u64,
     pub entry_bytes: Option<u64>,
     pub host_memory_bytes: u64,
+    /// The highest count of the last 24 hours the limit's advice rests on.
+    #[serde(default)]
+    pub peak_24h: Option<u64>,
+}
+
+/// The highest entry count a history holds: the per-minute peaks of the day and the recent
+/// per-second points (whose minute may not be folded yet). `None` for an empty history.
+pub fn peak_of(history: &History) -> Option<u64> {
+    let minutes = history.minutes.iter().map(|minute| minute.count);
+    let recent = history.recent.iter().map(|point| point.count);
+    minutes.chain(recent).max()
 }
 
 #[server]
 pub async fn load_tuning() -> Result<TuningView, ServerFnError> {
-    ssr::source()
-        .await?
-        .view()
+    let source = ssr::source().await?;
+    source
+        .view(ssr::peak_24h())
         .await
         .map_err(|e| e.into_server_error())
 }
@@ -137,7 +158,15 @@ pub mod ssr {
 
     #[async_trait::async_trait]
     pub trait SettingsSource: Send + Sync + std::fmt::Debug {
-        async fn view(&self) -> Result<TuningView, AdminError>;
+        /// The rows, with recommendations resting on `peak_24h` (see [`peak_24h`]).
+        async fn view(&self, peak_24h: Option<u64>) -> Result<TuningView, AdminError>;
+    }
+
+    /// The day's peak from the dashboard's history, where the server keeps one (it is the
+    /// evidence the limit's advice rests on; the sampler extends it every second).
+    pub fn peak_24h() -> Option<u64> {
+        use_context::<crate::seed::ssr::SharedHistory>()
+            .and_then(|history| super::peak_of(&history.snapshot()))
     }
 
     pub type SharedSettingsSource = Arc<dyn SettingsSource>;
@@ -161,6 +190,8 @@ mod tests {
             persisted: None,
             recommended: None,
             reasoning: String::new(),
+            cost: String::new(),
+            wrong_when: String::new(),
             last_set: last.map(|value| LastSet {
                 value,
                 actor: "ada".into(),
@@ -181,6 +212,47 @@ mod tests {
         assert!(
             !row(None, Some(7_440)).changed_behind_our_back(),
             "unreadable is not a change"
+        );
+    }
+
+    #[test]
+    fn the_peak_is_the_highest_count_of_the_day_and_the_recent_points() {
+        use crate::{history::MinutePoint, trend::Point};
+        assert_eq!(peak_of(&History::default()), None);
+        let mut history = History::default();
+        history.minutes.push_back(MinutePoint {
+            at_ms: 0,
+            count: 8_700,
+            max: 65_536,
+        });
+        history.minutes.push_back(MinutePoint {
+            at_ms: 60_000,
+            count: 1_200,
+            max: 65_536,
+        });
+        history.recent.push_back(Point {
+            at_ms: 61_000,
+            count: 9_000,
+            max: 65_536,
+            ..Point::default()
+        });
+        assert_eq!(peak_of(&history), Some(9_000));
+        history.recent.clear();
+        assert_eq!(
+            peak_of(&history),
+            Some(8_700),
+            "an earlier minute's peak counts"
+        );
+    }
+
+    #[test]
+    fn the_neighbour_group_uses_the_kernels_words() {
+        let text = SettingGroup::Neighbours.explanation();
+        assert!(text.contains("neighbor table overflow!"), "{text}");
+        assert!(!text.contains("neighbour table overflow"), "{text}");
+        assert!(
+            text.contains("net.ipv6.neigh.default"),
+            "NDP's keys are separate"
         );
     }
 

@@ -1,7 +1,8 @@
 // The Tuning page beyond the seed's story (story.spec.ts raises the limit, lowers the established
 // timeout and reverts a change): a cancelled change leaves the kernel alone, a value another agent
-// (kube-proxy, a config manager) sets back behind the panel's back is shown as drift, and an
-// operator sees the settings but the server refuses them a change.
+// (kube-proxy, a config manager) sets back behind the panel's back is shown as drift, an
+// established timeout below RFC 5382's floor takes two confirmations, the buckets are never
+// advised below their value, and an operator sees the settings but the server refuses them a change.
 import { test, expect, signIn, inHost, persistedSysctls } from './support';
 
 const MAX = 'net.netfilter.nf_conntrack_max';
@@ -61,4 +62,45 @@ test('an operator sees the settings but cannot change them', async ({ page }) =>
   });
   expect(response.status()).toBe(403);
   expect(await response.text()).toContain('Your role does not allow this');
+});
+
+test.describe('below the floor', () => {
+  // The first confirmation is answered 400 (nothing changed yet), which the browser reports.
+  test.use({ expectedConsoleErrors: [/status of 400 \(Bad Request\) \(.*\/api\/apply_tuning\)/] });
+
+  test("an established timeout below RFC 5382's floor takes a second, explicit confirmation", async ({ page }) => {
+    const original = routerValue(ESTABLISHED);
+    try {
+      await signIn(page, 'admin');
+      await page.getByRole('link', { name: 'Tuning' }).click();
+      const input = page.getByTestId(`setting-${ESTABLISHED}`).getByLabel('New value (seconds)');
+      await input.fill('180');
+      await input.press('Enter');
+      const dialog = page.getByTestId('confirm-dialog');
+      await expect(dialog).toContainText('Below RFC 5382');
+      await expect(dialog).toContainText('two confirmations');
+      await dialog.getByRole('button', { name: 'Confirm' }).click();
+      // The first confirmation changes nothing; the panel asks again at once.
+      await expect(page.getByTestId('operation-first-confirmation')).toContainText('First of two confirmations');
+      await expect(dialog).toContainText('(second confirmation)');
+      expect(routerValue(ESTABLISHED)).toBe(original);
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      await expect(dialog).toHaveCount(0);
+      expect(routerValue(ESTABLISHED)).toBe(original);
+    } finally {
+      inHost('sysctl', '-q', '-w', `${ESTABLISHED}=${original}`);
+    }
+  });
+});
+
+test('the buckets are never advised below their value', async ({ page }) => {
+  await signIn(page, 'viewer');
+  await page.getByRole('link', { name: 'Tuning' }).click();
+  const row = page.getByTestId('setting-net.netfilter.nf_conntrack_buckets');
+  const now = Number(await row.getAttribute('data-value'));
+  const advised = (await row.getByTestId('recommended').textContent()) ?? '';
+  if (advised.trim() !== 'keep') {
+    expect(Number(advised.replace(/[^0-9]/g, ''))).toBeGreaterThanOrEqual(now);
+  }
+  await expect(row).toContainText('each in two chains');
 });

@@ -72,10 +72,31 @@ async fn every_role_reads_the_settings_with_recommendations() {
     let row = |key| view.rows.iter().find(|r| r.key == key).unwrap();
     let established = row(SysctlKey::TcpTimeoutEstablished);
     assert_eq!(established.current, Some(432_000));
-    assert_eq!(established.recommended, Some(7_440), "RFC 5382's floor");
+    assert_eq!(
+        established.recommended,
+        Some(432_000),
+        "keep the default: RFC 5382's 2 h 4 min is a floor, and stale entries do not fill the table"
+    );
     assert!(established.reasoning.contains("RFC 5382"));
-    // 8 GiB of RAM, 256-byte entries: 8 GiB / 16 / 256 = 2,097,152.
-    assert_eq!(row(SysctlKey::NfConntrackMax).recommended, Some(2_097_152));
+    assert!(established.wrong_when.contains("second confirmation"));
+    // 8 GiB of RAM and a peak of 1,000: twice the peak is far below the kernel's own default for
+    // this RAM (262,144), which is the advice; 1/16 of RAM (2 million entries) is only the ceiling.
+    let max = row(SysctlKey::NfConntrackMax);
+    assert_eq!(max.recommended, Some(262_144));
+    assert!(max.cost.contains("264 B per entry"), "{}", max.cost);
+    // 65,536 entries in 16,384 buckets: chains of 8. Never fewer buckets; here, as many as entries.
+    let buckets = row(SysctlKey::NfConntrackBuckets);
+    assert_eq!(buckets.recommended, Some(65_536));
+    assert!(
+        buckets.reasoning.contains("chains of 8.0"),
+        "{}",
+        buckets.reasoning
+    );
+    assert!(
+        row(SysctlKey::NeighGcThresh3)
+            .reasoning
+            .contains("neighbor table overflow!")
+    );
     assert!(view.rows.iter().all(|r| r.last_set.is_none()));
     assert_eq!(
         settings(&app, &app.browser()).await.status(),
@@ -101,7 +122,14 @@ async fn an_admin_sets_a_value_after_a_preview_that_shows_its_cost_and_it_is_aud
         "{changes}"
     );
     assert!(
-        changes.contains("a full table would take 32.0 MiB of kernel memory (now 16.0 MiB)"),
+        changes.contains("a full table would take 33.0 MiB of kernel memory (now 16.5 MiB)"),
+        "{changes}"
+    );
+    // 131,072 entries in today's 16,384 buckets would make chains of 16: the buckets come along.
+    assert!(
+        changes.contains(
+            "net.netfilter.nf_conntrack_buckets: 16,384 buckets → 131,072 buckets, in the same change"
+        ),
         "{changes}"
     );
     assert!(changes.contains("kept after reboot"), "{changes}");
@@ -120,7 +148,12 @@ async fn an_admin_sets_a_value_after_a_preview_that_shows_its_cost_and_it_is_aud
     assert_eq!(done.status(), 200);
     let message: String = done.json().await.unwrap();
     assert!(message.contains("is now 131,072 entries (was 65,536 entries)"));
+    assert!(
+        message.contains("net.netfilter.nf_conntrack_buckets is now 131,072 buckets"),
+        "{message}"
+    );
     assert_eq!(helper.sysctl(SysctlKey::NfConntrackMax), 131_072);
+    assert_eq!(helper.sysctl(SysctlKey::NfConntrackBuckets), 131_072);
     let replay = apply(&app, &admin, &shown.token, operation).await;
     assert_ne!(replay.status(), 200, "a token confirms one change only");
 
@@ -326,6 +359,152 @@ async fn a_change_is_reverted_from_its_audit_record_and_drift_is_shown() {
             .iter()
             .any(|r| r.action == "revert_sysctl" && r.outcome == "refused")
     );
+}
+
+#[tokio::test]
+async fn a_raised_limit_brings_the_buckets_only_when_the_chains_would_pass_four() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 1_000);
+    let admin = app.signed_in(Role::Admin).await;
+    helper.change_behind_the_panels_back(SysctlKey::NfConntrackBuckets, 65_536);
+
+    // 131,072 entries in 65,536 buckets: chains of 4, the buckets stay.
+    let (shown, message) = confirmed(&app, &admin, set(SysctlKey::NfConntrackMax, 131_072)).await;
+    let changes = shown.changes.join("\n");
+    assert!(!changes.contains("nf_conntrack_buckets"), "{changes}");
+    assert!(!message.contains("buckets"), "{message}");
+    assert_eq!(helper.sysctl(SysctlKey::NfConntrackBuckets), 65_536);
+
+    // 1,048,576 would make chains of 32, past 4: the buckets follow, one per entry.
+    let (shown, _) = confirmed(&app, &admin, set(SysctlKey::NfConntrackMax, 1_048_576)).await;
+    let changes = shown.changes.join("\n");
+    assert!(
+        changes.contains("65,536 buckets → 1,048,576 buckets"),
+        "{changes}"
+    );
+    assert!(changes.contains("chaintoolong"), "{changes}");
+    assert!(changes.contains("chains of 32.0"), "{changes}");
+    assert_eq!(helper.sysctl(SysctlKey::NfConntrackBuckets), 1_048_576);
+    assert_eq!(helper.sysctl(SysctlKey::NfConntrackMax), 1_048_576);
+    assert!(
+        shown
+            .warnings
+            .iter()
+            .any(|w| w.contains("each network namespace")),
+        "{:?}",
+        shown.warnings
+    );
+}
+
+#[tokio::test]
+async fn fewer_buckets_warn_and_persisting_them_says_the_limit_follows_hashsize() {
+    let app = spawn_app().await;
+    let _helper = FakeHelper::start(&app.helper_socket, 1_000);
+    let admin = app.signed_in(Role::Admin).await;
+
+    let shown: Preview = preview(&app, &admin, set(SysctlKey::NfConntrackBuckets, 262_144))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let changes = shown.changes.join("\n");
+    assert!(
+        changes.contains("max = 8 × hashsize = 2,097,152 entries"),
+        "{changes}"
+    );
+    assert!(changes.contains("persist the limit too"), "{changes}");
+    assert!(
+        changes.contains("nf_conntrack.hashsize=262144"),
+        "{changes}"
+    );
+
+    let fewer: Preview = preview(&app, &admin, set(SysctlKey::NfConntrackBuckets, 8_192))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        fewer
+            .warnings
+            .iter()
+            .any(|w| w.contains("Fewer buckets than now")),
+        "{:?}",
+        fewer.warnings
+    );
+    assert!(
+        fewer.warnings.iter().any(|w| w.contains("chaintoolong")),
+        "chains of 16: {:?}",
+        fewer.warnings
+    );
+}
+
+#[tokio::test]
+async fn an_established_timeout_below_rfc_5382_takes_a_second_explicit_confirmation() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 1_000);
+    let admin = app.signed_in(Role::Admin).await;
+    let operation = set(SysctlKey::TcpTimeoutEstablished, 180);
+
+    let first: Preview = preview(&app, &admin, operation.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        first
+            .warnings
+            .iter()
+            .any(|w| w.contains("two confirmations")),
+        "{:?}",
+        first.warnings
+    );
+    let once = apply(&app, &admin, &first.token, operation.clone()).await;
+    assert_ne!(once.status(), 200);
+    let text = once.text().await.unwrap();
+    assert!(
+        text.contains(ctguard_app::tuning::FIRST_OF_TWO_CONFIRMATIONS),
+        "{text}"
+    );
+    assert_eq!(
+        helper.sysctl(SysctlKey::TcpTimeoutEstablished),
+        432_000,
+        "one confirmation changes nothing"
+    );
+
+    // Another admin's session has not confirmed anything.
+    let other = app.signed_in(Role::Admin).await;
+    let theirs: Preview = preview(&app, &other, operation.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !theirs.title.contains("second confirmation"),
+        "{}",
+        theirs.title
+    );
+
+    let (second, message) = confirmed(&app, &admin, operation.clone()).await;
+    assert!(
+        second.title.contains("second confirmation"),
+        "{}",
+        second.title
+    );
+    assert!(message.contains("is now 180 s (3 min)"), "{message}");
+    assert_eq!(helper.sysctl(SysctlKey::TcpTimeoutEstablished), 180);
+
+    // The consent was spent: going below the floor again starts over.
+    helper.change_behind_the_panels_back(SysctlKey::TcpTimeoutEstablished, 432_000);
+    let again: Preview = preview(&app, &admin, operation).await.json().await.unwrap();
+    assert!(
+        !again.title.contains("second confirmation"),
+        "{}",
+        again.title
+    );
+
+    // A value at the floor takes one confirmation.
+    confirmed(&app, &admin, set(SysctlKey::TcpTimeoutEstablished, 7_440)).await;
+    assert_eq!(helper.sysctl(SysctlKey::TcpTimeoutEstablished), 7_440);
 }
 
 #[test]

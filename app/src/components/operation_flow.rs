@@ -16,6 +16,12 @@ pub fn clean_error(error: &ServerFnError) -> String {
     text.rsplit(": ").next().unwrap_or(&text).to_owned()
 }
 
+/// Whether the server's answer is the first of two confirmations (see
+/// [`crate::tuning::FIRST_OF_TWO_CONFIRMATIONS`]).
+pub fn asks_second_confirmation(message: &str) -> bool {
+    message.starts_with(crate::tuning::FIRST_OF_TWO_CONFIRMATIONS)
+}
+
 type PreviewResult = (Operation, Result<Preview, ServerFnError>);
 
 #[derive(Clone, Copy)]
@@ -23,6 +29,9 @@ pub struct OperationFlow {
     preview: Action<Operation, PreviewResult>,
     apply: Action<(String, Operation), Result<String, ServerFnError>>,
     pending: RwSignal<Option<(Operation, Preview)>>,
+    /// The operation last confirmed, to preview again when the server asks for a second
+    /// confirmation.
+    confirmed: RwSignal<Option<Operation>>,
 }
 
 impl OperationFlow {
@@ -52,10 +61,22 @@ impl OperationFlow {
                 pending.set(Some((operation, shown)));
             }
         });
+        let confirmed = RwSignal::new(None::<Operation>);
+        // A value below RFC 5382's floor takes two confirmations: the server's answer to the first
+        // says so, and the flow asks for the (second) preview at once.
+        Effect::new(move |_| {
+            if let Some(Err(error)) = apply.value().get()
+                && asks_second_confirmation(&clean_error(&error))
+                && let Some(operation) = confirmed.get_untracked()
+            {
+                preview.dispatch(operation);
+            }
+        });
         Self {
             preview,
             apply,
             pending,
+            confirmed,
         }
     }
 
@@ -114,6 +135,18 @@ pub fn OperationFeedback(flow: OperationFlow) -> impl IntoView {
                         }
                             .into_any()
                     }
+                    Err(error) if asks_second_confirmation(&clean_error(&error)) => {
+                        view! {
+                            <p
+                                class="banner warning"
+                                role="status"
+                                data-testid="operation-first-confirmation"
+                            >
+                                {clean_error(&error)}
+                            </p>
+                        }
+                            .into_any()
+                    }
                     Err(error) => {
                         view! {
                             <p class="banner critical" role="alert" data-testid="operation-error">
@@ -132,6 +165,7 @@ pub fn OperationFeedback(flow: OperationFlow) -> impl IntoView {
                         <ConfirmDialog
                             preview=shown
                             on_confirm=Callback::new(move |token: String| {
+                                flow.confirmed.set(Some(operation.clone()));
                                 flow.apply.dispatch((token, operation.clone()));
                                 flow.pending.set(None);
                             })
@@ -143,5 +177,22 @@ pub fn OperationFeedback(flow: OperationFlow) -> impl IntoView {
                     }
                 })
         }}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_of_two_confirmations_is_recognised_after_the_error_prefix_is_cut() {
+        let raw = ServerFnError::new(format!(
+            "{}. 180 s (3 min) is below RFC 5382's floor of 2 h 4 min, so nothing was changed yet.",
+            crate::tuning::FIRST_OF_TWO_CONFIRMATIONS
+        ));
+        assert!(asks_second_confirmation(&clean_error(&raw)), "{raw}");
+        let other =
+            ServerFnError::new("The state changed since the preview. Preview the change again.");
+        assert!(!asks_second_confirmation(&clean_error(&other)));
     }
 }

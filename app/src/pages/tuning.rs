@@ -40,14 +40,17 @@ pub fn TuningPage() -> impl IntoView {
 
 #[component]
 fn Settings(view: TuningView, may_tune: bool, flow: OperationFlow) -> impl IntoView {
+    let peak = view.peak_24h.map_or_else(String::new, |peak| {
+        format!(" Peak of the last 24 hours: {}.", format::thousands(peak))
+    });
     let memory = match view.entry_bytes {
         Some(bytes) => format!(
-            "{} entries now, {} each; the host has {} of RAM.",
+            "{} entries now in the watched namespace's table, {} each; the host has {} of RAM.{peak}",
             format::thousands(view.count),
             format::bytes(bytes),
             format::bytes(view.host_memory_bytes),
         ),
-        None => format!("{} entries now.", format::thousands(view.count)),
+        None => format!("{} entries now.{peak}", format::thousands(view.count)),
     };
     let drifted: Vec<SettingRow> = view
         .rows
@@ -119,6 +122,14 @@ fn shown(key: SysctlKey, value: Option<u64>, missing: &str) -> String {
     value.map_or_else(|| missing.to_owned(), |v| tuning::with_unit(key, v))
 }
 
+/// The recommendation as the column shows it: "keep" when it is the current value.
+fn recommended_words(key: SysctlKey, current: Option<u64>, recommended: Option<u64>) -> String {
+    match recommended {
+        Some(value) if current == Some(value) => "keep".to_owned(),
+        other => shown(key, other, "no opinion"),
+    }
+}
+
 #[component]
 fn Setting(row: SettingRow, may_tune: bool, flow: OperationFlow) -> impl IntoView {
     let key = row.key;
@@ -150,10 +161,27 @@ fn Setting(row: SettingRow, may_tune: bool, flow: OperationFlow) -> impl IntoVie
                 <code>{key.name()}</code>
                 <small class="muted">{format!(" · {}", scope_words(key))}</small>
                 <p class="reasoning">{row.reasoning.clone()}</p>
+                {(!row.cost.is_empty())
+                    .then(|| {
+                        view! {
+                            <p class="reasoning" data-testid="cost">
+                                <strong>"Cost: "</strong>
+                                {row.cost.clone()}
+                            </p>
+                        }
+                    })}
+                {(!row.wrong_when.is_empty())
+                    .then(|| {
+                        view! {
+                            <p class="reasoning" data-testid="wrong-when">
+                                {row.wrong_when.clone()}
+                            </p>
+                        }
+                    })}
             </th>
             <td data-testid="current">{shown(key, row.current, "not on this kernel")} {last_set}</td>
             <td>{shown(key, tuning::kernel_default(key), "sized from RAM")}</td>
-            <td>{shown(key, row.recommended, "no opinion")}</td>
+            <td data-testid="recommended">{recommended_words(key, row.current, row.recommended)}</td>
             <td>{shown(key, row.persisted, "—")}</td>
             <td>
                 <Show when=move || may_tune fallback=|| "—">
@@ -245,7 +273,18 @@ fn ValueForm(key: SysctlKey, flow: OperationFlow) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_value;
+    use super::{SysctlKey, parse_value, recommended_words};
+
+    #[test]
+    fn a_recommendation_equal_to_the_current_value_reads_keep() {
+        let key = SysctlKey::NfConntrackBuckets;
+        assert_eq!(recommended_words(key, Some(262_144), Some(262_144)), "keep");
+        assert_eq!(
+            recommended_words(key, Some(16_384), Some(65_536)),
+            "65,536 buckets"
+        );
+        assert_eq!(recommended_words(key, Some(1), None), "no opinion");
+    }
 
     #[test]
     fn values_are_read_the_way_people_write_them() {

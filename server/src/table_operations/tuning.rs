@@ -1,22 +1,72 @@
 //! Sysctl changes and their reverts, planned from the live values: before → after with units, the
-//! memory a new table limit costs, and the warnings an admin should read before confirming.
+//! memory a new table limit costs, the buckets a raised limit brings along, and the warnings an
+//! admin should read before confirming. An established-TCP timeout below RFC 5382's floor takes
+//! two confirmations.
+
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex, PoisonError},
+};
 
 use ctguard_app::{
     format,
     operations::Operation,
     settings::{AppliedSysctl, LastSet, SettingRow, TuningView, ssr::SettingsSource},
-    tuning::{self, RFC5382_ESTABLISHED_FLOOR_SECS},
+    tuning::{self, Observed, RFC5382_ESTABLISHED_FLOOR_SECS},
     users::ssr::AdminError,
 };
 use ctguard_protocol::{ConntrackStatus, Request, Response, SysctlKey, SysctlReading, SysctlScope};
 
 use super::{Plan, TableOperator, from_helper, invalid};
-use crate::helper_client::unexpected;
+use crate::{confirmation::TOKEN_LIFETIME_SECS, helper_client::unexpected, requester::requester};
 
 /// The audit actions whose successful records hold an [`AppliedSysctl`] in `arguments`.
 pub const SYSCTL_ACTIONS: [&str; 2] = ["set_sysctl", "revert_sysctl"];
 /// How far back the Tuning page looks for the panel's own changes.
 const LAST_SET_LOOKBACK: i64 = 1_000;
+
+/// Below-floor values an admin has confirmed once, by (login, key, value), until when (Unix
+/// seconds). The second confirmation is a fresh preview and token, so the first one's consent must
+/// outlive its token: kept here, per process, for the default confirmation lifetime. Process-wide
+/// because it is keyed by the login, which is random per session.
+static FIRST_CONFIRMATIONS: LazyLock<Mutex<FirstConfirmations>> = LazyLock::new(Mutex::default);
+/// (login, key, value) → until (Unix seconds).
+type FirstConfirmations = HashMap<(String, SysctlKey, u64), i64>;
+/// Consents beyond this are dropped, oldest first.
+const MAX_FIRST_CONFIRMATIONS: usize = 1_000;
+
+fn first_confirmations() -> std::sync::MutexGuard<'static, FirstConfirmations> {
+    FIRST_CONFIRMATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether this login confirmed this value once and may now confirm it a second time.
+fn confirmed_once(login: &str, key: SysctlKey, value: u64, now: i64) -> bool {
+    first_confirmations()
+        .get(&(login.to_owned(), key, value))
+        .is_some_and(|&until| until > now)
+}
+
+fn record_first_confirmation(login: &str, key: SysctlKey, value: u64, now: i64) {
+    let mut consents = first_confirmations();
+    consents.retain(|_, until| *until > now);
+    if consents.len() >= MAX_FIRST_CONFIRMATIONS
+        && let Some(oldest) = consents
+            .iter()
+            .min_by_key(|(_, until)| **until)
+            .map(|(consent, _)| consent.clone())
+    {
+        consents.remove(&oldest);
+    }
+    consents.insert((login.to_owned(), key, value), now + TOKEN_LIFETIME_SECS);
+}
+
+fn take_first_confirmation(login: &str, key: SysctlKey, value: u64, now: i64) -> bool {
+    first_confirmations()
+        .remove(&(login.to_owned(), key, value))
+        .is_some_and(|until| until > now)
+}
 
 /// A write the helper is asked to do, once an operation (or the audit record it reverts) is
 /// resolved.
@@ -116,14 +166,46 @@ impl TableOperator {
                 .find(|r| r.key == wanted)
                 .and_then(|r| r.value)
         };
+        let persisted_of = |wanted: SysctlKey| {
+            readings
+                .iter()
+                .find(|r| r.key == wanted)
+                .and_then(|r| r.persisted)
+        };
+        let buckets_now = value_of(SysctlKey::NfConntrackBuckets).unwrap_or(status.buckets);
         let mut changes = vec![format!(
             "{key}: {} → {}",
             tuning::with_unit(key, current),
             tuning::with_unit(key, value)
         )];
+        // A raised limit whose chains would pass 4 brings the buckets along, written first.
+        let companion = match key {
+            SysctlKey::NfConntrackMax => tuning::buckets_for_new_limit(value, buckets_now),
+            _ => None,
+        };
+        if let Some(buckets) = companion {
+            changes.push(format!(
+                "{}: {} → {}, in the same change: {}; the kernel refuses an insert on a chain \
+                 over about {} (chaintoolong), about {:.1} % of new connections near the limit. \
+                 With {} the chains stay at {:.1}",
+                SysctlKey::NfConntrackBuckets,
+                tuning::with_unit(SysctlKey::NfConntrackBuckets, buckets_now),
+                tuning::with_unit(SysctlKey::NfConntrackBuckets, buckets),
+                tuning::chains_in_words(value, buckets_now),
+                tuning::KERNEL_MIN_CHAINLEN,
+                tuning::refused_share_at_full(value, buckets_now) * 100.0,
+                tuning::with_unit(SysctlKey::NfConntrackBuckets, buckets),
+                tuning::chain_at_full(value, buckets),
+            ));
+        }
         changes.push(if persist {
             match key {
-                SysctlKey::NfConntrackBuckets => "kept after reboot: the helper's sysctl.d file and the nf_conntrack hashsize module option".to_owned(),
+                SysctlKey::NfConntrackBuckets => {
+                    hashsize_persistence(value, persisted_of(SysctlKey::NfConntrackMax))
+                }
+                _ if companion.is_some() => "kept after reboot: both written to the helper's \
+                     sysctl.d file, the buckets also as the nf_conntrack hashsize module option"
+                    .to_owned(),
                 _ => "kept after reboot: written to the helper's sysctl.d file".to_owned(),
             }
         } else {
@@ -136,27 +218,45 @@ impl TableOperator {
         if key.scope() == SysctlScope::Global {
             warnings.push("Host-wide: every network namespace on this host shares it.".to_owned());
         }
+        let mut stage = "";
         match key {
             SysctlKey::NfConntrackMax => {
                 if let Some(entry) = status.entry_bytes {
+                    let per_entry = tuning::bytes_per_entry(entry);
                     changes.push(format!(
-                        "a full table would take {} of kernel memory (now {})",
-                        format::bytes(value.saturating_mul(entry)),
-                        format::bytes(current.saturating_mul(entry))
+                        "a full table would take {} of kernel memory (now {}): {} per entry, its \
+                         slab object and its bucket",
+                        format::bytes(value.saturating_mul(per_entry)),
+                        format::bytes(current.saturating_mul(per_entry)),
+                        format::bytes(per_entry),
                     ));
                 }
+                warnings.push(
+                    "The limit applies to each network namespace's own table: N namespaces may \
+                     hold up to N × the limit in the one shared hash."
+                        .to_owned(),
+                );
                 if value < status.count {
                     warnings.push(format!(
                         "The table holds {} entries, more than the new limit: new connections are dropped until it drains.",
                         format::thousands(status.count)
                     ));
                 }
-                if let Some(recommended) = tuning::recommended_max(&status)
-                    && value > recommended
+                let peak = ctguard_app::settings::ssr::peak_24h()
+                    .unwrap_or(0)
+                    .max(status.count);
+                if value < peak.saturating_mul(tuning::PEAK_HEADROOM) && value >= status.count {
+                    warnings.push(format!(
+                        "Less than twice the 24-hour peak of {} entries: a burst like it fills the table.",
+                        format::thousands(peak)
+                    ));
+                }
+                if let Some(ceiling) = tuning::memory_ceiling(&status)
+                    && value > ceiling
                 {
                     warnings.push(format!(
-                        "More than the recommended {}: a full table would take over 1/{} of RAM.",
-                        format::thousands(recommended),
+                        "More than {} entries: a full table would take over 1/{} of RAM.",
+                        format::thousands(ceiling),
                         tuning::MEMORY_SHARE_DIVISOR
                     ));
                 }
@@ -167,16 +267,45 @@ impl TableOperator {
                         .to_owned(),
                 );
                 changes.push(format!(
-                    "{:.1} entries per bucket at a full table (limit {})",
-                    status.max as f64 / value.max(1) as f64,
+                    "{:.1} entries per chain at a full table (limit {}, each entry in two chains)",
+                    tuning::chain_at_full(status.max, value),
                     format::thousands(status.max)
                 ));
+                if value < current {
+                    warnings.push(format!(
+                        "Fewer buckets than now: {}. Nothing is gained but 8 B per bucket.",
+                        tuning::chains_in_words(status.max, value)
+                    ));
+                }
+                if tuning::chain_at_full(status.max, value) > tuning::MAX_CHAIN_AT_FULL {
+                    warnings.push(format!(
+                        "Chains over {:.0}: about {:.1} % of new connections would be refused \
+                         as chaintoolong at a full table.",
+                        tuning::MAX_CHAIN_AT_FULL,
+                        tuning::refused_share_at_full(status.max, value) * 100.0
+                    ));
+                }
             }
             SysctlKey::TcpTimeoutEstablished if value < RFC5382_ESTABLISHED_FLOOR_SECS => {
                 warnings.push(format!(
                     "Below RFC 5382's floor of {}: idle connections through NAT (SSH, databases) will break.",
                     tuning::duration(RFC5382_ESTABLISHED_FLOOR_SECS)
                 ));
+                let login = requester().await?.login.0;
+                if confirmed_once(&login, key, value, self.clock.now()) {
+                    stage = ";second";
+                    changes.push(
+                        "second confirmation: you confirmed this value below the floor once"
+                            .to_owned(),
+                    );
+                } else {
+                    stage = ";first";
+                    warnings.push(
+                        "This needs two confirmations. Confirming this preview changes nothing \
+                         yet; the panel then asks a second time."
+                            .to_owned(),
+                    );
+                }
             }
             SysctlKey::NeighGcThresh1 | SysctlKey::NeighGcThresh2 | SysctlKey::NeighGcThresh3 => {
                 let mut thresholds = [
@@ -204,12 +333,22 @@ impl TableOperator {
             Some(audit_id) => format!("Revert audit record #{audit_id}: {key}"),
             None => format!("Set {key}"),
         };
+        let title = if stage == ";second" {
+            format!("{title} (second confirmation)")
+        } else {
+            title
+        };
         Ok(Plan {
             title,
             changes,
             warnings,
-            // Someone else changing the value between preview and confirm makes the preview stale.
-            fingerprint: format!("{key}={current}"),
+            // Someone else changing the value (or, for the limit, the buckets it may bring along)
+            // between preview and confirm makes the preview stale; so does a first confirmation
+            // given in between.
+            fingerprint: match key {
+                SysctlKey::NfConntrackMax => format!("{key}={current};buckets={buckets_now}"),
+                _ => format!("{key}={current}{stage}"),
+            },
         })
     }
 
@@ -221,6 +360,46 @@ impl TableOperator {
         request_parts: (ctguard_protocol::ShortText, std::net::IpAddr),
     ) -> Result<super::Executed, AdminError> {
         let (actor, requested_by) = request_parts;
+        if tuning::needs_second_confirmation(write.key, write.value) {
+            let login = requester().await?.login.0;
+            let now = self.clock.now();
+            if !take_first_confirmation(&login, write.key, write.value, now) {
+                record_first_confirmation(&login, write.key, write.value, now);
+                // No ": " in the message: the UI shows what follows the last one.
+                return Err(invalid(format!(
+                    "{}. {} is below RFC 5382's floor of {}, so nothing was changed yet. Review \
+                     it again and confirm a second time to apply it.",
+                    tuning::FIRST_OF_TWO_CONFIRMATIONS,
+                    tuning::with_unit(write.key, write.value),
+                    tuning::duration(RFC5382_ESTABLISHED_FLOOR_SECS)
+                )));
+            }
+        }
+        let mut brought_along = None;
+        if write.key == SysctlKey::NfConntrackMax {
+            let buckets_now = self
+                .sysctls_now()
+                .await?
+                .iter()
+                .find(|r| r.key == SysctlKey::NfConntrackBuckets)
+                .and_then(|r| r.value);
+            // Buckets first: the chains never pass 4 on the way.
+            if let Some(buckets) =
+                buckets_now.and_then(|now| tuning::buckets_for_new_limit(write.value, now))
+            {
+                let request = Request::SetSysctl {
+                    key: SysctlKey::NfConntrackBuckets,
+                    value: buckets,
+                    persist: write.persist,
+                    actor: actor.clone(),
+                    requested_by,
+                };
+                match self.helper.call(request).await.map_err(from_helper)? {
+                    Response::Sysctl { value, .. } => brought_along = Some(value),
+                    other => return Err(from_helper(unexpected(&other))),
+                }
+            }
+        }
         let request = Request::SetSysctl {
             key: write.key,
             value: write.value,
@@ -244,9 +423,14 @@ impl TableOperator {
                 };
                 Ok(super::Executed {
                     message: format!(
-                        "{key} is now {} (was {}){}.",
+                        "{key} is now {} (was {}){}{}.",
                         tuning::with_unit(key, value),
                         tuning::with_unit(key, previous),
+                        brought_along.map_or_else(String::new, |buckets| format!(
+                            "; {} is now {}",
+                            SysctlKey::NfConntrackBuckets,
+                            tuning::with_unit(SysctlKey::NfConntrackBuckets, buckets)
+                        )),
                         if persisted { ", kept after reboot" } else { "" }
                     ),
                     journal_seq,
@@ -260,9 +444,13 @@ impl TableOperator {
 
 #[async_trait::async_trait]
 impl SettingsSource for TableOperator {
-    async fn view(&self) -> Result<TuningView, AdminError> {
+    async fn view(&self, peak_24h: Option<u64>) -> Result<TuningView, AdminError> {
         let readings = self.sysctls_now().await?;
         let status = self.status_now().await?;
+        let observed = Observed {
+            peak_24h,
+            established: self.established_share(&status).await,
+        };
         let records = self
             .audit
             .successes_with_arguments(&SYSCTL_ACTIONS, LAST_SET_LOOKBACK)
@@ -288,7 +476,7 @@ impl SettingsSource for TableOperator {
             .iter()
             .filter_map(|r| Some((r.key, r.value?)))
             .collect();
-        let recommendations = tuning::recommend(&status, &current);
+        let recommendations = tuning::recommend(&status, &observed, &current);
         let rows = readings
             .iter()
             .map(|reading| {
@@ -302,6 +490,10 @@ impl SettingsSource for TableOperator {
                         || "This kernel has no such setting.".to_owned(),
                         |r| r.reasoning.clone(),
                     ),
+                    cost: recommendation.map(|r| r.cost.clone()).unwrap_or_default(),
+                    wrong_when: recommendation
+                        .map(|r| r.wrong_when.clone())
+                        .unwrap_or_default(),
                     last_set: last_set(reading.key),
                 }
             })
@@ -311,6 +503,58 @@ impl SettingsSource for TableOperator {
             count: status.count,
             entry_bytes: status.entry_bytes,
             host_memory_bytes: status.host_memory_bytes,
+            peak_24h,
         })
     }
+}
+
+impl TableOperator {
+    /// ESTABLISHED entries and all entries from one walk, taken only when the table is near full
+    /// (the only case the established-timeout advice looks at them): a walk of a big table is not
+    /// free, and the helper shares it with the Suspicious page.
+    async fn established_share(&self, status: &ConntrackStatus) -> Option<(u64, u64)> {
+        let near_full = status.max > 0
+            && status.count.saturating_mul(100) >= status.max * tuning::STALE_FILL_PERCENT;
+        if !near_full {
+            return None;
+        }
+        match self.helper.call(Request::Snapshot {}).await {
+            Ok(Response::Snapshot { snapshot }) => {
+                Some((snapshot.total.established, snapshot.total.entries))
+            }
+            Ok(_) => {
+                tracing::warn!("unexpected answer to a snapshot request");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no table walk for the tuning advice");
+                None
+            }
+        }
+    }
+}
+
+/// What persisting the buckets as `hashsize` does at the next boot: nf_conntrack_init_start sets
+/// max = 8 × hashsize when the option is given, so the limit changes too unless sysctl.d sets it.
+fn hashsize_persistence(buckets: u64, persisted_max: Option<u64>) -> String {
+    let at_load = buckets.saturating_mul(tuning::HASHSIZE_MAX_FACTOR);
+    let limit = match persisted_max {
+        Some(max) => format!(
+            "the helper's sysctl.d file then sets it to {} once systemd-sysctl runs after the module loaded",
+            format::thousands(max)
+        ),
+        None => format!(
+            "nothing persists the limit, so after a reboot it is {} entries (chains of 16 at a \
+             full table): persist the limit too",
+            format::thousands(at_load)
+        ),
+    };
+    format!(
+        "kept after reboot: the helper's sysctl.d file and the nf_conntrack hashsize module \
+         option, which also sets the limit at load: max = {} × hashsize = {} entries; {limit}. \
+         Where nf_conntrack is built into the kernel, a modprobe.d option has no effect: the \
+         kernel command line needs nf_conntrack.hashsize={buckets}",
+        tuning::HASHSIZE_MAX_FACTOR,
+        format::thousands(at_load),
+    )
 }
