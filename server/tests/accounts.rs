@@ -16,45 +16,13 @@ use ctguard_server::{
 };
 use leptos::server_fn::ServerFn;
 use serde_json::json;
-use support::{account_of, location, password_of, spawn_app, spawn_app_with};
+use support::{
+    account_of, cookie_value, live_status, location, password_of, session_cookie, spawn_app,
+    spawn_app_with, with_cookie,
+};
 
 fn disable(username: &str) -> serde_json::Value {
     json!({ "kind": "set_disabled", "username": username, "disabled": true })
-}
-
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.contains("ctguard_session="))
-}
-
-fn cookie_value(set_cookie: &str) -> String {
-    set_cookie.split(';').next().unwrap().to_owned()
-}
-
-/// A client holding exactly this cookie and nothing else.
-fn with_cookie(cookie: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("cookie", cookie.parse().unwrap());
-    support::client_builder()
-        .default_headers(headers)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn live_status(app: &support::TestApp, client: &reqwest::Client) -> u16 {
-    // The live feed is a stream: only its status matters here.
-    client
-        .get(format!("{}/api/live", app.address))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 #[tokio::test]

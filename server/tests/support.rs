@@ -26,7 +26,7 @@ use ctguard_protocol::{
 };
 use ctguard_server::{
     auth::SessionPolicy,
-    clock::{Clock, ManualClock},
+    clock::{Clock, ManualClock, SharedClock, SystemClock},
     configuration::{HelperSettings, Settings},
     db,
     domain::{Password, Username},
@@ -177,6 +177,27 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 /// Starts the server with its database, state (saving its history every 200 ms) and helper socket
 /// in `dir`; a second server on the same `dir` finds the first one's state.
 pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    start(dir, adjust, TestClock::Manual).await
+}
+
+/// As [`spawn_app_with`], on the system clock: for timeouts tested in real seconds against the
+/// real cookie and session store (the app's `clock` field then moves nothing).
+pub async fn spawn_app_on_the_system_clock(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    start(tempfile::tempdir().unwrap(), adjust, TestClock::System).await
+}
+
+/// Which clock the server under test reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TestClock {
+    Manual,
+    System,
+}
+
+async fn start(
+    dir: tempfile::TempDir,
+    adjust: impl FnOnce(&mut Settings),
+    which_clock: TestClock,
+) -> TestApp {
     ctguard_server::telemetry::init();
     let helper_socket = dir.path().join("helper.sock");
     let database = dir.path().join("ctguard.db");
@@ -220,7 +241,11 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Setti
         metrics_token: None,
     };
     adjust(&mut settings);
-    let application = Application::build_with_clock(settings, clock.clone())
+    let server_clock: SharedClock = match which_clock {
+        TestClock::Manual => clock.clone(),
+        TestClock::System => Arc::new(SystemClock),
+    };
+    let application = Application::build_with_clock(settings, server_clock)
         .await
         .unwrap();
     let address = format!("http://{}", application.local_addr());
@@ -382,6 +407,44 @@ impl TestApp {
             .await
             .unwrap_or_else(|error| failed(&format!("GET {path}"), &error))
     }
+}
+
+/// The session cookie a response sets, whole (with its attributes).
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.contains("ctguard_session="))
+}
+
+/// `name=value` of a `Set-Cookie` line, as a browser sends it back.
+pub fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// A client holding exactly this cookie and nothing else.
+pub fn with_cookie(cookie: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", cookie.parse().unwrap());
+    client_builder()
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The status of `/api/live` for `client`: 200 while signed in, 401 when not.
+pub async fn live_status(app: &TestApp, client: &reqwest::Client) -> u16 {
+    // The live feed is a stream: only its status matters here.
+    client
+        .get(format!("{}/api/live", app.address))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Where a redirect points.

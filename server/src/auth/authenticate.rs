@@ -26,6 +26,13 @@ pub struct SessionLogin(pub String);
 /// `last_seen` is written at most this often per login, not on every request.
 const TOUCH_EVERY_SECS: i64 = 15;
 
+/// How often a login's activity is recorded: every [`TOUCH_EVERY_SECS`], or a tenth of the idle
+/// timeout when that is shorter. The idle deadline counts from the last *recorded* request, so a
+/// session in use ends at most this much before a full idle period after its last request.
+fn touch_interval(idle_limit: i64) -> i64 {
+    (idle_limit / 10).min(TOUCH_EVERY_SECS)
+}
+
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     pub logins: LoginStore,
@@ -76,10 +83,15 @@ impl Authenticator {
             let _ = session.flush().await;
             return None;
         }
-        if now - login.last_seen >= TOUCH_EVERY_SECS
-            && let Err(error) = self.logins.touch(&login.id, now).await
-        {
-            tracing::warn!(%error, "cannot record session activity");
+        if now - login.last_seen >= touch_interval(idle_limit) {
+            if let Err(error) = self.logins.touch(&login.id, now).await {
+                tracing::warn!(%error, "cannot record session activity");
+            }
+            // tower-sessions saves a session, and sends its cookie again, only when it changed;
+            // otherwise its record and the browser's cookie would expire an idle period after
+            // sign-in however busy the session. Setting the same inactivity expiry marks it changed,
+            // so both live another idle period from now, as the login does.
+            session.set_expiry(session.expiry());
         }
         let user = login.current_user()?;
         Some((user, SessionLogin(login.id)))

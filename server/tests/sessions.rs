@@ -1,0 +1,108 @@
+//! Sign-in and sessions as an attacker, and a long night, meet them (issue 13), through real HTTP
+//! against the real cookie and SQLite session store. Sessions run on the real clock: one in use
+//! outlives its idle timeout, silence ends it, and the absolute lifetime ends it however busy it is
+//! (timeouts of a few seconds keep each test within a few seconds of wall time).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ctguard_server::db;
+use support::{
+    TestApp, cookie_value, password_of, session_cookie, spawn_app_on_the_system_clock, with_cookie,
+};
+
+const IDLE: Duration = Duration::from_secs(2);
+/// Requests this far apart keep a session busy: well inside the idle timeout, whichever second the
+/// server's clock rounds each of them to.
+const BUSY_PACE: Duration = Duration::from_millis(500);
+
+/// Signs vera in; returns her session cookie as a browser sends it back.
+async fn sign_in(app: &TestApp) -> String {
+    let response = app
+        .sign_in(&app.browser(), "vera", &password_of("vera"))
+        .await;
+    cookie_value(&session_cookie(&response).expect("a session cookie"))
+}
+
+/// One request of a session in use: the live feed's status (200 signed in, 401 not) and the
+/// session cookie the answer sets, if any.
+async fn use_the_panel(app: &TestApp, client: &reqwest::Client) -> (u16, Option<String>) {
+    let response = client
+        .get(format!("{}/api/live", app.address))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), session_cookie(&response))
+}
+
+#[tokio::test]
+async fn a_session_in_use_outlives_its_idle_timeout_and_silence_ends_it() {
+    let app = spawn_app_on_the_system_clock(|settings| settings.session.idle = IDLE).await;
+    let cookie = sign_in(&app).await;
+    // The cookie sent back as it is, whatever its Max-Age: this is what the server accepts, not
+    // what a browser forgets.
+    let browser = with_cookie(&cookie);
+
+    let signed_in = Instant::now();
+    let mut renewed_after_idle = None;
+    while signed_in.elapsed() < 2 * IDLE + IDLE / 4 {
+        tokio::time::sleep(BUSY_PACE).await;
+        let (status, set_cookie) = use_the_panel(&app, &browser).await;
+        assert_eq!(
+            status,
+            200,
+            "in use, signed in {:?} ago",
+            signed_in.elapsed()
+        );
+        if signed_in.elapsed() > IDLE && set_cookie.is_some() {
+            renewed_after_idle = set_cookie;
+        }
+    }
+    // A browser keeps a cookie only for its Max-Age: the server renews it while the session is in
+    // use, for the same session.
+    let renewed = renewed_after_idle.expect("the cookie is renewed while the session is in use");
+    assert_eq!(cookie_value(&renewed), cookie);
+    assert!(renewed.contains("Max-Age=2"), "{renewed}");
+
+    tokio::time::sleep(IDLE + Duration::from_secs(1)).await;
+    assert_eq!(
+        use_the_panel(&app, &browser).await.0,
+        401,
+        "silence longer than the idle timeout ends the session"
+    );
+}
+
+#[tokio::test]
+async fn the_absolute_lifetime_ends_a_busy_session() {
+    const LIFETIME: Duration = Duration::from_secs(4);
+    let app = spawn_app_on_the_system_clock(|settings| {
+        settings.session.idle = IDLE;
+        settings.session.absolute = LIFETIME;
+    })
+    .await;
+    let browser = with_cookie(&sign_in(&app).await);
+
+    let signed_in = Instant::now();
+    let mut ended_after = None;
+    while signed_in.elapsed() < LIFETIME + Duration::from_secs(2) {
+        tokio::time::sleep(BUSY_PACE).await;
+        if use_the_panel(&app, &browser).await.0 == 401 {
+            ended_after = Some(signed_in.elapsed());
+            break;
+        }
+    }
+    let ended_after = ended_after.expect("the session ended however busy");
+    assert!(
+        ended_after > IDLE,
+        "busy beyond the idle timeout first: {ended_after:?}"
+    );
+    let pool = db::open(&app.database).await.unwrap();
+    let reasons: Vec<Option<String>> = sqlx::query_scalar("SELECT end_reason FROM logins")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(reasons, [Some("absolute lifetime".to_owned())]);
+}
