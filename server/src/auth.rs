@@ -4,6 +4,7 @@
 pub mod authenticate;
 pub mod authorize;
 pub mod login;
+pub mod next_page;
 pub mod origin;
 pub mod throttle;
 

@@ -43,6 +43,7 @@ use crate::{
         authenticate::{Authenticator, authenticate},
         authorize::{RefusalAudit, authorize},
         login::{LoginService, sign_in, sign_out},
+        next_page::PanelPages,
         origin::{PublicOrigins, same_origin_only},
         throttle::LoginThrottle,
     },
@@ -140,6 +141,7 @@ impl Application {
             throttle: Arc::new(LoginThrottle::default()),
             audit: audit.clone(),
             clock: clock.clone(),
+            pages: PanelPages::new(route_list().iter().map(|page| page.path().to_owned())),
         };
         let confirmations = Arc::new(Confirmations::new(
             clock.clone(),

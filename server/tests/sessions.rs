@@ -1,7 +1,8 @@
 //! Sign-in and sessions as an attacker, and a long night, meet them (issue 13), through real HTTP
 //! against the real cookie and SQLite session store. Sessions run on the real clock: one in use
 //! outlives its idle timeout, silence ends it, and the absolute lifetime ends it however busy it is
-//! (timeouts of a few seconds keep each test within a few seconds of wall time).
+//! (timeouts of a few seconds keep each test within a few seconds of wall time). `next` leads only
+//! to the panel's own pages.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use ctguard_server::db;
 use support::{
-    TestApp, cookie_value, password_of, session_cookie, spawn_app_on_the_system_clock, with_cookie,
+    TestApp, cookie_value, location, password_of, session_cookie, spawn_app,
+    spawn_app_on_the_system_clock, with_cookie,
 };
 
 const IDLE: Duration = Duration::from_secs(2);
@@ -105,4 +107,70 @@ async fn the_absolute_lifetime_ends_a_busy_session() {
         .await
         .unwrap();
     assert_eq!(reasons, [Some("absolute lifetime".to_owned())]);
+}
+
+/// Signs vera in with `next` as the login form carries it; returns where the server sends her.
+async fn sign_in_then(app: &TestApp, next: &str) -> String {
+    let response = app
+        .post_form(
+            &app.browser(),
+            "/auth/login",
+            &[
+                ("username", "vera"),
+                ("password", &password_of("vera")),
+                ("next", next),
+            ],
+        )
+        .await;
+    location(&response)
+}
+
+#[tokio::test]
+async fn after_sign_in_next_leads_only_to_a_page_of_the_panel() {
+    let app = spawn_app().await;
+    for (next, expected) in [
+        ("/users", "/users"),
+        ("/audit?actor=ada", "/audit?actor=ada"),
+        ("/blocks", "/blocks"),
+    ] {
+        assert_eq!(sign_in_then(&app, next).await, expected, "{next:?}");
+    }
+    // What the login page's hidden field holds once the browser has decoded the link's query
+    // (`/login?next=%2F%09%2Fevil.example%2F` gives a tab), and spellings of another host, a
+    // script, or a page the panel does not have.
+    for next in [
+        "/\t/evil.example/",
+        "/%09/evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "/%2F%2Fevil.example/",
+        "/%5C%5Cevil.example/",
+        "/\n/evil.example/",
+        "/\r\n/evil.example/",
+        "javascript:alert(document.cookie)",
+        "https://evil.example/",
+        "HTTPS://evil.example/users",
+        " //evil.example/",
+        "/login",
+        "/no-such-page",
+    ] {
+        assert_eq!(sign_in_then(&app, next).await, "/", "{next:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_sign_in_carries_only_a_safe_next_back_to_the_form() {
+    let app = spawn_app().await;
+    let response = app
+        .post_form(
+            &app.browser(),
+            "/auth/login",
+            &[
+                ("username", "vera"),
+                ("password", "not-the-password"),
+                ("next", "/\t/evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&response), "/login?error=invalid&next=/");
 }

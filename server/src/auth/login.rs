@@ -17,6 +17,7 @@ use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
     auth::{
         authenticate::LOGIN_KEY,
+        next_page::PanelPages,
         throttle::{LoginThrottle, Verdict},
     },
     client::ClientInfo,
@@ -37,6 +38,8 @@ pub struct LoginService {
     pub throttle: std::sync::Arc<LoginThrottle>,
     pub audit: AuditStore,
     pub clock: SharedClock,
+    /// Where a browser may be sent after signing in.
+    pub pages: PanelPages,
 }
 
 #[derive(Deserialize)]
@@ -52,15 +55,6 @@ impl std::fmt::Debug for LoginForm {
         f.debug_struct("LoginForm")
             .field("username", &self.username)
             .finish_non_exhaustive()
-    }
-}
-
-/// Only a local path may be a redirect target (no `//host`, no scheme).
-pub fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/"
     }
 }
 
@@ -91,7 +85,7 @@ pub async fn sign_in(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let now = service.clock.now();
-    let next = safe_next(&form.next).to_owned();
+    let next = service.pages.after_sign_in(&form.next);
     let attempted: String = form
         .username
         .trim()
@@ -213,18 +207,4 @@ pub async fn sign_out(
             .await;
     }
     Redirect::to(&format!("{LOGIN_PATH}?signed_out=1")).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_local_paths_are_followed_after_sign_in() {
-        assert_eq!(safe_next("/users"), "/users");
-        assert_eq!(safe_next("//evil.example/x"), "/");
-        assert_eq!(safe_next("https://evil.example/"), "/");
-        assert_eq!(safe_next("/\\evil.example"), "/");
-        assert_eq!(safe_next(""), "/");
-    }
 }
