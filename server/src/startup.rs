@@ -216,7 +216,7 @@ impl Application {
                 same_origin_only,
             ))
             .layer(Extension(TrustedProxy(settings.trusted_proxy)));
-        let router = security_headers::apply(router);
+        let router = security_headers::apply(router, settings.session.secure_cookies);
 
         Ok(Self {
             listener,

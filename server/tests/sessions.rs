@@ -2,7 +2,7 @@
 //! against the real cookie and SQLite session store. Sessions run on the real clock: one in use
 //! outlives its idle timeout, silence ends it, and the absolute lifetime ends it however busy it is
 //! (timeouts of a few seconds keep each test within a few seconds of wall time). `next` leads only
-//! to the panel's own pages.
+//! to the panel's own pages; answers are not cached, and over HTTPS they carry HSTS.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,10 +10,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use ctguard_app::auth::Role;
 use ctguard_server::db;
 use support::{
     TestApp, cookie_value, location, password_of, session_cookie, spawn_app,
-    spawn_app_on_the_system_clock, with_cookie,
+    spawn_app_on_the_system_clock, spawn_app_with, with_cookie,
 };
 
 const IDLE: Duration = Duration::from_secs(2);
@@ -173,4 +174,82 @@ async fn a_failed_sign_in_carries_only_a_safe_next_back_to_the_form() {
         )
         .await;
     assert_eq!(location(&response), "/login?error=invalid&next=/");
+}
+
+#[tokio::test]
+async fn signed_in_answers_are_not_stored_by_caches_but_static_files_may_be() {
+    let app = spawn_app().await;
+    let site = app.dir.path().join("site/pkg");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("probe.js"), "// the same for everyone\n").unwrap();
+    let viewer = app.signed_in(Role::Viewer).await;
+    let admin = app.signed_in(Role::Admin).await;
+
+    let cache_control = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let page = app.get(&viewer, "/").await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(cache_control(&page).as_deref(), Some("no-store"), "a page");
+    let live = viewer
+        .get(format!("{}/api/live", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cache_control(&live).as_deref(),
+        Some("no-store"),
+        "the live feed"
+    );
+    let seed = app
+        .post_form(&viewer, ctguard_app::seed::SEED_PATH, &[])
+        .await;
+    assert_eq!(seed.status(), 200);
+    assert_eq!(
+        cache_control(&seed).as_deref(),
+        Some("no-store"),
+        "a server function"
+    );
+    let export = app.get(&admin, "/audit.csv").await;
+    assert_eq!(export.status(), 200);
+    assert_eq!(
+        cache_control(&export).as_deref(),
+        Some("no-store"),
+        "the export"
+    );
+    let refused = app.get(&viewer, "/users").await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        cache_control(&refused).as_deref(),
+        Some("no-store"),
+        "a refusal"
+    );
+
+    let file = app.get(&viewer, "/pkg/probe.js").await;
+    assert_eq!(file.status(), 200);
+    assert_ne!(
+        cache_control(&file).as_deref(),
+        Some("no-store"),
+        "a static file"
+    );
+    assert!(
+        file.headers().get("strict-transport-security").is_none(),
+        "no HSTS over plain HTTP"
+    );
+}
+
+#[tokio::test]
+async fn over_https_every_answer_asks_for_https_only() {
+    let app = spawn_app_with(|settings| settings.session.secure_cookies = true).await;
+    for path in ["/login", "/", "/metrics", "/pkg/none.js"] {
+        let response = app.get(&app.browser(), path).await;
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains",
+            "{path}"
+        );
+    }
 }

@@ -114,10 +114,13 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// The built site's files (wasm, JavaScript, CSS) and the favicon: the same for everyone.
+pub fn is_static_file(path: &str) -> bool {
+    path.starts_with("/pkg/") || path == "/favicon.svg"
+}
+
 pub fn access(method: &Method, path: &str) -> Access {
-    if (method == Method::GET || method == Method::HEAD)
-        && (path.starts_with("/pkg/") || path == "/favicon.svg")
-    {
+    if (method == Method::GET || method == Method::HEAD) && is_static_file(path) {
         return Access::Public;
     }
     routes()
