@@ -347,7 +347,7 @@ impl AccountAdmin for AccountAdministration {
             },
             &plan.fingerprint,
         ) {
-            tracing::warn!(user = %who.user.username, %refusal, "confirmation refused");
+            tracing::warn!(user = ?who.user.username, %refusal, "confirmation refused");
             self.audit(
                 &who,
                 &change,

@@ -321,7 +321,7 @@ impl TableOperator {
         if who.user.may(needed) {
             return Ok(());
         }
-        tracing::warn!(user = %who.user.username, role = %who.user.role, ?needed, "operation refused");
+        tracing::warn!(user = ?who.user.username, role = %who.user.role, ?needed, "operation refused");
         let error = invalid("Your role does not allow this.");
         self.audit(
             who,
@@ -471,7 +471,7 @@ impl TableOperations for TableOperator {
             self.confirmations
                 .redeem(&token, &who.login.0, change, &plan.fingerprint)
         {
-            tracing::warn!(user = %who.user.username, %refusal, "confirmation refused");
+            tracing::warn!(user = ?who.user.username, %refusal, "confirmation refused");
             self.audit(
                 &who,
                 &operation,

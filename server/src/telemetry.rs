@@ -1,4 +1,8 @@
 //! Logging set-up: human-readable lines on stderr, filtered by `RUST_LOG` (default `info`).
+//!
+//! Text a client chose (a username tried at sign-in, a header) goes into a field with `?`, never
+//! `%`: Debug quotes it and escapes newlines and control characters, so it cannot end its line and
+//! forge another, or drive the terminal that shows the log.
 
 use tracing_subscriber::EnvFilter;
 

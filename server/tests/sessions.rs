@@ -2,7 +2,8 @@
 //! against the real cookie and SQLite session store. Sessions run on the real clock: one in use
 //! outlives its idle timeout, silence ends it, and the absolute lifetime ends it however busy it is
 //! (timeouts of a few seconds keep each test within a few seconds of wall time). `next` leads only
-//! to the panel's own pages; answers are not cached, and over HTTPS they carry HSTS.
+//! to the panel's own pages; answers are not cached, and over HTTPS they carry HSTS; what a client
+//! types reaches the server's log escaped.
 
 #![allow(clippy::unwrap_used)]
 
@@ -252,4 +253,141 @@ async fn over_https_every_answer_asks_for_https_only() {
             "{path}"
         );
     }
+}
+
+/// The server as deployed: its own binary on a port of its choosing, logging to a pipe as under a
+/// service manager, colours off (so any escape sequence in its output came from a client).
+struct ServerProcess {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ctguard-server"))
+            .arg("--listen=127.0.0.1:0")
+            .arg(format!(
+                "--database={}",
+                dir.path().join("ctguard.db").display()
+            ))
+            .arg(format!("--state-dir={}", dir.path().display()))
+            .arg(format!("--site-root={}", dir.path().join("site").display()))
+            .arg(format!(
+                "--helper-socket={}",
+                dir.path().join("helper.sock").display()
+            ))
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut server = Self {
+            child,
+            lines,
+            address: String::new(),
+            _dir: dir,
+        };
+        let listening = server.line_with("ctguard-server listening");
+        server.address = listening
+            .split("url=")
+            .nth(1)
+            .expect("the listening line names the URL")
+            .trim()
+            .to_owned();
+        server
+    }
+
+    /// Waits (at most 10 s) for a log line containing `text`; returns it.
+    fn line_with(&mut self, text: &str) -> String {
+        self.lines_until(text).pop().unwrap()
+    }
+
+    /// Every log line up to and including the first one containing `text`.
+    fn lines_until(&mut self, text: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no log line with {text:?}; saw {seen:#?}"));
+            let found = line.contains(text);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn text_a_client_chose_cannot_forge_a_log_line() {
+    let mut server = tokio::task::spawn_blocking(ServerProcess::start)
+        .await
+        .unwrap();
+    // A name that, logged raw, ends its line and writes one of its own (a successful admin
+    // sign-in), then moves the terminal's cursor up over the evidence.
+    let forged = "eve\r\nforged-line info audit actor=ada outcome=success\u{1b}[1a\u{1b}[2k";
+    let client = support::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Six failures lock the name; the seventh attempt is refused as throttled, and logged so.
+    for _ in 0..7 {
+        let response = client
+            .post(format!("{}/auth/login", server.address))
+            .header("origin", &server.address)
+            .form(&[("username", forged), ("password", "not-the-password")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+    }
+    let lines = tokio::task::spawn_blocking(move || server.lines_until("login throttled"))
+        .await
+        .unwrap();
+
+    let throttled = lines.last().unwrap();
+    assert!(
+        throttled.contains(r#"eve\r\nforged-line"#) && throttled.contains(r"\u{1b}[1a"),
+        "the name is in the line, escaped: {throttled}"
+    );
+    for line in &lines {
+        assert!(
+            !line.trim_start().starts_with("forged"),
+            "a forged line: {lines:#?}"
+        );
+        assert!(
+            !line.contains(['\u{1b}', '\r']),
+            "a raw control character: {line:?}"
+        );
+    }
+    let audited = lines
+        .iter()
+        .filter(|line| line.contains(" audit ") && line.contains("eve"))
+        .count();
+    assert!(
+        audited >= 6,
+        "every attempt's audit line names it: {lines:#?}"
+    );
 }

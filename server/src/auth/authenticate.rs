@@ -79,7 +79,7 @@ impl Authenticator {
             if let Err(error) = self.logins.end(&login.id, now, reason).await {
                 tracing::error!(%error, "cannot end a login");
             }
-            tracing::info!(user = %login.username, reason = reason.as_str(), "session ended");
+            tracing::info!(user = ?login.username, reason = reason.as_str(), "session ended");
             let _ = session.flush().await;
             return None;
         }

@@ -146,7 +146,7 @@ pub async fn authorize(
     match request.extensions().get::<CurrentUser>().cloned() {
         Some(user) if user.may(action) => next.run(request).await,
         Some(user) => {
-            tracing::warn!(user = %user.username, role = %user.role, ?action, path = request.uri().path(), "forbidden");
+            tracing::warn!(user = ?user.username, role = %user.role, ?action, path = request.uri().path(), "forbidden");
             if request.method() != Method::GET && request.method() != Method::HEAD {
                 refusals.record(request, &user, action).await;
             }

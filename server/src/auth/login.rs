@@ -107,7 +107,8 @@ pub async fn sign_in(
     };
 
     if let Verdict::Locked { retry_after } = service.throttle.check(&attempted, client.addr, now) {
-        tracing::warn!(user = %attempted, client = %client.addr, retry_after, "login throttled");
+        // `?`: the name is what the client typed; quoted and escaped, it cannot end the line.
+        tracing::warn!(user = ?attempted, client = %client.addr, retry_after, "login throttled");
         let _ = service
             .audit
             .record(
