@@ -36,7 +36,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system ctguard \
     && useradd --system --gid ctguard --no-create-home --shell /usr/sbin/nologin ctguard \
-    && install -d -o ctguard -g ctguard -m 0700 /var/lib/ctguard
+    && install -d -o ctguard -g ctguard -m 0700 /var/lib/ctguard \
+    && install -d -o root -g root -m 0700 /var/lib/ctguard-helper
 COPY --from=build /src/target/release/ctguard-server /usr/local/bin/ctguard-server
 COPY --from=build /src/target/release/ctguard-helper /usr/local/bin/ctguard-helper
 COPY --from=build /src/target/site /usr/share/ctguard/site
@@ -45,8 +46,10 @@ ENV LEPTOS_SITE_ROOT=/usr/share/ctguard/site \
     CTGUARD_HELPER_SOCKET=/run/ctguard/helper.sock \
     CTGUARD_STATE_DIR=/var/lib/ctguard \
     RUST_LOG=info
-# The day's history of the table survives container restarts when this is a volume.
-VOLUME /var/lib/ctguard
+# The day's history of the table survives container restarts when this is a volume; so do the
+# helper's blocks and journal in its own root-only directory (never the server's), when the
+# helper runs from this image as root (`ctguard-helper`, default --state-dir).
+VOLUME /var/lib/ctguard /var/lib/ctguard-helper
 USER ctguard
 EXPOSE 3000
 CMD ["ctguard-server"]

@@ -9,6 +9,7 @@ export CTGUARD_RUN_DIR=${CTGUARD_RUN_DIR:-/run/ctguard-e2e}
 export CTGUARD_LISTEN=${CTGUARD_LISTEN:-127.0.0.1:3100}
 export CTGUARD_URL=http://$CTGUARD_LISTEN
 export CTGUARD_STATE_DIR=${CTGUARD_STATE_DIR:-$CTGUARD_RUN_DIR/state}
+export CTGUARD_HELPER_STATE_DIR=${CTGUARD_HELPER_STATE_DIR:-$CTGUARD_RUN_DIR/helper-state}
 # One password for the suite's accounts, new each run (never a fixed secret in the repository).
 CTGUARD_E2E_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 export CTGUARD_E2E_PASSWORD
@@ -32,7 +33,7 @@ trap cleanup EXIT
 rm -f "$CTGUARD_RUN_DIR"/*.log
 # Every run starts from nothing: no accounts, audit or history (server), no blocks or journal
 # (helper) left by an earlier run.
-rm -rf "$CTGUARD_STATE_DIR"
+rm -rf "$CTGUARD_STATE_DIR" "$CTGUARD_HELPER_STATE_DIR"
 for role in viewer operator admin; do
   printf '%s\n' "$CTGUARD_E2E_PASSWORD" |
     "$repo/scripts/services.sh" user add "e2e-$role" --role "$role" --password-stdin >/dev/null

@@ -11,6 +11,7 @@ export PATH=$repo/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH
 export CTGUARD_RUN_DIR=${CTGUARD_RUN_DIR:-/run/ctguard-demo}
 export CTGUARD_LISTEN=${CTGUARD_LISTEN:-127.0.0.1:3000}
 export CTGUARD_STATE_DIR=${CTGUARD_STATE_DIR:-/var/lib/ctguard-demo}
+export CTGUARD_HELPER_STATE_DIR=${CTGUARD_HELPER_STATE_DIR:-/var/lib/ctguard-demo-helper}
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "the demo needs root: it creates network namespaces and runs the privileged helper" >&2

@@ -7,9 +7,10 @@
 #   services.sh user ARGS...     (ctguard-server user ARGS, as user ctguard, on the same database)
 #
 # Environment: CTGUARD_RUN_DIR (pid files, logs, socket; default /run/ctguard-dev), CTGUARD_SOCKET,
-# CTGUARD_STATE_DIR (the server's database and history, owned by ctguard, and the helper's state,
-# journal and persisted sysctls in its helper-state/; default
-# /var/lib/ctguard-dev), CTGUARD_LISTEN (default 127.0.0.1:3000), CTGUARD_NETNS (default
+# CTGUARD_STATE_DIR (the server's database and history, owned by ctguard; default
+# /var/lib/ctguard-dev), CTGUARD_HELPER_STATE_DIR (the helper's blocks, journal and persisted
+# sysctls, root's alone and never inside the server's directory; default $CTGUARD_STATE_DIR-helper),
+# CTGUARD_LISTEN (default 127.0.0.1:3000), CTGUARD_NETNS (default
 # $CTGUARD_SANDBOX-host, i.e. ctg-host), CTGUARD_BIN_DIR (default target/release), CTGUARD_SITE_ROOT
 # (default target/site), and, passed to the server only when set, CTGUARD_WARNING_PERCENT and
 # CTGUARD_CRITICAL_PERCENT (the dashboard's fill thresholds) and CTGUARD_CONFIRMATION_SECS (how long
@@ -25,7 +26,7 @@ netns=${CTGUARD_NETNS:-${CTGUARD_SANDBOX:-ctg}-host}
 bin_dir=${CTGUARD_BIN_DIR:-$repo/target/release}
 site_root=${CTGUARD_SITE_ROOT:-$repo/target/site}
 database=$state_dir/ctguard.db
-helper_state=$state_dir/helper-state
+helper_state=${CTGUARD_HELPER_STATE_DIR:-$state_dir-helper}
 
 mkdir -p "$run_dir" "$state_dir"
 # The server (user ctguard) must reach the socket inside: traverse only, no listing.
@@ -67,14 +68,15 @@ case ${1:-} in
     stop helper
     # A socket left by a killed helper would satisfy the wait below before the new one listens.
     rm -f "$socket"
-    # State (blocks.json), the audit journal and the persisted sysctls live beside the server's
-    # database, not in /var/lib/ctguard or /etc: the demo leaves no trace in a real install, and
-    # the journal lasts exactly as long as the audit log that names its records (the Audit page
-    # reports a journal that lacks records the log names).
+    # State (blocks.json), the audit journal and the persisted sysctls live in a directory of the
+    # helper's own (root, 0700) beside the server's, never inside it: the server's user must not
+    # be able to plant a symlink where the root helper writes. Not /var/lib/ctguard-helper or
+    # /etc either: the demo leaves no trace in a real install, and the journal lasts as long as
+    # the audit log that names its records (the Audit page reports a journal that lacks records
+    # the log names). The helper itself refuses a directory anyone else could write.
+    install -d -m 0700 -o root -g root "$helper_state"
     "$bin_dir/ctguard-helper" --socket "$socket" --group ctguard --allow-user ctguard \
       --netns "$netns" --state-dir "$helper_state" \
-      --sysctl-conf "$helper_state/90-ctguard.conf" \
-      --modprobe-conf "$helper_state/ctguard-conntrack.conf" \
       >>"$run_dir/helper.log" 2>&1 &
     echo $! >"$run_dir/helper.pid"
     wait_for "the helper socket" 10 test -S "$socket"

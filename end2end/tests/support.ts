@@ -178,9 +178,9 @@ export function globalMax(): number {
   return Number(fs.readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim());
 }
 
-/** The helper's persisted sysctl file (scripts/services.sh keeps it in the state dir, not in /etc). */
+/** The helper's persisted sysctl file (in the helper's own state dir, which an install links into /etc/sysctl.d). */
 export function persistedSysctls(): string {
-  const stateDir = process.env.CTGUARD_STATE_DIR ?? path.join(runDir(), 'state');
-  const file = path.join(stateDir, 'helper-state', '90-ctguard.conf');
+  const stateDir = process.env.CTGUARD_HELPER_STATE_DIR ?? path.join(runDir(), 'helper-state');
+  const file = path.join(stateDir, '90-ctguard.conf');
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
 }

@@ -133,6 +133,11 @@ impl Blocks {
             expiries: Mutex::new(Vec::new()),
             dropped_before: Mutex::new(BTreeMap::new()),
         };
+        let screened = blocks.screen(&saved, now);
+        if screened != saved {
+            blocks.store.save(&screened).map_err(state_error)?;
+        }
+        let saved = screened;
         blocks.rewrite(&saved).map_err(firewall_error)?;
         tracing::info!(
             blocks = saved.len(),
@@ -209,6 +214,62 @@ impl Blocks {
             Err(error) => tracing::warn!(%error, "cannot read the block counters"),
         }
         blocks
+    }
+
+    /// The saved blocks that pass the guardrails again, with expiries clamped to the longest
+    /// duration. The state file is the helper's own, but a block saved under other rules (an
+    /// older version, other `--protect` networks, an address the host has gained since) must
+    /// not come back unchecked: each one refused is dropped, logged and journaled.
+    fn screen(&self, saved: &[ActiveBlock], now: u64) -> Vec<ActiveBlock> {
+        let mut kept: Vec<ActiveBlock> = Vec::with_capacity(saved.len());
+        for block in saved {
+            let refusal = match self.check_target(&block.target, block.requested_by) {
+                Err(refusal) => Some(refusal.to_string()),
+                Ok(()) => kept
+                    .iter()
+                    .find(|k| k.target.overlaps(&block.target))
+                    .map(|k| format!("overlaps the saved block {}", k.target)),
+            };
+            if let Some(refusal) = refusal {
+                tracing::error!(target = %block.target, %refusal, "dropping a saved block");
+                self.journal_discard(block.target, refusal);
+                continue;
+            }
+            let mut block = block.clone();
+            block.expires_unix = block.expires_unix.min(now + BlockDuration::MAX_SECS);
+            kept.push(block);
+        }
+        kept
+    }
+
+    /// Journals a saved block dropped by [`Blocks::screen`]. Dropping is the safe side, so it
+    /// goes ahead when the journal cannot record it (and the log says so).
+    fn journal_discard(&self, target: BlockTarget, refusal: String) {
+        let detail = format!("dropped {target}: {refusal}");
+        let action = JournalAction::DiscardSaved { target, refusal };
+        if let Err(error) = self.journal_own_action(action, detail) {
+            tracing::error!(%error, %target, "cannot journal a dropped saved block");
+        }
+    }
+
+    /// Journals what the helper did of its own accord (no requester): the intent and its
+    /// outcome, both written after the fact because they only restore or narrow journaled state.
+    fn journal_own_action(
+        &self,
+        action: JournalAction,
+        detail: String,
+    ) -> Result<u64, crate::journal::JournalError> {
+        let intent_seq = self.journal.append(&JournalEvent::Intent {
+            action,
+            actor: None,
+            requested_by: None,
+            peer_uid: None,
+        })?;
+        self.journal.append(&JournalEvent::Outcome {
+            intent_seq,
+            ok: true,
+            detail,
+        })
     }
 
     fn check_target(&self, target: &BlockTarget, requested_by: IpAddr) -> Result<(), HelperError> {
@@ -382,10 +443,23 @@ impl Blocks {
     pub fn reconcile(&self) -> Result<Vec<String>, HelperError> {
         let mut blocks = self.lock();
         let now = now_unix();
-        let before = blocks.len();
+        let before = blocks.clone();
         blocks.retain(|b| b.expires_unix > now);
-        if blocks.len() != before {
+        // The guardrails again: the host may have gained an address inside a block since.
+        let screened = self.screen(&blocks, now);
+        *blocks = screened;
+        let mut drift = Vec::new();
+        if *blocks != before {
             self.store.save(&blocks).map_err(state_error)?;
+            let discarded = before
+                .iter()
+                .filter(|b| b.expires_unix > now && !blocks.iter().any(|k| k.target == b.target))
+                .count();
+            match discarded {
+                0 => {}
+                1 => drift.push("1 block no longer passes the guardrails".to_owned()),
+                n => drift.push(format!("{n} blocks no longer pass the guardrails")),
+            }
         }
         // Elements about to expire may already be gone from the kernel, or not yet: either way
         // not drift.
@@ -393,10 +467,10 @@ impl Blocks {
             .iter()
             .cloned()
             .partition(|b| b.expires_unix > now + 2);
-        let drift = match self.firewall.observe().map_err(firewall_error)? {
+        drift.extend(match self.firewall.observe().map_err(firewall_error)? {
             None => vec!["table inet ctguard is missing".to_owned()],
             Some(observed) => observed.drift(&elements(&expected, now), &elements(&tolerated, now)),
-        };
+        });
         if !drift.is_empty() {
             tracing::warn!(
                 ?drift,
@@ -407,21 +481,10 @@ impl Blocks {
             // Restoring journaled state is not a new decision: it goes ahead even when the
             // journal cannot record it (and says so in the log).
             let missing = u64::try_from(drift.len()).unwrap_or(u64::MAX);
-            let journaled = self
-                .journal
-                .append(&JournalEvent::Intent {
-                    action: JournalAction::Reconcile { missing },
-                    actor: None,
-                    requested_by: None,
-                    peer_uid: None,
-                })
-                .and_then(|intent_seq| {
-                    self.journal.append(&JournalEvent::Outcome {
-                        intent_seq,
-                        ok: true,
-                        detail: format!("restored {} blocks: {}", blocks.len(), drift.join("; ")),
-                    })
-                });
+            let journaled = self.journal_own_action(
+                JournalAction::Reconcile { missing },
+                format!("restored {} blocks: {}", blocks.len(), drift.join("; ")),
+            );
             if let Err(error) = journaled {
                 tracing::error!(%error, "cannot journal a reconcile");
             }

@@ -40,17 +40,17 @@ pub struct Cli {
     #[arg(long, env = "CTGUARD_HELPER_NETNS", value_parser = NetnsName::parse)]
     pub netns: Option<NetnsName>,
 
-    /// The helper's state: the blocks it holds (blocks.json) and, by default, its journal.
+    /// The helper's own directory: the blocks it holds (blocks.json), its journal
+    /// (journal.jsonl) and the persisted settings (90-ctguard.conf, linked as
+    /// /etc/sysctl.d/90-ctguard.conf at install; ctguard-conntrack.conf, linked into
+    /// /etc/modprobe.d). It and every parent must be writable by root alone: the helper refuses
+    /// to start otherwise. Never share it with the server.
     #[arg(
         long,
         env = "CTGUARD_HELPER_STATE_DIR",
-        default_value = "/var/lib/ctguard"
+        default_value = "/var/lib/ctguard-helper"
     )]
     pub state_dir: PathBuf,
-
-    /// The audit journal (JSON lines, hash-chained). Default: STATE_DIR/journal.jsonl.
-    #[arg(long, env = "CTGUARD_HELPER_JOURNAL")]
-    pub journal: Option<PathBuf>,
 
     /// A network never to block or flush (gateways, resolvers, management). Repeatable.
     #[arg(long = "protect", value_parser = ctguard_protocol::target::parse_network)]
@@ -63,14 +63,6 @@ pub struct Cli {
     /// The shortest IPv6 prefix a target may have.
     #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u8).range(1..=128))]
     pub min_prefix_v6: u8,
-
-    /// Where persisted sysctls go (written atomically).
-    #[arg(long, default_value = "/etc/sysctl.d/90-ctguard.conf")]
-    pub sysctl_conf: PathBuf,
-
-    /// Where a persisted hash size also goes, as the nf_conntrack module option `hashsize`.
-    #[arg(long, default_value = "/etc/modprobe.d/ctguard-conntrack.conf")]
-    pub modprobe_conf: PathBuf,
 
     /// Seconds between checks that `table inet ctguard` still holds every block.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -99,23 +91,17 @@ impl Cli {
     /// Resolves names to ids once, so a typo stops the helper at start instead of locking out the
     /// server later.
     pub fn into_config(self) -> Result<HelperConfig, PeerPolicyError> {
-        let journal = self
-            .journal
-            .unwrap_or_else(|| self.state_dir.join("journal.jsonl"));
         Ok(HelperConfig {
             socket: self.socket,
             group: self.group,
             peers: PeerPolicy::resolve(self.allow_uids, &self.allow_users)?,
             netns: self.netns,
             state_dir: self.state_dir,
-            journal,
             guard: Guardrails {
                 min_prefix_v4: self.min_prefix_v4,
                 min_prefix_v6: self.min_prefix_v6,
                 protected: self.protect,
             },
-            sysctl_conf: self.sysctl_conf,
-            modprobe_conf: self.modprobe_conf,
             reconcile_interval: Duration::from_secs(self.reconcile_secs),
         })
     }

@@ -10,11 +10,9 @@ pub struct HelperConfig {
     pub group: String,
     pub peers: PeerPolicy,
     pub netns: Option<NetnsName>,
+    /// Blocks, journal and persisted settings: root's alone (`state_dir.rs`).
     pub state_dir: PathBuf,
-    pub journal: PathBuf,
     pub guard: Guardrails,
-    pub sysctl_conf: PathBuf,
-    pub modprobe_conf: PathBuf,
     pub reconcile_interval: Duration,
 }
 

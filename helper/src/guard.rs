@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use ctguard_protocol::{HelperError, IpNet, target::normalise};
+use ctguard_protocol::{HelperError, IpNet, address};
 
 /// The configured limits. Host addresses are not configured: they are read from the watched
 /// namespace at every check (`host_addresses`), so a new address is protected at once.
@@ -63,27 +63,33 @@ pub fn overlap(a: &IpNet, b: &IpNet) -> bool {
     a.contains(b) || b.contains(a)
 }
 
-/// `::ffff:a.b.c.d/n` (n >= 96) as the IPv4 network it means; anything else unchanged.
-pub fn normalise_network(network: IpNet) -> IpNet {
-    if let IpNet::V6(v6) = network
-        && v6.prefix_len() >= 96
-        && let Some(v4) = v6.addr().to_ipv4_mapped()
-        && let Ok(net) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
-    {
-        return IpNet::V4(net);
-    }
-    network
+/// The network as written and, when it embeds one (NAT64, 6to4), the IPv4 network it reaches:
+/// a block of `64:ff9b::c000:201` stops the translated traffic of 192.0.2.1, so every check that
+/// protects an address looks at both.
+fn views(network: IpNet) -> impl Iterator<Item = IpNet> {
+    std::iter::once(network).chain(address::embedded_ipv4(network).map(IpNet::V4))
+}
+
+/// A single address as the networks it stands for (see [`views`]).
+fn address_views(address: IpAddr) -> impl Iterator<Item = IpNet> {
+    views(IpNet::from(address::canonical_address(address)))
 }
 
 impl Guardrails {
     /// Checks a target network against every rule, in a fixed order, returning the first refusal.
+    /// The network is taken in its canonical form (a mapped network is its IPv4 one); one that
+    /// has none (a mapped network shorter than /96) is refused as too wide.
     pub fn check(
         &self,
         network: IpNet,
         requested_by: IpAddr,
         host_addresses: &[IpAddr],
     ) -> Result<(), HelperError> {
-        let network = normalise_network(network);
+        let network =
+            address::canonical_network(network).map_err(|_| HelperError::PrefixTooWide {
+                network,
+                minimum_prefix: 96,
+            })?;
         if network.prefix_len() == 0 {
             return Err(HelperError::EverythingTarget { network });
         }
@@ -103,15 +109,21 @@ impl Guardrails {
                 return Err(special.refusal(network));
             }
         }
+        let touches = |other: IpNet| {
+            views(network).any(|mine| views(other).any(|theirs| overlap(&mine, &theirs)))
+        };
+        let touches_address = |address: IpAddr| {
+            address_views(address).any(|theirs| views(network).any(|mine| mine.contains(&theirs)))
+        };
         if let Some(address) = host_addresses
             .iter()
-            .map(|a| normalise(*a))
-            .find(|a| network.contains(a))
+            .map(|a| address::canonical_address(*a))
+            .find(|a| touches_address(*a))
         {
             return Err(HelperError::HostAddress { network, address });
         }
-        let requester = normalise(requested_by);
-        if network.contains(&requester) {
+        let requester = address::canonical_address(requested_by);
+        if touches_address(requester) {
             return Err(HelperError::RequesterAddress {
                 network,
                 address: requester,
@@ -120,8 +132,8 @@ impl Guardrails {
         if let Some(protected) = self
             .protected
             .iter()
-            .map(|p| normalise_network(*p))
-            .find(|p| overlap(&network, p))
+            .filter_map(|p| address::canonical_network(*p).ok())
+            .find(|p| touches(*p))
         {
             return Err(HelperError::ProtectedNetwork { network, protected });
         }
@@ -308,6 +320,46 @@ mod tests {
             check("2001:db8:ffff:1::/64"),
             Err(HelperError::ProtectedNetwork { .. })
         ));
+    }
+
+    #[test]
+    fn ipv4_embedded_in_nat64_and_6to4_is_protected_like_ipv4() {
+        let host: Vec<IpAddr> = HOST.iter().map(|a| ip(a)).collect();
+        // 203.0.113.1 is a host address: its NAT64 and 6to4 forms are refused as that address.
+        for target in [
+            "64:ff9b::cb00:7101",
+            "64:ff9b::203.0.113.1",
+            "2002:cb00:7101::/48",
+        ] {
+            assert_eq!(
+                guard().check(net(target), ip(REQUESTER), &host),
+                Err(HelperError::HostAddress {
+                    network: net(target),
+                    address: ip("203.0.113.1")
+                }),
+                "{target}"
+            );
+        }
+        // The requester 198.51.100.5, reached through NAT64.
+        assert!(matches!(
+            guard().check(net("64:ff9b::c633:6405"), ip(REQUESTER), &[]),
+            Err(HelperError::RequesterAddress { .. })
+        ));
+        // A requester whose address arrives in NAT64 form is its IPv4 host too.
+        assert!(matches!(
+            guard().check(net("198.51.100.0/25"), ip("64:ff9b::c633:6405"), &[]),
+            Err(HelperError::RequesterAddress { .. })
+        ));
+        // The protected 198.51.100.64/26, reached through 6to4 (198.51.100.70 = c633:6446).
+        assert!(matches!(
+            guard().check(net("2002:c633:6446::/48"), ip("192.0.2.200"), &[]),
+            Err(HelperError::ProtectedNetwork { .. })
+        ));
+        // Elsewhere in those ranges is an ordinary target.
+        assert_eq!(
+            guard().check(net("64:ff9b::cb00:7142"), ip(REQUESTER), &host),
+            Ok(())
+        );
     }
 
     #[test]

@@ -274,6 +274,7 @@ mod tests {
         guard::Guardrails,
         kernel,
         state::BlockStore,
+        state_dir::StateDir,
     };
 
     /// A kernel that takes every change: only the helper's own bookkeeping is under test here.
@@ -303,13 +304,13 @@ mod tests {
     fn handler_with(journal: Option<Journal>) -> Fixture {
         let procfs = kernel::tests::fixture(None);
         let state = tempfile::tempdir().expect("tempdir");
-        let journal = Arc::new(journal.unwrap_or_else(|| {
-            Journal::open(&state.path().join("journal.jsonl")).expect("journal")
-        }));
+        let state_dir = Arc::new(StateDir::open(state.path()).expect("state dir"));
+        let journal =
+            Arc::new(journal.unwrap_or_else(|| Journal::open(&state_dir).expect("journal")));
         let blocks = Blocks::start(
             Guardrails::default(),
             Arc::clone(&journal),
-            BlockStore::new(state.path()),
+            BlockStore::new(Arc::clone(&state_dir)),
             Box::new(AcceptingKernel),
             Box::new(AcceptingKernel),
             || Ok(vec!["203.0.113.1".parse().expect("addr")]),
@@ -318,8 +319,7 @@ mod tests {
         let sysctls = Sysctls::new(
             procfs.path().join("sys"),
             None,
-            state.path().join("sysctl.conf"),
-            state.path().join("modprobe.conf"),
+            state_dir,
             Arc::clone(&journal),
         );
         Fixture {

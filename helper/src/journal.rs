@@ -7,9 +7,9 @@ pub mod record;
 pub mod verify;
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io::{BufReader, Read, Write},
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{
         Mutex,
@@ -19,6 +19,8 @@ use std::{
 };
 
 use ctguard_protocol::{HelperError, JournalCheck, JournalEvent, JournalPage, JournalRecord};
+
+use crate::state_dir::StateDir;
 
 pub use verify::{Broken, ChainEnd, verify};
 
@@ -75,9 +77,33 @@ struct Tail {
     poisoned: bool,
 }
 
+/// The journal's name in the helper's state directory.
+pub const FILE_NAME: &str = "journal.jsonl";
+
+/// Reads a file from an offset of its own with `pread`, so readers share the one descriptor
+/// opened at start (never the path again) without moving each other's position.
+struct ReadAt<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.file.read_at(buf, self.offset)?;
+        self.offset += read as u64;
+        Ok(read)
+    }
+}
+
+fn read_from_start(file: &File) -> BufReader<ReadAt<'_>> {
+    BufReader::new(ReadAt { file, offset: 0 })
+}
+
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
+    /// The journal file as opened at start, for reading back; `None` for a sink without a file.
+    file: Option<File>,
     tail: Mutex<Tail>,
     /// Appends that failed, refused ones included. Outside `tail`: `status` reads it without
     /// waiting behind an append's fsync.
@@ -85,28 +111,19 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal and verifies the whole chain. A torn last line (no
-    /// newline: the helper died inside a write, before anything was acknowledged) is cut off with
-    /// a warning; any other damage stops the helper: it will not extend a chain it cannot trust.
-    pub fn open(path: &Path) -> Result<Self, JournalError> {
+    /// Opens (or creates) the journal in the helper's directory and verifies the whole chain. A
+    /// torn last line (no newline: the helper died inside a write, before anything was
+    /// acknowledged) is cut off with a warning; any other damage stops the helper: it will not
+    /// extend a chain it cannot trust.
+    pub fn open(dir: &StateDir) -> Result<Self, JournalError> {
+        let path = dir.display_path(FILE_NAME);
         let open_error = |source| JournalError::Open {
-            path: path.to_owned(),
+            path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(open_error)?;
-        }
         // 0600: the journal names users and their addresses.
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(open_error)?;
-        let end = match verify(BufReader::new(&file)) {
+        let file = dir.open_append(FILE_NAME, 0o600).map_err(open_error)?;
+        let end = match verify(read_from_start(&file)) {
             Ok(end) => end,
             Err(Broken {
                 reason: verify::BrokenReason::Unterminated,
@@ -116,27 +133,24 @@ impl Journal {
                 tracing::warn!(path = %path.display(), line, "cutting off a torn last journal line");
                 file.set_len(offset).map_err(open_error)?;
                 file.sync_all().map_err(open_error)?;
-                verify(BufReader::new(File::open(path).map_err(open_error)?)).map_err(|broken| {
-                    JournalError::Broken {
-                        path: path.to_owned(),
-                        broken,
-                    }
+                verify(read_from_start(&file)).map_err(|broken| JournalError::Broken {
+                    path: path.clone(),
+                    broken,
                 })?
             }
-            Err(broken) => {
-                return Err(JournalError::Broken {
-                    path: path.to_owned(),
-                    broken,
-                });
-            }
+            Err(broken) => return Err(JournalError::Broken { path, broken }),
         };
-        Ok(Self::with_sink(path, Box::new(FileSink(file)), end))
+        let reader = file.try_clone().map_err(open_error)?;
+        let mut journal = Self::with_sink(&path, Box::new(FileSink(file)), end);
+        journal.file = Some(reader);
+        Ok(journal)
     }
 
-    /// A journal continuing `end` into any sink (tests).
+    /// A journal continuing `end` into any sink (tests); it has no file to read back.
     pub fn with_sink(path: &Path, sink: Box<dyn Sink>, end: ChainEnd) -> Self {
         Self {
             path: path.to_owned(),
+            file: None,
             tail: Mutex::new(Tail {
                 sink,
                 next_seq: end.records,
@@ -146,6 +160,12 @@ impl Journal {
             }),
             failures: AtomicU64::new(0),
         }
+    }
+
+    fn reader(&self) -> Result<&File, HelperError> {
+        self.file.as_ref().ok_or_else(|| HelperError::JournalRead {
+            detail: "this journal has no file to read".into(),
+        })
     }
 
     /// A journal on a disk that is full from the start, so every append fails (tests of the
@@ -196,11 +216,9 @@ impl Journal {
     /// Checks the whole chain on disk. Appends wait meanwhile, so no half-written line is read.
     pub fn check(&self) -> Result<JournalCheck, HelperError> {
         let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        let file = File::open(&self.path).map_err(|e| HelperError::JournalRead {
-            detail: e.to_string(),
-        })?;
+        let file = self.reader()?;
         let writable = !tail.poisoned;
-        Ok(match verify(BufReader::new(file)) {
+        Ok(match verify(read_from_start(file)) {
             Ok(end) => JournalCheck {
                 records: end.records,
                 broken: None,
@@ -240,10 +258,10 @@ impl Journal {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .committed_bytes;
-        let file = File::open(&self.path).map_err(|e| read_error(e.to_string()))?;
+        let file = self.reader()?;
         let limit = u64::from(page.limit);
         let mut records = Vec::new();
-        let end = verify::walk(BufReader::new(file.take(committed)), |record| {
+        let end = verify::walk(read_from_start(file).take(committed), |record| {
             if record.seq >= page.from && (records.len() as u64) < limit {
                 records.push(record);
             }
@@ -266,11 +284,17 @@ pub fn now_unix_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Cursor;
+    use std::{fs::OpenOptions, io::Cursor};
 
     use ctguard_protocol::{BlockDuration, JournalAction, ShortText};
 
     use super::*;
+
+    /// Opens the journal at `path`, in its directory as the helper would.
+    fn open(path: &Path) -> Result<Journal, JournalError> {
+        let dir = StateDir::open(path.parent().expect("a parent")).expect("state dir");
+        Journal::open(&dir)
+    }
 
     fn intent(i: u64) -> JournalEvent {
         JournalEvent::Intent {
@@ -289,8 +313,8 @@ mod tests {
 
     fn journal_with(records: u64) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("journal.jsonl");
-        let journal = Journal::open(&path).expect("opens");
+        let path = dir.path().join(FILE_NAME);
+        let journal = open(&path).expect("opens");
         for i in 0..records {
             assert_eq!(journal.append(&intent(i)).expect("appends"), i);
         }
@@ -300,7 +324,7 @@ mod tests {
     #[test]
     fn records_chain_and_survive_a_reopen() {
         let (_dir, path) = journal_with(3);
-        let journal = Journal::open(&path).expect("reopens");
+        let journal = open(&path).expect("reopens");
         assert_eq!(journal.append(&intent(9)).expect("appends"), 3);
         assert_eq!(
             journal.write_failures(),
@@ -329,7 +353,7 @@ mod tests {
     #[test]
     fn reading_a_page_ignores_a_line_still_being_written() {
         let (_dir, path) = journal_with(2);
-        let journal = Journal::open(&path).expect("reopens");
+        let journal = open(&path).expect("reopens");
         // What a reader could meet while another request's append is half-way through.
         let mut file = OpenOptions::new().append(true).open(&path).expect("open");
         file.write_all(b"{\"seq\":2,\"at\":").expect("writes");
@@ -386,7 +410,7 @@ mod tests {
         let intact = bytes.len();
         bytes.extend_from_slice(br#"{"seq":2,"at_unix_ms":1,"pr"#);
         std::fs::write(&path, &bytes).expect("writes");
-        let journal = Journal::open(&path).expect("opens, cutting the torn line");
+        let journal = open(&path).expect("opens, cutting the torn line");
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), intact as u64);
         assert_eq!(journal.append(&intent(2)).expect("appends"), 2);
         drop(journal);
@@ -394,10 +418,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).expect("reads");
         bytes[5] ^= 0x01;
         std::fs::write(&path, &bytes).expect("writes");
-        assert!(matches!(
-            Journal::open(&path),
-            Err(JournalError::Broken { .. })
-        ));
+        assert!(matches!(open(&path), Err(JournalError::Broken { .. })));
     }
 
     #[test]

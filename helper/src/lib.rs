@@ -18,5 +18,6 @@ pub mod peer;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod state_dir;
 pub mod sysctl;
 pub mod telemetry;

@@ -14,7 +14,7 @@ use tokio::{net::UnixListener, signal::unix::SignalKind, sync::Semaphore};
 use crate::{
     blocks::Blocks, config::HelperConfig, connection, conntrack::ConntrackTool, firewall::nft::Nft,
     guard, handler::Handler, journal::Journal, kernel::ProcFs, peer::PeerPolicy, state::BlockStore,
-    sysctl::Sysctls,
+    state_dir::StateDir, sysctl::Sysctls,
 };
 use ctguard_protocol::JournalEvent;
 
@@ -29,8 +29,19 @@ pub struct Shared {
 }
 
 pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> anyhow::Result<()> {
+    // The state directory and the two locks come before anything is read or written: a second
+    // helper on the same state or the same table stops here, leaving the first one's journal
+    // and socket alone.
+    let state = Arc::new(StateDir::open(&config.state_dir)?);
+    let _one_per_state = state.lock().map_err(|error| {
+        single_instance_error(
+            error,
+            &format!("the state directory {}", state.path().display()),
+        )
+    })?;
+    let _one_per_table = lock_watched_table()?;
     // The journal comes first: without it the helper will not start (fail closed).
-    let journal = Arc::new(Journal::open(&config.journal)?);
+    let journal = Arc::new(Journal::open(&state)?);
     journal
         .append(&JournalEvent::Started {
             helper_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -40,7 +51,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
         Blocks::start(
             config.guard.clone(),
             Arc::clone(&journal),
-            BlockStore::new(&config.state_dir),
+            BlockStore::new(Arc::clone(&state)),
             Box::new(Nft::default()),
             Box::new(ConntrackTool),
             || guard::host_addresses().map_err(|e| e.to_string()),
@@ -51,8 +62,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
     let sysctls = Arc::new(Sysctls::new(
         "/proc/sys",
         initial_netns,
-        config.sysctl_conf.clone(),
-        config.modprobe_conf.clone(),
+        Arc::clone(&state),
         Arc::clone(&journal),
     ));
 
@@ -103,6 +113,29 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
     tracing::info!("helper stopping");
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
+}
+
+/// The watched namespace's exclusive lock: `flock` on its nsfs file, which every process in that
+/// namespace opens as the same inode, so two helpers with different state directories still
+/// cannot both own one table's `inet ctguard`.
+fn lock_watched_table() -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let namespace =
+        std::fs::File::open("/proc/self/ns/net").context("opening /proc/self/ns/net")?;
+    nix::fcntl::Flock::lock(namespace, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| single_instance_error(errno.into(), "the watched network namespace's table"),
+    )
+}
+
+/// The error a second helper stops with.
+fn single_instance_error(error: std::io::Error, what: &str) -> anyhow::Error {
+    if error.raw_os_error() == Some(nix::errno::Errno::EWOULDBLOCK as i32) {
+        anyhow::anyhow!(
+            "another ctguard-helper is already running on {what}: refusing to start a second \
+             one (its socket and journal are left alone)"
+        )
+    } else {
+        anyhow::Error::new(error).context(format!("locking {what}"))
+    }
 }
 
 /// Checks `table inet ctguard` against the state every `interval` and restores it on drift

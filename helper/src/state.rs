@@ -1,16 +1,20 @@
 //! The helper's persistent state: the blocks it holds, in `<state-dir>/blocks.json`, written
 //! atomically (temporary file, fsync, rename, fsync of the directory) so a crash leaves the old
-//! file or the new one, never half of one.
+//! file or the new one, never half of one; read and written only through the state directory's
+//! handle (`state_dir.rs`), never through a symlink.
 
 use std::{
-    fs::{File, OpenOptions},
-    io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use ctguard_protocol::ActiveBlock;
 use serde::{Deserialize, Serialize};
+
+use crate::state_dir::StateDir;
+
+/// The blocks file's name in the state directory.
+pub const FILE_NAME: &str = "blocks.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -40,14 +44,14 @@ struct StateFile {
 /// The blocks file.
 #[derive(Debug, Clone)]
 pub struct BlockStore {
+    dir: Arc<StateDir>,
     path: PathBuf,
 }
 
 impl BlockStore {
-    pub fn new(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join("blocks.json"),
-        }
+    pub fn new(dir: Arc<StateDir>) -> Self {
+        let path = dir.display_path(FILE_NAME);
+        Self { dir, path }
     }
 
     pub fn path(&self) -> &Path {
@@ -56,9 +60,9 @@ impl BlockStore {
 
     /// The saved blocks; none when the file does not exist yet.
     pub fn load(&self) -> Result<Vec<ActiveBlock>, StateError> {
-        let text = match std::fs::read(&self.path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        let text = match self.dir.read(FILE_NAME) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(Vec::new()),
             Err(source) => {
                 return Err(StateError::Read {
                     path: self.path.clone(),
@@ -82,38 +86,13 @@ impl BlockStore {
             path: self.path.clone(),
             source,
         })?;
-        write_atomically(&self.path, &body, 0o600).map_err(|source| StateError::Write {
-            path: self.path.clone(),
-            source,
-        })
+        self.dir
+            .write_atomically(FILE_NAME, &body, 0o600)
+            .map_err(|source| StateError::Write {
+                path: self.path.clone(),
+                source,
+            })
     }
-}
-
-/// Writes `body` to `path` so that readers (and a crash) see the old content or the new, whole.
-pub fn write_atomically(path: &Path, body: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    {
-        // 0600 for the helper's own state; a world-readable file (sysctl.d) is chmod'ed by
-        // its caller.
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&temporary)?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.write_all(body)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, path)?;
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -125,7 +104,8 @@ mod tests {
     #[test]
     fn blocks_round_trip_and_a_missing_file_is_empty() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = BlockStore::new(&dir.path().join("state"));
+        let state = StateDir::open(&dir.path().join("state")).expect("state dir");
+        let store = BlockStore::new(Arc::new(state));
         assert!(store.load().expect("loads").is_empty());
         let block = ActiveBlock {
             target: "udp from 50.2.6.12 sport 53".parse().expect("target"),

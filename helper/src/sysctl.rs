@@ -17,7 +17,7 @@ use ctguard_protocol::{
 };
 use nix::sched::{CloneFlags, setns};
 
-use crate::{blocks::Requester, journal::Journal};
+use crate::{blocks::Requester, journal::Journal, state_dir::StateDir};
 
 /// The result of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +33,10 @@ pub struct Sysctls {
     proc_sys: PathBuf,
     /// The initial namespace, when the helper left it for a watched one.
     initial_netns: Option<Arc<File>>,
-    conf: PathBuf,
-    /// Where the hash size is persisted as a module option (it is also a module parameter,
-    /// applied when nf_conntrack loads, before sysctl.d runs).
-    modprobe_conf: PathBuf,
+    /// Where persisted values go (`persist.rs`): the sysctl.d file and, for the hash size, which
+    /// is also a module parameter applied when nf_conntrack loads (before sysctl.d runs), the
+    /// modprobe.d file.
+    state: Arc<StateDir>,
     journal: Arc<Journal>,
     /// One write at a time: read, write and read back must not interleave.
     lock: Mutex<()>,
@@ -72,15 +72,13 @@ impl Sysctls {
     pub fn new(
         proc_sys: impl Into<PathBuf>,
         initial_netns: Option<File>,
-        conf: PathBuf,
-        modprobe_conf: PathBuf,
+        state: Arc<StateDir>,
         journal: Arc<Journal>,
     ) -> Self {
         Self {
             proc_sys: proc_sys.into(),
             initial_netns: initial_netns.map(Arc::new),
-            conf,
-            modprobe_conf,
+            state,
             journal,
             lock: Mutex::new(()),
         }
@@ -124,16 +122,14 @@ impl Sysctls {
     /// Every allowlisted key's live value (`None` where this kernel has no such file) and the
     /// value the persisted file holds.
     pub fn read_all(&self) -> Result<Vec<SysctlReading>, HelperError> {
-        let persisted = match std::fs::read_to_string(&self.conf) {
-            Ok(text) => persist::parse(&text),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Default::default(),
-            Err(error) => {
-                return Err(HelperError::KernelRead {
-                    path: self.conf.display().to_string(),
-                    detail: error.to_string(),
-                });
-            }
-        };
+        let persisted = persist::read(&self.state).map_err(|error| HelperError::KernelRead {
+            path: self
+                .state
+                .display_path(persist::SYSCTL_FILE)
+                .display()
+                .to_string(),
+            detail: error.to_string(),
+        })?;
         SysctlKey::ALL
             .iter()
             .map(|&key| {
@@ -159,10 +155,11 @@ impl Sysctls {
     }
 
     fn persist(&self, key: SysctlKey, value: u64) -> Result<(), (PathBuf, std::io::Error)> {
-        persist::persist(&self.conf, key, value).map_err(|e| (self.conf.clone(), e))?;
+        let at = |name| self.state.display_path(name);
+        persist::persist(&self.state, key, value).map_err(|e| (at(persist::SYSCTL_FILE), e))?;
         if key == SysctlKey::NfConntrackBuckets {
-            persist::persist_hashsize(&self.modprobe_conf, value)
-                .map_err(|e| (self.modprobe_conf.clone(), e))?;
+            persist::persist_hashsize(&self.state, value)
+                .map_err(|e| (at(persist::MODPROBE_FILE), e))?;
         }
         Ok(())
     }

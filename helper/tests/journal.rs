@@ -12,7 +12,10 @@ use std::{
     time::Duration,
 };
 
-use ctguard_helper::journal::{self, Journal};
+use ctguard_helper::{
+    journal::{self, Journal},
+    state_dir::StateDir,
+};
 use ctguard_protocol::{
     ActiveBlock, BlockDuration, JournalEvent, JournalRecord, Request, Response, ShortText,
 };
@@ -47,7 +50,7 @@ fn records(path: &Path) -> Vec<JournalRecord> {
 fn verify_reports_the_first_broken_record_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.jsonl");
-    let journal = Journal::open(&path).unwrap();
+    let journal = Journal::open(&StateDir::open(dir.path()).unwrap()).unwrap();
     for _ in 0..3 {
         journal
             .append(&JournalEvent::Started {

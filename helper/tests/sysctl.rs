@@ -47,16 +47,10 @@ fn a_per_namespace_timeout_is_written_in_the_watched_namespace_read_back_and_per
         return;
     }
     let netns = Netns::new("sysctl");
-    let conf_dir = tempfile::tempdir().unwrap();
-    let conf = conf_dir.path().join("90-ctguard.conf");
-    let helper = HelperProcess::start(&[
-        "--group",
-        "root",
-        "--netns",
-        &netns.name,
-        "--sysctl-conf",
-        conf.to_str().unwrap(),
-    ]);
+    let helper = HelperProcess::start(&["--group", "root", "--netns", &netns.name]);
+    // The persisted file lives in the helper's own directory (the install links it into
+    // /etc/sysctl.d): the helper never writes in /etc.
+    let conf = helper.state_dir.join("90-ctguard.conf");
     let key = SysctlKey::TcpTimeoutEstablished;
     let before_here = initial(key);
     let target = if before_here == 7_200 { 7_201 } else { 7_200 };
@@ -127,16 +121,7 @@ fn every_key_is_read_where_it_lives_with_its_persisted_value() {
         return;
     }
     let netns = Netns::new("readall");
-    let conf_dir = tempfile::tempdir().unwrap();
-    let conf = conf_dir.path().join("90-ctguard.conf");
-    let helper = HelperProcess::start(&[
-        "--group",
-        "root",
-        "--netns",
-        &netns.name,
-        "--sysctl-conf",
-        conf.to_str().unwrap(),
-    ]);
+    let helper = HelperProcess::start(&["--group", "root", "--netns", &netns.name]);
     // A per-namespace value that differs from the initial namespace's, set behind the helper's back.
     let udp = SysctlKey::UdpTimeout;
     let there = if initial(udp) == 47 { 48 } else { 47 };

@@ -82,6 +82,12 @@ pub enum JournalAction {
     },
     /// The helper put blocks back into the kernel after finding them missing.
     Reconcile { missing: u64 },
+    /// A saved block that the guardrails refuse now (it covers a host address or a protected
+    /// network, or is wider than allowed, or overlaps another), dropped instead of restored.
+    DiscardSaved {
+        target: BlockTarget,
+        refusal: String,
+    },
 }
 
 /// Which records to read: `limit` records starting at sequence number `from`.

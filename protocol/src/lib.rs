@@ -54,6 +54,7 @@
 //! This crate does no I/O beyond the optional tokio codec (feature `codec`), so the UI can compile it to
 //! wasm and render the same types the helper sends.
 
+pub mod address;
 pub mod block;
 pub mod journal;
 pub mod kernel_log;

@@ -142,7 +142,11 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntryFilter {
-    /// Entries whose original source or destination lies in this network.
+    /// Entries whose original source or destination lies in this network (canonical form).
+    #[serde(
+        default,
+        deserialize_with = "crate::address::deserialize_optional_network"
+    )]
     pub network: Option<IpNet>,
     /// Entries whose original source or destination port is this.
     pub port: Option<u16>,

@@ -6,6 +6,8 @@ use std::{fmt, net::IpAddr, str::FromStr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::address::{self, AddressError};
+
 /// A transport protocol a block can narrow to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,8 +83,8 @@ impl From<PortMatch> for RawPortMatch {
 /// guardrails' business, not this type's.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    #[error("{0:?} is not an address or a CIDR network")]
-    BadNetwork(String),
+    #[error(transparent)]
+    Address(#[from] AddressError),
     #[error("{0} has host bits set; the network is {1}")]
     HostBitsSet(IpNet, IpNet),
     #[error("port 0 cannot be matched")]
@@ -110,6 +112,7 @@ pub struct BlockTarget {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBlockTarget {
+    #[serde(deserialize_with = "address::deserialize_network")]
     network: IpNet,
     direction: Side,
     protocol: Option<Protocol>,
@@ -117,14 +120,16 @@ struct RawBlockTarget {
 }
 
 impl BlockTarget {
-    /// A target; the network must be in canonical form (no host bits set: `192.0.2.0/24`, not
-    /// `192.0.2.7/24`, which is ambiguous about what the user meant).
+    /// A target. The network is taken in its canonical form (an IPv4-mapped network is its IPv4
+    /// network, [`address::canonical_network`]) and must have no host bits set: `192.0.2.0/24`,
+    /// not `192.0.2.7/24`, which is ambiguous about what the user meant.
     pub fn new(
         network: IpNet,
         direction: Side,
         protocol: Option<Protocol>,
         port: Option<PortMatch>,
     ) -> Result<Self, TargetError> {
+        let network = address::canonical_network(network)?;
         if network.trunc() != network {
             return Err(TargetError::HostBitsSet(network, network.trunc()));
         }
@@ -188,14 +193,10 @@ impl From<BlockTarget> for RawBlockTarget {
     }
 }
 
-/// Parses an address (`192.0.2.7`, a host network) or a CIDR network.
+/// Parses an address (`192.0.2.7`, a host network) or a CIDR network, strictly and into its
+/// canonical form ([`address::parse_network`]).
 pub fn parse_network(text: &str) -> Result<IpNet, TargetError> {
-    if let Ok(network) = text.parse::<IpNet>() {
-        return Ok(network);
-    }
-    text.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| TargetError::BadNetwork(text.to_owned()))
+    Ok(address::parse_network(text)?)
 }
 
 impl FromStr for BlockTarget {
@@ -364,10 +365,7 @@ impl fmt::Display for ShortText {
 
 /// Maps `::ffff:a.b.c.d` to `a.b.c.d`: a dual-stack socket reports IPv4 clients that way.
 pub fn normalise(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
+    address::canonical_address(address)
 }
 
 #[cfg(test)]
@@ -414,6 +412,10 @@ mod tests {
             "udp from 1.2.3.4 sport 53 extra",
             "icmp from 1.2.3.4",
             "from example.com",
+            "from 010.1.1.1",
+            "from 010.1.1.1/32",
+            "from ::ffff:0.0.0.0/95",
+            "udp from 192.0.2.1/032 sport 53",
         ] {
             assert!(bad.parse::<BlockTarget>().is_err(), "{bad:?} accepted");
         }
@@ -436,6 +438,8 @@ mod tests {
             r#"{"network":"192.0.2.0/24","direction":"source","protocol":"udp","port":{"side":"source","port":0}}"#,
             r#"{"network":"192.0.2.0/24","direction":"source","protocol":null,"port":null,"x":1}"#,
             r#"{"network":"192.0.2.0/24","direction":"up","protocol":null,"port":null}"#,
+            r#"{"network":"010.1.1.1/32","direction":"source","protocol":null,"port":null}"#,
+            r#"{"network":"::ffff:0:0/80","direction":"source","protocol":null,"port":null}"#,
         ] {
             assert!(
                 serde_json::from_str::<BlockTarget>(bad).is_err(),
@@ -454,6 +458,21 @@ mod tests {
         assert!(ShortText::new("a\nb").is_err());
         assert!(ShortText::new("x".repeat(201)).is_err());
         assert!(ShortText::new("DNS reflection from 50.2.6.12").is_ok());
+    }
+
+    #[test]
+    fn a_mapped_target_is_the_ipv4_target_in_text_and_json() {
+        let mapped = target("udp from ::ffff:192.0.2.77/128 sport 53");
+        assert_eq!(mapped, target("udp from 192.0.2.77 sport 53"));
+        assert!(mapped.is_ipv4());
+        assert_eq!(mapped.to_string(), "udp from 192.0.2.77 sport 53");
+        let json = r#"{"network":"::ffff:192.0.2.0/120","direction":"source","protocol":null,"port":null}"#;
+        let parsed: BlockTarget = serde_json::from_str(json).expect("parses");
+        assert_eq!(parsed, target("from 192.0.2.0/24"));
+        let built = BlockTarget::from_network("::ffff:192.0.2.77/128".parse().expect("net"))
+            .expect("target");
+        assert_eq!(built, target("from 192.0.2.77"));
+        assert!(built.overlaps(&target("from 192.0.2.0/24")));
     }
 
     #[test]

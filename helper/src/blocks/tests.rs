@@ -18,6 +18,7 @@ use crate::{
     conntrack::ConntrackError,
     firewall::{Counter, FirewallError, Observed, ruleset::SetKind},
     journal,
+    state_dir::StateDir,
 };
 
 #[derive(Debug, Default)]
@@ -82,6 +83,11 @@ impl EntryDeleter for Arc<FakeDeleter> {
     }
 }
 
+/// The fixture's blocks file, opened again as a second reader would.
+fn store_of(f: &Fixture) -> BlockStore {
+    BlockStore::new(Arc::new(StateDir::open(f._dir.path()).expect("state dir")))
+}
+
 fn no_hosts() -> Result<Vec<IpAddr>, String> {
     Ok(vec!["203.0.113.1".parse().expect("addr")])
 }
@@ -95,18 +101,23 @@ struct Fixture {
 }
 
 fn fixture_with(journal: Option<Journal>) -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let journal_path = dir.path().join("journal.jsonl");
-    let journal = journal.unwrap_or_else(|| Journal::open(&journal_path).expect("journal"));
+    fixture_in(tempfile::tempdir().expect("tempdir"), journal, no_hosts)
+}
+
+/// A fixture whose helper starts from blocks already saved in `dir`.
+fn fixture_in(dir: tempfile::TempDir, journal: Option<Journal>, hosts: HostAddresses) -> Fixture {
+    let state = Arc::new(StateDir::open(dir.path()).expect("state dir"));
+    let journal_path = state.display_path(crate::journal::FILE_NAME);
+    let journal = journal.unwrap_or_else(|| Journal::open(&state).expect("journal"));
     let kernel = Arc::new(FakeKernel::default());
     let deleter = Arc::new(FakeDeleter::default());
     let blocks = Blocks::start(
         Guardrails::default(),
         Arc::new(journal),
-        BlockStore::new(dir.path()),
+        BlockStore::new(Arc::clone(&state)),
         Box::new(FakeFirewall(Arc::clone(&kernel))),
         Box::new(Arc::clone(&deleter)),
-        no_hosts,
+        hosts,
     )
     .expect("starts");
     Fixture {
@@ -193,7 +204,7 @@ fn a_block_is_journaled_saved_applied_and_its_entries_deleted() {
     );
 
     // A restart restores it from the state file.
-    let store = BlockStore::new(f._dir.path());
+    let store = store_of(&f);
     assert_eq!(store.load().expect("loads"), vec![block]);
 }
 
@@ -232,7 +243,7 @@ fn what_a_block_dropped_survives_a_rewrite_of_the_table() {
     );
     assert_eq!(dropped("from 192.0.2.9"), Some(0));
     // Counters are live data, never saved state.
-    let saved = BlockStore::new(f._dir.path()).load().expect("loads");
+    let saved = store_of(&f).load().expect("loads");
     assert!(saved.iter().all(|b| b.packets_dropped.is_none()));
     // An unblocked target's count goes with it.
     f.blocks
@@ -298,6 +309,134 @@ fn overlapping_blocks_are_refused_and_the_same_target_is_refreshed() {
     );
 }
 
+fn saved(target: &str, expires_unix: u64) -> ActiveBlock {
+    ActiveBlock {
+        target: t(target),
+        reason: reason(),
+        actor: ShortText::new("mallory").expect("text"),
+        requested_by: "198.51.100.5".parse().expect("addr"),
+        created_unix: 1,
+        expires_unix,
+        journal_seq: 0,
+        packets_dropped: None,
+    }
+}
+
+#[test]
+fn saved_blocks_pass_the_guardrails_again_at_start_and_long_expiries_are_clamped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = now_unix();
+    let year = now + 365 * 24 * 3600;
+    // What a planted or outdated state file could hold: a /8, the host's own address (the
+    // fixture's host is 203.0.113.1), the requester's network, an overlap, and one fair block
+    // whose expiry lies a year ahead.
+    let planted = vec![
+        saved("from 10.0.0.0/8", year),
+        saved("from 203.0.113.0/24", year),
+        saved("from 198.51.100.0/24", year),
+        saved("from 192.0.2.0/24", year),
+        saved("from 192.0.2.7", year),
+    ];
+    BlockStore::new(Arc::new(StateDir::open(dir.path()).expect("state dir")))
+        .save(&planted)
+        .expect("plants");
+    let f = fixture_in(dir, None, no_hosts);
+
+    let listed = f.blocks.list();
+    assert_eq!(
+        listed.iter().map(|b| b.target).collect::<Vec<_>>(),
+        vec![t("from 192.0.2.0/24")],
+        "only the block the guardrails allow comes back"
+    );
+    assert!(
+        listed[0].expires_unix <= now_unix() + BlockDuration::MAX_SECS,
+        "its expiry is clamped to the longest duration"
+    );
+    let applied = f.kernel.applied.lock().expect("lock").clone();
+    assert_eq!(applied.len(), 1, "one rewrite at start");
+    assert_eq!(
+        applied[0].iter().map(|e| e.target).collect::<Vec<_>>(),
+        vec![t("from 192.0.2.0/24")],
+        "the kernel never held the refused ones"
+    );
+    assert!(applied[0][0].timeout_secs <= BlockDuration::MAX_SECS);
+    let reloaded = store_of(&f).load().expect("loads");
+    assert_eq!(reloaded.len(), 1, "the state file no longer holds them");
+    let discarded: Vec<BlockTarget> = events(&f.journal_path)
+        .into_iter()
+        .filter_map(|e| match e {
+            JournalEvent::Intent {
+                action: JournalAction::DiscardSaved { target, .. },
+                ..
+            } => Some(target),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        discarded,
+        vec![
+            t("from 10.0.0.0/8"),
+            t("from 203.0.113.0/24"),
+            t("from 198.51.100.0/24"),
+            t("from 192.0.2.7"),
+        ],
+        "each dropped block is journaled"
+    );
+}
+
+/// Whether the host of the next test has been given an address inside its block.
+static HOST_GAINED_ADDRESS: AtomicBool = AtomicBool::new(false);
+
+fn hosts_that_grow() -> Result<Vec<IpAddr>, String> {
+    let mut hosts = no_hosts()?;
+    if HOST_GAINED_ADDRESS.load(Ordering::SeqCst) {
+        hosts.push("192.0.2.9".parse().expect("addr"));
+    }
+    Ok(hosts)
+}
+
+#[test]
+fn a_block_that_comes_to_cover_a_host_address_is_dropped_at_the_next_reconcile() {
+    let f = fixture_in(tempfile::tempdir().expect("tempdir"), None, hosts_that_grow);
+    f.blocks
+        .block(t("from 192.0.2.0/24"), minutes(5), reason(), &who())
+        .expect("blocks");
+    f.blocks
+        .block(t("from 198.51.100.128/25"), minutes(5), reason(), &who())
+        .expect("blocks");
+    assert!(f.blocks.reconcile().expect("reconciles").is_empty());
+    HOST_GAINED_ADDRESS.store(true, Ordering::SeqCst);
+    let drift = f.blocks.reconcile().expect("reconciles");
+    assert_eq!(drift[0], "1 block no longer passes the guardrails");
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.contains("unknown element 192.0.2.0/24")),
+        "{drift:?}"
+    );
+    let last = f
+        .kernel
+        .applied
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("applied");
+    assert_eq!(
+        last.iter().map(|e| e.target).collect::<Vec<_>>(),
+        vec![t("from 198.51.100.128/25")],
+        "the kernel no longer drops the host's new address"
+    );
+    assert_eq!(store_of(&f).load().expect("loads").len(), 1);
+    assert!(events(&f.journal_path).iter().any(|e| matches!(
+        e,
+        JournalEvent::Intent {
+            action: JournalAction::DiscardSaved { target, .. },
+            ..
+        } if *target == t("from 192.0.2.0/24")
+    )));
+}
+
 #[test]
 fn a_firewall_failure_changes_nothing_and_is_journaled_as_failed() {
     let f = fixture();
@@ -308,12 +447,7 @@ fn a_firewall_failure_changes_nothing_and_is_journaled_as_failed() {
         Err(HelperError::Firewall { .. })
     ));
     assert!(f.blocks.list().is_empty());
-    assert!(
-        BlockStore::new(f._dir.path())
-            .load()
-            .expect("loads")
-            .is_empty()
-    );
+    assert!(store_of(&f).load().expect("loads").is_empty());
     assert!(matches!(
         events(&f.journal_path)[1],
         JournalEvent::Outcome { ok: false, .. }
