@@ -14,7 +14,7 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 pub const OUTCOMES: [&str; 3] = ["success", "refused", "failed"];
 
 /// Which records to show, as typed: empty fields match everything. Times are UTC, as Unix seconds,
-/// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`; `to` is inclusive.
+/// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`; `to` is inclusive of the whole day or minute it names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuditFilter {
@@ -25,7 +25,8 @@ pub struct AuditFilter {
     pub to: String,
 }
 
-/// A filter whose fields have been checked: `None` matches everything.
+/// A filter whose fields have been checked: `None` matches everything. `from` is the first second
+/// of the range, `to` its last.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ValidFilter {
     pub actor: Option<String>,
@@ -43,9 +44,9 @@ fn given(text: &str) -> Option<String> {
 impl AuditFilter {
     /// Checks the fields; the message names the one that is wrong.
     pub fn validate(&self) -> Result<ValidFilter, String> {
-        let time = |name: &str, text: &str| match given(text) {
+        let time = |name: &str, text: &str, read: fn(&str) -> Option<i64>| match given(text) {
             None => Ok(None),
-            Some(text) => crate::utc::parse(&text).map(Some).ok_or_else(|| {
+            Some(text) => read(&text).map(Some).ok_or_else(|| {
                 format!("{name}: not a time (use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)")
             }),
         };
@@ -59,8 +60,9 @@ impl AuditFilter {
             actor: given(&self.actor).map(|a| a.to_ascii_lowercase()),
             action: given(&self.action),
             outcome,
-            from: time("From", &self.from)?,
-            to: time("To", &self.to)?,
+            from: time("From", &self.from, crate::utc::parse)?,
+            // `to` is inclusive of all it names: up to 2025-11-25 means to the end of that day.
+            to: time("To", &self.to, crate::utc::parse_end)?,
         };
         if let (Some(from), Some(to)) = (filter.from, filter.to)
             && from > to
@@ -285,6 +287,31 @@ mod tests {
             to: "2025-11-25".into(),
             ..AuditFilter::default()
         }));
+    }
+
+    #[test]
+    fn a_range_ends_with_the_last_second_of_its_day_or_minute() {
+        let range = |from: &str, to: &str| {
+            let valid = AuditFilter {
+                from: from.into(),
+                to: to.into(),
+                ..AuditFilter::default()
+            }
+            .validate()
+            .expect("valid");
+            (valid.from, valid.to)
+        };
+        assert_eq!(
+            range("2025-11-25", "2025-11-25"),
+            (Some(1_764_028_800), Some(1_764_115_199)),
+            "the whole day"
+        );
+        assert_eq!(
+            range("2025-11-25T13:04", "2025-11-25T13:04"),
+            (Some(1_764_075_840), Some(1_764_075_899)),
+            "the whole minute"
+        );
+        assert_eq!(range("", "1764075845"), (None, Some(1_764_075_845)));
     }
 
     #[test]

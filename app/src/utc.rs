@@ -42,11 +42,23 @@ pub fn datetime(epoch_seconds: i64) -> String {
 
 /// Reads a time in UTC: Unix seconds, `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM[:SS]` (what an
 /// `<input type="datetime-local">` sends; a space may stand for the `T`). `None` if it is none of
-/// these or not a real date.
+/// these or not a real date. The first second of what it names (a date's midnight).
 pub fn parse(text: &str) -> Option<i64> {
+    parse_span(text).map(|(first, _)| first)
+}
+
+/// As [`parse`], the last second of what the text names: a date means its whole day, `HH:MM` its
+/// whole minute. The end of a range written to a day or a minute thus includes all of it.
+pub fn parse_end(text: &str) -> Option<i64> {
+    parse_span(text).map(|(_, last)| last)
+}
+
+/// The first and the last second a written time covers.
+fn parse_span(text: &str) -> Option<(i64, i64)> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().ok();
+        let second = text.parse().ok()?;
+        return Some((second, second));
     }
     let (date, time) = match text.split_once(['T', ' ']) {
         Some((date, time)) => (date, Some(time)),
@@ -63,21 +75,27 @@ pub fn parse(text: &str) -> Option<i64> {
     if civil_from_days(days) != (year, month, day) {
         return None;
     }
-    let mut seconds = 0;
-    if let Some(time) = time {
-        let parts: Vec<&str> = time.split(':').collect();
-        if !(2..=3).contains(&parts.len()) {
-            return None;
-        }
-        let hour = number(parts[0], 2)?;
-        let minute = number(parts[1], 2)?;
-        let second = parts.get(2).map_or(Some(0), |s| number(s, 2))?;
-        if hour > 23 || minute > 59 || second > 59 {
-            return None;
-        }
-        seconds = hour * 3600 + minute * 60 + second;
+    let midnight = days * 86_400;
+    let Some(time) = time else {
+        return Some((midnight, midnight + 86_399));
+    };
+    let parts: Vec<&str> = time.split(':').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return None;
     }
-    Some(days * 86_400 + seconds)
+    let hour = number(parts[0], 2)?;
+    let minute = number(parts[1], 2)?;
+    if hour > 23 || minute > 59 {
+        return None;
+    }
+    let start_of_minute = midnight + hour * 3600 + minute * 60;
+    match parts.get(2) {
+        None => Some((start_of_minute, start_of_minute + 59)),
+        Some(second) => {
+            let second = number(second, 2)?;
+            (second <= 59).then_some((start_of_minute + second, start_of_minute + second))
+        }
+    }
 }
 
 fn number(text: &str, width: usize) -> Option<i64> {
@@ -101,6 +119,15 @@ mod tests {
         assert_eq!(parse("2025-11-25 13:04"), Some(1_764_075_840));
         assert_eq!(parse("2024-02-29"), Some(1_709_164_800));
         assert_eq!(parse("1764075845"), Some(1_764_075_845));
+    }
+
+    #[test]
+    fn the_end_of_a_day_or_a_minute_is_its_last_second() {
+        assert_eq!(parse_end("2024-02-29"), Some(1_709_164_800 + 86_399));
+        assert_eq!(parse_end("2025-11-25T13:04"), Some(1_764_075_840 + 59));
+        assert_eq!(parse_end("2025-11-25 13:04:05"), Some(1_764_075_845));
+        assert_eq!(parse_end("1764075845"), Some(1_764_075_845));
+        assert_eq!(parse_end("2025-11-25T13:60"), None);
     }
 
     #[test]

@@ -11,7 +11,12 @@ use ctguard_app::{
     auth::Role,
     operations::{ApplyOperation, PreviewOperation},
 };
-use ctguard_server::clock::Clock;
+use ctguard_server::{
+    audit::{AuditEvent, AuditStore, Outcome},
+    client::ClientInfo,
+    clock::Clock,
+    db,
+};
 use leptos::server_fn::ServerFn;
 use serde_json::json;
 use support::{TestApp, body, password_of, spawn_app};
@@ -185,6 +190,66 @@ async fn filters_select_by_user_action_outcome_and_time_newest_first() {
     let exported = export(&app, &admin, "?actor=otto").await;
     assert_eq!(exported.len(), 1, "the export honours the filters");
     assert_eq!(cell(&exported[0], "user"), "otto");
+}
+
+#[tokio::test]
+async fn a_range_up_to_a_day_or_a_minute_includes_all_of_it() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(Role::Admin).await;
+    let audit = AuditStore::new(db::open(&app.database).await.unwrap());
+    let client = ClientInfo {
+        addr: "192.0.2.1".parse().unwrap(),
+        user_agent: String::new(),
+    };
+    // 2025-11-25 13:04:05 UTC, 23:59:59 (the day's last second), and the next midnight.
+    for (at, actor) in [
+        (1_764_075_845, "at-13-04-05"),
+        (1_764_115_199, "at-23-59-59"),
+        (1_764_115_200, "next-day"),
+    ] {
+        let event = AuditEvent {
+            actor: Some(actor),
+            role: None,
+            client: &client,
+            action: "probe",
+            target: None,
+            outcome: Outcome::Success,
+            detail: None,
+            preview: None,
+            journal_id: None,
+            arguments: None,
+        };
+        audit.record(at, event).await.unwrap();
+    }
+    let actors = |page: AuditPage| -> Vec<String> {
+        page.entries
+            .into_iter()
+            .map(|entry| entry.actor.unwrap())
+            .collect()
+    };
+
+    let day = json!({ "filter": { "action": "probe", "from": "2025-11-25", "to": "2025-11-25" } });
+    assert_eq!(
+        actors(query(&app, &admin, day).await),
+        ["at-23-59-59", "at-13-04-05"],
+        "the whole day, not only its midnight"
+    );
+    let minute = json!({ "filter": { "action": "probe", "from": "2025-11-25T13:04", "to": "2025-11-25T13:04" } });
+    assert_eq!(
+        actors(query(&app, &admin, minute).await),
+        ["at-13-04-05"],
+        "the whole minute"
+    );
+    let late_minute = json!({ "filter": { "action": "probe", "to": "2025-11-25 23:59" } });
+    assert_eq!(actors(query(&app, &admin, late_minute).await).len(), 2);
+
+    let exported = export(&app, &admin, "?action=probe&to=2025-11-25").await;
+    let users: Vec<_> = exported.iter().map(|row| cell(row, "user")).collect();
+    assert_eq!(
+        users,
+        ["at-23-59-59", "at-13-04-05"],
+        "the export reads the range alike"
+    );
 }
 
 #[tokio::test]
