@@ -138,7 +138,7 @@ impl Application {
             users: users.clone(),
             logins: logins.clone(),
             hasher: hasher.clone(),
-            throttle: Arc::new(LoginThrottle::default()),
+            throttle: Arc::new(LoginThrottle::new(clock.clone())),
             audit: audit.clone(),
             clock: clock.clone(),
             pages: PanelPages::new(route_list().iter().map(|page| page.path().to_owned())),

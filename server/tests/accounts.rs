@@ -218,7 +218,7 @@ async fn a_cross_origin_post_with_a_valid_cookie_is_refused() {
 async fn repeated_failures_throttle_the_account_which_then_recovers() {
     let app = spawn_app().await;
     let attacker = app.browser();
-    for _ in 0..6 {
+    for _ in 0..5 {
         let response = app.sign_in(&attacker, "vera", "not-the-password").await;
         assert!(location(&response).starts_with("/login?error=invalid"));
     }

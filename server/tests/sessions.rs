@@ -3,7 +3,8 @@
 //! outlives its idle timeout, silence ends it, and the absolute lifetime ends it however busy it is
 //! (timeouts of a few seconds keep each test within a few seconds of wall time). `next` leads only
 //! to the panel's own pages; answers are not cached, and over HTTPS they carry HSTS; what a client
-//! types reaches the server's log escaped.
+//! types reaches the server's log escaped; a burst of guesses gets no more password checks than the
+//! throttle's limit, and an IPv6 attacker is counted by its /64.
 
 #![allow(clippy::unwrap_used)]
 
@@ -390,4 +391,108 @@ async fn text_a_client_chose_cannot_forge_a_log_line() {
         audited >= 6,
         "every attempt's audit line names it: {lines:#?}"
     );
+}
+
+/// How many sign-in attempts the audit log records with this detail.
+async fn audited(app: &TestApp, detail: &str) -> usize {
+    let pool = db::open(&app.database).await.unwrap();
+    let count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE action = 'login' AND detail = ?")
+            .bind(detail)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    usize::try_from(count).unwrap()
+}
+
+const CHECKED_AND_WRONG: &str = "wrong username or password";
+const THROTTLED: &str = "throttled: too many failed attempts";
+
+#[tokio::test]
+async fn forty_simultaneous_guesses_get_five_password_checks() {
+    let app = spawn_app().await;
+    let guesses = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            // Each guess its own browser and connection, all sent at once.
+            let response = app
+                .sign_in(&app.browser(), "vera", &format!("guess number {i}"))
+                .await;
+            location(&response)
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let throttled = answers
+        .iter()
+        .filter(|to| to.starts_with("/login?error=throttled"))
+        .count();
+    let invalid = answers
+        .iter()
+        .filter(|to| to.starts_with("/login?error=invalid"))
+        .count();
+    assert_eq!((invalid, throttled), (5, 35), "{answers:#?}");
+    assert_eq!(audited(&app, CHECKED_AND_WRONG).await, 5, "five checks");
+    assert_eq!(audited(&app, THROTTLED).await, 35, "every refusal audited");
+
+    // The owner waits out the short lock, then gets in.
+    let owner = app.browser();
+    let response = app.sign_in(&owner, "vera", &password_of("vera")).await;
+    assert!(location(&response).starts_with("/login?error=throttled"));
+    app.clock.advance(2);
+    let response = app.sign_in(&owner, "vera", &password_of("vera")).await;
+    assert_eq!(location(&response), "/");
+}
+
+#[tokio::test]
+async fn an_ipv6_attacker_is_locked_out_by_its_slash_64_not_by_each_address() {
+    let app =
+        spawn_app_with(|settings| settings.trusted_proxy = Some("127.0.0.1".parse().unwrap()))
+            .await;
+    let sign_in_from = |address: String, username: String, password: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .browser()
+                .post(format!("{}/auth/login", app.address))
+                .header("origin", app.origin())
+                .header("x-forwarded-for", address)
+                .form(&[
+                    ("username", username),
+                    ("password", password),
+                    ("next", "/".into()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            location(&response)
+        }
+    };
+    // An attacker with a /64 to itself moves to a fresh address for every guess, and to a fresh
+    // account name so no account lock is what stops it.
+    for i in 1..=20 {
+        let answer = sign_in_from(
+            format!("2001:db8:bad:1::{i:x}"),
+            format!("guess-{i}"),
+            "not-the-password".into(),
+        )
+        .await;
+        assert!(answer.starts_with("/login?error=invalid"), "{i}: {answer}");
+    }
+    let next_address = sign_in_from(
+        "2001:db8:bad:1:ffff:ffff:ffff:fffe".into(),
+        "vera".into(),
+        password_of("vera"),
+    )
+    .await;
+    assert!(
+        next_address.starts_with("/login?error=throttled"),
+        "the whole /64 is locked out: {next_address}"
+    );
+    let neighbour = sign_in_from(
+        "2001:db8:bad:2::1".into(),
+        "vera".into(),
+        password_of("vera"),
+    )
+    .await;
+    assert_eq!(neighbour, "/", "the next /64 is someone else");
 }

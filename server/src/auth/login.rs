@@ -18,7 +18,7 @@ use crate::{
     auth::{
         authenticate::LOGIN_KEY,
         next_page::PanelPages,
-        throttle::{LoginThrottle, Verdict},
+        throttle::{Locked, LoginThrottle},
     },
     client::ClientInfo,
     clock::SharedClock,
@@ -106,18 +106,23 @@ pub async fn sign_in(
         arguments: None,
     };
 
-    if let Verdict::Locked { retry_after } = service.throttle.check(&attempted, client.addr, now) {
-        // `?`: the name is what the client typed; quoted and escaped, it cannot end the line.
-        tracing::warn!(user = ?attempted, client = %client.addr, retry_after, "login throttled");
-        let _ = service
-            .audit
-            .record(
-                now,
-                audit(Outcome::Refused, "throttled: too many failed attempts"),
-            )
-            .await;
-        return back_to_login(LoginError::Throttled, &next);
-    }
+    // Counted before the password is checked: parallel guesses cannot all pass a check made
+    // before any of them has failed.
+    let reservation = match service.throttle.reserve(&attempted, client.addr) {
+        Ok(reservation) => reservation,
+        Err(Locked { retry_after }) => {
+            // `?`: the name is what the client typed; quoted and escaped, it cannot end the line.
+            tracing::warn!(user = ?attempted, client = %client.addr, retry_after, "login throttled");
+            let _ = service
+                .audit
+                .record(
+                    now,
+                    audit(Outcome::Refused, "throttled: too many failed attempts"),
+                )
+                .await;
+            return back_to_login(LoginError::Throttled, &next);
+        }
+    };
 
     let user = match service.users.find(&attempted).await {
         Ok(user) => user,
@@ -137,9 +142,6 @@ pub async fn sign_in(
     let user = match (verified, user) {
         (Ok(true), Some(user)) if !user.disabled => user,
         (Ok(_), _) => {
-            service
-                .throttle
-                .record_failure(&attempted, client.addr, now);
             let _ = service
                 .audit
                 .record(now, audit(Outcome::Refused, "wrong username or password"))
@@ -151,7 +153,7 @@ pub async fn sign_in(
             return back_to_login(LoginError::Unavailable, &next);
         }
     };
-    service.throttle.record_success(&attempted);
+    service.throttle.succeeded(reservation);
 
     // A new session id at every sign-in: a fixated or stolen pre-login id is worthless.
     if let Err(error) = session.cycle_id().await {

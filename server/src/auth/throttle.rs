@@ -1,11 +1,20 @@
-//! Login throttling, per account and per client address. The account lock is short and capped, so
-//! an attacker hammering a username delays its owner by at most a minute; the address lock is long,
-//! so the attacker's own address stays locked out.
+//! Login throttling, per account and per client address. Every attempt is counted as a failure
+//! *before* its password is checked (a reservation), so a burst of parallel guesses gets no more
+//! checks than the limit allows; a correct password takes its reservation back. The account lock is
+//! short and capped, so an attacker hammering a username delays its owner by at most a minute; the
+//! address lock is long, so the attacker's own address stays locked out. IPv6 clients are counted
+//! by their /64, the smallest network one subscriber is given.
 
-use std::{collections::HashMap, net::IpAddr, sync::Mutex};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv6Addr},
+    sync::Mutex,
+};
 
-/// Failures on one account before it is slowed down.
-const ACCOUNT_FREE_FAILURES: u32 = 5;
+use crate::clock::SharedClock;
+
+/// Attempts on one account before it is slowed down.
+const ACCOUNT_FREE_ATTEMPTS: u32 = 5;
 /// The longest an account is ever locked, in seconds.
 const ACCOUNT_MAX_LOCK: i64 = 60;
 /// Failures from one address within the window before it is locked out.
@@ -14,16 +23,22 @@ const ADDRESS_WINDOW: i64 = 15 * 60;
 const ADDRESS_LOCK: i64 = 15 * 60;
 /// Entries untouched this long are forgotten.
 const FORGET_AFTER: i64 = 60 * 60;
-/// The map is pruned when it grows past this.
+/// The maps are pruned when they grow past this.
 const PRUNE_AT: usize = 10_000;
 
+/// Refused: try again in this many seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
-    /// Try again in this many seconds.
-    Locked {
-        retry_after: i64,
-    },
+pub struct Locked {
+    pub retry_after: i64,
+}
+
+/// An attempt that may be checked, already counted as a failure; [`LoginThrottle::succeeded`]
+/// takes it back. Dropped (a wrong password, an error, a client that hung up), it stays counted.
+#[derive(Debug)]
+#[must_use = "a correct password must hand its reservation back"]
+pub struct Reservation {
+    account: String,
+    address: IpAddr,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -35,45 +50,68 @@ struct Failures {
 }
 
 #[derive(Debug, Default)]
+struct Counts {
+    accounts: HashMap<String, Failures>,
+    addresses: HashMap<IpAddr, Failures>,
+}
+
+#[derive(Debug)]
 pub struct LoginThrottle {
-    accounts: Mutex<HashMap<String, Failures>>,
-    addresses: Mutex<HashMap<IpAddr, Failures>>,
+    /// One lock for both maps: checking and counting an attempt is one step, never two.
+    counts: Mutex<Counts>,
+    /// Read while the lock is held: a lock is dated when it is written.
+    clock: SharedClock,
+}
+
+/// Whose failures an address counts towards: itself for IPv4, its /64 for IPv6 (an IPv4 address
+/// mapped into IPv6 is the IPv4 address).
+pub fn address_key(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
 }
 
 impl LoginThrottle {
-    /// Whether an attempt on `account` from `addr` may be checked at all, at time `now`.
-    pub fn check(&self, account: &str, addr: IpAddr, now: i64) -> Verdict {
-        let until = [
-            lock_of(&self.accounts, &account.to_ascii_lowercase()),
-            lock_of(&self.addresses, &addr),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        if until > now {
-            Verdict::Locked {
-                retry_after: until - now,
-            }
-        } else {
-            Verdict::Allowed
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            counts: Mutex::new(Counts::default()),
+            clock,
         }
     }
 
-    pub fn record_failure(&self, account: &str, addr: IpAddr, now: i64) {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = accounts.entry(account.to_ascii_lowercase()).or_default();
+    /// Reserves an attempt on `account` from `addr`: refused while either is locked, otherwise
+    /// counted as a failure now (and a lock written if that reaches a limit).
+    pub fn reserve(&self, account: &str, addr: IpAddr) -> Result<Reservation, Locked> {
+        let account = account.to_ascii_lowercase();
+        let address = address_key(addr);
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.clock.now();
+        let until = [
+            counts.accounts.get(&account),
+            counts.addresses.get(&address),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|failures| failures.locked_until)
+        .max()
+        .unwrap_or(0);
+        if until > now {
+            return Err(Locked {
+                retry_after: until - now,
+            });
+        }
+
+        let entry = counts.accounts.entry(account.clone()).or_default();
         entry.count += 1;
         entry.last_at = now;
-        if entry.count > ACCOUNT_FREE_FAILURES {
-            // 1, 2, 4, … seconds, capped.
-            let exponent = (entry.count - ACCOUNT_FREE_FAILURES - 1).min(6);
+        if entry.count >= ACCOUNT_FREE_ATTEMPTS {
+            // 1, 2, 4, … seconds, capped: the next attempt waits, however many are in flight.
+            let exponent = (entry.count - ACCOUNT_FREE_ATTEMPTS).min(6);
             entry.locked_until = now + (1_i64 << exponent).min(ACCOUNT_MAX_LOCK);
         }
-        prune(&mut accounts, now);
-        drop(accounts);
 
-        let mut addresses = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = addresses.entry(addr).or_default();
+        let entry = counts.addresses.entry(address).or_default();
         if now - entry.first_at > ADDRESS_WINDOW {
             *entry = Failures {
                 first_at: now,
@@ -85,24 +123,21 @@ impl LoginThrottle {
         if entry.count >= ADDRESS_MAX_FAILURES {
             entry.locked_until = now + ADDRESS_LOCK;
         }
-        prune(&mut addresses, now);
+
+        prune(&mut counts.accounts, now);
+        prune(&mut counts.addresses, now);
+        Ok(Reservation { account, address })
     }
 
-    /// A correct password clears the account's failures (not the address's: one success among many
-    /// failures does not clear an attacker).
-    pub fn record_success(&self, account: &str) {
-        self.accounts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&account.to_ascii_lowercase());
+    /// A correct password: its attempt was no failure, and it clears the account's failures (not
+    /// the address's others: one success among many failures does not clear an attacker).
+    pub fn succeeded(&self, reservation: Reservation) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.accounts.remove(&reservation.account);
+        if let Some(address) = counts.addresses.get_mut(&reservation.address) {
+            address.count = address.count.saturating_sub(1);
+        }
     }
-}
-
-fn lock_of<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Failures>>, key: &K) -> i64 {
-    map.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(key)
-        .map_or(0, |f| f.locked_until)
 }
 
 fn prune<K>(map: &mut HashMap<K, Failures>, now: i64) {
@@ -113,69 +148,87 @@ fn prune<K>(map: &mut HashMap<K, Failures>, now: i64) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::clock::ManualClock;
 
     const ATTACKER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 66));
     const OWNER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 10));
 
+    fn throttle() -> (LoginThrottle, Arc<ManualClock>) {
+        let clock = ManualClock::starting_now();
+        (LoginThrottle::new(clock.clone()), clock)
+    }
+
     #[test]
-    fn an_account_slows_down_after_five_failures_and_recovers_within_a_minute() {
-        let throttle = LoginThrottle::default();
-        let t0 = 1_000_000;
-        for i in 0..5 {
-            assert_eq!(throttle.check("alice", ATTACKER, t0 + i), Verdict::Allowed);
-            throttle.record_failure("alice", ATTACKER, t0 + i);
+    fn an_account_takes_five_attempts_then_slows_down_and_recovers_within_a_minute() {
+        let (throttle, clock) = throttle();
+        for _ in 0..5 {
+            let _ = throttle.reserve("alice", ATTACKER).expect("free");
         }
-        assert_eq!(throttle.check("alice", OWNER, t0 + 5), Verdict::Allowed);
-        throttle.record_failure("alice", ATTACKER, t0 + 5);
         assert_eq!(
-            throttle.check("Alice", OWNER, t0 + 5),
-            Verdict::Locked { retry_after: 1 },
+            throttle.reserve("Alice", OWNER).map(|_| ()),
+            Err(Locked { retry_after: 1 }),
             "the account, by any spelling, is slowed for everyone"
         );
-        // Keep failing: the lock grows but never past a minute for the real owner.
-        for i in 0..10 {
-            throttle.record_failure("alice", ATTACKER, t0 + 10 + i);
+        // Keep failing as the locks allow: they grow, but never past a minute.
+        for _ in 0..10 {
+            clock.advance(ACCOUNT_MAX_LOCK);
+            let _ = throttle.reserve("alice", ATTACKER).expect("lock over");
         }
-        let Verdict::Locked { retry_after } = throttle.check("alice", OWNER, t0 + 19) else {
+        let Err(Locked { retry_after }) = throttle.reserve("alice", OWNER) else {
             panic!("locked");
         };
-        assert!(retry_after <= ACCOUNT_MAX_LOCK);
-        assert_eq!(
-            throttle.check("alice", OWNER, t0 + 19 + 61),
-            Verdict::Allowed
-        );
+        assert_eq!(retry_after, ACCOUNT_MAX_LOCK);
+        clock.advance(ACCOUNT_MAX_LOCK);
+        assert!(throttle.reserve("alice", OWNER).is_ok());
     }
 
     #[test]
     fn an_address_that_fails_twenty_times_stays_locked_out_whatever_the_account() {
-        let throttle = LoginThrottle::default();
-        let t0 = 2_000_000;
+        let (throttle, clock) = throttle();
         for i in 0..20 {
-            throttle.record_failure(&format!("user{i}"), ATTACKER, t0 + i);
+            let _ = throttle
+                .reserve(&format!("user{i}"), ATTACKER)
+                .expect("free");
         }
-        assert!(matches!(
-            throttle.check("someone-new", ATTACKER, t0 + 60),
-            Verdict::Locked { .. }
-        ));
-        assert_eq!(
-            throttle.check("someone-new", OWNER, t0 + 60),
-            Verdict::Allowed
-        );
-        assert_eq!(
-            throttle.check("someone-new", ATTACKER, t0 + 20 + ADDRESS_LOCK),
-            Verdict::Allowed,
+        clock.advance(60);
+        assert!(throttle.reserve("someone-new", ATTACKER).is_err());
+        assert!(throttle.reserve("someone-new", OWNER).is_ok());
+        clock.advance(ADDRESS_LOCK);
+        assert!(
+            throttle.reserve("someone-else", ATTACKER).is_ok(),
             "and recovers after the lock"
         );
     }
 
     #[test]
-    fn success_clears_the_account() {
-        let throttle = LoginThrottle::default();
-        for i in 0..7 {
-            throttle.record_failure("bob", OWNER, 100 + i);
+    fn a_correct_password_takes_its_attempt_back_and_clears_the_account() {
+        let (throttle, _) = throttle();
+        for _ in 0..4 {
+            let _ = throttle.reserve("bob", OWNER).expect("free");
         }
-        throttle.record_success("bob");
-        assert_eq!(throttle.check("bob", OWNER, 107), Verdict::Allowed);
+        let correct = throttle.reserve("bob", OWNER).expect("the fifth is free");
+        throttle.succeeded(correct);
+        for _ in 0..5 {
+            let _ = throttle.reserve("bob", OWNER).expect("cleared");
+        }
+        // 4 failures + 5 after the success: the address counts 9 of its 20, not 10.
+        for i in 0..11 {
+            let _ = throttle
+                .reserve(&format!("other{i}"), OWNER)
+                .expect("under 20");
+        }
+        assert!(throttle.reserve("another", OWNER).is_err());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_slash_64() {
+        let key = |text: &str| address_key(text.parse().expect("address"));
+        assert_eq!(key("2001:db8:1:2:3:4:5:6"), key("2001:db8:1:2:ffff::1"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
     }
 }
