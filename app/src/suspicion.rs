@@ -1,5 +1,7 @@
 //! Why a source looks suspicious, in words: the thresholds (all in this one place) and the
-//! assessment of a snapshot's top sources against them.
+//! assessment of a snapshot's top sources against them. Some reasons are information, not alarms:
+//! a large share alone, and connections held open while the table has room (what reverse proxies,
+//! connection pools and NAT gateways do); only alarms make a source suspicious and prefill a block.
 
 use std::net::IpAddr;
 
@@ -11,21 +13,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::block_scope::BlockScope;
 
-/// A source holding at least this share of the table is worth a look by itself.
+/// A source holding at least this share of the table is worth a look (information, no alarm).
 pub const LARGE_SHARE_PERCENT: f64 = 10.0;
 /// Entries that never saw a reply: above this share a source is flooding or scanning.
 pub const UNREPLIED_PERCENT: f64 = 90.0;
 /// A large source whose entries are at least this share ASSURED holds connections open: the kernel
-/// never evicts assured entries to make room, so a table full of them drops new connections.
+/// never evicts assured entries to make room (`early_drop` skips them), so a table full of them
+/// drops new connections. Normal for reverse proxies, pools and NAT gateways; a flood only while
+/// the table is near full and the source keeps adding them (see [`judge_held_open`]).
 pub const HELD_OPEN_PERCENT: f64 = 90.0;
+/// The table counts as near full from this share of its limit.
+pub const NEAR_FULL_PERCENT: u64 = 90;
+/// At or above this share of its limit the table is full: the kernel refuses new entries, so a
+/// source can no longer grow, only hold what it has while the drop counter rises.
+pub const FULL_PERCENT: u64 = 99;
 /// Half-open TCP (SYN_SENT or SYN_RECV) above this share: a SYN flood or a port scan.
 pub const HALF_OPEN_PERCENT: f64 = 80.0;
 /// One source to at least this many distinct destination ports: a port scan, or reflected
 /// replies landing on random ports.
 pub const MANY_PORTS: usize = 20;
 /// A source-NATed (internal) source to at least this many distinct destinations: a guest
-/// scanning or spraying the internet, likely compromised.
+/// scanning or spraying the internet, likely compromised...
 pub const MANY_DESTINATIONS: u32 = 100;
+/// ...when at least this share of its entries are unanswered (unreplied, or half-open TCP): a
+/// browser reaching a hundred CDNs gets its answers, a worm's probes mostly do not.
+pub const SPRAY_UNANSWERED_PERCENT: f64 = 50.0;
 /// At least this share of a source's entries NATed by the host: it is a guest behind it.
 pub const INTERNAL_PERCENT: f64 = 90.0;
 /// At least this share of a source's entries from one UDP amplifier port: reflection.
@@ -47,6 +59,7 @@ pub enum Reason {
     /// Most of a large source's entries are assured (completed handshakes, or UDP seen both ways).
     HeldOpen {
         percent: f64,
+        verdict: HeldOpenVerdict,
     },
     HalfOpen {
         percent: f64,
@@ -66,22 +79,88 @@ pub enum Reason {
     },
 }
 
+/// Whether connections held open are a flood, judged against the table's fill and an earlier walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeldOpenVerdict {
+    /// Without the table's fill: no judgement.
+    Unknown,
+    /// The table has room (or the source's assured entries are falling): normal.
+    Normal,
+    /// The table is near full; a second walk will tell whether the source keeps adding.
+    Watching,
+    /// Near full, and the source added assured entries since the earlier walk, or held them at a
+    /// full table while the kernel dropped new connections.
+    Flood,
+}
+
+/// The table's fill when a walk was taken, from the live sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFill {
+    pub count: u64,
+    pub max: u64,
+    /// The kernel's `drop` counter (all CPUs).
+    pub drop: u64,
+}
+
+impl TableFill {
+    fn at_least(&self, percent: u64) -> bool {
+        self.max > 0 && self.count.saturating_mul(100) >= self.max.saturating_mul(percent)
+    }
+}
+
+/// An earlier, different walk of the table: its suspects and the fill it was taken at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlierWalk {
+    pub taken_unix_ms: u64,
+    pub suspects: Vec<Suspect>,
+    pub fill: Option<TableFill>,
+}
+
 impl Reason {
+    /// Whether the reason is an alarm (makes the source suspicious and prefills a block) rather
+    /// than information.
+    pub fn is_alarm(&self) -> bool {
+        match self {
+            Self::LargeShare { .. } => false,
+            Self::HeldOpen { verdict, .. } => *verdict == HeldOpenVerdict::Flood,
+            _ => true,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Self::LargeShare { percent } => format!("{percent:.0}% of the table"),
             Self::Unreplied { percent } => {
                 format!("{percent:.0}% unreplied: likely a flood or scan")
             }
-            Self::HeldOpen { percent } => format!(
-                "{percent:.0}% assured: connections held open, which the kernel cannot evict \
-                 to make room (a connection flood)"
-            ),
+            Self::HeldOpen { percent, verdict } => {
+                let held = format!(
+                    "{percent:.0}% assured: connections held open, which the kernel cannot evict"
+                );
+                match verdict {
+                    HeldOpenVerdict::Flood => format!(
+                        "{held}; the table is near full and it keeps adding them (or, at a full \
+                         table, holds them while the kernel drops new connections): a connection flood"
+                    ),
+                    HeldOpenVerdict::Watching => format!(
+                        "{held}; the table is near full: a second walk tells whether it keeps adding them"
+                    ),
+                    HeldOpenVerdict::Normal => format!(
+                        "{held}; normal for reverse proxies, connection pools and NAT gateways while \
+                         the table has room"
+                    ),
+                    HeldOpenVerdict::Unknown => format!(
+                        "{held}; normal for reverse proxies, connection pools and NAT gateways \
+                         unless the table is near full"
+                    ),
+                }
+            }
             Self::HalfOpen { percent } => {
                 format!("{percent:.0}% half-open TCP: SYN flood or port scan")
             }
             Self::ManyPorts { ports } => format!(
-                "to {}{ports} destination ports: a scan, or reflected replies",
+                "to {}{ports} destination ports: a scan, or reflected replies (monitoring, \
+                 VoIP media, FTP data and traceroute also reach many ports)",
                 approximately(*ports)
             ),
             Self::Reflection {
@@ -92,7 +171,7 @@ impl Reason {
                 "{percent:.0}% UDP from source port {sport} to many ports: {service} reflection"
             ),
             Self::InternalSpray { destinations } => format!(
-                "an internal address (behind this host's NAT) opening connections to {}{destinations} destinations: compromised guest?",
+                "an internal address (behind this host's NAT) opening connections to {}{destinations} destinations, mostly unanswered: compromised guest?",
                 approximately(*destinations as usize)
             ),
         }
@@ -109,8 +188,36 @@ pub struct Suspect {
 }
 
 impl Suspect {
+    /// Whether any reason is an alarm; information alone (a large share, connections held open
+    /// while the table has room) is not.
     pub fn is_suspicious(&self) -> bool {
-        !self.reasons.is_empty()
+        self.reasons.iter().any(Reason::is_alarm)
+    }
+
+    /// The reasons that are information only, in words, or `None` without any.
+    pub fn information(&self) -> Option<String> {
+        let words: Vec<String> = self
+            .reasons
+            .iter()
+            .filter(|reason| !reason.is_alarm())
+            .map(Reason::describe)
+            .collect();
+        (!words.is_empty()).then(|| words.join("; "))
+    }
+
+    /// What the suggested block also does, beside stopping the attack: a reflection block drops
+    /// every answer from that server's port, its legitimate answers to this host included.
+    pub fn block_note(&self) -> Option<String> {
+        self.reasons.iter().find_map(|reason| match reason {
+            Reason::Reflection { sport, service, .. } => Some(format!(
+                "This block drops every UDP packet from {} source port {sport}, also that \
+                 server's legitimate {service} answers: if this host or its guests use it (as a \
+                 resolver, a time server), those requests fail while the block lasts. Delete \
+                 the entries instead if the flood has stopped.",
+                self.address
+            )),
+            _ => None,
+        })
     }
 
     /// Where the block form starts for this source. Reflected answers come from real servers
@@ -158,8 +265,9 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// The snapshot's top sources, each with its reasons, those with the most reasons (then the
-/// largest) first.
+/// The snapshot's top sources, each with its reasons, those with the most alarms (then the
+/// largest) first. Connections held open are judged [`HeldOpenVerdict::Unknown`] here: the snapshot does
+/// not carry the table's limit; [`judge_held_open`] judges them against the live fill.
 pub fn assess(snapshot: &Snapshot) -> Vec<Suspect> {
     let total = snapshot.total.entries;
     let mut suspects: Vec<Suspect> = snapshot
@@ -182,13 +290,76 @@ pub fn assess(snapshot: &Snapshot) -> Vec<Suspect> {
             }
         })
         .collect();
+    sort(&mut suspects);
+    suspects
+}
+
+fn alarms(suspect: &Suspect) -> usize {
+    suspect.reasons.iter().filter(|r| r.is_alarm()).count()
+}
+
+fn sort(suspects: &mut [Suspect]) {
     suspects.sort_by(|a, b| {
-        b.reasons
-            .len()
-            .cmp(&a.reasons.len())
+        alarms(b)
+            .cmp(&alarms(a))
             .then(b.mix.entries.cmp(&a.mix.entries))
     });
+}
+
+/// Judges every "held open" reason against the table's fill now and an earlier, different walk:
+/// a flood only while the table is near full and the source keeps adding assured entries (or, at
+/// a full table where it cannot add any, holds them while the kernel's drop counter rises; held
+/// without drops yet, it is watched again); otherwise normal. Re-sorts, alarms first.
+pub fn judge_held_open(
+    mut suspects: Vec<Suspect>,
+    fill: Option<TableFill>,
+    earlier: Option<&EarlierWalk>,
+) -> Vec<Suspect> {
+    for suspect in &mut suspects {
+        let before = earlier.and_then(|walk| {
+            walk.suspects
+                .iter()
+                .find(|s| s.address == suspect.address)
+                .map(|s| s.mix.assured)
+        });
+        let now = suspect.mix.assured;
+        for reason in &mut suspect.reasons {
+            if let Reason::HeldOpen { verdict, .. } = reason {
+                *verdict = held_open_verdict(fill, earlier.and_then(|w| w.fill), before, now);
+            }
+        }
+    }
+    sort(&mut suspects);
     suspects
+}
+
+fn held_open_verdict(
+    fill: Option<TableFill>,
+    earlier_fill: Option<TableFill>,
+    assured_before: Option<u64>,
+    assured_now: u64,
+) -> HeldOpenVerdict {
+    let Some(fill) = fill else {
+        return HeldOpenVerdict::Unknown;
+    };
+    if !fill.at_least(NEAR_FULL_PERCENT) {
+        return HeldOpenVerdict::Normal;
+    }
+    let Some(before) = assured_before else {
+        return HeldOpenVerdict::Watching;
+    };
+    // The kernel's drop counter is 32-bit per CPU: a difference through a wrap still counts.
+    let dropping = earlier_fill
+        .is_some_and(|earlier| crate::trend::counter_delta(earlier.drop, fill.drop) > 0);
+    let full = fill.at_least(FULL_PERCENT);
+    if assured_now > before || (assured_now == before && full && dropping) {
+        HeldOpenVerdict::Flood
+    } else if assured_now == before && full {
+        // Nothing refused between the walks yet: look again.
+        HeldOpenVerdict::Watching
+    } else {
+        HeldOpenVerdict::Normal
+    }
 }
 
 /// Every reason one source (with enough entries to matter) looks suspicious.
@@ -205,7 +376,10 @@ fn reasons_for(
         });
         let assured = percent(mix.assured, mix.entries);
         if assured >= HELD_OPEN_PERCENT {
-            reasons.push(Reason::HeldOpen { percent: assured });
+            reasons.push(Reason::HeldOpen {
+                percent: assured,
+                verdict: HeldOpenVerdict::Unknown,
+            });
         }
     }
     let unreplied = percent(mix.unreplied, mix.entries);
@@ -236,8 +410,14 @@ fn reasons_for(
         reasons.push(reflection(snapshot, source, mix).unwrap_or(Reason::ManyPorts { ports }));
     }
     let internal = percent(mix.source_nat, mix.entries) >= INTERNAL_PERCENT;
+    // A SYN_SENT entry is also unreplied; SYN_RECV saw a reply but no completed handshake.
+    let unanswered = percent(
+        mix.unreplied.max(mix.syn_sent).saturating_add(mix.syn_recv),
+        mix.entries,
+    );
     if let Some(spread) = spread
         && internal
+        && unanswered >= SPRAY_UNANSWERED_PERCENT
         && spread.destinations >= MANY_DESTINATIONS
     {
         reasons.push(Reason::InternalSpray {
@@ -348,6 +528,8 @@ mod tests {
             suspects[1].reasons,
             vec![Reason::LargeShare { percent: 62.0 }]
         );
+        assert!(suspects[0].is_suspicious());
+        assert!(!suspects[1].is_suspicious(), "a large share alone");
     }
 
     #[test]
@@ -374,36 +556,141 @@ mod tests {
         assert!(flooder.reasons.contains(&Reason::ManyPorts { ports: 25 }));
     }
 
+    fn held(entries: u64) -> StateMix {
+        StateMix {
+            assured: entries,
+            established: entries,
+            ..mix(entries, 0, 0)
+        }
+    }
+
+    fn fill(count: u64, max: u64, drop: u64) -> Option<TableFill> {
+        Some(TableFill { count, max, drop })
+    }
+
+    fn verdict(suspect: &Suspect) -> Option<HeldOpenVerdict> {
+        suspect.reasons.iter().find_map(|reason| match reason {
+            Reason::HeldOpen { verdict, .. } => Some(*verdict),
+            _ => None,
+        })
+    }
+
     #[test]
-    fn a_large_source_of_assured_entries_holds_the_table_open() {
-        let held = StateMix {
-            assured: 3_900,
-            established: 3_900,
-            ..mix(3_900, 0, 0)
-        };
+    fn a_large_share_alone_is_information_not_a_reason_to_block() {
         let suspects = assess(&snapshot(
-            vec![(FLOODER, held), (CLIENT, mix(196, 196, 0))],
+            vec![(CLIENT, mix(9_000, 0, 0)), (FLOODER, mix(1_000, 0, 0))],
             vec![],
         ));
-        let flooder = &suspects[0];
-        assert_eq!(flooder.address, FLOODER);
+        let client = &suspects[0];
+        assert_eq!(client.reasons, vec![Reason::LargeShare { percent: 90.0 }]);
+        assert!(!client.is_suspicious());
+        assert_eq!(client.information().as_deref(), Some("90% of the table"));
+    }
+
+    #[test]
+    fn held_open_is_not_judged_without_the_tables_fill() {
+        let suspects = assess(&snapshot(
+            vec![(FLOODER, held(3_900)), (CLIENT, mix(196, 196, 0))],
+            vec![],
+        ));
+        let flooder = suspects
+            .iter()
+            .find(|s| s.address == FLOODER)
+            .expect("listed");
         assert!(
-            flooder
-                .reasons
-                .contains(&Reason::HeldOpen { percent: 100.0 }),
+            flooder.reasons.contains(&Reason::HeldOpen {
+                percent: 100.0,
+                verdict: HeldOpenVerdict::Unknown
+            }),
             "{:?}",
             flooder.reasons
         );
-        assert!(flooder.summary().contains("held open"));
-        assert_eq!(flooder.suggested_scope().target_text(), "from 203.0.113.66");
+        assert!(!flooder.is_suspicious(), "no block is prefilled");
+        assert!(
+            flooder
+                .information()
+                .is_some_and(|text| text.contains("unless the table is near full"))
+        );
+    }
 
-        // A small source of assured entries is just a busy client.
-        let busy = StateMix {
-            assured: 600,
-            ..mix(600, 0, 0)
-        };
+    #[test]
+    fn a_busy_reverse_proxy_holding_connections_while_the_table_has_room_is_normal() {
         let suspects = assess(&snapshot(
-            vec![(FLOODER, mix(9_400, 0, 0)), (CLIENT, busy)],
+            vec![(CLIENT, held(30_000)), (FLOODER, mix(5_000, 0, 0))],
+            vec![],
+        ));
+        let judged = judge_held_open(suspects, fill(35_000, 262_144, 7), None);
+        let proxy = judged.iter().find(|s| s.address == CLIENT).expect("listed");
+        assert_eq!(verdict(proxy), Some(HeldOpenVerdict::Normal));
+        assert!(!proxy.is_suspicious());
+        let words = proxy.information().expect("information");
+        assert!(
+            words.contains("normal for reverse proxies, connection pools and NAT gateways"),
+            "{words}"
+        );
+    }
+
+    #[test]
+    fn held_open_at_a_near_full_table_is_watched_then_called_a_flood_when_it_keeps_adding() {
+        let first = assess(&snapshot(
+            vec![(FLOODER, held(3_500)), (CLIENT, mix(196, 196, 0))],
+            vec![],
+        ));
+        let watched = judge_held_open(first.clone(), fill(3_800, 4_096, 10), None);
+        assert_eq!(verdict(&watched[1]), Some(HeldOpenVerdict::Watching));
+        assert!(
+            !watched
+                .iter()
+                .any(|s| s.address == FLOODER && s.is_suspicious())
+        );
+
+        let earlier = EarlierWalk {
+            taken_unix_ms: 0,
+            suspects: first,
+            fill: fill(3_800, 4_096, 10),
+        };
+        let second = assess(&snapshot(
+            vec![(FLOODER, held(3_700)), (CLIENT, mix(196, 196, 0))],
+            vec![],
+        ));
+        let judged = judge_held_open(second, fill(3_950, 4_096, 10), Some(&earlier));
+        let flooder = &judged[0];
+        assert_eq!(flooder.address, FLOODER, "alarms first");
+        assert_eq!(verdict(flooder), Some(HeldOpenVerdict::Flood));
+        assert!(flooder.is_suspicious());
+        let summary = flooder.summary();
+        assert!(summary.contains("it keeps adding them"), "{summary}");
+        assert!(summary.ends_with("a connection flood"), "{summary}");
+        assert_eq!(flooder.suggested_scope().target_text(), "from 203.0.113.66");
+    }
+
+    #[test]
+    fn at_a_full_table_holding_steady_is_a_flood_only_while_the_kernel_drops() {
+        let walk = assess(&snapshot(vec![(FLOODER, held(4_000))], vec![]));
+        let earlier = EarlierWalk {
+            taken_unix_ms: 0,
+            suspects: walk.clone(),
+            fill: fill(4_096, 4_096, 100),
+        };
+        let dropping = judge_held_open(walk.clone(), fill(4_096, 4_096, 180), Some(&earlier));
+        assert_eq!(verdict(&dropping[0]), Some(HeldOpenVerdict::Flood));
+        let quiet = judge_held_open(walk.clone(), fill(4_096, 4_096, 100), Some(&earlier));
+        assert_eq!(
+            verdict(&quiet[0]),
+            Some(HeldOpenVerdict::Watching),
+            "a full pool the kernel has refused nothing for yet: look again"
+        );
+        assert!(!quiet[0].is_suspicious());
+        // Falling assured entries are a draining pool, not a flood.
+        let fewer = assess(&snapshot(vec![(FLOODER, held(3_000))], vec![]));
+        let draining = judge_held_open(fewer, fill(3_900, 4_096, 180), Some(&earlier));
+        assert_eq!(verdict(&draining[0]), Some(HeldOpenVerdict::Normal));
+    }
+
+    #[test]
+    fn a_small_source_of_assured_entries_is_just_a_busy_client() {
+        let suspects = assess(&snapshot(
+            vec![(FLOODER, mix(9_400, 0, 0)), (CLIENT, held(600))],
             vec![],
         ));
         let client = suspects
@@ -455,8 +742,39 @@ mod tests {
         assert!(reasons.contains(&Reason::ManyPorts { ports: 2_400 }));
         assert_eq!(
             Reason::ManyPorts { ports: 2_400 }.describe(),
-            "to about 2400 destination ports: a scan, or reflected replies"
+            "to about 2400 destination ports: a scan, or reflected replies (monitoring, VoIP \
+             media, FTP data and traceroute also reach many ports)"
         );
+    }
+
+    #[test]
+    fn the_reflection_block_says_it_also_drops_the_servers_legitimate_answers() {
+        let mut seen = snapshot(vec![(FLOODER, mix(5_000, 5_000, 0))], vec![]);
+        seen.source_sports = list(vec![Group {
+            key: SourceSport {
+                source: FLOODER,
+                protocol: Protocol::Udp,
+                sport: 53,
+            },
+            mix: mix(4_900, 4_900, 0),
+        }]);
+        seen.source_spread = vec![SourceSpread {
+            source: FLOODER,
+            dports: 2_400,
+            destinations: 1,
+        }];
+        let reflector = assess(&seen).remove(0);
+        let note = reflector
+            .block_note()
+            .expect("a note on the reflection block");
+        assert!(
+            note.contains("also that server's legitimate DNS answers"),
+            "{note}"
+        );
+        assert!(note.contains("203.0.113.66 source port 53"), "{note}");
+        // A plain flood's block needs no such note.
+        let flood = assess(&snapshot(vec![(CLIENT, mix(900, 880, 0))], vec![])).remove(0);
+        assert_eq!(flood.block_note(), None);
     }
 
     #[test]
@@ -491,7 +809,11 @@ mod tests {
                 .reasons
                 .contains(&Reason::InternalSpray { destinations: 640 })
         );
-        assert!(guest.summary().contains("compromised guest?"));
+        assert!(
+            guest
+                .summary()
+                .contains("mostly unanswered: compromised guest?")
+        );
         let outsider = suspects
             .iter()
             .find(|s| s.address == FLOODER)
@@ -502,6 +824,51 @@ mod tests {
                 .iter()
                 .any(|r| matches!(r, Reason::InternalSpray { .. })),
             "only NATed (internal) sources"
+        );
+    }
+
+    #[test]
+    fn a_guest_whose_many_connections_are_answered_is_not_a_spray() {
+        // A NAT gateway's user browsing: 640 destinations, every connection answered.
+        let browsing = StateMix {
+            source_nat: 900,
+            assured: 900,
+            established: 900,
+            ..mix(900, 0, 0)
+        };
+        let mut seen = snapshot(vec![(CLIENT, browsing)], vec![]);
+        seen.source_spread = vec![SourceSpread {
+            source: CLIENT,
+            dports: 2,
+            destinations: 640,
+        }];
+        let guest = assess(&seen).remove(0);
+        assert!(
+            !guest
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::InternalSpray { .. })),
+            "{:?}",
+            guest.reasons
+        );
+        // Half-open TCP counts as unanswered.
+        let probing = StateMix {
+            source_nat: 900,
+            syn_sent: 500,
+            unreplied: 500,
+            syn_recv: 100,
+            ..mix(900, 500, 500)
+        };
+        seen.sources = list(vec![Group {
+            key: CLIENT,
+            mix: probing,
+        }]);
+        seen.total.entries = 900;
+        assert!(
+            assess(&seen)
+                .remove(0)
+                .reasons
+                .contains(&Reason::InternalSpray { destinations: 640 })
         );
     }
 

@@ -25,7 +25,7 @@ test('each attack is listed with the reason it looks suspicious', async ({ page 
   await expect(scanner).toContainText('half-open TCP: SYN flood or port scan');
   await expect(scanner).toContainText(/to (about |over )?\d+ destination ports: a scan/);
   await expect(page.getByTestId(`suspect-${GUEST}`)).toContainText(
-    /an internal address \(behind this host's NAT\) opening connections to (about )?\d+ destinations: compromised guest/,
+    /an internal address \(behind this host's NAT\) opening connections to (about )?\d+ destinations, mostly unanswered: compromised guest/,
   );
 });
 
@@ -42,6 +42,8 @@ test('an operator blocks the reflection as the seed did: udp from the reflector,
   await expect(form.getByLabel('Protocol')).toHaveValue('udp');
   await expect(form.getByLabel('Port', { exact: true })).toHaveValue('sport');
   await expect(form.getByLabel('Port number')).toHaveValue('53');
+  // The block also drops that server's legitimate answers, and says so.
+  await expect(page.getByTestId('block-note')).toContainText("also that server's legitimate DNS answers");
   await form.getByLabel('Duration').selectOption({ label: '10 minutes' });
   await form.getByRole('button', { name: 'Block…' }).click();
   const dialog = page.getByTestId('confirm-dialog');

@@ -1,7 +1,9 @@
 //! The Suspicious sources page: one snapshot's top sources with their state mix and the reasons
 //! they look suspicious, drill-down to their entries, and (for operators) block or delete entries.
+//! Connections held open are judged against the live fill and, when the table is near full, a
+//! second walk a few seconds later (does the source keep adding them?).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Duration};
 
 use leptos::prelude::*;
 
@@ -12,10 +14,42 @@ use crate::{
         operation_flow::{OperationFeedback, OperationFlow, clean_error},
     },
     format,
+    live::{LiveSample, latest_sample},
     operations::{EntriesView, Operation, SuspectsView, entries_of, suspects},
     session::current_user_query,
-    suspicion::Suspect,
+    suspicion::{self, EarlierWalk, HeldOpenVerdict, Reason, Suspect, TableFill},
 };
+
+/// How long after a walk that found connections held open at a near-full table the page walks
+/// again (the helper reuses a walk for at least a second).
+const REWALK_AFTER: Duration = Duration::from_secs(3);
+/// At most this many such walks in a row.
+const MAX_REWALKS: u32 = 5;
+
+fn fill_of(sample: &Result<LiveSample, ServerFnError>) -> Option<TableFill> {
+    match sample {
+        Ok(LiveSample::Up { status, .. }) => Some(TableFill {
+            count: status.count,
+            max: status.max,
+            drop: status.stats.drop,
+        }),
+        _ => None,
+    }
+}
+
+fn watching(suspects: &[Suspect]) -> bool {
+    suspects.iter().any(|suspect| {
+        suspect.reasons.iter().any(|reason| {
+            matches!(
+                reason,
+                Reason::HeldOpen {
+                    verdict: HeldOpenVerdict::Watching,
+                    ..
+                }
+            )
+        })
+    })
+}
 
 fn share(part: u64, whole: u64) -> String {
     if whole == 0 {
@@ -29,10 +63,17 @@ fn share(part: u64, whole: u64) -> String {
 pub fn SuspiciousPage() -> impl IntoView {
     let flow = OperationFlow::new();
     let refresh = RwSignal::new(0_u32);
-    let view_data = Resource::new(move || (refresh.get(), flow.applied()), |_| suspects());
+    let view_data = Resource::new(
+        move || (refresh.get(), flow.applied()),
+        |_| async { (suspects().await, latest_sample().await) },
+    );
     let user = Resource::new(|| (), |_| current_user_query());
     let selected = RwSignal::new(None::<IpAddr>);
     let blocking = RwSignal::new(None::<Suspect>);
+    // The previous, different walk the held-open judgement compares with, and how many walks in
+    // a row were asked for by it.
+    let earlier = StoredValue::new(None::<EarlierWalk>);
+    let rewalks = StoredValue::new(0_u32);
 
     view! {
         <h1>"Suspicious sources"</h1>
@@ -48,10 +89,36 @@ pub fn SuspiciousPage() -> impl IntoView {
                     Ok(Some(ref u)) if u.may(Action::Block)
                 );
                 match view_data.await {
-                    Ok(data) => {
-                        view! { <SuspectTable data may_block selected blocking flow/> }.into_any()
+                    (Ok(mut data), sample) => {
+                        let fill = fill_of(&sample);
+                        let previous = earlier
+                            .get_value()
+                            .filter(|walk| walk.taken_unix_ms != data.taken_unix_ms);
+                        data.suspects = suspicion::judge_held_open(
+                            data.suspects,
+                            fill,
+                            previous.as_ref(),
+                        );
+                        if previous.is_some() || earlier.get_value().is_none() {
+                            earlier
+                                .set_value(
+                                    Some(EarlierWalk {
+                                        taken_unix_ms: data.taken_unix_ms,
+                                        suspects: data.suspects.clone(),
+                                        fill,
+                                    }),
+                                );
+                        }
+                        let rewalk = watching(&data.suspects) && rewalks.get_value() < MAX_REWALKS;
+                        if rewalk {
+                            rewalks.update_value(|n| *n += 1);
+                        } else {
+                            rewalks.set_value(0);
+                        }
+                        view! { <SuspectTable data may_block selected blocking flow rewalk refresh/> }
+                            .into_any()
                     }
-                    Err(error) => {
+                    (Err(error), _) => {
                         view! { <p class="banner critical" role="alert">{clean_error(&error)}</p> }
                             .into_any()
                     }
@@ -65,13 +132,24 @@ pub fn SuspiciousPage() -> impl IntoView {
                     view! {
                         <section class="card" aria-label="Block a source">
                             <h2>{format!("Block {}", suspect.address)}</h2>
+                            {suspect
+                                .block_note()
+                                .map(|note| {
+                                    view! {
+                                        <p class="banner warning" role="note" data-testid="block-note">
+                                            {note}
+                                        </p>
+                                    }
+                                })}
+                            // Only an alarm prefills a reason: information alone (a large share,
+                            // connections held open while the table has room) is no case for one.
                             <BlockForm
                                 flow
                                 scope=suspect.suggested_scope()
                                 reason=if suspect.is_suspicious() {
                                     suspect.summary()
                                 } else {
-                                    "fills the conntrack table".to_owned()
+                                    String::new()
                                 }
                             />
                         </section>
@@ -89,7 +167,16 @@ fn SuspectTable(
     selected: RwSignal<Option<IpAddr>>,
     blocking: RwSignal<Option<Suspect>>,
     flow: OperationFlow,
+    /// Walk again shortly: connections held open at a near-full table need a second look.
+    rewalk: bool,
+    refresh: RwSignal<u32>,
 ) -> impl IntoView {
+    // Effects run in the browser only: the server renders one walk.
+    Effect::new(move |_| {
+        if rewalk {
+            set_timeout(move || refresh.update(|n| *n += 1), REWALK_AFTER);
+        }
+    });
     let total = data.total.entries;
     view! {
         <p class="muted small" data-testid="snapshot-info">
@@ -124,7 +211,9 @@ fn SuspectTable(
                         let why = if suspect.is_suspicious() {
                             suspect.summary()
                         } else {
-                            "nothing unusual".to_owned()
+                            suspect
+                                .information()
+                                .unwrap_or_else(|| "nothing unusual".to_owned())
                         };
                         view! {
                             <tr
