@@ -18,6 +18,21 @@ pub const FORECAST_WINDOW_MS: u64 = 30_000;
 /// Growth that would take longer than this to fill the table counts as stable.
 const HORIZON_SECS: f64 = 7.0 * 86_400.0;
 
+/// What the rates and counters beside the gauge mean, in the dashboard's words (one place, so a
+/// test holds them to the kernel). New entries: a lower bound, never the `insert` counter.
+pub const NEW_ENTRIES_MEANING: &str = "at least: growth plus evictions (the kernel's insert \
+    counter counts only entries made over ctnetlink or BPF, not new connections)";
+/// `drop` counts packets `nf_conntrack_in` dropped: mostly a full table (no entry could be
+/// allocated), also clashes `nf_ct_resolve_clash` could not resolve.
+pub const DROP_MEANING: &str = "packets conntrack dropped: mostly for a full table, also for \
+    clashes it could not resolve (see insert_failed)";
+/// `insert_failed` counts entries `__nf_conntrack_confirm` could not insert: unresolved clashes
+/// (two CPUs creating the same flow) and chains over the kernel's bound (`chaintoolong`).
+pub const INSERT_FAILED_MEANING: &str = "entries not inserted: clashes between CPUs it could not \
+    resolve, or chains too long (too few buckets)";
+/// `early_drop` evicts an entry that is not ASSURED to make room for a new one.
+pub const EARLY_DROP_MEANING: &str = "entries evicted to make room (never assured ones)";
+
 /// One reading, reduced to what the chart, the rates and the forecast need. Short field names:
 /// fifteen minutes of these go to every browser on its first render.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,13 +91,12 @@ pub fn counter_delta(before: u64, now: u64) -> u64 {
 /// Events per second over a window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rates {
-    /// New entries per second. Kernels since 5.x no longer count `insert` per CPU (it stays 0 on
-    /// 6.18), so when it did not move this is a lower bound: the table's net growth (if positive)
-    /// plus the entries evicted to make room, each of which a new entry replaced. Entries that
-    /// expired during the window are invisible to it.
+    /// New entries per second, a lower bound: `max(0, Δcount + early_drop)` over the window. Each
+    /// eviction made room for a new entry; entries that expired or were deleted in the window hide
+    /// as many new ones. Never the kernel's `insert` counter: on 5.x/6.x the packet path does not
+    /// count it (`__nf_conntrack_confirm` no longer does; only ctnetlink and BPF inserts, through
+    /// `nf_conntrack_hash_check_insert`, do), so it is not the rate of new connections.
     pub new_entries: f64,
-    /// True when `new_entries` comes from the kernel's own `insert` counter.
-    pub new_entries_exact: bool,
     /// Change of the entry count per second (negative while the table drains).
     pub net_growth: f64,
     pub drop: f64,
@@ -101,15 +115,8 @@ pub fn rates(older: &Point, newer: &Point) -> Option<Rates> {
     let per_second = |before: u64, now: u64| counter_delta(before, now) as f64 / seconds;
     let net_growth = (newer.count as f64 - older.count as f64) / seconds;
     let early_drop = per_second(older.early_drop, newer.early_drop);
-    let inserts = counter_delta(older.insert, newer.insert);
-    let (new_entries, new_entries_exact) = if inserts > 0 {
-        (inserts as f64 / seconds, true)
-    } else {
-        (net_growth.max(0.0) + early_drop, false)
-    };
     Some(Rates {
-        new_entries,
-        new_entries_exact,
+        new_entries: (net_growth + early_drop).max(0.0),
         net_growth,
         drop: per_second(older.drop, newer.drop),
         early_drop,
@@ -279,8 +286,8 @@ mod tests {
     }
 
     #[test]
-    fn without_an_insert_counter_new_entries_are_growth_plus_evictions() {
-        // The 6.18 case: insert stays 0; 500 more entries and 100 evictions in 5 s.
+    fn new_entries_are_growth_plus_evictions_a_lower_bound() {
+        // The 6.18 case: 500 more entries and 100 evictions in 5 s.
         let older = point(0, 1_000, 10_000);
         let newer = Point {
             early_drop: 100,
@@ -288,11 +295,24 @@ mod tests {
         };
         let rates = rates(&older, &newer).expect("in order");
         assert_eq!(rates.new_entries, 120.0);
-        assert!(!rates.new_entries_exact);
+        // Expiries outpacing evictions hide the new entries: the bound is 0, never negative.
+        let shrinking = Point {
+            early_drop: 50,
+            ..point(5, 800, 10_000)
+        };
+        let rates = rates_of(&older, &shrinking);
+        assert_eq!(rates.new_entries, 0.0);
+        // 200 fewer entries but 300 evictions: at least 100 new ones in 5 s.
+        let churning = Point {
+            early_drop: 300,
+            ..point(5, 800, 10_000)
+        };
+        assert_eq!(rates_of(&older, &churning).new_entries, 20.0);
     }
 
     #[test]
-    fn with_an_insert_counter_new_entries_are_inserts() {
+    fn the_insert_counter_is_never_taken_for_new_connections() {
+        // ctnetlink or BPF inserted 300 entries; the table did not grow and nothing was evicted.
         let older = Point {
             insert: 1_000,
             ..point(0, 1_000, 10_000)
@@ -301,9 +321,25 @@ mod tests {
             insert: 1_300,
             ..point(2, 1_000, 10_000)
         };
-        let rates = rates(&older, &newer).expect("in order");
-        assert_eq!(rates.new_entries, 150.0);
-        assert!(rates.new_entries_exact);
+        assert_eq!(rates_of(&older, &newer).new_entries, 0.0);
+    }
+
+    #[test]
+    fn the_counters_are_described_as_the_kernel_counts_them() {
+        assert!(NEW_ENTRIES_MEANING.starts_with("at least"), "a lower bound");
+        assert!(NEW_ENTRIES_MEANING.contains("not new connections"));
+        assert!(DROP_MEANING.contains("full table"));
+        assert!(DROP_MEANING.contains("clashes"), "not \"table full\" alone");
+        assert!(!DROP_MEANING.contains("because the table was full"));
+        assert!(
+            INSERT_FAILED_MEANING.contains("too few buckets"),
+            "chaintoolong"
+        );
+        assert!(EARLY_DROP_MEANING.contains("never assured"));
+    }
+
+    fn rates_of(older: &Point, newer: &Point) -> Rates {
+        rates(older, newer).expect("in order")
     }
 
     #[test]

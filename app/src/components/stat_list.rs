@@ -3,7 +3,7 @@
 use ctguard_protocol::ConntrackStatus;
 use leptos::prelude::*;
 
-use crate::format;
+use crate::{format, trend};
 
 #[component]
 pub fn StatList(status: ConntrackStatus) -> impl IntoView {
@@ -22,19 +22,19 @@ pub fn StatList(status: ConntrackStatus) -> impl IntoView {
                 label="drop, total"
                 testid="drop"
                 value=stats.drop
-                hint="since boot: packets dropped because the table was full"
+                hint=trend::DROP_MEANING
             />
             <Stat
                 label="early_drop, total"
                 testid="early-drop"
                 value=stats.early_drop
-                hint="entries evicted to make room for new ones"
+                hint=trend::EARLY_DROP_MEANING
             />
             <Stat
                 label="insert_failed, total"
                 testid="insert-failed"
                 value=stats.insert_failed
-                hint="entries lost to races between CPUs"
+                hint=trend::INSERT_FAILED_MEANING
             />
             <Stat label="buckets" testid="buckets" value=status.buckets hint="hash table size"/>
             <div class="stat">

@@ -23,10 +23,6 @@ pub fn TrendPanel(history: History, kernel_log: Option<KernelLogSummary>) -> imp
             .as_ref()
             .map_or_else(|| "…".to_owned(), |r| trend::per_second(pick(r)))
     };
-    let new_hint = match rates {
-        Some(r) if r.new_entries_exact => "new entries (the kernel's insert counter)",
-        _ => "new entries: growth plus evictions (this kernel does not count inserts)",
-    };
     let kernel_log_line = match kernel_log {
         Some(log) => format!(
             "{} in the last {} min ({} more suppressed)",
@@ -47,24 +43,29 @@ pub fn TrendPanel(history: History, kernel_log: Option<KernelLogSummary>) -> imp
                 <span class="hint">"at the growth of the last 30 s"</span>
             </div>
             <dl class="stats rates">
-                <Rate label="new entries" testid="rate-new" value=rate(|r| r.new_entries) hint=new_hint/>
+                <Rate
+                    label="new entries"
+                    testid="rate-new"
+                    value=rate(|r| r.new_entries)
+                    hint=trend::NEW_ENTRIES_MEANING
+                />
                 <Rate
                     label="drop"
                     testid="rate-drop"
                     value=rate(|r| r.drop)
-                    hint="packets lost because the table was full"
+                    hint=trend::DROP_MEANING
                 />
                 <Rate
                     label="early_drop"
                     testid="rate-early-drop"
                     value=rate(|r| r.early_drop)
-                    hint="entries evicted to make room"
+                    hint=trend::EARLY_DROP_MEANING
                 />
                 <Rate
                     label="insert_failed"
                     testid="rate-insert-failed"
                     value=rate(|r| r.insert_failed)
-                    hint="inserts lost to races between CPUs"
+                    hint=trend::INSERT_FAILED_MEANING
                 />
                 <div class="stat">
                     <dt>"kernel log: table full"</dt>
