@@ -11,6 +11,7 @@ pub mod clock;
 pub mod configuration;
 pub mod confirmation;
 pub mod db;
+pub mod devices;
 pub mod domain;
 pub mod hashing;
 pub mod helper_client;

@@ -143,7 +143,7 @@ impl LoginStore {
 }
 
 /// 128 random bits from the OS, hex-encoded.
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     use argon2::password_hash::rand_core::{OsRng, RngCore};
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);

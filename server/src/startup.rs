@@ -52,6 +52,7 @@ use crate::{
     configuration::{HelperSettings, Settings},
     confirmation::Confirmations,
     db,
+    devices::DeviceStore,
     hashing::PasswordHasher,
     helper_client::HelperClient,
     history_store::HistoryStore,
@@ -142,6 +143,7 @@ impl Application {
             audit: audit.clone(),
             clock: clock.clone(),
             pages: PanelPages::new(route_list().iter().map(|page| page.path().to_owned())),
+            devices: DeviceStore::new(pool.clone(), settings.session.secure_cookies),
         };
         let confirmations = Arc::new(Confirmations::new(
             clock.clone(),

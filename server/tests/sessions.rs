@@ -496,3 +496,67 @@ async fn an_ipv6_attacker_is_locked_out_by_its_slash_64_not_by_each_address() {
     .await;
     assert_eq!(neighbour, "/", "the next /64 is someone else");
 }
+
+/// The device cookie a response sets, whole (with its attributes).
+fn device_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("ctguard_device="))
+}
+
+#[tokio::test]
+async fn a_browser_that_signed_in_before_keeps_its_way_in_while_an_attacker_locks_the_account() {
+    let app = spawn_app().await;
+    // The owner signed in from this browser yesterday and signed out; it keeps its device cookie.
+    let owners_browser = app.browser();
+    let first = app
+        .sign_in(&owners_browser, "vera", &password_of("vera"))
+        .await;
+    let device = device_cookie(&first).expect("a device cookie at sign-in");
+    assert!(
+        device.contains("HttpOnly") && device.contains("SameSite=Strict"),
+        "{device}"
+    );
+    app.post_form(&owners_browser, "/auth/logout", &[]).await;
+
+    // An attacker behind the same address (one NAT, one proxy), with a device cookie of its own
+    // for another account, locks the account (5 guesses) and then the address (20 failures).
+    let attacker = app.signed_in(Role::Operator).await;
+    for i in 0..20 {
+        let name = if i < 5 {
+            "vera".to_owned()
+        } else {
+            format!("someone-{i}")
+        };
+        let response = app.sign_in(&attacker, &name, "not-the-password").await;
+        assert!(location(&response).starts_with("/login?error=invalid"));
+    }
+    for name in ["vera", "someone-new"] {
+        let response = app.sign_in(&attacker, name, "not-the-password").await;
+        assert!(
+            location(&response).starts_with("/login?error=throttled"),
+            "{name} from the attacker's address"
+        );
+    }
+    let unknown_browser = app.browser();
+    let response = app
+        .sign_in(&unknown_browser, "vera", &password_of("vera"))
+        .await;
+    assert!(
+        location(&response).starts_with("/login?error=throttled"),
+        "an unknown browser waits, even with the password"
+    );
+    let response = app
+        .sign_in(&owners_browser, "vera", &password_of("vera"))
+        .await;
+    assert_eq!(location(&response), "/", "the owner's browser gets in");
+    assert!(
+        device_cookie(&response).is_none(),
+        "a known browser keeps its cookie"
+    );
+    assert_eq!(audited(&app, CHECKED_AND_WRONG).await, 20);
+    assert_eq!(audited(&app, THROTTLED).await, 3);
+}

@@ -4,6 +4,7 @@
 use axum::{
     Form,
     extract::State,
+    http::{HeaderMap, header},
     response::{IntoResponse, Redirect, Response},
 };
 use ctguard_app::{
@@ -22,6 +23,7 @@ use crate::{
     },
     client::ClientInfo,
     clock::SharedClock,
+    devices::DeviceStore,
     hashing::PasswordHasher,
     logins::{EndReason, LoginStore},
     users::UserStore,
@@ -40,6 +42,8 @@ pub struct LoginService {
     pub clock: SharedClock,
     /// Where a browser may be sent after signing in.
     pub pages: PanelPages,
+    /// Browsers that signed in before, which the throttle counts on their own.
+    pub devices: DeviceStore,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +86,7 @@ pub async fn sign_in(
     State(service): State<LoginService>,
     client: ClientInfo,
     session: Session,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let now = service.clock.now();
@@ -108,7 +113,22 @@ pub async fn sign_in(
 
     // Counted before the password is checked: parallel guesses cannot all pass a check made
     // before any of them has failed.
-    let reservation = match service.throttle.reserve(&attempted, client.addr) {
+    let known_device = match service.devices.presented(&headers) {
+        None => None,
+        Some(token) => match service.devices.recognises(&token, &attempted).await {
+            Ok(known) => known.then_some(token),
+            Err(error) => {
+                // Treated as an unknown browser: throttled with everyone else, not refused.
+                tracing::warn!(%error, "cannot read devices");
+                None
+            }
+        },
+    };
+    let reservation = match service.throttle.reserve(
+        &attempted,
+        client.addr,
+        known_device.as_deref(),
+    ) {
         Ok(reservation) => reservation,
         Err(Locked { retry_after }) => {
             // `?`: the name is what the client typed; quoted and escaped, it cannot end the line.
@@ -186,7 +206,17 @@ pub async fn sign_in(
             },
         )
         .await;
-    Redirect::to(&next).into_response()
+    let mut response = Redirect::to(&next).into_response();
+    if known_device.is_none() {
+        match service.devices.issue(user.id, now).await {
+            Ok(cookie) => {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            // Signed in all the same; this browser is just not known the next time.
+            Err(error) => tracing::warn!(%error, "cannot remember the device"),
+        }
+    }
+    response
 }
 
 pub async fn sign_out(

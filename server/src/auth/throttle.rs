@@ -3,7 +3,9 @@
 //! checks than the limit allows; a correct password takes its reservation back. The account lock is
 //! short and capped, so an attacker hammering a username delays its owner by at most a minute; the
 //! address lock is long, so the attacker's own address stays locked out. IPv6 clients are counted
-//! by their /64, the smallest network one subscriber is given.
+//! by their /64, the smallest network one subscriber is given. A browser that has signed in to the
+//! account before (its device cookie, `crate::devices`) is throttled on its own, by neither the
+//! account's lock nor its address's: no attacker, whatever address it shares, keeps it out.
 
 use std::{
     collections::HashMap,
@@ -37,8 +39,16 @@ pub struct Locked {
 #[derive(Debug)]
 #[must_use = "a correct password must hand its reservation back"]
 pub struct Reservation {
-    account: String,
-    address: IpAddr,
+    counted: Counted,
+}
+
+/// What an attempt was counted against.
+#[derive(Debug)]
+enum Counted {
+    /// An unknown browser: the account and the address.
+    Anyone { account: String, address: IpAddr },
+    /// A browser known to the account: its own count.
+    Device { account: String, device: String },
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -53,6 +63,27 @@ struct Failures {
 struct Counts {
     accounts: HashMap<String, Failures>,
     addresses: HashMap<IpAddr, Failures>,
+    /// (account, device token) of browsers known to the account.
+    devices: HashMap<(String, String), Failures>,
+}
+
+impl Failures {
+    fn lock_in_force(&self, now: i64) -> Option<Locked> {
+        (self.locked_until > now).then(|| Locked {
+            retry_after: self.locked_until - now,
+        })
+    }
+
+    /// Counts an attempt on an account (or a device of it): 5 free, then 1, 2, 4, … seconds to
+    /// wait before the next, capped, however many are in flight.
+    fn count_account_attempt(&mut self, now: i64) {
+        self.count += 1;
+        self.last_at = now;
+        if self.count >= ACCOUNT_FREE_ATTEMPTS {
+            let exponent = (self.count - ACCOUNT_FREE_ATTEMPTS).min(6);
+            self.locked_until = now + (1_i64 << exponent).min(ACCOUNT_MAX_LOCK);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -80,62 +111,84 @@ impl LoginThrottle {
         }
     }
 
-    /// Reserves an attempt on `account` from `addr`: refused while either is locked, otherwise
-    /// counted as a failure now (and a lock written if that reaches a limit).
-    pub fn reserve(&self, account: &str, addr: IpAddr) -> Result<Reservation, Locked> {
+    /// Reserves an attempt on `account` from `addr`, by a browser that presented a device cookie
+    /// known to the account (`known_device`, its token) or not: refused while what it counts
+    /// against is locked, otherwise counted as a failure now (and a lock written if that reaches a
+    /// limit).
+    pub fn reserve(
+        &self,
+        account: &str,
+        addr: IpAddr,
+        known_device: Option<&str>,
+    ) -> Result<Reservation, Locked> {
         let account = account.to_ascii_lowercase();
-        let address = address_key(addr);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.clock.now();
-        let until = [
-            counts.accounts.get(&account),
-            counts.addresses.get(&address),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|failures| failures.locked_until)
-        .max()
-        .unwrap_or(0);
-        if until > now {
-            return Err(Locked {
-                retry_after: until - now,
-            });
-        }
-
-        let entry = counts.accounts.entry(account.clone()).or_default();
-        entry.count += 1;
-        entry.last_at = now;
-        if entry.count >= ACCOUNT_FREE_ATTEMPTS {
-            // 1, 2, 4, … seconds, capped: the next attempt waits, however many are in flight.
-            let exponent = (entry.count - ACCOUNT_FREE_ATTEMPTS).min(6);
-            entry.locked_until = now + (1_i64 << exponent).min(ACCOUNT_MAX_LOCK);
-        }
-
-        let entry = counts.addresses.entry(address).or_default();
-        if now - entry.first_at > ADDRESS_WINDOW {
-            *entry = Failures {
-                first_at: now,
-                ..Failures::default()
-            };
-        }
-        entry.count += 1;
-        entry.last_at = now;
-        if entry.count >= ADDRESS_MAX_FAILURES {
-            entry.locked_until = now + ADDRESS_LOCK;
-        }
-
+        let counted = match known_device {
+            Some(device) => {
+                let key = (account, device.to_owned());
+                let entry = counts.devices.entry(key.clone()).or_default();
+                if let Some(locked) = entry.lock_in_force(now) {
+                    return Err(locked);
+                }
+                entry.count_account_attempt(now);
+                let (account, device) = key;
+                Counted::Device { account, device }
+            }
+            None => {
+                let address = address_key(addr);
+                let locked = [
+                    counts.accounts.get(&account),
+                    counts.addresses.get(&address),
+                ]
+                .into_iter()
+                .flatten()
+                .filter_map(|failures| failures.lock_in_force(now))
+                .max_by_key(|locked| locked.retry_after);
+                if let Some(locked) = locked {
+                    return Err(locked);
+                }
+                counts
+                    .accounts
+                    .entry(account.clone())
+                    .or_default()
+                    .count_account_attempt(now);
+                let entry = counts.addresses.entry(address).or_default();
+                if now - entry.first_at > ADDRESS_WINDOW {
+                    *entry = Failures {
+                        first_at: now,
+                        ..Failures::default()
+                    };
+                }
+                entry.count += 1;
+                entry.last_at = now;
+                if entry.count >= ADDRESS_MAX_FAILURES {
+                    entry.locked_until = now + ADDRESS_LOCK;
+                }
+                Counted::Anyone { account, address }
+            }
+        };
         prune(&mut counts.accounts, now);
         prune(&mut counts.addresses, now);
-        Ok(Reservation { account, address })
+        prune(&mut counts.devices, now);
+        Ok(Reservation { counted })
     }
 
-    /// A correct password: its attempt was no failure, and it clears the account's failures (not
-    /// the address's others: one success among many failures does not clear an attacker).
+    /// A correct password: its attempt was no failure, and it clears the account's (or the
+    /// device's) failures; not the address's others: one success among many failures does not
+    /// clear an attacker.
     pub fn succeeded(&self, reservation: Reservation) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.accounts.remove(&reservation.account);
-        if let Some(address) = counts.addresses.get_mut(&reservation.address) {
-            address.count = address.count.saturating_sub(1);
+        match reservation.counted {
+            Counted::Anyone { account, address } => {
+                counts.accounts.remove(&account);
+                if let Some(address) = counts.addresses.get_mut(&address) {
+                    address.count = address.count.saturating_sub(1);
+                }
+            }
+            Counted::Device { account, device } => {
+                counts.devices.remove(&(account, device));
+            }
         }
     }
 }
@@ -165,24 +218,26 @@ mod tests {
     fn an_account_takes_five_attempts_then_slows_down_and_recovers_within_a_minute() {
         let (throttle, clock) = throttle();
         for _ in 0..5 {
-            let _ = throttle.reserve("alice", ATTACKER).expect("free");
+            let _ = throttle.reserve("alice", ATTACKER, None).expect("free");
         }
         assert_eq!(
-            throttle.reserve("Alice", OWNER).map(|_| ()),
+            throttle.reserve("Alice", OWNER, None).map(|_| ()),
             Err(Locked { retry_after: 1 }),
             "the account, by any spelling, is slowed for everyone"
         );
         // Keep failing as the locks allow: they grow, but never past a minute.
         for _ in 0..10 {
             clock.advance(ACCOUNT_MAX_LOCK);
-            let _ = throttle.reserve("alice", ATTACKER).expect("lock over");
+            let _ = throttle
+                .reserve("alice", ATTACKER, None)
+                .expect("lock over");
         }
-        let Err(Locked { retry_after }) = throttle.reserve("alice", OWNER) else {
+        let Err(Locked { retry_after }) = throttle.reserve("alice", OWNER, None) else {
             panic!("locked");
         };
         assert_eq!(retry_after, ACCOUNT_MAX_LOCK);
         clock.advance(ACCOUNT_MAX_LOCK);
-        assert!(throttle.reserve("alice", OWNER).is_ok());
+        assert!(throttle.reserve("alice", OWNER, None).is_ok());
     }
 
     #[test]
@@ -190,15 +245,15 @@ mod tests {
         let (throttle, clock) = throttle();
         for i in 0..20 {
             let _ = throttle
-                .reserve(&format!("user{i}"), ATTACKER)
+                .reserve(&format!("user{i}"), ATTACKER, None)
                 .expect("free");
         }
         clock.advance(60);
-        assert!(throttle.reserve("someone-new", ATTACKER).is_err());
-        assert!(throttle.reserve("someone-new", OWNER).is_ok());
+        assert!(throttle.reserve("someone-new", ATTACKER, None).is_err());
+        assert!(throttle.reserve("someone-new", OWNER, None).is_ok());
         clock.advance(ADDRESS_LOCK);
         assert!(
-            throttle.reserve("someone-else", ATTACKER).is_ok(),
+            throttle.reserve("someone-else", ATTACKER, None).is_ok(),
             "and recovers after the lock"
         );
     }
@@ -207,20 +262,56 @@ mod tests {
     fn a_correct_password_takes_its_attempt_back_and_clears_the_account() {
         let (throttle, _) = throttle();
         for _ in 0..4 {
-            let _ = throttle.reserve("bob", OWNER).expect("free");
+            let _ = throttle.reserve("bob", OWNER, None).expect("free");
         }
-        let correct = throttle.reserve("bob", OWNER).expect("the fifth is free");
+        let correct = throttle
+            .reserve("bob", OWNER, None)
+            .expect("the fifth is free");
         throttle.succeeded(correct);
         for _ in 0..5 {
-            let _ = throttle.reserve("bob", OWNER).expect("cleared");
+            let _ = throttle.reserve("bob", OWNER, None).expect("cleared");
         }
         // 4 failures + 5 after the success: the address counts 9 of its 20, not 10.
         for i in 0..11 {
             let _ = throttle
-                .reserve(&format!("other{i}"), OWNER)
+                .reserve(&format!("other{i}"), OWNER, None)
                 .expect("under 20");
         }
-        assert!(throttle.reserve("another", OWNER).is_err());
+        assert!(throttle.reserve("another", OWNER, None).is_err());
+    }
+
+    #[test]
+    fn a_known_browser_is_throttled_on_its_own_while_the_account_and_address_are_locked() {
+        let (throttle, _) = throttle();
+        for i in 0..20 {
+            let _ = throttle.reserve("alice", ATTACKER, None);
+            let _ = throttle.reserve(&format!("user{i}"), ATTACKER, None);
+        }
+        assert!(
+            throttle.reserve("alice", OWNER, None).is_err(),
+            "account locked"
+        );
+        assert!(
+            throttle.reserve("x", ATTACKER, None).is_err(),
+            "address locked"
+        );
+        for _ in 0..5 {
+            let _ = throttle
+                .reserve("alice", ATTACKER, Some("owners-device"))
+                .expect("the device's own attempts");
+        }
+        assert!(
+            throttle
+                .reserve("alice", ATTACKER, Some("owners-device"))
+                .is_err(),
+            "and its own limit"
+        );
+        assert!(
+            throttle
+                .reserve("alice", OWNER, Some("other-device"))
+                .is_ok(),
+            "counted per device"
+        );
     }
 
     #[test]
