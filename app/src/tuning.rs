@@ -269,6 +269,24 @@ pub fn needs_second_confirmation(key: SysctlKey, value: u64) -> bool {
     key == SysctlKey::TcpTimeoutEstablished && value < RFC5382_ESTABLISHED_FLOOR_SECS
 }
 
+/// What the kernel's chain bound does at a full table with these buckets, in words: a share
+/// only where it is one a person would notice.
+pub fn refusals_in_words(max: u64, buckets: u64) -> String {
+    let share = refused_share_at_full(max, buckets);
+    if share >= 0.001 {
+        format!(
+            "about {:.1} % of new connections near the limit would be refused",
+            share * 100.0
+        )
+    } else {
+        format!(
+            "hardly any yet at chains of {:.1}, but every lookup walks them and the margin to \
+             that bound shrinks",
+            chain_at_full(max, buckets)
+        )
+    }
+}
+
 /// What a bucket count means at a limit, in one sentence.
 pub fn chains_in_words(max: u64, buckets: u64) -> String {
     format!(
@@ -408,10 +426,10 @@ fn buckets_advice(status: &ConntrackStatus, current: u64) -> Advice {
     } else {
         format!(
             "Raise: {now}; the kernel refuses an insert when a chain passes a random bound of \
-             {KERNEL_MIN_CHAINLEN}–{} (chaintoolong), about {:.1} % of new connections at a \
-             full table. {} buckets (one per entry, the kernel's own ratio) give chains of {:.1}.",
+             {KERNEL_MIN_CHAINLEN}–{} (chaintoolong): {}. {} buckets (one per entry, the \
+             kernel's own ratio) give chains of {:.1}.",
             KERNEL_MIN_CHAINLEN + KERNEL_CHAINLEN_SPREAD - 1,
-            refused_share_at_full(status.max, current) * 100.0,
+            refusals_in_words(status.max, current),
             thousands(recommended),
             chain_at_full(status.max, recommended),
         )
@@ -659,6 +677,19 @@ mod tests {
             "chains of 2"
         );
         assert!(refused_share_at_full(16_777_216, 1_024) > 0.999);
+    }
+
+    #[test]
+    fn refusals_are_a_share_only_where_one_would_notice() {
+        assert_eq!(
+            refusals_in_words(6_170_624, 262_144),
+            "about 8.1 % of new connections near the limit would be refused"
+        );
+        let short = refusals_in_words(131_072, 16_384);
+        assert!(
+            short.starts_with("hardly any yet at chains of 16.0"),
+            "{short}"
+        );
     }
 
     #[test]

@@ -186,14 +186,14 @@ impl TableOperator {
         if let Some(buckets) = companion {
             changes.push(format!(
                 "{}: {} → {}, in the same change: {}; the kernel refuses an insert on a chain \
-                 over about {} (chaintoolong), about {:.1} % of new connections near the limit. \
-                 With {} the chains stay at {:.1}",
+                 over about {} (chaintoolong): {}. With {} the chains stay at {:.1}; a revert \
+                 of this change puts back only the limit, the buckets stay",
                 SysctlKey::NfConntrackBuckets,
                 tuning::with_unit(SysctlKey::NfConntrackBuckets, buckets_now),
                 tuning::with_unit(SysctlKey::NfConntrackBuckets, buckets),
                 tuning::chains_in_words(value, buckets_now),
                 tuning::KERNEL_MIN_CHAINLEN,
-                tuning::refused_share_at_full(value, buckets_now) * 100.0,
+                tuning::refusals_in_words(value, buckets_now),
                 tuning::with_unit(SysctlKey::NfConntrackBuckets, buckets),
                 tuning::chain_at_full(value, buckets),
             ));
@@ -279,10 +279,11 @@ impl TableOperator {
                 }
                 if tuning::chain_at_full(status.max, value) > tuning::MAX_CHAIN_AT_FULL {
                     warnings.push(format!(
-                        "Chains over {:.0}: about {:.1} % of new connections would be refused \
-                         as chaintoolong at a full table.",
+                        "Chains over {:.0} at a full table; the kernel refuses inserts on chains \
+                         over about {} (chaintoolong): {}.",
                         tuning::MAX_CHAIN_AT_FULL,
-                        tuning::refused_share_at_full(status.max, value) * 100.0
+                        tuning::KERNEL_MIN_CHAINLEN,
+                        tuning::refusals_in_words(status.max, value)
                     ));
                 }
             }
