@@ -35,9 +35,11 @@ pub const MANY_PORTS: usize = 20;
 /// A source-NATed (internal) source to at least this many distinct destinations: a guest
 /// scanning or spraying the internet, likely compromised...
 pub const MANY_DESTINATIONS: u32 = 100;
-/// ...when at least this share of its entries are unanswered (unreplied, or half-open TCP): a
-/// browser reaching a hundred CDNs gets its answers, a worm's probes mostly do not.
-pub const SPRAY_UNANSWERED_PERCENT: f64 = 50.0;
+/// Many ports, reflection and a spray are alarms only when at least this share of the source's
+/// entries are unanswered (unreplied, or half-open TCP): a monitor scraping thirty ports, a VoIP
+/// gateway's media ports or a browser reaching a hundred CDNs get their answers; a scan's probes,
+/// reflected answers nobody asked for and a worm's probes do not.
+pub const UNANSWERED_PERCENT: f64 = 50.0;
 /// At least this share of a source's entries NATed by the host: it is a guest behind it.
 pub const INTERNAL_PERCENT: f64 = 90.0;
 /// At least this share of a source's entries from one UDP amplifier port: reflection.
@@ -66,6 +68,8 @@ pub enum Reason {
     },
     ManyPorts {
         ports: usize,
+        /// Most of the source's entries were answered: information, not an alarm.
+        answered: bool,
     },
     /// UDP from an amplifier's source port to many ports.
     Reflection {
@@ -123,6 +127,7 @@ impl Reason {
         match self {
             Self::LargeShare { .. } => false,
             Self::HeldOpen { verdict, .. } => *verdict == HeldOpenVerdict::Flood,
+            Self::ManyPorts { answered, .. } => !answered,
             _ => true,
         }
     }
@@ -158,9 +163,20 @@ impl Reason {
             Self::HalfOpen { percent } => {
                 format!("{percent:.0}% half-open TCP: SYN flood or port scan")
             }
-            Self::ManyPorts { ports } => format!(
+            Self::ManyPorts {
+                ports,
+                answered: false,
+            } => format!(
                 "to {}{ports} destination ports: a scan, or reflected replies (monitoring, \
                  VoIP media, FTP data and traceroute also reach many ports)",
+                approximately(*ports)
+            ),
+            Self::ManyPorts {
+                ports,
+                answered: true,
+            } => format!(
+                "to {}{ports} destination ports, mostly answered: what monitoring, VoIP media and \
+                 FTP data do",
                 approximately(*ports)
             ),
             Self::Reflection {
@@ -406,18 +422,24 @@ fn reasons_for(
         },
         |spread| spread.dports as usize,
     );
-    if ports >= MANY_PORTS {
-        reasons.push(reflection(snapshot, source, mix).unwrap_or(Reason::ManyPorts { ports }));
-    }
-    let internal = percent(mix.source_nat, mix.entries) >= INTERNAL_PERCENT;
     // A SYN_SENT entry is also unreplied; SYN_RECV saw a reply but no completed handshake.
     let unanswered = percent(
         mix.unreplied.max(mix.syn_sent).saturating_add(mix.syn_recv),
         mix.entries,
-    );
+    ) >= UNANSWERED_PERCENT;
+    if ports >= MANY_PORTS {
+        let reflected = unanswered
+            .then(|| reflection(snapshot, source, mix))
+            .flatten();
+        reasons.push(reflected.unwrap_or(Reason::ManyPorts {
+            ports,
+            answered: !unanswered,
+        }));
+    }
+    let internal = percent(mix.source_nat, mix.entries) >= INTERNAL_PERCENT;
     if let Some(spread) = spread
         && internal
-        && unanswered >= SPRAY_UNANSWERED_PERCENT
+        && unanswered
         && spread.destinations >= MANY_DESTINATIONS
     {
         reasons.push(Reason::InternalSpray {
@@ -553,7 +575,10 @@ mod tests {
                 .reasons
                 .contains(&Reason::HalfOpen { percent: 90.0 })
         );
-        assert!(flooder.reasons.contains(&Reason::ManyPorts { ports: 25 }));
+        assert!(flooder.reasons.contains(&Reason::ManyPorts {
+            ports: 25,
+            answered: false
+        }));
     }
 
     fn held(entries: u64) -> StateMix {
@@ -739,12 +764,76 @@ mod tests {
         // The same spread from an ordinary port is a scan, not reflection.
         seen.source_sports.top[0].key.sport = 40_000;
         let reasons = assess(&seen).remove(0).reasons;
-        assert!(reasons.contains(&Reason::ManyPorts { ports: 2_400 }));
+        assert!(reasons.contains(&Reason::ManyPorts {
+            ports: 2_400,
+            answered: false
+        }));
         assert_eq!(
-            Reason::ManyPorts { ports: 2_400 }.describe(),
+            Reason::ManyPorts {
+                ports: 2_400,
+                answered: false
+            }
+            .describe(),
             "to about 2400 destination ports: a scan, or reflected replies (monitoring, VoIP \
              media, FTP data and traceroute also reach many ports)"
         );
+    }
+
+    #[test]
+    fn a_monitor_scraping_many_ports_that_answer_is_not_suspicious() {
+        let scraping = StateMix {
+            assured: 290,
+            established: 40,
+            time_wait: 250,
+            ..mix(300, 10, 0)
+        };
+        let mut seen = snapshot(vec![(CLIENT, scraping)], vec![]);
+        seen.source_spread = vec![SourceSpread {
+            source: CLIENT,
+            dports: 30,
+            destinations: 1,
+        }];
+        let monitor = assess(&seen).remove(0);
+        assert!(monitor.reasons.contains(&Reason::ManyPorts {
+            ports: 30,
+            answered: true
+        }));
+        assert!(!monitor.is_suspicious(), "{:?}", monitor.reasons);
+        let words = monitor.information().expect("information");
+        assert!(
+            words.contains("mostly answered: what monitoring"),
+            "{words}"
+        );
+    }
+
+    #[test]
+    fn answered_udp_from_port_53_is_not_reflection() {
+        // A name server that talks to this host from port 53 (and gets answers) is no reflector.
+        let mut seen = snapshot(vec![(FLOODER, mix(400, 20, 0))], vec![]);
+        seen.source_sports = list(vec![Group {
+            key: SourceSport {
+                source: FLOODER,
+                protocol: Protocol::Udp,
+                sport: 53,
+            },
+            mix: mix(400, 20, 0),
+        }]);
+        seen.source_spread = vec![SourceSpread {
+            source: FLOODER,
+            dports: 300,
+            destinations: 1,
+        }];
+        let server = assess(&seen).remove(0);
+        assert!(
+            !server
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::Reflection { .. })),
+            "{:?}",
+            server.reasons
+        );
+        assert!(!server.is_suspicious());
+        assert_eq!(server.suggested_scope().target_text(), "from 203.0.113.66");
     }
 
     #[test]
