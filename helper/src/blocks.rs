@@ -23,6 +23,12 @@ use crate::{
     state::BlockStore,
 };
 
+/// The most blocks in force at once (`--max-blocks` may lower it): enough for an incident a
+/// person handles through a panel (a distributed attack is blocked by its victim or a prefix, a
+/// longer list belongs in the host's firewall configuration), and few enough that listing them
+/// all fits one answer frame even with the longest texts (tested in `blocks/tests.rs`).
+pub const MAX_BLOCKS: usize = 400;
+
 /// Who is asking, as the request and the kernel (peer uid) say.
 #[derive(Debug, Clone)]
 pub struct Requester {
@@ -225,6 +231,9 @@ impl Blocks {
         for block in saved {
             let refusal = match self.check_target(&block.target, block.requested_by) {
                 Err(refusal) => Some(refusal.to_string()),
+                Ok(()) if kept.len() >= MAX_BLOCKS => Some(format!(
+                    "more than the {MAX_BLOCKS} blocks the helper holds"
+                )),
                 Ok(()) => kept
                     .iter()
                     .find(|k| k.target.overlaps(&block.target))
@@ -332,6 +341,10 @@ impl Blocks {
                 target,
                 existing: existing.target,
             });
+        }
+        let max = self.guard.max_blocks;
+        if blocks.len() >= max && !blocks.iter().any(|b| b.target == target) {
+            return Err(HelperError::TooManyBlocks { max });
         }
         let intent_seq = self.intent(
             JournalAction::Block {

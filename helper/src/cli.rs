@@ -64,9 +64,22 @@ pub struct Cli {
     #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u8).range(1..=128))]
     pub min_prefix_v6: u8,
 
+    /// The most blocks in force at once (at most 400, so that listing them fits one answer).
+    #[arg(long, default_value_t = crate::blocks::MAX_BLOCKS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=crate::blocks::MAX_BLOCKS as u64))]
+    pub max_blocks: u64,
+
     /// Seconds between checks that `table inet ctguard` still holds every block.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reconcile_secs: u64,
+
+    /// Seconds a client may take to send its next request, whole, before it is disconnected.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_idle_secs: u64,
+
+    /// Seconds a client may take to read an answer before it is disconnected.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub client_write_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,8 +114,13 @@ impl Cli {
                 min_prefix_v4: self.min_prefix_v4,
                 min_prefix_v6: self.min_prefix_v6,
                 protected: self.protect,
+                max_blocks: usize::try_from(self.max_blocks).unwrap_or(crate::blocks::MAX_BLOCKS),
             },
             reconcile_interval: Duration::from_secs(self.reconcile_secs),
+            client_limits: crate::connection::ClientLimits {
+                idle: Duration::from_secs(self.client_idle_secs),
+                write: Duration::from_secs(self.client_write_secs),
+            },
         })
     }
 }

@@ -14,6 +14,7 @@ pub struct HelperConfig {
     pub state_dir: PathBuf,
     pub guard: Guardrails,
     pub reconcile_interval: Duration,
+    pub client_limits: crate::connection::ClientLimits,
 }
 
 /// A network namespace name as `ip netns` stores it under `/run/netns`: one path component.

@@ -4,14 +4,20 @@
 //! human rates, so a process per call costs nothing that matters. (The read path, which must be
 //! fast on millions of entries, is a different matter: see the snapshot work in ARCHITECTURE.md.)
 
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use ctguard_protocol::{BlockTarget, Side};
 
+use crate::child;
+
+/// A deletion walks the whole table in the kernel: seconds at millions of entries. A block
+/// holds its lock meanwhile, so the wait is bounded.
+const CONNTRACK_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConntrackError {
-    #[error("cannot run conntrack: {0}")]
-    Spawn(std::io::Error),
+    #[error(transparent)]
+    Run(#[from] child::ChildError),
     #[error("conntrack {args:?} failed: {stderr}")]
     Failed { args: Vec<String>, stderr: String },
 }
@@ -28,20 +34,22 @@ impl EntryDeleter for ConntrackTool {
     /// Deletes in both directions (see [`delete_arguments`]). "Nothing to delete" is success.
     fn delete(&self, target: &BlockTarget) -> Result<u64, ConntrackError> {
         let mut deleted = 0;
+        let program = child::system_binary("conntrack");
         for args in delete_arguments(target) {
-            let output = Command::new("conntrack")
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .output()
-                .map_err(ConntrackError::Spawn)?;
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            match deleted_count(&stderr) {
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let finished = child::run(
+                &program,
+                &argv,
+                None,
+                child::Stdout::Discard,
+                CONNTRACK_TIMEOUT,
+            )?;
+            match deleted_count(&finished.stderr) {
                 Some(count) => deleted += count,
                 None => {
                     return Err(ConntrackError::Failed {
                         args,
-                        stderr: stderr.trim().to_owned(),
+                        stderr: finished.stderr,
                     });
                 }
             }

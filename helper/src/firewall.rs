@@ -31,8 +31,8 @@ pub trait Firewall: Send + Sync + std::fmt::Debug {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
-    #[error("cannot run nft: {0}")]
-    Spawn(std::io::Error),
+    #[error(transparent)]
+    Run(#[from] crate::child::ChildError),
     #[error("nft failed: {0}")]
     Refused(String),
     #[error("cannot understand nft's output: {0}")]

@@ -14,6 +14,8 @@ pub struct Guardrails {
     pub min_prefix_v6: u8,
     /// Networks never to be blocked: gateways, resolvers, management networks.
     pub protected: Vec<IpNet>,
+    /// The most blocks in force at once (at most [`crate::blocks::MAX_BLOCKS`]).
+    pub max_blocks: usize,
 }
 
 impl Default for Guardrails {
@@ -22,6 +24,7 @@ impl Default for Guardrails {
             min_prefix_v4: 16,
             min_prefix_v6: 48,
             protected: Vec::new(),
+            max_blocks: crate::blocks::MAX_BLOCKS,
         }
     }
 }

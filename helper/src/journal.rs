@@ -77,6 +77,10 @@ struct Tail {
     poisoned: bool,
 }
 
+/// How many bytes of records one page answer carries at most: well inside a frame
+/// (`MAX_FRAME_BYTES`), with room for the envelope.
+const PAGE_BUDGET_BYTES: usize = ctguard_protocol::MAX_FRAME_BYTES / 2;
+
 /// The journal's name in the helper's state directory.
 pub const FILE_NAME: &str = "journal.jsonl";
 
@@ -261,10 +265,21 @@ impl Journal {
         let file = self.reader()?;
         let limit = u64::from(page.limit);
         let mut records = Vec::new();
+        // A page also ends before its answer would outgrow a frame: records with long details
+        // are paged, never refused.
+        let mut bytes = 0usize;
+        let mut full = false;
         let end = verify::walk(read_from_start(file).take(committed), |record| {
-            if record.seq >= page.from && (records.len() as u64) < limit {
-                records.push(record);
+            if record.seq < page.from || full || (records.len() as u64) >= limit {
+                return;
             }
+            let size = serde_json::to_vec(&record).map_or(usize::MAX, |json| json.len() + 1);
+            if !records.is_empty() && bytes.saturating_add(size) > PAGE_BUDGET_BYTES {
+                full = true;
+                return;
+            }
+            bytes = bytes.saturating_add(size);
+            records.push(record);
         })
         .map_err(|broken| read_error(broken.to_string()))?;
         let next = records
@@ -365,6 +380,46 @@ mod tests {
             vec![0, 1]
         );
         assert_eq!(next, None);
+    }
+
+    #[test]
+    fn a_page_of_long_records_is_cut_to_fit_a_frame_and_the_rest_follows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = open(&dir.path().join(FILE_NAME)).expect("opens");
+        let long = "x".repeat(4_000);
+        for _ in 0..400 {
+            journal
+                .append(&JournalEvent::Outcome {
+                    intent_seq: 0,
+                    ok: false,
+                    detail: long.clone(),
+                })
+                .expect("appends");
+        }
+        let mut from = 0;
+        let mut seen = 0;
+        loop {
+            let (records, next) = journal
+                .page(JournalPage {
+                    from,
+                    limit: JournalPage::MAX_LIMIT,
+                })
+                .expect("reads");
+            let answer = ctguard_protocol::Response::Journal {
+                records: records.clone(),
+                next,
+            };
+            let encoded = ctguard_protocol::frame::encode(&answer).expect("fits a frame");
+            assert!(encoded.len() <= ctguard_protocol::MAX_FRAME_BYTES);
+            assert_eq!(records[0].seq, from, "pages follow each other");
+            seen += records.len();
+            match next {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        assert_eq!(seen, 400, "every record is on some page");
+        assert!(from > 0, "it took more than one page");
     }
 
     #[test]

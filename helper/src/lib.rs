@@ -3,6 +3,7 @@
 //! set of requests of `ctguard-protocol`, one handler per request.
 
 pub mod blocks;
+pub mod child;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -25,6 +25,7 @@ const MAX_CONNECTIONS: usize = 32;
 #[derive(Debug)]
 pub struct Shared {
     pub peers: PeerPolicy,
+    pub limits: connection::ClientLimits,
     pub handler: Handler,
 }
 
@@ -69,6 +70,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
     let listener = bind(&config.socket, &config.group)?;
     let shared = Arc::new(Shared {
         peers: config.peers.clone(),
+        limits: config.client_limits,
         handler: Handler::new(
             ProcFs::default(),
             config.netns.map(|n| n.to_string()),

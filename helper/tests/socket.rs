@@ -10,7 +10,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-use ctguard_protocol::{HelperError, MAX_FRAME_BYTES, PROTOCOL_VERSION, Request, Response, frame};
+use ctguard_protocol::{
+    HelperError, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Request, Response, frame,
+};
 use support::{HelperProcess, have_root};
 
 const NOBODY: u32 = 65_534;
@@ -160,7 +162,8 @@ fn an_oversized_frame_closes_that_connection_only() {
     }
     let mut helper = HelperProcess::start(&["--group", "root"]);
     let mut connection = helper.session();
-    let announced = u32::try_from(MAX_FRAME_BYTES + 1).unwrap();
+    // Requests have their own limit, far below an answer's 1 MiB.
+    let announced = u32::try_from(MAX_REQUEST_BYTES + 1).unwrap();
     connection
         .stream
         .write_all(&announced.to_be_bytes())
@@ -169,7 +172,7 @@ fn an_oversized_frame_closes_that_connection_only() {
         connection.receive(),
         Some(Response::Error {
             error: HelperError::FrameTooLarge {
-                max: MAX_FRAME_BYTES
+                max: MAX_REQUEST_BYTES
             }
         })
     );

@@ -206,6 +206,14 @@ impl HelperProcess {
         self.child.id()
     }
 
+    /// Runs a command in the namespace the helper watches, when it made its own.
+    pub fn netns_exec(&self, program: &str, args: &[&str]) -> String {
+        self._netns
+            .as_ref()
+            .expect("the helper watches a namespace of its own")
+            .exec(program, args)
+    }
+
     pub fn journal(&self) -> PathBuf {
         self.state_dir.join("journal.jsonl")
     }

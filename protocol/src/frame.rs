@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_util::codec::LengthDelimitedCodec;
 
-use crate::MAX_FRAME_BYTES;
+use crate::{MAX_FRAME_BYTES, MAX_REQUEST_BYTES};
 
 /// Why a frame could not be built or understood.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,16 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Bytes, FrameError> {
         });
     }
     Ok(Bytes::from(body))
+}
+
+/// The helper's side of the codec: it reads requests, which are far smaller than answers, so it
+/// refuses any frame announcing more than [`MAX_REQUEST_BYTES`] before buffering it.
+pub fn request_codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .big_endian()
+        .max_frame_length(MAX_REQUEST_BYTES)
+        .new_codec()
 }
 
 /// Parses a frame body into a message.

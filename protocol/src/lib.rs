@@ -4,15 +4,16 @@
 //! # Wire format
 //!
 //! The socket carries *frames*. A frame is a 4-byte big-endian unsigned length `N` followed by `N` bytes
-//! of UTF-8 JSON; `N` is at most [`MAX_FRAME_BYTES`]. A peer that announces a longer frame is sent one
+//! of UTF-8 JSON; `N` is at most [`MAX_FRAME_BYTES`] for answers and [`MAX_REQUEST_BYTES`] for
+//! requests. A peer that announces a longer frame is sent one
 //! [`Response::Error`] with [`HelperError::FrameTooLarge`] and disconnected.
 //!
 //! Every JSON object is *internally tagged* and rejects fields it does not know
 //! (`deny_unknown_fields`), so a typo or a newer peer fails loudly instead of being half-understood:
 //!
 //! ```text
-//! client → helper   {"request":"hello","protocol_version":3}
-//! helper → client   {"response":"welcome","protocol_version":3,"helper_version":"0.1.0","netns":"ctg-host"}
+//! client → helper   {"request":"hello","protocol_version":4}
+//! helper → client   {"response":"welcome","protocol_version":4,"helper_version":"0.1.0","netns":"ctg-host"}
 //! client → helper   {"request":"status"}
 //! helper → client   {"response":"status","status":{"count":12,"max":262144,...},
 //!                    "helper":{"blocks_active":1,"journal_write_failures":0}}
@@ -82,9 +83,17 @@ pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Sid
 
 /// The protocol version both sides must agree on in the `hello` handshake. Bump it on any change to
 /// the JSON shape of a request or a response. 3: `status` answers carry `helper` ([`HelperHealth`]).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: requests are at most [`MAX_REQUEST_BYTES`]; errors `answer_too_large` and
+/// `too_many_blocks`; the journal action `discard_saved`; networks in their canonical form only
+/// (an IPv4-mapped network is sent and answered as IPv4, see [`address`]).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,
 /// never raw table dumps, so 1 MiB leaves ample room while bounding what a confused peer can make us
 /// buffer.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// The largest request the helper reads, in bytes. The largest real one (a block with a
+/// 200-character reason) is under 2 KiB; a peer cannot make the root process buffer more than
+/// this before it is refused and disconnected.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;

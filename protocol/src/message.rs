@@ -178,6 +178,8 @@ pub enum HelperError {
     HandshakeRequired,
     #[error("frame larger than {max} bytes")]
     FrameTooLarge { max: usize },
+    #[error("the answer would take {len} bytes, more than a frame's {max}; ask for less")]
+    AnswerTooLarge { len: usize, max: usize },
     #[error("this helper does not serve {request} requests")]
     Unsupported { request: String },
     #[error("malformed request: {detail}")]
@@ -211,6 +213,8 @@ pub enum HelperError {
     },
     #[error("no block for {target}")]
     NotBlocked { target: BlockTarget },
+    #[error("{max} blocks are in force, the most the helper holds; unblock some first")]
+    TooManyBlocks { max: usize },
 
     // Argument checks beyond the types.
     #[error("{key} must be within {min}..={max}, not {value}")]

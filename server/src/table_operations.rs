@@ -77,6 +77,7 @@ fn is_for_the_user(error: &HelperError) -> bool {
             | HelperError::ProtectedNetwork { .. }
             | HelperError::OverlapsBlock { .. }
             | HelperError::NotBlocked { .. }
+            | HelperError::TooManyBlocks { .. }
             | HelperError::LimitOutOfRange { .. }
     )
 }

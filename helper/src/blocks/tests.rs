@@ -531,3 +531,33 @@ fn reconcile_restores_a_flushed_table_and_reports_the_drift() {
     assert_eq!(last.len(), 1);
     assert!(f.blocks.reconcile().expect("reconciles").is_empty());
 }
+
+#[test]
+fn listing_the_most_blocks_with_the_longest_texts_fits_one_answer() {
+    // The widest text ShortText allows: 200 four-byte characters; the longest addresses.
+    let longest = ShortText::new("𝄞".repeat(ShortText::MAX_CHARS)).expect("text");
+    let blocks: Vec<ActiveBlock> = (0..MAX_BLOCKS)
+        .map(|i| ActiveBlock {
+            target: t(&format!(
+                "udp to 2001:db8:ffff:ffff:ffff:ffff:ffff:{:x} dport 65535",
+                i + 1
+            )),
+            reason: longest.clone(),
+            actor: longest.clone(),
+            requested_by: "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
+                .parse()
+                .expect("addr"),
+            created_unix: u64::MAX,
+            expires_unix: u64::MAX,
+            journal_seq: u64::MAX,
+            packets_dropped: Some(u64::MAX),
+        })
+        .collect();
+    let answer = ctguard_protocol::Response::Blocks { blocks };
+    let frame = ctguard_protocol::frame::encode(&answer).expect("fits one frame");
+    assert!(
+        frame.len() <= ctguard_protocol::MAX_FRAME_BYTES,
+        "{}",
+        frame.len()
+    );
+}

@@ -1,26 +1,28 @@
 //! The `nft` binary, run with an explicit argument vector (no shell): a script on stdin, or a
 //! JSON listing on stdout.
 
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-};
+use std::{path::PathBuf, time::Duration};
 
 use super::{
     Firewall, FirewallError,
     ruleset::{self, Element, Observed, TABLE},
 };
+use crate::child;
+
+/// Far beyond what loading or listing the table takes; a hung nft must not hold the blocks'
+/// lock (and every change behind it) for longer.
+const NFT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The real firewall of the namespace the helper runs in.
 #[derive(Debug, Clone)]
 pub struct Nft {
-    program: String,
+    program: PathBuf,
 }
 
 impl Default for Nft {
     fn default() -> Self {
         Self {
-            program: "nft".into(),
+            program: child::system_binary("nft"),
         }
     }
 }
@@ -28,42 +30,35 @@ impl Default for Nft {
 impl Firewall for Nft {
     fn apply(&self, elements: &[Element]) -> Result<(), FirewallError> {
         let script = ruleset::script(elements);
-        let mut child = Command::new(&self.program)
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(FirewallError::Spawn)?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(script.as_bytes())
-                .map_err(FirewallError::Spawn)?;
-        }
-        let output = child.wait_with_output().map_err(FirewallError::Spawn)?;
-        if output.status.success() {
+        let finished = child::run(
+            &self.program,
+            &["-f", "-"],
+            Some(script.as_bytes()),
+            child::Stdout::Keep,
+            NFT_TIMEOUT,
+        )?;
+        if finished.status.success() {
             Ok(())
         } else {
-            Err(FirewallError::Refused(
-                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            ))
+            Err(FirewallError::Refused(finished.stderr))
         }
     }
 
     fn observe(&self) -> Result<Option<Observed>, FirewallError> {
-        let output = Command::new(&self.program)
-            .args(["-j", "list", "table", "inet", TABLE])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(FirewallError::Spawn)?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            if stderr.contains("No such file or directory") {
+        let finished = child::run(
+            &self.program,
+            &["-j", "list", "table", "inet", TABLE],
+            None,
+            child::Stdout::Keep,
+            NFT_TIMEOUT,
+        )?;
+        if !finished.status.success() {
+            if finished.stderr.contains("No such file or directory") {
                 return Ok(None);
             }
-            return Err(FirewallError::Refused(stderr.trim().to_owned()));
+            return Err(FirewallError::Refused(finished.stderr));
         }
-        let observed = Observed::parse(&String::from_utf8_lossy(&output.stdout))
+        let observed = Observed::parse(&String::from_utf8_lossy(&finished.stdout))
             .map_err(FirewallError::Output)?;
         Ok(Some(observed))
     }
