@@ -27,6 +27,12 @@ pub const NEAR_FULL_PERCENT: u64 = 90;
 /// At or above this share of its limit the table is full: the kernel refuses new entries, so a
 /// source can no longer grow, only hold what it has while the drop counter rises.
 pub const FULL_PERCENT: u64 = 99;
+/// "Keeps adding": at least this share of the limit more assured entries than at the earlier walk
+/// (a flood adds thousands a second; a pool's size wobbles by a few).
+pub const GROWTH_PERCENT_OF_LIMIT: u64 = 1;
+/// "Holds them": at least this share of the assured entries of the earlier walk are still there
+/// (a flood's connections churn a little).
+pub const HOLDING_PERCENT: u64 = 98;
 /// Half-open TCP (SYN_SENT or SYN_RECV) above this share: a SYN flood or a port scan.
 pub const HALF_OPEN_PERCENT: f64 = 80.0;
 /// One source to at least this many distinct destination ports: a port scan, or reflected
@@ -368,9 +374,12 @@ fn held_open_verdict(
     let dropping = earlier_fill
         .is_some_and(|earlier| crate::trend::counter_delta(earlier.drop, fill.drop) > 0);
     let full = fill.at_least(FULL_PERCENT);
-    if assured_now > before || (assured_now == before && full && dropping) {
+    let growth = (fill.max * GROWTH_PERCENT_OF_LIMIT / 100).max(1);
+    let adding = assured_now >= before.saturating_add(growth);
+    let holding = assured_now.saturating_mul(100) >= before.saturating_mul(HOLDING_PERCENT);
+    if adding || (holding && full && dropping) {
         HeldOpenVerdict::Flood
-    } else if assured_now == before && full {
+    } else if holding && full {
         // Nothing refused between the walks yet: look again.
         HeldOpenVerdict::Watching
     } else {
@@ -706,6 +715,14 @@ mod tests {
             "a full pool the kernel has refused nothing for yet: look again"
         );
         assert!(!quiet[0].is_suspicious());
+        // A flood's connections churn a little: a small fall still holds the table.
+        let churned = assess(&snapshot(vec![(FLOODER, held(3_950))], vec![]));
+        let churning = judge_held_open(churned, fill(4_096, 4_096, 180), Some(&earlier));
+        assert_eq!(verdict(&churning[0]), Some(HeldOpenVerdict::Flood));
+        // A pool wobbling by a few entries at a near-full table is not adding.
+        let wobble = assess(&snapshot(vec![(FLOODER, held(4_010))], vec![]));
+        let pool = judge_held_open(wobble, fill(3_900, 4_096, 100), Some(&earlier));
+        assert_eq!(verdict(&pool[0]), Some(HeldOpenVerdict::Normal));
         // Falling assured entries are a draining pool, not a flood.
         let fewer = assess(&snapshot(vec![(FLOODER, held(3_000))], vec![]));
         let draining = judge_held_open(fewer, fill(3_900, 4_096, 180), Some(&earlier));
