@@ -4,7 +4,8 @@
 //! (timeouts of a few seconds keep each test within a few seconds of wall time). `next` leads only
 //! to the panel's own pages; answers are not cached, and over HTTPS they carry HSTS; what a client
 //! types reaches the server's log escaped; a burst of guesses gets no more password checks than the
-//! throttle's limit, and an IPv6 attacker is counted by its /64.
+//! throttle's limit, an IPv6 attacker is counted by its /64, a browser that signed in before keeps
+//! its way in, and clients that hang up neither push the hasher past its bound nor go unaudited.
 
 #![allow(clippy::unwrap_used)]
 
@@ -559,4 +560,68 @@ async fn a_browser_that_signed_in_before_keeps_its_way_in_while_an_attacker_lock
     );
     assert_eq!(audited(&app, CHECKED_AND_WRONG).await, 20);
     assert_eq!(audited(&app, THROTTLED).await, 3);
+}
+
+/// The hashes the server reports running now (`/metrics`).
+async fn password_checks_running(app: &TestApp) -> u64 {
+    let (_, text) = app.get_text("/metrics").await;
+    text.lines()
+        .find_map(|line| line.strip_prefix("ctguard_password_checks_running "))
+        .expect("the gauge is reported")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn clients_that_hang_up_leave_no_more_hashes_running_than_the_bound_and_are_audited() {
+    use tokio::io::AsyncWriteExt;
+
+    let app = spawn_app().await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    // Twenty guesses (the address's limit), each at its own name so no account lock stops them;
+    // each client sends its whole request and hangs up without waiting for the answer.
+    for i in 0..20 {
+        let body = format!("username=hangs-up-{i}&password=not-the-password&next=%2F");
+        let request = format!(
+            "POST /auth/login HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n{body}",
+            origin = app.origin(),
+            length = body.len(),
+        );
+        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        drop(stream);
+    }
+
+    // Some of them the server never read to the end: those were not attempts. The ones it counted
+    // and the ordinary attempts that now top the address up to its limit of 20 must all be checked
+    // and audited, the hung-up ones included.
+    let mut most_running = 0;
+    let mut topped_up = 0;
+    loop {
+        most_running = most_running.max(password_checks_running(&app).await);
+        let name = format!("tops-up-{topped_up}");
+        let response = app.sign_in(&app.browser(), &name, "not-the-password").await;
+        if location(&response).starts_with("/login?error=throttled") {
+            break;
+        }
+        topped_up += 1;
+        assert!(topped_up <= 20, "the address is never locked");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while audited(&app, CHECKED_AND_WRONG).await < 20 {
+        most_running = most_running.max(password_checks_running(&app).await);
+        assert!(
+            Instant::now() < deadline,
+            "{} of the 20 counted attempts audited ({topped_up} of them topping up)",
+            audited(&app, CHECKED_AND_WRONG).await
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        most_running <= 2,
+        "{most_running} hashes ran at once; the bound is 2"
+    );
+    assert_eq!(audited(&app, CHECKED_AND_WRONG).await, 20);
+    assert_eq!(audited(&app, THROTTLED).await, 1);
 }

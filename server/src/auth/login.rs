@@ -19,14 +19,14 @@ use crate::{
     auth::{
         authenticate::LOGIN_KEY,
         next_page::PanelPages,
-        throttle::{Locked, LoginThrottle},
+        throttle::{Locked, LoginThrottle, Reservation},
     },
     client::ClientInfo,
     clock::SharedClock,
     devices::DeviceStore,
     hashing::PasswordHasher,
     logins::{EndReason, LoginStore},
-    users::UserStore,
+    users::{UserRecord, UserStore},
 };
 
 /// Longer input is not a username we could have issued; it is cut before any lookup.
@@ -98,21 +98,8 @@ pub async fn sign_in(
         .chars()
         .take(MAX_USERNAME_INPUT)
         .collect();
-    let audit = |outcome, detail: &'static str| AuditEvent {
-        actor: Some(&attempted),
-        role: None,
-        client: &client,
-        action: "login",
-        target: None,
-        outcome,
-        detail: Some(detail),
-        preview: None,
-        journal_id: None,
-        arguments: None,
-    };
+    let audit = |outcome, detail| login_event(&attempted, &client, outcome, detail);
 
-    // Counted before the password is checked: parallel guesses cannot all pass a check made
-    // before any of them has failed.
     let known_device = match service.devices.presented(&headers) {
         None => None,
         Some(token) => match service.devices.recognises(&token, &attempted).await {
@@ -124,6 +111,8 @@ pub async fn sign_in(
             }
         },
     };
+    // Counted before the password is checked: parallel guesses cannot all pass a check made
+    // before any of them has failed.
     let reservation = match service.throttle.reserve(
         &attempted,
         client.addr,
@@ -144,36 +133,24 @@ pub async fn sign_in(
         }
     };
 
-    let user = match service.users.find(&attempted).await {
-        Ok(user) => user,
+    // Spawned, so that it runs to its end even when the client hangs up (and this handler is
+    // dropped with its connection): every attempt that was counted is also audited.
+    let check = tokio::spawn(check_password(
+        service.clone(),
+        attempted.clone(),
+        form.password,
+        client.clone(),
+        reservation,
+        now,
+    ));
+    let user = match check.await {
+        Ok(Ok(user)) => user,
+        Ok(Err(error)) => return back_to_login(error, &next),
         Err(error) => {
-            tracing::error!(%error, "cannot read users");
+            tracing::error!(%error, "the password check panicked");
             return back_to_login(LoginError::Unavailable, &next);
         }
     };
-    // Unknown users are checked against a dummy hash: the answer and its timing are the same.
-    let verified = service
-        .hasher
-        .verify(
-            &form.password,
-            user.as_ref().map(|u| u.password_hash.as_str()),
-        )
-        .await;
-    let user = match (verified, user) {
-        (Ok(true), Some(user)) if !user.disabled => user,
-        (Ok(_), _) => {
-            let _ = service
-                .audit
-                .record(now, audit(Outcome::Refused, "wrong username or password"))
-                .await;
-            return back_to_login(LoginError::Invalid, &next);
-        }
-        (Err(error), _) => {
-            tracing::error!(%error, "password check failed");
-            return back_to_login(LoginError::Unavailable, &next);
-        }
-    };
-    service.throttle.succeeded(reservation);
 
     // A new session id at every sign-in: a fixated or stolen pre-login id is worthless.
     if let Err(error) = session.cycle_id().await {
@@ -217,6 +194,87 @@ pub async fn sign_in(
         }
     }
     response
+}
+
+/// The audit record of a sign-in attempt by the name `attempted` (no role: nobody is signed in).
+fn login_event<'a>(
+    attempted: &'a str,
+    client: &'a ClientInfo,
+    outcome: Outcome,
+    detail: &'static str,
+) -> AuditEvent<'a> {
+    AuditEvent {
+        actor: Some(attempted),
+        role: None,
+        client,
+        action: "login",
+        target: None,
+        outcome,
+        detail: Some(detail),
+        preview: None,
+        journal_id: None,
+        arguments: None,
+    }
+}
+
+/// Checks the password of a reserved attempt: the user if it is right (the reservation handed
+/// back), else the error to show, with the attempt audited.
+async fn check_password(
+    service: LoginService,
+    attempted: String,
+    password: String,
+    client: ClientInfo,
+    reservation: Reservation,
+    now: i64,
+) -> Result<UserRecord, LoginError> {
+    let refused = |outcome, detail, error| {
+        let service = &service;
+        let event = login_event(&attempted, &client, outcome, detail);
+        async move {
+            let _ = service.audit.record(now, event).await;
+            Err(error)
+        }
+    };
+    let user = match service.users.find(&attempted).await {
+        Ok(user) => user,
+        Err(error) => {
+            tracing::error!(%error, "cannot read users");
+            return refused(
+                Outcome::Failed,
+                "the password could not be checked",
+                LoginError::Unavailable,
+            )
+            .await;
+        }
+    };
+    // Unknown users are checked against a dummy hash: the answer and its timing are the same.
+    let verified = service
+        .hasher
+        .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await;
+    match (verified, user) {
+        (Ok(true), Some(user)) if !user.disabled => {
+            service.throttle.succeeded(reservation);
+            Ok(user)
+        }
+        (Ok(_), _) => {
+            refused(
+                Outcome::Refused,
+                "wrong username or password",
+                LoginError::Invalid,
+            )
+            .await
+        }
+        (Err(error), _) => {
+            tracing::error!(%error, "password check failed");
+            refused(
+                Outcome::Failed,
+                "the password could not be checked",
+                LoginError::Unavailable,
+            )
+            .await
+        }
+    }
 }
 
 pub async fn sign_out(
