@@ -2,7 +2,9 @@
 # The snapshot benchmark, the same way on any machine (root; throwaway namespaces; restores
 # nf_conntrack_max): fills a sandbox router's table to ENTRIES (default 262144) and compares the
 # helper's Snapshot with the conntrack-tools and /proc/net/nf_conntrack text pipelines, printing
-# a Markdown table (record it in BENCHMARKS.md with this command line).
+# a Markdown table (record it in BENCHMARKS.md with this command line); then aggregates synthetic
+# flows from one /16 against random sources with the helper's seeded maps and the unseeded hash
+# it used before (CTGUARD_BENCH_AGGREGATE flows, default 1048576).
 #
 #   scripts/bench.sh [ENTRIES]
 set -euo pipefail

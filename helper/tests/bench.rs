@@ -287,3 +287,155 @@ fn median(times: &[Duration]) -> Duration {
     sorted.sort_unstable();
     sorted[sorted.len() / 2]
 }
+
+/// xorshift64*: deterministic "random" addresses and ports for the aggregation benchmark.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// `count` TCP flows to one server, from sources that all lie in 10.7.0.0/16 (`skewed`) or
+/// anywhere in 10.0.0.0/8 (random), with random source ports.
+fn synthetic_flows(count: usize, skewed: bool) -> Vec<ctguard_helper::ctnetlink::parse::Flow> {
+    use ctguard_helper::ctnetlink::parse::{Flow, Tuple};
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut random = Xorshift(0x9E37_79B9_7F4A_7C15);
+    (0..count)
+        .map(|_| {
+            let bits = random.next();
+            let source = if skewed {
+                Ipv4Addr::new(10, 7, (bits >> 8) as u8, bits as u8)
+            } else {
+                Ipv4Addr::new(10, (bits >> 16) as u8, (bits >> 8) as u8, bits as u8)
+            };
+            let original = Tuple {
+                source: IpAddr::V4(source),
+                destination: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)),
+                protocol: 6,
+                sport: Some((bits >> 24) as u16 | 1024),
+                dport: Some(443),
+            };
+            let reply = Tuple {
+                source: original.destination,
+                destination: original.source,
+                sport: original.dport,
+                dport: original.sport,
+                ..original
+            };
+            Flow {
+                original,
+                reply,
+                status: 0x0e, // seen reply, assured, confirmed
+                tcp_state: Some(3),
+                timeout_secs: 300,
+            }
+        })
+        .collect()
+}
+
+/// The hash the snapshot's maps used before: FxHash's multiply-rotate, unseeded.
+#[derive(Default)]
+struct UnseededFx(u64);
+
+impl std::hash::Hasher for UnseededFx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Inserts every flow's source into a map built with `S` (the per-source map of a walk, alone).
+fn count_sources<S: std::hash::BuildHasher + Default>(
+    flows: &[ctguard_helper::ctnetlink::parse::Flow],
+) -> Duration {
+    let started = Instant::now();
+    let mut map: std::collections::HashMap<std::net::IpAddr, u64, S> =
+        std::collections::HashMap::default();
+    for flow in flows {
+        *map.entry(flow.original.source).or_default() += 1;
+    }
+    assert!(!map.is_empty());
+    started.elapsed()
+}
+
+#[test]
+#[ignore = "a benchmark: scripts/bench.sh runs it"]
+fn aggregation_benchmark() {
+    let count: usize = std::env::var("CTGUARD_BENCH_AGGREGATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_048_576);
+    let skewed = synthetic_flows(count, true);
+    let random = synthetic_flows(count, false);
+    let aggregate = |flows: &[ctguard_helper::ctnetlink::parse::Flow]| {
+        let started = Instant::now();
+        let mut aggregate = ctguard_helper::snapshot::Aggregate::default();
+        for flow in flows {
+            aggregate.add(flow);
+        }
+        let snapshot = aggregate.finish(0, 0);
+        assert_eq!(
+            snapshot.total.entries, count as u64,
+            "every flow was counted"
+        );
+        started.elapsed()
+    };
+    type Old = std::hash::BuildHasherDefault<UnseededFx>;
+    type New = std::hash::RandomState;
+    let (mut walk_skewed, mut walk_random) = (Vec::new(), Vec::new());
+    let (mut old_skewed, mut old_random, mut new_skewed, mut new_random) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Interleaved rounds, so a slower moment of the machine costs both sides alike.
+    for _ in 0..5 {
+        walk_skewed.push(aggregate(&skewed));
+        walk_random.push(aggregate(&random));
+        old_skewed.push(count_sources::<Old>(&skewed));
+        old_random.push(count_sources::<Old>(&random));
+        new_skewed.push(count_sources::<New>(&skewed));
+        new_random.push(count_sources::<New>(&random));
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    let (ws, wr) = (median(&walk_skewed), median(&walk_random));
+    let (os, or) = (median(&old_skewed), median(&old_random));
+    let (ns, nr) = (median(&new_skewed), median(&new_random));
+    println!(
+        "\n| {count} flows (medians of 5 interleaved rounds) | one /16 | random | /16 ÷ random |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| the helper's aggregation (every map) | {:.0} ms | {:.0} ms | {:.2}× |",
+        ms(ws),
+        ms(wr),
+        ratio(ws, wr)
+    );
+    println!(
+        "| per-source map, seeded SipHash (now) | {:.0} ms | {:.0} ms | {:.2}× |",
+        ms(ns),
+        ms(nr),
+        ratio(ns, nr)
+    );
+    println!(
+        "| per-source map, unseeded FxHash (before) | {:.0} ms | {:.0} ms | {:.2}× |",
+        ms(os),
+        ms(or),
+        ratio(os, or)
+    );
+    assert!(
+        ws > Duration::ZERO && wr > Duration::ZERO,
+        "no work was measured"
+    );
+}

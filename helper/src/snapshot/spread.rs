@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use ctguard_protocol::SourceSpread;
 
-use super::top::FastMap;
+use super::top::SeededMap;
 
 const BITS: usize = 512;
 
@@ -62,14 +62,14 @@ struct Spread {
 /// table is about appear early and often.
 #[derive(Debug)]
 pub struct SpreadTracker {
-    sources: FastMap<IpAddr, Spread>,
+    sources: SeededMap<IpAddr, Spread>,
     cap: usize,
 }
 
 impl SpreadTracker {
     pub fn new(cap: usize) -> Self {
         Self {
-            sources: FastMap::default(),
+            sources: SeededMap::default(),
             cap,
         }
     }

@@ -4,56 +4,23 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasherDefault, Hash, Hasher},
+    hash::{Hash, RandomState},
 };
 
 use ctguard_protocol::{Group, StateMix, TopList};
 
-/// A small multiply-rotate hasher (FxHash's): the keys are addresses and ports the kernel
-/// reports, hashed millions of times per walk, where SipHash's DoS resistance buys nothing (the
-/// map is capped and folded, so a skewed key set costs time, never memory).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-    fn write_u16(&mut self, n: u16) {
-        self.add(u64::from(n));
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl FastHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+/// The maps a walk aggregates into. Their keys are addresses and ports that an attacker chooses
+/// (a flood's sources can all lie in one /16, or be picked to collide), so the hash is seeded:
+/// std's SipHash-1-3 with keys drawn at random for every map. The fixed multiply-rotate hash used
+/// before (FxHash's) sent a /16's addresses to a handful of buckets, since their low bits are all
+/// alike, and slowed every insert of a walk by hundreds of probes. SipHash costs a few
+/// nanoseconds more per key than that, next to the microseconds a kernel entry takes to dump and
+/// parse; `tests/bench.rs` (`aggregation_benchmark`) measures both key sets with both hashes.
+pub type SeededMap<K, V> = HashMap<K, V, RandomState>;
 
 #[derive(Debug)]
 pub struct TopTracker<K> {
-    groups: FastMap<K, StateMix>,
+    groups: SeededMap<K, StateMix>,
     cap: usize,
     rest: StateMix,
     folded: u64,
@@ -74,7 +41,7 @@ pub fn add(into: &mut StateMix, other: &StateMix) {
 impl<K: Hash + Eq + Clone + Ord> TopTracker<K> {
     pub fn new(cap: usize) -> Self {
         Self {
-            groups: FastMap::default(),
+            groups: SeededMap::default(),
             cap: cap.max(2),
             rest: StateMix::default(),
             folded: 0,
