@@ -230,7 +230,11 @@ async fn repeated_failures_throttle_the_account_which_then_recovers() {
         "{}",
         location(&response)
     );
+    // From the attacker's address the lock is hard: a quarter of an hour.
     app.clock.advance(61);
+    let response = app.sign_in(&owner, "vera", &password_of("vera")).await;
+    assert!(location(&response).starts_with("/login?error=throttled"));
+    app.clock.advance(15 * 60);
     let response = app.sign_in(&owner, "vera", &password_of("vera")).await;
     assert_eq!(location(&response), "/", "recovered after the lock");
 }

@@ -435,13 +435,69 @@ async fn forty_simultaneous_guesses_get_five_password_checks() {
     assert_eq!(audited(&app, CHECKED_AND_WRONG).await, 5, "five checks");
     assert_eq!(audited(&app, THROTTLED).await, 35, "every refusal audited");
 
-    // The owner waits out the short lock, then gets in.
+    // Behind the attacker's address, even the password waits out the quarter-hour lock.
     let owner = app.browser();
     let response = app.sign_in(&owner, "vera", &password_of("vera")).await;
     assert!(location(&response).starts_with("/login?error=throttled"));
-    app.clock.advance(2);
+    app.clock.advance(15 * 60);
     let response = app.sign_in(&owner, "vera", &password_of("vera")).await;
     assert_eq!(location(&response), "/");
+}
+
+/// A sign-in through the trusted proxy, for a client at `address`; returns where it is sent.
+async fn sign_in_from(app: &TestApp, address: &str, username: &str, password: &str) -> String {
+    let response = app
+        .browser()
+        .post(format!("{}/auth/login", app.address))
+        .header("origin", app.origin())
+        .header("x-forwarded-for", address)
+        .form(&[
+            ("username", username),
+            ("password", password),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    location(&response)
+}
+
+#[tokio::test]
+async fn one_address_locks_only_itself_out_of_an_account_and_failures_decay() {
+    let app = spawn_app_with(|settings| {
+        settings.trusted_proxy = Some("127.0.0.1".parse().unwrap());
+    })
+    .await;
+    const ATTACKER: &str = "203.0.113.66";
+    for i in 0..5 {
+        let answer = sign_in_from(&app, ATTACKER, "vera", &format!("guess {i}")).await;
+        assert!(answer.starts_with("/login?error=invalid"), "{i}: {answer}");
+    }
+    let locked = sign_in_from(&app, ATTACKER, "vera", &password_of("vera")).await;
+    assert!(locked.starts_with("/login?error=throttled"), "{locked}");
+    let owner = sign_in_from(&app, "198.51.100.10", "vera", &password_of("vera")).await;
+    assert_eq!(owner, "/", "the owner, elsewhere, is not kept out");
+
+    app.clock.advance(5 * 60);
+    let still = sign_in_from(&app, ATTACKER, "vera", "guess again").await;
+    assert!(
+        still.starts_with("/login?error=throttled"),
+        "a hard lock for the attacker's address: {still}"
+    );
+
+    // Another address fails four times, falls quiet for twelve minutes (one failure forgiven per
+    // three), and has its five attempts again.
+    const CLUMSY: &str = "192.0.2.44";
+    for i in 0..4 {
+        sign_in_from(&app, CLUMSY, "otto", &format!("typo {i}")).await;
+    }
+    app.clock.advance(12 * 60);
+    for i in 0..4 {
+        let answer = sign_in_from(&app, CLUMSY, "otto", &format!("typo again {i}")).await;
+        assert!(answer.starts_with("/login?error=invalid"), "{i}: {answer}");
+    }
+    let answer = sign_in_from(&app, CLUMSY, "otto", &password_of("otto")).await;
+    assert_eq!(answer, "/");
 }
 
 #[tokio::test]

@@ -1,11 +1,17 @@
-//! Login throttling, per account and per client address. Every attempt is counted as a failure
-//! *before* its password is checked (a reservation), so a burst of parallel guesses gets no more
-//! checks than the limit allows; a correct password takes its reservation back. The account lock is
-//! short and capped, so an attacker hammering a username delays its owner by at most a minute; the
-//! address lock is long, so the attacker's own address stays locked out. IPv6 clients are counted
-//! by their /64, the smallest network one subscriber is given. A browser that has signed in to the
-//! account before (its device cookie, `crate::devices`) is throttled on its own, by neither the
-//! account's lock nor its address's: no attacker, whatever address it shares, keeps it out.
+//! Login throttling. Every attempt is counted as a failure *before* its password is checked (a
+//! reservation), so a burst of parallel guesses gets no more checks than the limits allow; a
+//! correct password takes its reservation back. Four counts, each a leaky bucket that forgives one
+//! failure per period of quiet, so old failures decay instead of adding up for ever:
+//!
+//! - an account from one address (IPv6: its /64, the smallest network one subscriber is given): 5
+//!   attempts, then a hard lock of 15 minutes. This is the attacker's own way in;
+//! - an account from anywhere: 10 attempts, then 1, 2, 4, … seconds between attempts, capped at a
+//!   minute: a distributed attack slows down, and delays the owner by a minute at most;
+//! - an address, whatever the account: 20 failures, then locked for 15 minutes;
+//! - a browser that has signed in to the account before (its device cookie, `crate::devices`): 5
+//!   attempts, then that cookie counts for nothing for 15 minutes. Until then neither the account's
+//!   locks nor the address's apply to it: no attacker, whatever address it shares, keeps the owner
+//!   out.
 
 use std::{
     collections::HashMap,
@@ -15,14 +21,45 @@ use std::{
 
 use crate::clock::SharedClock;
 
-/// Attempts on one account before it is slowed down.
-const ACCOUNT_FREE_ATTEMPTS: u32 = 5;
-/// The longest an account is ever locked, in seconds.
-const ACCOUNT_MAX_LOCK: i64 = 60;
-/// Failures from one address within the window before it is locked out.
-const ADDRESS_MAX_FAILURES: u32 = 20;
-const ADDRESS_WINDOW: i64 = 15 * 60;
-const ADDRESS_LOCK: i64 = 15 * 60;
+/// How many attempts a count allows, how it locks past them, and how fast it forgives.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    /// Attempts before the lock.
+    free: u32,
+    lock: Lock,
+    /// One failure is forgiven per this many seconds.
+    forgive_every: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Lock {
+    /// This many seconds from the attempt that reaches the limit.
+    Fixed(i64),
+    /// 1, 2, 4, … seconds after each attempt past the limit, at most this many.
+    Doubling { max: i64 },
+}
+
+const PAIR: Limit = Limit {
+    free: 5,
+    lock: Lock::Fixed(15 * 60),
+    forgive_every: 3 * 60,
+};
+const ACCOUNT: Limit = Limit {
+    free: 10,
+    lock: Lock::Doubling { max: 60 },
+    forgive_every: 90,
+};
+const ADDRESS: Limit = Limit {
+    free: 20,
+    lock: Lock::Fixed(15 * 60),
+    forgive_every: 45,
+};
+const DEVICE: Limit = Limit {
+    free: 5,
+    lock: Lock::Fixed(15 * 60),
+    forgive_every: 3 * 60,
+};
+
 /// Entries untouched this long are forgotten.
 const FORGET_AFTER: i64 = 60 * 60;
 /// The maps are pruned when they grow past this.
@@ -45,7 +82,7 @@ pub struct Reservation {
 /// What an attempt was counted against.
 #[derive(Debug)]
 enum Counted {
-    /// An unknown browser: the account and the address.
+    /// An unknown browser: the account from its address, the account, and the address.
     Anyone { account: String, address: IpAddr },
     /// A browser known to the account: its own count.
     Device { account: String, device: String },
@@ -54,17 +91,10 @@ enum Counted {
 #[derive(Debug, Default, Clone, Copy)]
 struct Failures {
     count: u32,
-    first_at: i64,
+    /// Failures are forgiven from here on.
+    forgiven_until: i64,
     last_at: i64,
     locked_until: i64,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    accounts: HashMap<String, Failures>,
-    addresses: HashMap<IpAddr, Failures>,
-    /// (account, device token) of browsers known to the account.
-    devices: HashMap<(String, String), Failures>,
 }
 
 impl Failures {
@@ -74,21 +104,49 @@ impl Failures {
         })
     }
 
-    /// Counts an attempt on an account (or a device of it): 5 free, then 1, 2, 4, … seconds to
-    /// wait before the next, capped, however many are in flight.
-    fn count_account_attempt(&mut self, now: i64) {
+    /// Forgives one failure per period since the last one forgiven.
+    fn forgive(&mut self, now: i64, limit: Limit) {
+        if self.count == 0 {
+            self.forgiven_until = now;
+            return;
+        }
+        let periods = (now - self.forgiven_until) / limit.forgive_every;
+        if periods > 0 {
+            self.count = self
+                .count
+                .saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX));
+            self.forgiven_until += periods * limit.forgive_every;
+        }
+    }
+
+    /// Counts an attempt now, and locks when it reaches the limit.
+    fn count(&mut self, now: i64, limit: Limit) {
+        self.forgive(now, limit);
         self.count += 1;
         self.last_at = now;
-        if self.count >= ACCOUNT_FREE_ATTEMPTS {
-            let exponent = (self.count - ACCOUNT_FREE_ATTEMPTS).min(6);
-            self.locked_until = now + (1_i64 << exponent).min(ACCOUNT_MAX_LOCK);
+        if self.count >= limit.free {
+            let past = self.count - limit.free;
+            self.locked_until = now
+                + match limit.lock {
+                    Lock::Fixed(seconds) => seconds,
+                    Lock::Doubling { max } => (1_i64 << past.min(20)).min(max),
+                };
         }
     }
 }
 
+#[derive(Debug, Default)]
+struct Counts {
+    pairs: HashMap<(String, IpAddr), Failures>,
+    accounts: HashMap<String, Failures>,
+    addresses: HashMap<IpAddr, Failures>,
+    /// (account, device token) of browsers known to the account.
+    devices: HashMap<(String, String), Failures>,
+}
+
 #[derive(Debug)]
 pub struct LoginThrottle {
-    /// One lock for both maps: checking and counting an attempt is one step, never two.
+    /// One lock for every count: checking and counting an attempt is one step, never two.
     counts: Mutex<Counts>,
     /// Read while the lock is held: a lock is dated when it is written.
     clock: SharedClock,
@@ -114,7 +172,7 @@ impl LoginThrottle {
     /// Reserves an attempt on `account` from `addr`, by a browser that presented a device cookie
     /// known to the account (`known_device`, its token) or not: refused while what it counts
     /// against is locked, otherwise counted as a failure now (and a lock written if that reaches a
-    /// limit).
+    /// limit). A known device past its own limit is an unknown browser again.
     pub fn reserve(
         &self,
         account: &str,
@@ -124,54 +182,48 @@ impl LoginThrottle {
         let account = account.to_ascii_lowercase();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.clock.now();
-        let counted = match known_device {
-            Some(device) => {
-                let key = (account, device.to_owned());
-                let entry = counts.devices.entry(key.clone()).or_default();
-                if let Some(locked) = entry.lock_in_force(now) {
-                    return Err(locked);
-                }
-                entry.count_account_attempt(now);
-                let (account, device) = key;
-                Counted::Device { account, device }
+        prune(&mut counts, now);
+        if let Some(device) = known_device {
+            let key = (account.clone(), device.to_owned());
+            let entry = counts.devices.entry(key).or_default();
+            if entry.lock_in_force(now).is_none() {
+                entry.count(now, DEVICE);
+                return Ok(Reservation {
+                    counted: Counted::Device {
+                        account,
+                        device: device.to_owned(),
+                    },
+                });
             }
-            None => {
-                let address = address_key(addr);
-                let locked = [
-                    counts.accounts.get(&account),
-                    counts.addresses.get(&address),
-                ]
-                .into_iter()
-                .flatten()
-                .filter_map(|failures| failures.lock_in_force(now))
-                .max_by_key(|locked| locked.retry_after);
-                if let Some(locked) = locked {
-                    return Err(locked);
-                }
-                counts
-                    .accounts
-                    .entry(account.clone())
-                    .or_default()
-                    .count_account_attempt(now);
-                let entry = counts.addresses.entry(address).or_default();
-                if now - entry.first_at > ADDRESS_WINDOW {
-                    *entry = Failures {
-                        first_at: now,
-                        ..Failures::default()
-                    };
-                }
-                entry.count += 1;
-                entry.last_at = now;
-                if entry.count >= ADDRESS_MAX_FAILURES {
-                    entry.locked_until = now + ADDRESS_LOCK;
-                }
-                Counted::Anyone { account, address }
-            }
-        };
-        prune(&mut counts.accounts, now);
-        prune(&mut counts.addresses, now);
-        prune(&mut counts.devices, now);
-        Ok(Reservation { counted })
+        }
+        let address = address_key(addr);
+        let pair = (account.clone(), address);
+        let locked = [
+            counts.pairs.get(&pair),
+            counts.accounts.get(&account),
+            counts.addresses.get(&address),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|failures| failures.lock_in_force(now))
+        .max_by_key(|locked| locked.retry_after);
+        if let Some(locked) = locked {
+            return Err(locked);
+        }
+        counts.pairs.entry(pair).or_default().count(now, PAIR);
+        counts
+            .accounts
+            .entry(account.clone())
+            .or_default()
+            .count(now, ACCOUNT);
+        counts
+            .addresses
+            .entry(address)
+            .or_default()
+            .count(now, ADDRESS);
+        Ok(Reservation {
+            counted: Counted::Anyone { account, address },
+        })
     }
 
     /// A correct password: its attempt was no failure, and it clears the account's (or the
@@ -181,6 +233,7 @@ impl LoginThrottle {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         match reservation.counted {
             Counted::Anyone { account, address } => {
+                counts.pairs.remove(&(account.clone(), address));
                 counts.accounts.remove(&account);
                 if let Some(address) = counts.addresses.get_mut(&address) {
                     address.count = address.count.saturating_sub(1);
@@ -193,10 +246,16 @@ impl LoginThrottle {
     }
 }
 
-fn prune<K>(map: &mut HashMap<K, Failures>, now: i64) {
-    if map.len() > PRUNE_AT {
-        map.retain(|_, f| now - f.last_at < FORGET_AFTER || f.locked_until > now);
+fn prune(counts: &mut Counts, now: i64) {
+    fn stale<K>(map: &mut HashMap<K, Failures>, now: i64) {
+        if map.len() > PRUNE_AT {
+            map.retain(|_, f| now - f.last_at < FORGET_AFTER || f.locked_until > now);
+        }
     }
+    stale(&mut counts.pairs, now);
+    stale(&mut counts.accounts, now);
+    stale(&mut counts.addresses, now);
+    stale(&mut counts.devices, now);
 }
 
 #[cfg(test)]
@@ -214,30 +273,53 @@ mod tests {
         (LoginThrottle::new(clock.clone()), clock)
     }
 
+    fn address(i: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from_bits(0xc633_6400 + i))
+    }
+
     #[test]
-    fn an_account_takes_five_attempts_then_slows_down_and_recovers_within_a_minute() {
+    fn one_address_gets_five_attempts_at_an_account_then_a_hard_lock_the_owner_does_not_feel() {
         let (throttle, clock) = throttle();
         for _ in 0..5 {
             let _ = throttle.reserve("alice", ATTACKER, None).expect("free");
         }
         assert_eq!(
-            throttle.reserve("Alice", OWNER, None).map(|_| ()),
-            Err(Locked { retry_after: 1 }),
-            "the account, by any spelling, is slowed for everyone"
+            throttle.reserve("Alice", ATTACKER, None).map(|_| ()),
+            Err(Locked {
+                retry_after: 15 * 60
+            }),
+            "the account, by any spelling, from that address"
         );
-        // Keep failing as the locks allow: they grow, but never past a minute.
-        for _ in 0..10 {
-            clock.advance(ACCOUNT_MAX_LOCK);
+        assert!(
+            throttle.reserve("alice", OWNER, None).is_ok(),
+            "from elsewhere"
+        );
+        clock.advance(15 * 60 - 1);
+        assert!(throttle.reserve("alice", ATTACKER, None).is_err());
+        clock.advance(1);
+        assert!(throttle.reserve("alice", ATTACKER, None).is_ok());
+    }
+
+    #[test]
+    fn an_account_attacked_from_many_addresses_slows_down_by_a_minute_at_most() {
+        let (throttle, clock) = throttle();
+        for i in 0..10 {
+            let _ = throttle.reserve("alice", address(i), None).expect("free");
+        }
+        assert_eq!(
+            throttle.reserve("alice", OWNER, None).map(|_| ()),
+            Err(Locked { retry_after: 1 })
+        );
+        for i in 10..30 {
+            clock.advance(60);
             let _ = throttle
-                .reserve("alice", ATTACKER, None)
+                .reserve("alice", address(i), None)
                 .expect("lock over");
         }
         let Err(Locked { retry_after }) = throttle.reserve("alice", OWNER, None) else {
             panic!("locked");
         };
-        assert_eq!(retry_after, ACCOUNT_MAX_LOCK);
-        clock.advance(ACCOUNT_MAX_LOCK);
-        assert!(throttle.reserve("alice", OWNER, None).is_ok());
+        assert_eq!(retry_after, 60);
     }
 
     #[test]
@@ -251,11 +333,25 @@ mod tests {
         clock.advance(60);
         assert!(throttle.reserve("someone-new", ATTACKER, None).is_err());
         assert!(throttle.reserve("someone-new", OWNER, None).is_ok());
-        clock.advance(ADDRESS_LOCK);
+        clock.advance(15 * 60);
         assert!(
             throttle.reserve("someone-else", ATTACKER, None).is_ok(),
             "and recovers after the lock"
         );
+    }
+
+    #[test]
+    fn failures_decay_with_quiet() {
+        let (throttle, clock) = throttle();
+        for _ in 0..4 {
+            let _ = throttle.reserve("carol", OWNER, None).expect("free");
+        }
+        // Twelve quiet minutes forgive four failures: four more attempts before the fifth locks.
+        clock.advance(12 * 60);
+        for _ in 0..5 {
+            let _ = throttle.reserve("carol", OWNER, None).expect("forgiven");
+        }
+        assert!(throttle.reserve("carol", OWNER, None).is_err());
     }
 
     #[test]
@@ -287,14 +383,7 @@ mod tests {
             let _ = throttle.reserve("alice", ATTACKER, None);
             let _ = throttle.reserve(&format!("user{i}"), ATTACKER, None);
         }
-        assert!(
-            throttle.reserve("alice", OWNER, None).is_err(),
-            "account locked"
-        );
-        assert!(
-            throttle.reserve("x", ATTACKER, None).is_err(),
-            "address locked"
-        );
+        assert!(throttle.reserve("alice", ATTACKER, None).is_err(), "locked");
         for _ in 0..5 {
             let _ = throttle
                 .reserve("alice", ATTACKER, Some("owners-device"))
@@ -304,11 +393,11 @@ mod tests {
             throttle
                 .reserve("alice", ATTACKER, Some("owners-device"))
                 .is_err(),
-            "and its own limit"
+            "past its own limit it is an unknown browser, and waits with them"
         );
         assert!(
             throttle
-                .reserve("alice", OWNER, Some("other-device"))
+                .reserve("alice", ATTACKER, Some("other-device"))
                 .is_ok(),
             "counted per device"
         );
