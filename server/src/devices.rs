@@ -17,8 +17,9 @@ pub enum DeviceError {
     Header(#[from] InvalidHeaderValue),
 }
 
-/// How long a browser stays known without signing in again.
+/// How long a browser stays known after the sign-in that made it known.
 const DEVICE_LIFETIME_DAYS: i64 = 90;
+const LIFETIME_SECS: i64 = DEVICE_LIFETIME_DAYS * 24 * 60 * 60;
 
 #[derive(Debug, Clone)]
 pub struct DeviceStore {
@@ -62,14 +63,22 @@ impl DeviceStore {
             .map(|cookie| cookie.value().to_owned())
     }
 
-    /// Whether `token` was issued to a browser that signed in as `username`.
-    pub async fn recognises(&self, token: &str, username: &str) -> Result<bool, sqlx::Error> {
+    /// Whether `token` was issued, less than its lifetime before `now`, to a browser that signed
+    /// in as `username`. (The browser forgets the cookie then; a copy of it is worth nothing
+    /// either.)
+    pub async fn recognises(
+        &self,
+        token: &str,
+        username: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM devices d JOIN users u ON u.id = d.user_id
-             WHERE d.token_hash = ? AND u.username = ?",
+             WHERE d.token_hash = ? AND u.username = ? AND d.created_at > ?",
         )
         .bind(token_hash(token))
         .bind(username)
+        .bind(now - LIFETIME_SECS)
         .fetch_optional(&self.pool)
         .await?;
         Ok(found.is_some())
@@ -78,6 +87,11 @@ impl DeviceStore {
     /// Records a new device of `user_id`; returns the `Set-Cookie` value that gives it to the
     /// browser.
     pub async fn issue(&self, user_id: i64, now: i64) -> Result<HeaderValue, DeviceError> {
+        // Devices past their lifetime are swept as new ones arrive.
+        sqlx::query("DELETE FROM devices WHERE created_at <= ?")
+            .bind(now - LIFETIME_SECS)
+            .execute(&self.pool)
+            .await?;
         let token = random_id();
         sqlx::query("INSERT INTO devices (token_hash, user_id, created_at) VALUES (?, ?, ?)")
             .bind(token_hash(&token))

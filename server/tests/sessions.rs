@@ -681,3 +681,29 @@ async fn clients_that_hang_up_leave_no_more_hashes_running_than_the_bound_and_ar
     assert_eq!(audited(&app, CHECKED_AND_WRONG).await, 20);
     assert_eq!(audited(&app, THROTTLED).await, 1);
 }
+
+#[tokio::test]
+async fn a_device_cookie_is_worth_nothing_after_ninety_days() {
+    let app = spawn_app().await;
+    let owners_browser = app.browser();
+    let first = app
+        .sign_in(&owners_browser, "vera", &password_of("vera"))
+        .await;
+    assert!(device_cookie(&first).is_some());
+    app.clock.advance(90 * 24 * 60 * 60);
+
+    // The attacker locks the account from the owner's address; the old cookie no longer helps.
+    let attacker = app.browser();
+    for i in 0..5 {
+        app.sign_in(&attacker, "vera", &format!("guess number {i}"))
+            .await;
+    }
+    let response = app
+        .sign_in(&owners_browser, "vera", &password_of("vera"))
+        .await;
+    assert!(
+        location(&response).starts_with("/login?error=throttled"),
+        "{}",
+        location(&response)
+    );
+}

@@ -102,7 +102,7 @@ pub async fn sign_in(
 
     let known_device = match service.devices.presented(&headers) {
         None => None,
-        Some(token) => match service.devices.recognises(&token, &attempted).await {
+        Some(token) => match service.devices.recognises(&token, &attempted, now).await {
             Ok(known) => known.then_some(token),
             Err(error) => {
                 // Treated as an unknown browser: throttled with everyone else, not refused.
