@@ -17,6 +17,7 @@
 
 pub mod nft;
 pub mod ruleset;
+pub mod watch;
 
 pub use ruleset::{Counter, Element, Observed};
 

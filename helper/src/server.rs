@@ -9,7 +9,11 @@ use std::{
 
 use anyhow::Context as _;
 use nix::unistd::Group;
-use tokio::{net::UnixListener, signal::unix::SignalKind, sync::Semaphore};
+use tokio::{
+    net::UnixListener,
+    signal::unix::SignalKind,
+    sync::{Notify, Semaphore},
+};
 
 use crate::{
     blocks::Blocks, config::HelperConfig, connection, conntrack::ConntrackTool, firewall::nft::Nft,
@@ -59,7 +63,11 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
         )
         .context("restoring the blocks")?,
     );
-    spawn_reconciler(Arc::clone(&blocks), config.reconcile_interval);
+    let changed = Arc::new(Notify::new());
+    if let Err(error) = crate::firewall::watch::spawn(Arc::clone(&changed)) {
+        tracing::error!(%error, "cannot watch nftables for changes; reconciling on the timer only");
+    }
+    spawn_reconciler(Arc::clone(&blocks), config.reconcile_interval, changed);
     let sysctls = Arc::new(Sysctls::new(
         "/proc/sys",
         initial_netns,
@@ -140,15 +148,22 @@ fn single_instance_error(error: std::io::Error, what: &str) -> anyhow::Error {
     }
 }
 
-/// Checks `table inet ctguard` against the state every `interval` and restores it on drift
-/// (e.g. after `nft flush ruleset`).
-fn spawn_reconciler(blocks: Arc<Blocks>, interval: std::time::Duration) {
+/// How long after a change notification the reconcile waits, so that one `nft -f` transaction
+/// (many notifications) costs one look at the table.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Checks `table inet ctguard` against the state whenever nftables changes (`changed`) and every
+/// `interval` in any case, and restores it on drift (e.g. after `nft flush ruleset`).
+fn spawn_reconciler(blocks: Arc<Blocks>, interval: std::time::Duration, changed: Arc<Notify>) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await; // the first tick is immediate; start() just applied the state
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = changed.notified() => tokio::time::sleep(SETTLE).await,
+            }
             let blocks = Arc::clone(&blocks);
             match tokio::task::spawn_blocking(move || blocks.reconcile()).await {
                 Ok(Ok(drift)) if drift.is_empty() => tracing::debug!("no drift"),

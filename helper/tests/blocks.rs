@@ -293,8 +293,9 @@ fn blocks_come_back_after_nft_flush_ruleset_and_a_restart() {
         .ask(&block(&format!("from {ATTACKER}"), 300));
     assert!(matches!(response, Response::Blocked { .. }), "{response:?}");
 
+    // (Whether the set is gone for a moment is not asserted: the helper hears of the flush and
+    // may have put it back before any look of ours. hostile.rs shows that path alone.)
     net.router.exec("nft", &["flush ruleset"]);
-    assert!(net.nft_set("v4_saddr").is_none(), "flushed");
     net.load_router_ruleset();
     wait_for("the block to come back", Duration::from_secs(10), || {
         net.nft_set("v4_saddr")

@@ -572,3 +572,132 @@ fn helper_nft_holds(helper: &HelperProcess, address: &str) -> bool {
     let table = helper.netns_exec("nft", &["list", "table", "inet", "ctguard"]);
     table.contains(address)
 }
+
+/// `nft list chain inet ctguard CHAIN` in the router.
+fn chain_listing(net: &Topology, chain: &str) -> String {
+    net.router
+        .exec("nft", &["list", "chain", "inet", "ctguard", chain])
+}
+
+#[test]
+fn a_flushed_or_edited_table_is_put_back_on_notice_not_at_the_next_timer() {
+    if !have_root("a_flushed_or_edited_table_is_put_back_on_notice_not_at_the_next_timer") {
+        return;
+    }
+    let net = Topology::new("notice");
+    // The periodic reconcile is an hour away: only nftables' change notifications can explain
+    // a repair within the test's deadline.
+    let mut args = SERVER_ARGS.to_vec();
+    args.extend(["--netns", &net.router.name, "--reconcile-secs", "3600"]);
+    let helper = HelperProcess::start(&args);
+    let answers = as_server(&helper, &[block_json(&format!("{ATTACKER}/32"))]);
+    assert_eq!(answers[0]["response"], "blocked", "{answers:?}");
+
+    net.router.exec("nft", &["flush ruleset"]);
+    net.load_router_ruleset();
+    wait_for("the block to come back", Duration::from_secs(10), || {
+        net.nft_set("v4_saddr")
+            .is_some_and(|set| set.contains(ATTACKER))
+    });
+
+    // An accept slipped in front of the drops: same sets, same elements, one rule more.
+    net.router.exec(
+        "nft",
+        &["insert rule inet ctguard prerouting ip saddr 203.0.113.0/24 accept"],
+    );
+    wait_for("the inserted accept to go", Duration::from_secs(10), || {
+        !chain_listing(&net, "prerouting").contains("accept\n")
+    });
+    // A drop turned into an accept in place, keeping the rule count.
+    let listing = net.router.exec(
+        "nft",
+        &["-a", "list", "chain", "inet", "ctguard", "prerouting"],
+    );
+    let handle = listing
+        .lines()
+        .find(|line| line.contains("ip saddr @v4_saddr drop"))
+        .and_then(|line| line.rsplit("handle ").next())
+        .unwrap()
+        .trim()
+        .to_owned();
+    net.router.exec(
+        "nft",
+        &[&format!(
+            "replace rule inet ctguard prerouting handle {handle} ip saddr @v4_saddr accept"
+        )],
+    );
+    wait_for("the drop to be put back", Duration::from_secs(10), || {
+        chain_listing(&net, "prerouting").contains("ip saddr @v4_saddr drop")
+    });
+    net.flood(ATTACKER, 100, 10_000, false);
+    assert_eq!(net.entries_from(ATTACKER, None), 0, "the block holds again");
+}
+
+#[test]
+fn a_to_block_also_stops_what_the_host_itself_sends() {
+    if !have_root("a_to_block_also_stops_what_the_host_itself_sends") {
+        return;
+    }
+    let net = Topology::new("output");
+    let mut args = SERVER_ARGS.to_vec();
+    args.extend(["--netns", &net.router.name]);
+    let helper = HelperProcess::start(&args);
+    // One UDP datagram from the router itself to the guest's port 7777, from source port SPORT.
+    // Whether the kernel let it out: a local sender whose packet an output rule drops gets
+    // EPERM from sendto.
+    let send_from_router = |sport: u16| {
+        let program = format!(
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.bind(('', {sport})); s.sendto(b'x', ('{}', 7777))",
+            support::topology::GUEST
+        );
+        Command::new("ip")
+            .args(["netns", "exec", &net.router.name, "python3", "-c", &program])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let tracked = |sport: u16| {
+        net.router
+            .exec(
+                "conntrack",
+                &[
+                    "-L",
+                    "-p",
+                    "udp",
+                    "--dport",
+                    "7777",
+                    "--sport",
+                    &sport.to_string(),
+                ],
+            )
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    };
+    send_from_router(40_001);
+    assert_eq!(
+        tracked(40_001),
+        1,
+        "before the block, the host's own flow is tracked"
+    );
+
+    let target = format!(
+        r#"{{"request":"block","target":{{"network":"{}/32","direction":"destination","protocol":"udp","port":{{"side":"destination","port":7777}}}},"duration":600,"reason":"test","requested_by":"{ADMIN}","actor":"mallory"}}"#,
+        support::topology::GUEST
+    );
+    let answers = as_server(&helper, &[target]);
+    assert_eq!(answers[0]["response"], "blocked", "{answers:?}");
+    send_from_router(40_002);
+    assert_eq!(
+        tracked(40_002),
+        0,
+        "dropped in output, before conntrack made an entry"
+    );
+    let listed = as_server(&helper, &[r#"{"request":"list_blocks"}"#.to_owned()]);
+    assert!(
+        listed[0]["blocks"][0]["packets_dropped"].as_u64().unwrap() >= 1,
+        "{listed:?}"
+    );
+}

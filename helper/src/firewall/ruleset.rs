@@ -1,6 +1,9 @@
 //! The text of `table inet ctguard`: one set per kind of target (address family, which address,
-//! protocol, which port), one drop rule per set, elements with their remaining lifetimes; every
-//! set counts what each element's rule dropped.
+//! protocol, which port), one drop rule per set in the prerouting chain and, for the sets that
+//! match a destination, one in the output chain (a `to` block also stops what the host itself
+//! sends), both at raw priority, before conntrack makes an entry; elements with their remaining
+//! lifetimes; every set counts what each element's rule dropped. Drift compares the chains'
+//! hooks, priorities and policies and every rule's body with what the helper wrote.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,7 +16,11 @@ use ipnet::IpNet;
 use ctguard_protocol::{BlockTarget, Side};
 
 pub const TABLE: &str = "ctguard";
-pub const CHAIN: &str = "prerouting";
+
+/// The table's base chains: name and hook (the same word), all `type filter`, priority raw
+/// (-300), policy accept.
+pub const CHAINS: [&str; 2] = ["prerouting", "output"];
+const RAW_PRIORITY: i64 = -300;
 
 /// The shape of a target, which decides its set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,6 +88,15 @@ impl SetKind {
             ty.push_str(" . inet_service");
         }
         ty
+    }
+
+    /// The chains this set's rule is in: every set in prerouting; a set that matches the
+    /// destination also in output, where the host's own packets pass.
+    fn chains(&self) -> &'static [&'static str] {
+        match self.address {
+            Side::Source => &CHAINS[..1],
+            Side::Destination => &CHAINS,
+        }
     }
 
     fn rule(&self) -> String {
@@ -154,14 +170,17 @@ pub fn script(elements: &[Element]) -> String {
             kind.type_expr()
         );
     }
-    let _ = writeln!(
-        s,
-        "  chain {CHAIN} {{\n    type filter hook prerouting priority raw; policy accept;"
-    );
-    for kind in &kinds {
-        let _ = writeln!(s, "    {}", kind.rule());
+    for chain in CHAINS {
+        let _ = writeln!(
+            s,
+            "  chain {chain} {{\n    type filter hook {chain} priority raw; policy accept;"
+        );
+        for kind in kinds.iter().filter(|k| k.chains().contains(&chain)) {
+            let _ = writeln!(s, "    {}", kind.rule());
+        }
+        s.push_str("  }\n");
     }
-    s.push_str("  }\n}\n");
+    s.push_str("}\n");
     let mut by_set: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for element in elements {
         by_set
@@ -183,15 +202,75 @@ pub fn script(elements: &[Element]) -> String {
     s
 }
 
-/// What `nft -j list table inet ctguard` shows: the elements of each set (canonical form), and
-/// whether the drop chain is there with its hook.
+/// A base chain as the kernel holds it: `type hook priority policy`, e.g.
+/// `filter prerouting -300 accept`.
+fn chain_shape(kind: &str, hook: &str, priority: i64, policy: &str) -> String {
+    format!("{kind} {hook} {priority} {policy}")
+}
+
+/// What `nft -j list table inet ctguard` shows: the elements of each set (canonical form), each
+/// base chain's shape, and each chain's rules written out as nft prints them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub elements: BTreeMap<String, BTreeSet<String>>,
     /// By set name and canonical element.
     pub counters: BTreeMap<(String, String), Counter>,
-    pub chain_hooked: bool,
-    pub rules: u64,
+    /// By chain name: its shape (see [`chain_shape`]).
+    pub chains: BTreeMap<String, String>,
+    /// By chain name: its rules, sorted, e.g. `ip daddr @v4_daddr drop`.
+    pub rules: BTreeMap<String, Vec<String>>,
+}
+
+/// An operand of a rule's match as nft writes it: `ip daddr`, `meta l4proto`, `th dport`, a
+/// concatenation joined by ` . `, a set reference `@name`; anything else as its JSON.
+fn operand_text(value: &serde_json::Value) -> String {
+    if let Some(payload) = value.get("payload") {
+        return format!(
+            "{} {}",
+            payload["protocol"].as_str().unwrap_or("?"),
+            payload["field"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(meta) = value.get("meta") {
+        return format!("meta {}", meta["key"].as_str().unwrap_or("?"));
+    }
+    if let Some(parts) = value.get("concat").and_then(|c| c.as_array()) {
+        return parts
+            .iter()
+            .map(operand_text)
+            .collect::<Vec<_>>()
+            .join(" . ");
+    }
+    match value.as_str() {
+        Some(text) => text.to_owned(),
+        None => value.to_string(),
+    }
+}
+
+/// A rule's body as text, statement by statement: `ip daddr @v4_daddr drop`. A statement this
+/// table never holds (a counter, a log, another verdict, another operator) shows as itself, so
+/// a rule edited behind the helper's back never reads like one of its own.
+fn rule_text(expr: &[serde_json::Value]) -> String {
+    expr.iter()
+        .map(|statement| match statement.get("match") {
+            Some(matched) => {
+                let op = matched["op"].as_str().unwrap_or("?");
+                let left = operand_text(&matched["left"]);
+                let right = operand_text(&matched["right"]);
+                if op == "==" {
+                    format!("{left} {right}")
+                } else {
+                    format!("{left} {op} {right}")
+                }
+            }
+            None => match statement.as_object().and_then(|o| o.iter().next()) {
+                Some((verdict, serde_json::Value::Null)) => verdict.clone(),
+                Some((name, value)) => format!("{name} {value}"),
+                None => statement.to_string(),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One part of an element value in nft's JSON: an address, a prefix, a protocol name, a port.
@@ -260,27 +339,53 @@ impl Observed {
                 }
                 observed.elements.insert(name, elements);
             } else if let Some(chain) = item.get("chain") {
-                if chain["name"] == CHAIN && chain["hook"] == "prerouting" && chain["prio"] == -300
-                {
-                    observed.chain_hooked = true;
-                }
-            } else if item.get("rule").is_some() {
-                observed.rules += 1;
+                let name = chain["name"].as_str().unwrap_or_default().to_owned();
+                let shape = chain_shape(
+                    chain["type"].as_str().unwrap_or("-"),
+                    chain["hook"].as_str().unwrap_or("-"),
+                    chain["prio"].as_i64().unwrap_or(0),
+                    chain["policy"].as_str().unwrap_or("-"),
+                );
+                observed.rules.entry(name.clone()).or_default();
+                observed.chains.insert(name, shape);
+            } else if let Some(rule) = item.get("rule") {
+                let chain = rule["chain"].as_str().unwrap_or_default().to_owned();
+                let body = rule_text(rule["expr"].as_array().map_or(&[][..], Vec::as_slice));
+                observed.rules.entry(chain).or_default().push(body);
             }
+        }
+        for rules in observed.rules.values_mut() {
+            rules.sort();
         }
         Ok(observed)
     }
 
     /// What the kernel would show for exactly `elements` (tests and fakes).
     pub fn of(elements: &[Element]) -> Self {
+        let kinds = SetKind::all();
+        let rules = CHAINS
+            .iter()
+            .map(|chain| {
+                let mut rules: Vec<String> = kinds
+                    .iter()
+                    .filter(|k| k.chains().contains(chain))
+                    .map(SetKind::rule)
+                    .collect();
+                rules.sort();
+                ((*chain).to_owned(), rules)
+            })
+            .collect();
         let mut observed = Self {
-            chain_hooked: true,
             counters: BTreeMap::new(),
-            rules: SetKind::all().len() as u64,
-            elements: SetKind::all()
+            chains: CHAINS
                 .iter()
-                .map(|k| (k.name(), BTreeSet::new()))
+                .map(|chain| {
+                    let shape = chain_shape("filter", chain, RAW_PRIORITY, "accept");
+                    ((*chain).to_owned(), shape)
+                })
                 .collect(),
+            rules,
+            elements: kinds.iter().map(|k| (k.name(), BTreeSet::new())).collect(),
         };
         for element in elements {
             let set = SetKind::of(&element.target).name();
@@ -311,16 +416,35 @@ impl Observed {
     /// Elements in `tolerated` (blocks about to expire) may be present or not.
     pub fn drift(&self, expected: &[Element], tolerated: &[Element]) -> Vec<String> {
         let mut drift = Vec::new();
-        if !self.chain_hooked {
-            drift.push(format!(
-                "chain {CHAIN} missing or not hooked at prerouting -300"
-            ));
-        }
-        let kinds = SetKind::all();
-        if self.rules != kinds.len() as u64 {
-            drift.push(format!("{} rules, expected {}", self.rules, kinds.len()));
-        }
         let want = Self::of(expected);
+        for (chain, shape) in &want.chains {
+            match self.chains.get(chain) {
+                None => drift.push(format!("chain {chain} missing")),
+                Some(have) if have != shape => {
+                    drift.push(format!("chain {chain} is `{have}`, not `{shape}`"));
+                }
+                Some(_) => {}
+            }
+        }
+        for chain in self.chains.keys().filter(|c| !want.chains.contains_key(*c)) {
+            drift.push(format!("an unknown chain {chain}"));
+        }
+        for (chain, wanted) in &want.rules {
+            let have = self.rules.get(chain).cloned().unwrap_or_default();
+            for rule in wanted.iter().filter(|r| !have.contains(r)) {
+                drift.push(format!("chain {chain} lacks `{rule}`"));
+            }
+            for rule in have.iter().filter(|r| !wanted.contains(r)) {
+                drift.push(format!("chain {chain} holds an unknown rule `{rule}`"));
+            }
+            if have.len() != wanted.len() {
+                drift.push(format!(
+                    "chain {chain} holds {} rules, expected {}",
+                    have.len(),
+                    wanted.len()
+                ));
+            }
+        }
         let tolerated: BTreeSet<String> = tolerated.iter().map(Element::canonical).collect();
         for (set, wanted) in &want.elements {
             let Some(have) = self.elements.get(set) else {
@@ -349,6 +473,103 @@ mod tests {
             target: text.parse().expect(text),
             timeout_secs,
         }
+    }
+
+    /// `nft -j` of a table as the helper writes it, with `edit` applied to its rule bodies.
+    fn listing(edit: impl Fn(&str, String) -> (String, String)) -> String {
+        let want = Observed::of(&[]);
+        let mut items = vec![r#"{"metainfo":{}}"#.to_owned()];
+        for name in want.elements.keys() {
+            items.push(format!(r#"{{"set":{{"name":"{name}","elem":[]}}}}"#));
+        }
+        for chain in CHAINS {
+            let rules = want.rules[chain].clone();
+            items.push(format!(
+                r#"{{"chain":{{"name":"{chain}","type":"filter","hook":"{chain}","prio":-300,"policy":"accept"}}}}"#
+            ));
+            for rule in rules {
+                let (chain_name, body) = edit(chain, rule);
+                // A body written back as nft's JSON: the operands, the set, the verdict.
+                let mut words: Vec<&str> = body.split(' ').collect();
+                let verdict = words.pop().expect("a verdict");
+                let set = words.pop().expect("a set");
+                let left: Vec<String> = words
+                    .join(" ")
+                    .split(" . ")
+                    .map(|operand| {
+                        let (protocol, field) = operand.split_once(' ').expect("two words");
+                        if protocol == "meta" {
+                            format!(r#"{{"meta":{{"key":"{field}"}}}}"#)
+                        } else {
+                            format!(
+                                r#"{{"payload":{{"protocol":"{protocol}","field":"{field}"}}}}"#
+                            )
+                        }
+                    })
+                    .collect();
+                let left = if left.len() == 1 {
+                    left[0].clone()
+                } else {
+                    format!(r#"{{"concat":[{}]}}"#, left.join(","))
+                };
+                items.push(format!(
+                    r#"{{"rule":{{"chain":"{chain_name}","expr":[{{"match":{{"op":"==","left":{left},"right":"{set}"}}}},{{"{verdict}":null}}]}}}}"#
+                ));
+            }
+        }
+        format!(r#"{{"nftables":[{}]}}"#, items.join(","))
+    }
+
+    #[test]
+    fn the_table_as_written_shows_no_drift_and_an_edited_rule_or_policy_does() {
+        let intact =
+            Observed::parse(&listing(|chain, rule| (chain.to_owned(), rule))).expect("parses");
+        assert_eq!(intact.drift(&[], &[]), Vec::<String>::new());
+
+        // The same number of rules, one of them now accepting instead of dropping.
+        let accepting = Observed::parse(&listing(|chain, rule| {
+            let rule = if rule == "ip daddr @v4_daddr drop" {
+                "ip daddr @v4_daddr accept".to_owned()
+            } else {
+                rule
+            };
+            (chain.to_owned(), rule)
+        }))
+        .expect("parses");
+        let drift = accepting.drift(&[], &[]);
+        assert!(
+            drift.contains(
+                &"chain output holds an unknown rule `ip daddr @v4_daddr accept`".to_owned()
+            ),
+            "{drift:?}"
+        );
+        assert!(drift.contains(&"chain output lacks `ip daddr @v4_daddr drop`".to_owned()));
+
+        // A rule matching the wrong side against a set of the same type.
+        let swapped = Observed::parse(&listing(|chain, rule| {
+            (
+                chain.to_owned(),
+                rule.replace("ip saddr @v4_saddr drop", "ip daddr @v4_saddr drop"),
+            )
+        }))
+        .expect("parses");
+        assert!(
+            swapped
+                .drift(&[], &[])
+                .contains(&"chain prerouting lacks `ip saddr @v4_saddr drop`".to_owned())
+        );
+
+        // A policy turned to drop (every packet of the host) is drift too.
+        let json = listing(|chain, rule| (chain.to_owned(), rule)).replacen(
+            r#""policy":"accept""#,
+            r#""policy":"drop""#,
+            1,
+        );
+        let drift = Observed::parse(&json).expect("parses").drift(&[], &[]);
+        assert!(
+            drift.contains(&"chain prerouting is `filter prerouting -300 drop`, not `filter prerouting -300 accept`".to_owned()),
+            "{drift:?}"
+        );
     }
 
     #[test]
@@ -380,6 +601,11 @@ mod tests {
             )
         );
         assert!(script.contains("type filter hook prerouting priority raw; policy accept;"));
+        assert!(script.contains("type filter hook output priority raw; policy accept;"));
+        let output = &script[script.find("chain output").expect("an output chain")..];
+        let output = &output[..output.find('}').expect("closed")];
+        assert!(output.contains("ip daddr @v4_daddr drop"), "{output}");
+        assert!(!output.contains("saddr"), "only destination sets: {output}");
         assert!(
             script.contains("set v4_saddr { type ipv4_addr; flags interval, timeout; counter; }")
         );
@@ -399,10 +625,13 @@ mod tests {
                 {"elem":{"val":{"prefix":{"addr":"198.51.100.0","len":24}},"timeout":60}}]}},
             {"set":{"name":"v4_saddr_proto_sport","elem":[{"elem":{"val":{"concat":["50.2.6.12","udp",53]},"timeout":3600,
                 "counter":{"packets":41,"bytes":2870}}}]}},
-            {"chain":{"name":"prerouting","hook":"prerouting","prio":-300}},
-            {"rule":{}}]}"#;
+            {"chain":{"name":"prerouting","type":"filter","hook":"prerouting","prio":-300,"policy":"accept"}},
+            {"rule":{"chain":"prerouting","expr":[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"@v4_saddr"}},{"drop":null}]}}]}"#;
         let observed = Observed::parse(json).expect("parses");
-        assert!(observed.chain_hooked);
+        assert_eq!(
+            observed.rules["prerouting"],
+            vec!["ip saddr @v4_saddr drop"]
+        );
         assert!(observed.elements["v4_saddr_proto_sport"].contains("50.2.6.12/32 . udp . 53"));
         let seed = "udp from 50.2.6.12 sport 53".parse().expect("target");
         assert_eq!(
@@ -426,7 +655,13 @@ mod tests {
             &[],
         );
         assert!(
-            drift.iter().any(|d| d.contains("1 rules, expected 16")),
+            drift
+                .iter()
+                .any(|d| d.contains("prerouting holds 1 rules, expected 16")),
+            "{drift:?}"
+        );
+        assert!(
+            drift.contains(&"chain output missing".to_owned()),
             "{drift:?}"
         );
         assert!(
