@@ -3,7 +3,8 @@
 #
 # This script owns the project's machine prerequisites, and only those:
 #   - Debian packages: chromium nftables conntrack iptables iproute2 hping3 socat procps pkg-config
-#     python3 (the sandbox's connection flood, end2end/sandbox/connflood.py)
+#     python3 (the sandbox's connection flood, end2end/sandbox/connflood.py), systemd (its
+#     systemd-analyze scores the shipped helper unit), util-linux (setpriv)
 #     (and Node.js/npm, only if no `npm` is on PATH at all);
 #   - the Rust pieces: target wasm32-unknown-unknown, components rustfmt and clippy,
 #     cargo-leptos 0.3.8, wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
@@ -17,7 +18,7 @@
 #   --check   only report what is missing; exit 1 if anything is, 0 if all is present
 set -euo pipefail
 
-readonly APT_PACKAGES=(chromium nftables conntrack iptables iproute2 hping3 socat procps pkg-config python3)
+readonly APT_PACKAGES=(chromium nftables conntrack iptables iproute2 hping3 socat procps pkg-config python3 systemd util-linux)
 readonly CARGO_LEPTOS_VERSION=0.3.8
 readonly SERVICE_USER=ctguard
 

@@ -15,6 +15,7 @@ pub mod handler;
 pub mod journal;
 pub mod kernel;
 pub mod netns;
+pub mod notify;
 pub mod peer;
 pub mod server;
 pub mod snapshot;

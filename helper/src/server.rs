@@ -93,6 +93,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
         allowed_uids = ?shared.peers.allowed_uids().collect::<Vec<_>>(),
         "helper listening"
     );
+    crate::notify::ready(&format!("listening on {}", config.socket.display()));
 
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
