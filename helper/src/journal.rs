@@ -37,6 +37,17 @@ pub enum JournalError {
     Write(std::io::Error),
     #[error("the journal refused writes after an earlier failure")]
     Poisoned,
+    #[error(
+        "the journal {path} holds {records} records but its head ({HEAD_FILE}) says {head_records} \
+         were written, ending with hash {head_hash}: it was cut short or rewritten; refusing to \
+         extend it (move it and the head aside to start a new journal)"
+    )]
+    ShorterThanHead {
+        path: PathBuf,
+        records: u64,
+        head_records: u64,
+        head_hash: String,
+    },
     #[error("cannot encode a journal record: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -83,6 +94,26 @@ const PAGE_BUDGET_BYTES: usize = ctguard_protocol::MAX_FRAME_BYTES / 2;
 
 /// The journal's name in the helper's state directory.
 pub const FILE_NAME: &str = "journal.jsonl";
+/// The chain's head, kept beside the journal but outside it: `RECORDS HASH`, rewritten after
+/// every append. A journal cut back to fewer records (and perhaps grown again with a chain of
+/// its own) no longer reaches the head, and the helper refuses to start on it.
+pub const HEAD_FILE: &str = "journal.head";
+
+/// The head as last written; `None` before the first append of a journal that has one.
+fn read_head(dir: &StateDir) -> std::io::Result<Option<(u64, String)>> {
+    let Some(bytes) = dir.read(HEAD_FILE)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut words = text.split_whitespace();
+    let parsed = words
+        .next()
+        .and_then(|records| records.parse().ok())
+        .zip(words.next().map(str::to_owned));
+    parsed.map(Some).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "a garbled journal head")
+    })
+}
 
 /// Reads a file from an offset of its own with `pread`, so readers share the one descriptor
 /// opened at start (never the path again) without moving each other's position.
@@ -106,6 +137,8 @@ fn read_from_start(file: &File) -> BufReader<ReadAt<'_>> {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
+    /// Where the head is kept (the state directory); `None` for a sink without a file.
+    head_dir: Option<StateDir>,
     /// The journal file as opened at start, for reading back; `None` for a sink without a file.
     file: Option<File>,
     tail: Mutex<Tail>,
@@ -144,9 +177,36 @@ impl Journal {
             }
             Err(broken) => return Err(JournalError::Broken { path, broken }),
         };
+        if let Some((head_records, head_hash)) = read_head(dir).map_err(open_error)? {
+            // The head may lag by the last append (a crash between the record and the head),
+            // never lead: the record it names must be in the journal with that hash.
+            let mut hash_there = None;
+            if head_records > 0 && head_records <= end.records {
+                verify::walk(read_from_start(&file), |record| {
+                    if record.seq + 1 == head_records {
+                        hash_there = Some(record.hash);
+                    }
+                })
+                .map_err(|broken| JournalError::Broken {
+                    path: path.clone(),
+                    broken,
+                })?;
+            }
+            let reaches = head_records == 0 || hash_there.as_deref() == Some(head_hash.as_str());
+            if !reaches {
+                return Err(JournalError::ShorterThanHead {
+                    path,
+                    records: end.records,
+                    head_records,
+                    head_hash,
+                });
+            }
+        }
         let reader = file.try_clone().map_err(open_error)?;
         let mut journal = Self::with_sink(&path, Box::new(FileSink(file)), end);
         journal.file = Some(reader);
+        journal.head_dir = Some(dir.try_clone().map_err(open_error)?);
+        journal.write_head(&journal.tail.lock().unwrap_or_else(|p| p.into_inner()));
         Ok(journal)
     }
 
@@ -154,6 +214,7 @@ impl Journal {
     pub fn with_sink(path: &Path, sink: Box<dyn Sink>, end: ChainEnd) -> Self {
         Self {
             path: path.to_owned(),
+            head_dir: None,
             file: None,
             tail: Mutex::new(Tail {
                 sink,
@@ -214,7 +275,20 @@ impl Journal {
         tail.next_seq = seq + 1;
         tail.last_hash = hash;
         tail.committed_bytes += line.len() as u64;
+        self.write_head(&tail);
         Ok(seq)
+    }
+
+    /// Records the chain's head outside the journal. The record itself is already durable, so a
+    /// failure here only lets the head lag (which `open` tolerates); it is logged.
+    fn write_head(&self, tail: &Tail) {
+        let Some(dir) = &self.head_dir else {
+            return;
+        };
+        let head = format!("{} {}\n", tail.next_seq, tail.last_hash);
+        if let Err(error) = dir.write_atomically(HEAD_FILE, head.as_bytes(), 0o600) {
+            tracing::error!(%error, "cannot record the journal's head");
+        }
     }
 
     /// Checks the whole chain on disk. Appends wait meanwhile, so no half-written line is read.
@@ -474,6 +548,57 @@ mod tests {
         bytes[5] ^= 0x01;
         std::fs::write(&path, &bytes).expect("writes");
         assert!(matches!(open(&path), Err(JournalError::Broken { .. })));
+    }
+
+    #[test]
+    fn a_journal_cut_short_or_regrown_stops_the_helper_and_a_lagging_head_does_not() {
+        let (dir, path) = journal_with(5);
+        let head = std::fs::read_to_string(dir.path().join(HEAD_FILE)).expect("a head");
+        assert!(head.starts_with("5 "), "{head}");
+        let full = std::fs::read(&path).expect("reads");
+        let lines: Vec<&[u8]> = full.split_inclusive(|b| *b == b'\n').collect();
+
+        // Cut back to three records: a valid chain, but shorter than its head.
+        std::fs::write(&path, lines[..3].concat()).expect("writes");
+        let refused = open(&path).expect_err("refused");
+        assert!(
+            matches!(
+                refused,
+                JournalError::ShorterThanHead {
+                    records: 3,
+                    head_records: 5,
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+        // Grown back to five records of another chain: as long as the head, not the same.
+        {
+            let other = tempfile::tempdir().expect("tempdir");
+            let regrown = other.path().join(FILE_NAME);
+            let journal = open(&regrown).expect("opens");
+            for i in 0..5 {
+                journal.append(&intent(100 + i)).expect("appends");
+            }
+            std::fs::copy(&regrown, &path).expect("copies");
+        }
+        assert!(matches!(
+            open(&path),
+            Err(JournalError::ShorterThanHead { .. })
+        ));
+
+        // The head lagging by one record (a crash between the record and the head) is fine.
+        std::fs::write(&path, lines.concat()).expect("writes");
+        let lagging: Vec<&str> = head.split_whitespace().collect();
+        assert_eq!(lagging[0], "5");
+        let journal = open(&path).expect("the original opens");
+        journal.append(&intent(5)).expect("appends");
+        drop(journal);
+        std::fs::write(dir.path().join(HEAD_FILE), &head).expect("an older head");
+        let journal = open(&path).expect("a head one record behind is accepted");
+        assert_eq!(journal.append(&intent(6)).expect("appends"), 6);
+        let head = std::fs::read_to_string(dir.path().join(HEAD_FILE)).expect("a head");
+        assert!(head.starts_with("7 "), "the head follows: {head}");
     }
 
     #[test]

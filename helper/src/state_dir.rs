@@ -154,6 +154,14 @@ impl StateDir {
         &self.path
     }
 
+    /// A second handle on the same directory (a `dup`: the same open directory, no new lookup).
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Self {
+            path: self.path.clone(),
+            dir: self.dir.try_clone()?,
+        })
+    }
+
     /// Where `name` lives, for messages.
     pub fn display_path(&self, name: &str) -> PathBuf {
         self.path.join(name)

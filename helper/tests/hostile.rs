@@ -701,3 +701,47 @@ fn a_to_block_also_stops_what_the_host_itself_sends() {
         "{listed:?}"
     );
 }
+
+#[test]
+fn a_journal_cut_short_and_grown_back_stops_the_helper() {
+    if !have_root("a_journal_cut_short_and_grown_back_stops_the_helper") {
+        return;
+    }
+    let dir = open_dir();
+    let netns = Netns::new("hostile-head");
+    let mut args = SERVER_ARGS.to_vec();
+    args.extend(["--netns", &netns.name]);
+    let mut helper = HelperProcess::start_in(dir.path(), &args);
+    let answers = as_server(
+        &helper,
+        &[block_json("192.0.2.71/32"), block_json("192.0.2.72/32")],
+    );
+    assert!(
+        answers.iter().all(|a| a["response"] == "blocked"),
+        "{answers:?}"
+    );
+    let journal = helper.journal();
+    helper.kill();
+
+    // Cut back to the start record, then grown again by a helper of its own elsewhere: a chain
+    // that verifies, shorter than the one the running helper acknowledged.
+    let full = std::fs::read(&journal).unwrap();
+    let first_line = full.iter().position(|b| *b == b'\n').unwrap() + 1;
+    std::fs::write(&journal, &full[..first_line]).unwrap();
+    let log = refused_start(&[
+        "--socket",
+        dir.path().join("helper.sock").to_str().unwrap(),
+        "--state-dir",
+        helper.state_dir.to_str().unwrap(),
+        "--group",
+        "nogroup",
+        "--netns",
+        &netns.name,
+    ]);
+    assert!(log.contains("cut short or rewritten"), "{log}");
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        full[..first_line].to_vec(),
+        "the helper did not extend the cut journal"
+    );
+}
