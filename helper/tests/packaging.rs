@@ -27,8 +27,8 @@ const UNIT: &str = concat!(
 fn unit_setting(key: &str) -> String {
     let text = std::fs::read_to_string(UNIT).unwrap();
     text.lines()
-        .filter_map(|line| line.strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("the unit sets no {key}"))
         .trim()
         .to_owned()
