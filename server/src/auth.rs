@@ -1,11 +1,12 @@
 //! Signing in and staying signed in: the login and logout handlers, the per-request session check,
-//! the route permission table, login throttling and the cross-origin guard.
+//! the route permission table, the path guard, login throttling and the cross-origin guard.
 
 pub mod authenticate;
 pub mod authorize;
 pub mod login;
 pub mod next_page;
 pub mod origin;
+pub mod request_path;
 pub mod throttle;
 
 use std::time::Duration;

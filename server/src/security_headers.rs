@@ -12,7 +12,7 @@ use axum::{
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::authorize::is_static_file;
+use crate::auth::request_path::is_static_file;
 
 /// For responses that are not pages (JSON, events, files): nothing may run or embed them.
 const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'";

@@ -10,8 +10,9 @@ use std::{
 use axum::{
     Extension, Router,
     extract::FromRef,
+    http::Method,
     middleware,
-    routing::{get, post},
+    routing::{MethodRouter, get, post},
 };
 use ctguard_app::{
     App,
@@ -29,6 +30,7 @@ use ctguard_app::{
 use leptos::{config::LeptosOptions, prelude::provide_context};
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use tokio::{net::TcpListener, task::JoinHandle};
+use tower_http::services::ServeDir;
 use tower_sessions::{
     Expiry, SessionManagerLayer, cookie::SameSite, session_store::ExpiredDeletion,
 };
@@ -45,6 +47,7 @@ use crate::{
         login::{LoginService, sign_in, sign_out},
         next_page::PanelPages,
         origin::{PublicOrigins, same_origin_only},
+        request_path::refuse_ambiguous_paths,
         throttle::LoginThrottle,
     },
     client::TrustedProxy,
@@ -217,7 +220,9 @@ impl Application {
                 PublicOrigins(settings.public_origins(local_addr).into()),
                 same_origin_only,
             ))
-            .layer(Extension(TrustedProxy(settings.trusted_proxy)));
+            .layer(Extension(TrustedProxy(settings.trusted_proxy)))
+            // Outside everything else: no route, session or file sees an ambiguous path.
+            .layer(middleware::from_fn(refuse_ambiguous_paths));
         let router = security_headers::apply(router, settings.session.secure_cookies);
 
         Ok(Self {
@@ -299,15 +304,58 @@ fn routes(state: AppState, services: Services) -> Router {
         provide_context(settings_source.clone());
         provide_context(audit_log.clone());
     };
-    Router::new()
-        .route(LIVE_EVENTS_PATH, get(live_events))
-        .route(METRICS_PATH, get(metrics))
-        .route(SIGN_IN_PATH, post(sign_in))
-        .route(LOGOUT_PATH, post(sign_out))
-        .route(AUDIT_CSV_PATH, get(audit_csv))
+    let site = ServeDir::new(&*state.leptos_options.site_root)
+        .precompressed_gzip()
+        .precompressed_br();
+    let mut router = Router::new();
+    for (_, path, handler) in handler_routes() {
+        router = router.route(path, handler);
+    }
+    router
         .leptos_routes_with_context(&state, routes, provide, move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Only the static files reach this (the route table refuses every other unrouted path):
+        // the site's files, or a bare 404. Never the app rendered without its contexts.
+        .fallback_service(site)
         .with_state(state)
+}
+
+/// The endpoints served by axum handlers of our own, beside the app's pages and server functions.
+fn handler_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (Method::GET, LIVE_EVENTS_PATH, get(live_events)),
+        (Method::GET, METRICS_PATH, get(metrics)),
+        (Method::POST, SIGN_IN_PATH, post(sign_in)),
+        (Method::POST, LOGOUT_PATH, post(sign_out)),
+        (Method::GET, AUDIT_CSV_PATH, get(audit_csv)),
+    ]
+}
+
+/// Every method and path the router serves: the handlers above, the app's pages and every
+/// registered server function. Each needs a row in the route table (tested), which refuses the
+/// rest.
+pub fn registered_endpoints() -> Vec<(Method, String)> {
+    let handlers = handler_routes()
+        .into_iter()
+        .map(|(method, path, _)| (method, path.to_owned()));
+    let pages = route_list().into_iter().flat_map(|page| {
+        let path = page.path().to_owned();
+        page.methods()
+            .map(|method| (page_method(method), path.clone()))
+            .collect::<Vec<_>>()
+    });
+    let server_functions =
+        leptos::server_fn::axum::server_fn_paths().map(|(path, method)| (method, path.to_owned()));
+    handlers.chain(pages).chain(server_functions).collect()
+}
+
+fn page_method(method: leptos_router::Method) -> Method {
+    match method {
+        leptos_router::Method::Get => Method::GET,
+        leptos_router::Method::Post => Method::POST,
+        leptos_router::Method::Put => Method::PUT,
+        leptos_router::Method::Delete => Method::DELETE,
+        leptos_router::Method::Patch => Method::PATCH,
+    }
 }
 
 /// The app's routes, generated once per process.

@@ -409,6 +409,65 @@ impl TestApp {
     }
 }
 
+/// An answer read off the wire by [`TestApp::raw_request`].
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// The header block, lower-cased.
+    pub headers: String,
+    pub body: String,
+}
+
+impl TestApp {
+    /// Sends one HTTP/1.1 request exactly as written, on a connection of its own: no client
+    /// resolves `..` or `%2e` first, as reqwest's URL parser does. `headers` are whole lines
+    /// (`"cookie: a=b"`). Fails the test when the server closes the connection without an answer
+    /// (what a panicking handler does).
+    pub async fn raw_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[&str],
+        body: &str,
+    ) -> RawAnswer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let host = self.address.trim_start_matches("http://");
+        let mut request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+             Content-Length: {}\r\n",
+            body.len()
+        );
+        for header in headers {
+            request.push_str(header);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(READ_TIMEOUT, stream.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {target}: no answer within {READ_TIMEOUT:?}"))
+            .unwrap_or_else(|error| panic!("{method} {target}: {error}"));
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| {
+            panic!("{method} {target}: the connection closed without an answer")
+        });
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("{method} {target}: no status line in {head:?}"));
+        RawAnswer {
+            status,
+            headers: head.to_ascii_lowercase(),
+            body: body.to_owned(),
+        }
+    }
+}
+
 /// The session cookie a response sets, whole (with its attributes).
 pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
     response

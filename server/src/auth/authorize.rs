@@ -1,10 +1,11 @@
-//! The route table: which role may call which endpoint. Every request passes through it; a path it
-//! does not list needs at least a signed-in viewer (so even "not found" pages reveal nothing to
-//! strangers). A signed-in user's refused attempt to change something is audited.
+//! The route table: which role may call which endpoint. Every request passes through it, and what
+//! it does not list is refused, signed in or not: a path it does not name gets 404, a method it does
+//! not list for the path 405, before any handler, page or file sees the request. A signed-in
+//! user's refused attempt to change something is audited.
 
 use axum::{
     extract::{FromRequestParts, Request, State},
-    http::{Method, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
@@ -25,6 +26,7 @@ use leptos::server_fn::ServerFn;
 
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
+    auth::request_path::is_static_file,
     client::ClientInfo,
     clock::SharedClock,
 };
@@ -77,8 +79,9 @@ const fn route(method: Method, path: &'static str, access: Access) -> Route {
     }
 }
 
-/// THE table of endpoints. Pages are GET; server functions POST. Static files under `/pkg/` and the
-/// favicon are public (they are the same for everyone).
+/// THE table of endpoints. Pages are GET (and HEAD); server functions POST. Static files under
+/// `/pkg/` and the favicon are public (they are the same for everyone). An endpoint the server
+/// registers without a row here is refused (and fails `sessions.rs`'s enumeration test).
 pub fn routes() -> Vec<Route> {
     use Access::{Public, Requires};
     use Action::{Block, ManageUsers, Tune, ViewAudit, ViewTable};
@@ -97,6 +100,8 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, Suspects::PATH, Requires(ViewTable)),
         route(Method::POST, EntriesOf::PATH, Requires(ViewTable)),
         route(Method::GET, "/blocks", Requires(ViewTable)),
+        // Viewers see the settings and the advice; changing them is `Tune`.
+        route(Method::GET, "/tuning", Requires(ViewTable)),
         route(Method::POST, ActiveBlocks::PATH, Requires(ViewTable)),
         route(Method::POST, LoadTuning::PATH, Requires(ViewTable)),
         route(Method::POST, PreviewOperation::PATH, Requires(Block)),
@@ -114,34 +119,71 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The built site's files (wasm, JavaScript, CSS) and the favicon: the same for everyone.
-pub fn is_static_file(path: &str) -> bool {
-    path.starts_with("/pkg/") || path == "/favicon.svg"
+/// Why a request has no row in the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unlisted {
+    /// No row names the path.
+    Path,
+    /// Rows name the path, for these methods only.
+    Method(Vec<Method>),
 }
 
-pub fn access(method: &Method, path: &str) -> Access {
-    if (method == Method::GET || method == Method::HEAD) && is_static_file(path) {
-        return Access::Public;
+/// Who may send `method` to `path`, or why nobody may. HEAD is allowed wherever GET is.
+pub fn access(method: &Method, path: &str) -> Result<Access, Unlisted> {
+    let static_methods = [Method::GET, Method::HEAD];
+    if is_static_file(path) {
+        return if static_methods.contains(method) {
+            Ok(Access::Public)
+        } else {
+            Err(Unlisted::Method(static_methods.into()))
+        };
     }
-    routes()
-        .into_iter()
-        .find(|r| {
-            r.path == path
-                && (r.method == method || (method == Method::HEAD && r.method == Method::GET))
-        })
-        .map_or(Access::Requires(Action::ViewTable), |r| r.access)
+    let rows: Vec<Route> = routes().into_iter().filter(|r| r.path == path).collect();
+    if rows.is_empty() {
+        return Err(Unlisted::Path);
+    }
+    rows.iter()
+        .find(|r| r.method == method || (method == Method::HEAD && r.method == Method::GET))
+        .map(|r| r.access)
+        .ok_or_else(|| Unlisted::Method(rows.into_iter().map(|r| r.method).collect()))
 }
 
-/// Middleware: refuses what the table does not allow. Anonymous page views are sent to the login
-/// page (and back afterwards); anonymous API calls get 401; the wrong role gets 403, and when the
-/// request would have changed something (anything but GET), an audit record.
+/// The answer to a request the table does not list: the same for everyone, signed in or not.
+fn refuse_unlisted(unlisted: Unlisted) -> Response {
+    match unlisted {
+        Unlisted::Path => (StatusCode::NOT_FOUND, "Not found.").into_response(),
+        Unlisted::Method(allowed) => {
+            let allow = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut response =
+                (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.").into_response();
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            response
+        }
+    }
+}
+
+/// Middleware: refuses what the table does not allow. What it does not list is refused outright;
+/// anonymous page views are sent to the login page (and back afterwards); anonymous API calls get
+/// 401; the wrong role gets 403, and when the request would have changed something (anything but
+/// GET), an audit record.
 pub async fn authorize(
     State(refusals): State<RefusalAudit>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Access::Requires(action) = access(request.method(), request.uri().path()) else {
-        return next.run(request).await;
+    let action = match access(request.method(), request.uri().path()) {
+        Ok(Access::Public) => return next.run(request).await,
+        Ok(Access::Requires(action)) => action,
+        Err(unlisted) => {
+            tracing::info!(method = %request.method(), path = ?request.uri().path(), "not in the route table");
+            return refuse_unlisted(unlisted);
+        }
     };
     match request.extensions().get::<CurrentUser>().cloned() {
         Some(user) if user.may(action) => next.run(request).await,
@@ -186,20 +228,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn static_files_are_public_and_unknown_paths_need_a_viewer() {
-        assert_eq!(access(&Method::GET, "/pkg/ctguard.wasm"), Access::Public);
-        assert_eq!(access(&Method::GET, "/login"), Access::Public);
+    fn static_files_are_public_and_what_the_table_does_not_list_is_refused() {
         assert_eq!(
-            access(&Method::GET, "/no/such/page"),
-            Access::Requires(Action::ViewTable)
+            access(&Method::GET, "/pkg/ctguard.wasm"),
+            Ok(Access::Public)
         );
+        assert_eq!(
+            access(&Method::HEAD, "/pkg/ctguard.wasm"),
+            Ok(Access::Public)
+        );
+        assert_eq!(access(&Method::GET, "/login"), Ok(Access::Public));
+        assert_eq!(access(&Method::GET, "/no/such/page"), Err(Unlisted::Path));
+        assert_eq!(access(&Method::GET, "/pkg/../users"), Err(Unlisted::Path));
         assert_eq!(
             access(&Method::POST, "/pkg/ctguard.wasm"),
-            Access::Requires(Action::ViewTable)
+            Err(Unlisted::Method(vec![Method::GET, Method::HEAD]))
         );
         assert_eq!(
-            access(&Method::GET, "/users"),
-            Access::Requires(Action::ManageUsers)
+            access(&Method::DELETE, "/users"),
+            Err(Unlisted::Method(vec![Method::GET]))
+        );
+        assert_eq!(
+            access(&Method::HEAD, "/users"),
+            Ok(Access::Requires(Action::ManageUsers))
         );
     }
 
