@@ -86,7 +86,14 @@ struct Tail {
     /// read half-way.
     committed_bytes: u64,
     poisoned: bool,
+    /// Where every `CHECKPOINT_EVERY`-th record starts (offset, sequence, `prev`): a page is read
+    /// from the checkpoint before it, not from the start. The chain before it was verified when
+    /// the journal was opened, and only this process appends.
+    checkpoints: Vec<ChainEnd>,
 }
+
+/// How many records lie between two checkpoints.
+const CHECKPOINT_EVERY: u64 = 256;
 
 /// How many bytes of records one page answer carries at most: well inside a frame
 /// (`MAX_FRAME_BYTES`), with room for the envelope.
@@ -202,8 +209,23 @@ impl Journal {
                 });
             }
         }
+        let mut checkpoints = Vec::new();
+        verify::walk_from(read_from_start(&file), ChainEnd::empty(), |before, _| {
+            if before.records % CHECKPOINT_EVERY == 0 {
+                checkpoints.push(before.clone());
+            }
+        })
+        .map_err(|broken| JournalError::Broken {
+            path: path.clone(),
+            broken,
+        })?;
         let reader = file.try_clone().map_err(open_error)?;
         let mut journal = Self::with_sink(&path, Box::new(FileSink(file)), end);
+        journal
+            .tail
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .checkpoints = checkpoints;
         journal.file = Some(reader);
         journal.head_dir = Some(dir.try_clone().map_err(open_error)?);
         journal.write_head(&journal.tail.lock().unwrap_or_else(|p| p.into_inner()));
@@ -222,6 +244,7 @@ impl Journal {
                 last_hash: end.last_hash,
                 committed_bytes: end.bytes,
                 poisoned: false,
+                checkpoints: Vec::new(),
             }),
             failures: AtomicU64::new(0),
         }
@@ -263,6 +286,11 @@ impl Journal {
             return Err(JournalError::Poisoned);
         }
         let seq = tail.next_seq;
+        let before = ChainEnd {
+            records: seq,
+            last_hash: tail.last_hash.clone(),
+            bytes: tail.committed_bytes,
+        };
         let (mut line, hash) = record::encode(seq, now_unix_ms(), &tail.last_hash, event)?;
         line.push('\n');
         if let Err(error) = tail.sink.append(line.as_bytes()) {
@@ -275,6 +303,9 @@ impl Journal {
         tail.next_seq = seq + 1;
         tail.last_hash = hash;
         tail.committed_bytes += line.len() as u64;
+        if seq % CHECKPOINT_EVERY == 0 {
+            tail.checkpoints.push(before);
+        }
         self.write_head(&tail);
         Ok(seq)
     }
@@ -330,12 +361,19 @@ impl Journal {
         }
         let read_error = |detail: String| HelperError::JournalRead { detail };
         // Only the acknowledged records, without holding the lock: an append in progress
-        // meanwhile writes past this length, where the walk never looks.
-        let committed = self
-            .tail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .committed_bytes;
+        // meanwhile writes past this length, where the walk never looks. From the checkpoint
+        // before `from`, so a page costs its own records, not the whole history.
+        let (committed, start) = {
+            let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+            let index = usize::try_from(page.from / CHECKPOINT_EVERY).unwrap_or(usize::MAX);
+            let start = tail
+                .checkpoints
+                .get(index)
+                .or(tail.checkpoints.last())
+                .cloned()
+                .unwrap_or_else(ChainEnd::empty);
+            (tail.committed_bytes, start)
+        };
         let file = self.reader()?;
         let limit = u64::from(page.limit);
         let mut records = Vec::new();
@@ -343,7 +381,12 @@ impl Journal {
         // are paged, never refused.
         let mut bytes = 0usize;
         let mut full = false;
-        let end = verify::walk(read_from_start(file).take(committed), |record| {
+        let reader = BufReader::new(ReadAt {
+            file,
+            offset: start.bytes,
+        })
+        .take(committed.saturating_sub(start.bytes));
+        let end = verify::walk_from(reader, start, |_, record| {
             if record.seq < page.from || full || (records.len() as u64) >= limit {
                 return;
             }
@@ -494,6 +537,66 @@ mod tests {
         }
         assert_eq!(seen, 400, "every record is on some page");
         assert!(from > 0, "it took more than one page");
+    }
+
+    #[test]
+    fn a_page_is_read_from_its_checkpoint_not_from_the_start() {
+        let outcome = |i: u64| JournalEvent::Outcome {
+            intent_seq: i,
+            ok: true,
+            detail: format!("done {i}"),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        {
+            let journal = open(&path).expect("opens");
+            for i in 0..1_000 {
+                journal.append(&outcome(i)).expect("appends");
+            }
+        }
+        let journal = open(&path).expect("reopens");
+        for from in [0, 255, 256, 511, 700, 999] {
+            let (records, _) = journal.page(JournalPage { from, limit: 3 }).expect("reads");
+            assert_eq!(records[0].seq, from, "page from {from}");
+            assert_eq!(records.last().expect("records").seq, (from + 2).min(999));
+        }
+        // Records appended after the open get checkpoints too.
+        for i in 0..300 {
+            journal.append(&outcome(i)).expect("appends");
+        }
+        let (records, next) = journal
+            .page(JournalPage {
+                from: 1_290,
+                limit: 50,
+            })
+            .expect("reads");
+        assert_eq!(records.len(), 10);
+        assert_eq!((records[0].seq, next), (1_290, None));
+        // A byte of record 10 flipped under the running helper: a page far after it does not
+        // read it again (the chain there was verified at open), the full check does.
+        let mut bytes = std::fs::read(&path).expect("reads");
+        let tenth = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(9)
+            .map(|(i, _)| i + 20)
+            .expect("ten lines");
+        bytes[tenth] ^= 0x01;
+        std::fs::write(&path, &bytes).expect("writes");
+        assert!(
+            journal
+                .page(JournalPage {
+                    from: 900,
+                    limit: 5
+                })
+                .is_ok()
+        );
+        assert!(
+            journal.page(JournalPage { from: 5, limit: 10 }).is_err(),
+            "its own page is"
+        );
+        assert!(journal.check().expect("checks").broken.is_some());
     }
 
     #[test]

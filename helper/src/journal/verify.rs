@@ -48,11 +48,19 @@ impl ChainEnd {
 
 /// Walks the journal, calling `each` for every record that verifies, and stops at the first
 /// broken one.
-pub fn walk(
+pub fn walk(reader: impl BufRead, mut each: impl FnMut(JournalRecord)) -> Result<ChainEnd, Broken> {
+    walk_from(reader, ChainEnd::empty(), |_, record| each(record))
+}
+
+/// Walks a journal from a point of its chain: `reader` starts at `start.bytes`, where record
+/// `start.records` begins, whose `prev` must be `start.last_hash`. `each` gets the position
+/// before each record (its offset, sequence and `prev`) and the record.
+pub fn walk_from(
     mut reader: impl BufRead,
-    mut each: impl FnMut(JournalRecord),
+    start: ChainEnd,
+    mut each: impl FnMut(&ChainEnd, JournalRecord),
 ) -> Result<ChainEnd, Broken> {
-    let mut end = ChainEnd::empty();
+    let mut end = start;
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -74,10 +82,11 @@ pub fn walk(
         };
         let record = record::check(content, end.records, &end.last_hash)
             .map_err(|e| broken(BrokenReason::Line(e)))?;
+        let before = end.clone();
         end.last_hash.clone_from(&record.hash);
         end.records += 1;
         end.bytes += read as u64;
-        each(record);
+        each(&before, record);
     }
 }
 
