@@ -7,6 +7,7 @@ use axum::{
     extract::{ConnectInfo, FromRequestParts},
     http::{HeaderMap, request::Parts},
 };
+use ctguard_protocol::address::canonical_address;
 
 /// The address a request came from, normalised (`::ffff:a.b.c.d` is `a.b.c.d`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +24,12 @@ const MAX_USER_AGENT: usize = 256;
 
 impl ClientInfo {
     pub fn from_parts(peer: IpAddr, headers: &HeaderMap, proxy: TrustedProxy) -> Self {
-        let peer = peer.to_canonical();
+        // One address, one form, as the helper's guardrails see it (protocol/src/address.rs).
+        let peer = canonical_address(peer);
         let addr = match proxy.0 {
-            Some(proxy) if proxy.to_canonical() == peer => forwarded_for(headers).unwrap_or(peer),
+            Some(proxy) if canonical_address(proxy) == peer => {
+                forwarded_for(headers).unwrap_or(peer)
+            }
             _ => peer,
         };
         let user_agent = headers
@@ -53,7 +57,7 @@ fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
         .trim()
         .parse::<IpAddr>()
         .ok()
-        .map(|addr| addr.to_canonical())
+        .map(canonical_address)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
