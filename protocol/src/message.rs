@@ -238,6 +238,32 @@ pub enum HelperError {
     },
     #[error("could not persist to {path}: {detail}")]
     PersistFailed { path: String, detail: String },
+    /// A neighbour threshold that would break `gc_thresh1 <= gc_thresh2 <= gc_thresh3` against
+    /// the live value of another one (`other`).
+    #[error(
+        "{key} = {value} would break gc_thresh1 <= gc_thresh2 <= gc_thresh3: {other} is {other_value}"
+    )]
+    NeighThresholdOrder {
+        key: SysctlKey,
+        value: u64,
+        other: SysctlKey,
+        other_value: u64,
+    },
+    /// A full conntrack table at this limit (or with these buckets) would take more than
+    /// `share_percent` of the host's RAM: `entry_bytes` per entry, 8 bytes per bucket.
+    #[error(
+        "{key} = {value} would let a full conntrack table take {table_bytes} bytes ({max} entries of {entry_bytes} B and {buckets} buckets of 8 B), more than {share_percent} % of the host's {memory_bytes} bytes of RAM"
+    )]
+    ConntrackTableTooLarge {
+        key: SysctlKey,
+        value: u64,
+        max: u64,
+        buckets: u64,
+        entry_bytes: u64,
+        table_bytes: u64,
+        share_percent: u64,
+        memory_bytes: u64,
+    },
     #[error("limit must be 1..={max}, not {limit}")]
     LimitOutOfRange { limit: u32, max: u32 },
 

@@ -58,26 +58,42 @@ macro_rules! sysctl_keys {
     };
 }
 
+// Bounds: wide enough that every value a real agent sets (kube-proxy: close_wait 3600,
+// established 86400, max 32768 per core) and every kernel default is accepted, so putting back a
+// value the helper read never fails; the table's memory is bounded by the limit and the RAM
+// check (helper/src/sysctl/limits.rs), not by short timeouts. The neighbour floors are the kernel's
+// own defaults for `arp_tbl` (net/ipv4/arp.c): see each key.
 sysctl_keys! {
-    /// The table's limit.
+    /// The table's limit. Also refused by the helper when a full table would pass a share of RAM.
     NfConntrackMax = "net.netfilter.nf_conntrack_max", Entries, Global, 1_024 ..= 16_777_216;
-    /// The hash table's size (the module's `hashsize`).
+    /// The hash table's size (the module's `hashsize`); the kernel rounds it up to a page of
+    /// bucket heads (`nf_ct_alloc_hashtable`: 512 on 64-bit with 4 KiB pages).
     NfConntrackBuckets = "net.netfilter.nf_conntrack_buckets", Buckets, Global, 1_024 ..= 4_194_304;
-    /// 432000 (5 days) by default; the seed's 180 is 3 minutes.
-    TcpTimeoutEstablished = "net.netfilter.nf_conntrack_tcp_timeout_established", Seconds, PerNamespace, 60 ..= 432_000;
-    TcpTimeoutSynSent = "net.netfilter.nf_conntrack_tcp_timeout_syn_sent", Seconds, PerNamespace, 5 ..= 600;
-    TcpTimeoutSynRecv = "net.netfilter.nf_conntrack_tcp_timeout_syn_recv", Seconds, PerNamespace, 5 ..= 600;
-    TcpTimeoutFinWait = "net.netfilter.nf_conntrack_tcp_timeout_fin_wait", Seconds, PerNamespace, 5 ..= 600;
-    TcpTimeoutCloseWait = "net.netfilter.nf_conntrack_tcp_timeout_close_wait", Seconds, PerNamespace, 5 ..= 600;
-    TcpTimeoutTimeWait = "net.netfilter.nf_conntrack_tcp_timeout_time_wait", Seconds, PerNamespace, 5 ..= 600;
-    TcpTimeoutUnacknowledged = "net.netfilter.nf_conntrack_tcp_timeout_unacknowledged", Seconds, PerNamespace, 5 ..= 600;
-    UdpTimeout = "net.netfilter.nf_conntrack_udp_timeout", Seconds, PerNamespace, 1 ..= 3_600;
-    UdpTimeoutStream = "net.netfilter.nf_conntrack_udp_timeout_stream", Seconds, PerNamespace, 1 ..= 3_600;
-    IcmpTimeout = "net.netfilter.nf_conntrack_icmp_timeout", Seconds, PerNamespace, 1 ..= 600;
-    GenericTimeout = "net.netfilter.nf_conntrack_generic_timeout", Seconds, PerNamespace, 1 ..= 3_600;
+    /// 432000 (5 days) by default; kube-proxy sets 86400; up to 30 days. At least a minute: an
+    /// idle established connection forgotten sooner loses its NAT mapping.
+    TcpTimeoutEstablished = "net.netfilter.nf_conntrack_tcp_timeout_established", Seconds, PerNamespace, 60 ..= 2_592_000;
+    TcpTimeoutSynSent = "net.netfilter.nf_conntrack_tcp_timeout_syn_sent", Seconds, PerNamespace, 1 ..= 86_400;
+    TcpTimeoutSynRecv = "net.netfilter.nf_conntrack_tcp_timeout_syn_recv", Seconds, PerNamespace, 1 ..= 86_400;
+    TcpTimeoutFinWait = "net.netfilter.nf_conntrack_tcp_timeout_fin_wait", Seconds, PerNamespace, 1 ..= 86_400;
+    /// 60 by default; kube-proxy sets 3600.
+    TcpTimeoutCloseWait = "net.netfilter.nf_conntrack_tcp_timeout_close_wait", Seconds, PerNamespace, 1 ..= 86_400;
+    TcpTimeoutTimeWait = "net.netfilter.nf_conntrack_tcp_timeout_time_wait", Seconds, PerNamespace, 1 ..= 86_400;
+    TcpTimeoutUnacknowledged = "net.netfilter.nf_conntrack_tcp_timeout_unacknowledged", Seconds, PerNamespace, 1 ..= 86_400;
+    UdpTimeout = "net.netfilter.nf_conntrack_udp_timeout", Seconds, PerNamespace, 1 ..= 86_400;
+    UdpTimeoutStream = "net.netfilter.nf_conntrack_udp_timeout_stream", Seconds, PerNamespace, 1 ..= 86_400;
+    IcmpTimeout = "net.netfilter.nf_conntrack_icmp_timeout", Seconds, PerNamespace, 1 ..= 86_400;
+    GenericTimeout = "net.netfilter.nf_conntrack_generic_timeout", Seconds, PerNamespace, 1 ..= 86_400;
+    /// Below this many entries the periodic GC reaps nothing (`neigh_periodic_work`). No floor:
+    /// a lower value only lets stale entries go sooner, it never refuses one. At most gc_thresh2.
     NeighGcThresh1 = "net.ipv4.neigh.default.gc_thresh1", Entries, Global, 0 ..= 1_048_576;
-    NeighGcThresh2 = "net.ipv4.neigh.default.gc_thresh2", Entries, Global, 1 ..= 1_048_576;
-    NeighGcThresh3 = "net.ipv4.neigh.default.gc_thresh3", Entries, Global, 1 ..= 1_048_576;
+    /// Above this many entries `neigh_alloc` runs a forced GC (at most every 5 s) that evicts every
+    /// unreferenced entry idle for 5 s. At least the kernel's 512: below it a host on a busy link
+    /// keeps forgetting its neighbours (its gateway too) and resolves them again. At most gc_thresh3.
+    NeighGcThresh2 = "net.ipv4.neigh.default.gc_thresh2", Entries, Global, 512 ..= 1_048_576;
+    /// The hard cap: at this many entries, when the forced GC frees none, `neigh_alloc` fails and
+    /// the host cannot resolve a new neighbour ("neighbour table overflow"). At least the kernel's
+    /// 1024, the table every host is sized for.
+    NeighGcThresh3 = "net.ipv4.neigh.default.gc_thresh3", Entries, Global, 1_024 ..= 1_048_576;
     /// The default for interfaces created later (each interface copies it).
     NeighGcStaleTime = "net.ipv4.neigh.default.gc_stale_time", Seconds, Global, 1 ..= 86_400;
 }
@@ -153,6 +169,50 @@ mod tests {
             assert!(key.check(min).is_ok() && key.check(max).is_ok());
             assert!(key.check(max + 1).is_err());
         }
+    }
+
+    /// Values real agents and the kernel set: putting any of them back must never be refused.
+    #[test]
+    fn values_agents_and_the_kernel_set_are_within_bounds() {
+        let set_in_the_wild = [
+            // kube-proxy (pkg/proxy/conntrack): close_wait 1 h, established 1 day, 32768 per core.
+            (SysctlKey::TcpTimeoutCloseWait, 3_600),
+            (SysctlKey::TcpTimeoutEstablished, 86_400),
+            (SysctlKey::NfConntrackMax, 131_072),
+            (SysctlKey::NfConntrackMax, 32_768 * 256),
+            // The kernel's 6.x defaults.
+            (SysctlKey::TcpTimeoutEstablished, 432_000),
+            (SysctlKey::TcpTimeoutSynSent, 120),
+            (SysctlKey::TcpTimeoutSynRecv, 60),
+            (SysctlKey::TcpTimeoutFinWait, 120),
+            (SysctlKey::TcpTimeoutCloseWait, 60),
+            (SysctlKey::TcpTimeoutTimeWait, 120),
+            (SysctlKey::TcpTimeoutUnacknowledged, 300),
+            (SysctlKey::UdpTimeout, 30),
+            (SysctlKey::UdpTimeoutStream, 120),
+            (SysctlKey::UdpTimeoutStream, 180),
+            (SysctlKey::IcmpTimeout, 30),
+            (SysctlKey::GenericTimeout, 600),
+            (SysctlKey::NeighGcThresh1, 128),
+            (SysctlKey::NeighGcThresh2, 512),
+            (SysctlKey::NeighGcThresh3, 1_024),
+            (SysctlKey::NeighGcStaleTime, 60),
+            (SysctlKey::NfConntrackBuckets, 262_144),
+            // Large Kubernetes nodes on one L2 segment.
+            (SysctlKey::NeighGcThresh1, 80_000),
+            (SysctlKey::NeighGcThresh2, 90_000),
+            (SysctlKey::NeighGcThresh3, 100_000),
+        ];
+        for (key, value) in set_in_the_wild {
+            assert!(key.check(value).is_ok(), "{key} = {value}");
+        }
+    }
+
+    #[test]
+    fn neighbour_floors_keep_the_kernel_defaults() {
+        assert!(SysctlKey::NeighGcThresh3.check(1_023).is_err());
+        assert!(SysctlKey::NeighGcThresh2.check(511).is_err());
+        assert!(SysctlKey::NeighGcThresh1.check(0).is_ok());
     }
 
     #[test]

@@ -79,6 +79,8 @@ fn is_for_the_user(error: &HelperError) -> bool {
             | HelperError::NotBlocked { .. }
             | HelperError::TooManyBlocks { .. }
             | HelperError::LimitOutOfRange { .. }
+            | HelperError::NeighThresholdOrder { .. }
+            | HelperError::ConntrackTableTooLarge { .. }
     )
 }
 

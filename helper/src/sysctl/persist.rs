@@ -1,7 +1,12 @@
-//! The persisted sysctls file (`90-ctguard.conf` in the helper's state directory, which the
-//! install links as `/etc/sysctl.d/90-ctguard.conf`, so the helper never writes in /etc): only
-//! allowlisted keys, one `name = value` per line, rewritten atomically on every change. The hash
-//! size also goes to `ctguard-conntrack.conf` (linked into /etc/modprobe.d).
+//! The persisted sysctls files in the helper's state directory, each rewritten atomically on
+//! every change, only allowlisted keys, one `name = value` per line:
+//! - `90-ctguard.conf`, which the install links as `/etc/sysctl.d/90-ctguard.conf` (so the helper
+//!   never writes in /etc): applied at boot, by systemd-sysctl, to the host's own namespace. It
+//!   takes global keys, and per-namespace keys when the helper watches its own namespace.
+//! - `netns.conf`: per-namespace keys set while the helper watches another namespace
+//!   (`--netns`), with that namespace's name; never linked anywhere, the helper re-applies it
+//!   there when it starts (boot would apply it to the wrong namespace).
+//! - `ctguard-conntrack.conf` (linked into /etc/modprobe.d): the hash size.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +18,10 @@ use crate::state_dir::StateDir;
 pub const SYSCTL_FILE: &str = "90-ctguard.conf";
 /// The modprobe.d file's name in the state directory.
 pub const MODPROBE_FILE: &str = "ctguard-conntrack.conf";
+/// The watched namespace's settings, in the state directory only.
+pub const NETNS_FILE: &str = "netns.conf";
+/// The line of [`NETNS_FILE`] that names the namespace.
+const NETNS_NAME: &str = "netns";
 
 const HEADER: &str = "# Written by ctguard-helper: the panel's persisted settings.\n\
 # Applied at boot by systemd-sysctl; edits here are overwritten by the next change.\n";
@@ -55,6 +64,54 @@ pub fn persist(dir: &StateDir, key: SysctlKey, value: u64) -> std::io::Result<()
     dir.write_atomically(SYSCTL_FILE, render(&values).as_bytes(), 0o644)
 }
 
+/// Per-namespace values persisted for one named namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceValues {
+    pub netns: String,
+    pub values: BTreeMap<SysctlKey, u64>,
+}
+
+const NETNS_HEADER: &str = "# Written by ctguard-helper: settings of the network namespace it watches.\n\
+# Re-applied there by the helper when it starts; not a sysctl.d file, never applied at boot.\n";
+
+/// The watched namespace's persisted values; none when the file does not exist yet or names no
+/// namespace.
+pub fn read_netns(dir: &StateDir) -> std::io::Result<Option<NamespaceValues>> {
+    let Some(bytes) = dir.read(NETNS_FILE)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let netns = text.lines().find_map(|line| {
+        let (name, value) = line.split_once('=')?;
+        (name.trim() == NETNS_NAME).then(|| value.trim().to_owned())
+    });
+    Ok(netns.map(|netns| NamespaceValues {
+        netns,
+        values: parse(&text),
+    }))
+}
+
+/// Sets `key` for namespace `netns`, keeping its other keys. Values saved for another namespace
+/// are dropped: one helper (one state directory) watches one namespace.
+pub fn persist_netns(
+    dir: &StateDir,
+    netns: &str,
+    key: SysctlKey,
+    value: u64,
+) -> std::io::Result<()> {
+    let mut saved = read_netns(dir)?
+        .filter(|saved| saved.netns == netns)
+        .unwrap_or_else(|| NamespaceValues {
+            netns: netns.to_owned(),
+            values: BTreeMap::new(),
+        });
+    saved.values.insert(key, value);
+    let mut text = format!("{NETNS_HEADER}{NETNS_NAME} = {netns}\n");
+    text.push_str(&render(&saved.values)[HEADER.len()..]);
+    // Root-only like the helper's other state: nothing else reads it.
+    dir.write_atomically(NETNS_FILE, text.as_bytes(), 0o600)
+}
+
 /// The module option that sizes the hash table when nf_conntrack loads.
 pub fn persist_hashsize(dir: &StateDir, buckets: u64) -> std::io::Result<()> {
     let text = format!(
@@ -92,5 +149,32 @@ mod tests {
         );
         let parsed = parse("kernel.core_pattern = |/bin/sh\nnet.netfilter.nf_conntrack_max=5\n");
         assert_eq!(parsed.len(), 1);
+    }
+
+    #[test]
+    fn namespace_values_go_to_their_own_file_named_after_the_namespace() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(&base.path().join("state")).expect("state dir");
+        assert_eq!(read_netns(&state).expect("reads"), None);
+        let key = SysctlKey::TcpTimeoutCloseWait;
+        persist_netns(&state, "guests", key, 3_600).expect("writes");
+        persist_netns(&state, "guests", SysctlKey::UdpTimeout, 30).expect("writes");
+        persist_netns(&state, "guests", key, 120).expect("writes");
+        let saved = read_netns(&state).expect("reads").expect("saved");
+        assert_eq!(saved.netns, "guests");
+        assert_eq!(
+            saved.values,
+            BTreeMap::from([(key, 120), (SysctlKey::UdpTimeout, 30)])
+        );
+        assert_eq!(
+            read(&state).expect("reads"),
+            BTreeMap::new(),
+            "not the sysctl.d file"
+        );
+        assert!(state.read(SYSCTL_FILE).expect("reads").is_none());
+        // Another namespace starts afresh.
+        persist_netns(&state, "other", SysctlKey::UdpTimeout, 40).expect("writes");
+        let saved = read_netns(&state).expect("reads").expect("saved");
+        assert_eq!((saved.netns.as_str(), saved.values.len()), ("other", 1));
     }
 }
