@@ -319,8 +319,14 @@ impl Sysctls {
         let Some(watched) = &self.watched_netns else {
             return report;
         };
-        let values = match self.namespace_values() {
-            Ok(values) => values,
+        let values = match persist::read_netns(&self.state) {
+            Ok(Some(saved)) if &saved.netns == watched => saved.values,
+            Ok(Some(saved)) => {
+                // Saved while another namespace was watched: not this one's settings.
+                tracing::warn!(saved_for = %saved.netns, netns = %watched, "netns.conf names another namespace; nothing re-applied");
+                return report;
+            }
+            Ok(None) => return report,
             Err(error) => {
                 tracing::error!(%error, netns = %watched, "cannot read the watched namespace's settings");
                 return report;
@@ -637,6 +643,15 @@ mod tests {
 
         // Changed behind the helper's back; a new helper puts it back, journaled.
         std::fs::write(f.proc.path().join("sys").join(key.proc_path()), "60\n").expect("write");
+        let elsewhere = Sysctls::new(
+            f.proc.path().join("sys"),
+            None,
+            Arc::clone(&f.state),
+            Arc::clone(&f.sysctls.journal),
+        )
+        .watching(Some("other".into()));
+        assert_eq!(elsewhere.reapply_watched_namespace(), Reapplied::default());
+        assert_eq!(f.value(key), 60, "not another namespace's settings");
         let report = f.sysctls.reapply_watched_namespace();
         assert_eq!(report.applied, vec![(key, 3_600)]);
         assert!(report.failed.is_empty());
