@@ -1,11 +1,16 @@
-//! Any bytes as a ctnetlink entry from the kernel: parsing never panics.
+//! Any bytes as a datagram from the kernel: the netlink framing and a ctnetlink entry never
+//! panic, whatever the lengths and flags claim.
 #![no_main]
 
-use ctguard_helper::ctnetlink::parse;
+use ctguard_helper::ctnetlink::{message, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
     if let Some(flow) = parse::flow(bytes) {
         let _ = flow.tcp_state();
     }
+    let mut state = message::DumpState::default();
+    let _ = message::read_datagram(bytes, bytes.len(), &mut state, |_, payload| {
+        let _ = parse::flow(payload);
+    });
 });
