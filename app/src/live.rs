@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 /// The path of the server-sent-event stream of [`LiveSample`]s.
 pub const LIVE_EVENTS_PATH: &str = "/api/live";
 
+/// The name of the stream's last event when its login has ended (signed out, disabled, expired):
+/// the page reloads, and the server sends a signed-out browser to the login page and back.
+pub const SIGNED_OUT_EVENT: &str = "signed_out";
+
 /// What the dashboard shows: the newest reading, or why there is none.
 ///
 /// Externally tagged (`"starting"`, `{"up": {...}}`), not internally: serde reads an internally
@@ -97,7 +101,8 @@ pub mod ssr {
 
 /// Keeps `target` set to the newest sample from the server-sent-event stream, for as long as the
 /// calling component lives. The browser's `EventSource` reconnects by itself after a server
-/// restart. Does nothing during server-side rendering.
+/// restart; when the server says the login ended, the page reloads (to the login page). Does
+/// nothing during server-side rendering.
 pub fn follow_live_samples(target: RwSignal<Option<LiveSample>>) {
     #[cfg(feature = "hydrate")]
     browser::follow(target);
@@ -112,7 +117,7 @@ mod browser {
     use wasm_bindgen::{JsCast, closure::Closure};
     use web_sys::{EventSource, MessageEvent};
 
-    use super::{LIVE_EVENTS_PATH, LiveSample};
+    use super::{LIVE_EVENTS_PATH, LiveSample, SIGNED_OUT_EVENT};
 
     pub(super) fn follow(target: RwSignal<Option<LiveSample>>) {
         let source = match EventSource::new(LIVE_EVENTS_PATH) {
@@ -132,9 +137,23 @@ mod browser {
             }
         });
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        // The EventSource and its callback live as long as the component; both are browser objects
+        let closing = source.clone();
+        let on_signed_out = Closure::<dyn FnMut(MessageEvent)>::new(move |_: MessageEvent| {
+            // Not reconnecting: the server would refuse it. The reload lands on the login page.
+            closing.close();
+            if let Err(error) = window().location().reload() {
+                leptos::logging::warn!("cannot reload after signing out: {error:?}");
+            }
+        });
+        if let Err(error) = source.add_event_listener_with_callback(
+            SIGNED_OUT_EVENT,
+            on_signed_out.as_ref().unchecked_ref(),
+        ) {
+            leptos::logging::warn!("cannot follow the end of the session: {error:?}");
+        }
+        // The EventSource and its callbacks live as long as the component; all are browser objects
         // that are not Send, hence the wrapper (the UI runs on one thread).
-        let guard = SendWrapper::new((source, on_message));
+        let guard = SendWrapper::new((source, on_message, on_signed_out));
         on_cleanup(move || guard.0.close());
     }
 }

@@ -59,7 +59,7 @@ use crate::{
     hashing::PasswordHasher,
     helper_client::HelperClient,
     history_store::HistoryStore,
-    live_events::live_events,
+    live_events::{LiveStreams, live_events},
     logins::LoginStore,
     metrics::{METRICS_PATH, MetricsAccess, metrics},
     sampler, security_headers,
@@ -80,6 +80,7 @@ pub struct AppState {
     pub login: LoginService,
     pub audit_export: AuditExport,
     pub metrics_access: MetricsAccess,
+    pub live_streams: LiveStreams,
 }
 
 /// A built, bound, not yet serving application. Tests bind port 0 and read [`Self::local_addr`].
@@ -181,6 +182,11 @@ impl Application {
             clock: clock.clone(),
             confirmations,
         });
+        let authenticator = Authenticator {
+            logins,
+            clock,
+            policy: settings.session,
+        };
         let state = AppState {
             leptos_options: settings.leptos_options(local_addr),
             feed: LiveFeed(feed),
@@ -189,11 +195,7 @@ impl Application {
             login,
             audit_export,
             metrics_access: MetricsAccess(settings.metrics_token.clone().map(Arc::new)),
-        };
-        let authenticator = Authenticator {
-            logins,
-            clock,
-            policy: settings.session,
+            live_streams: LiveStreams::new(authenticator.clone()),
         };
 
         let sessions = SessionManagerLayer::new(SqliteStore::new(pool))

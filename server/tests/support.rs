@@ -723,6 +723,8 @@ impl FakeHelper {
 pub struct LiveEvents {
     stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
+    /// Named events seen by [`Self::ends_within`].
+    named: Vec<String>,
 }
 
 impl std::fmt::Debug for LiveEvents {
@@ -747,6 +749,7 @@ impl LiveEvents {
         Self {
             stream: Box::pin(response.bytes_stream()),
             buffer: String::new(),
+            named: Vec::new(),
         }
     }
 
@@ -767,6 +770,29 @@ impl LiveEvents {
             let chunk = self.stream.next().await.expect("stream open").unwrap();
             self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
         }
+    }
+
+    /// Reads on until the server ends the stream; fails the test if it is still open after
+    /// `limit`. Returns the names of the named events among what it read (`event: …` lines).
+    pub async fn ends_within(&mut self, what: &str, limit: Duration) -> Vec<String> {
+        tokio::time::timeout(limit, async {
+            while let Some(chunk) = self.stream.next().await {
+                let chunk =
+                    chunk.unwrap_or_else(|error| panic!("{what}: the stream broke: {error}"));
+                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+                // Keep only the unfinished event and the named ones: samples are not needed here.
+                let cut = self.buffer.rfind("\n\n").map_or(0, |end| end + 2);
+                let done: String = self.buffer.drain(..cut).collect();
+                self.named.extend(
+                    done.lines()
+                        .filter_map(|l| l.strip_prefix("event:"))
+                        .map(|n| n.trim().to_owned()),
+                );
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the stream was still open after {limit:?}"));
+        std::mem::take(&mut self.named)
     }
 
     /// The first sample that satisfies `wanted`, within a deadline.

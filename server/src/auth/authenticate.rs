@@ -12,7 +12,7 @@ use tower_sessions::Session;
 use crate::{
     auth::SessionPolicy,
     clock::SharedClock,
-    logins::{EndReason, LoginStore},
+    logins::{ActiveLogin, EndReason, LoginStore},
 };
 
 /// The session key holding the login id.
@@ -64,25 +64,11 @@ impl Authenticator {
             }
         };
         let now = self.clock.now();
-        let idle_limit = i64::try_from(self.policy.idle.as_secs()).unwrap_or(i64::MAX);
-        let absolute_limit = i64::try_from(self.policy.absolute.as_secs()).unwrap_or(i64::MAX);
-        let ended = if login.disabled {
-            Some(EndReason::UserChanged)
-        } else if now - login.created_at >= absolute_limit {
-            Some(EndReason::Absolute)
-        } else if now - login.last_seen >= idle_limit {
-            Some(EndReason::Idle)
-        } else {
-            None
-        };
-        if let Some(reason) = ended {
-            if let Err(error) = self.logins.end(&login.id, now, reason).await {
-                tracing::error!(%error, "cannot end a login");
-            }
-            tracing::info!(user = ?login.username, reason = reason.as_str(), "session ended");
+        if self.end_if_over(&login, now).await {
             let _ = session.flush().await;
             return None;
         }
+        let idle_limit = self.limit(self.policy.idle);
         if now - login.last_seen >= touch_interval(idle_limit) {
             if let Err(error) = self.logins.touch(&login.id, now).await {
                 tracing::warn!(%error, "cannot record session activity");
@@ -95,6 +81,45 @@ impl Authenticator {
         }
         let user = login.current_user()?;
         Some((user, SessionLogin(login.id)))
+    }
+
+    /// Whether the login is still valid by the rules [`Self::current_user`] applies, ending it if
+    /// it has just expired; unlike a request, asking does not count as activity. For what outlives
+    /// a request (a live stream), so it ends with its login.
+    pub async fn still_signed_in(&self, login_id: &str) -> bool {
+        match self.logins.active(login_id).await {
+            Ok(Some(login)) => !self.end_if_over(&login, self.clock.now()).await,
+            Ok(None) => false,
+            Err(error) => {
+                tracing::error!(%error, "cannot read logins");
+                false
+            }
+        }
+    }
+
+    /// Ends the login when its user is disabled or it has outlived a limit; true if it did.
+    async fn end_if_over(&self, login: &ActiveLogin, now: i64) -> bool {
+        let ended = if login.disabled {
+            Some(EndReason::UserChanged)
+        } else if now - login.created_at >= self.limit(self.policy.absolute) {
+            Some(EndReason::Absolute)
+        } else if now - login.last_seen >= self.limit(self.policy.idle) {
+            Some(EndReason::Idle)
+        } else {
+            None
+        };
+        let Some(reason) = ended else {
+            return false;
+        };
+        if let Err(error) = self.logins.end(&login.id, now, reason).await {
+            tracing::error!(%error, "cannot end a login");
+        }
+        tracing::info!(user = ?login.username, reason = reason.as_str(), "session ended");
+        true
+    }
+
+    fn limit(&self, limit: std::time::Duration) -> i64 {
+        i64::try_from(limit.as_secs()).unwrap_or(i64::MAX)
     }
 }
 
