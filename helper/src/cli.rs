@@ -7,6 +7,7 @@ use ctguard_protocol::IpNet;
 
 use crate::config::{HelperConfig, NetnsName};
 use crate::guard::Guardrails;
+use crate::kernel::StatsSource;
 use crate::peer::{PeerPolicy, PeerPolicyError};
 
 /// The root helper of ctguard: answers the panel's requests about the conntrack table.
@@ -80,6 +81,11 @@ pub struct Cli {
     /// Seconds a client may take to read an answer before it is disconnected.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub client_write_secs: u64,
+
+    /// Where the per-CPU statistics come from: `auto` reads them over ctnetlink (as `conntrack -S`
+    /// does) and falls back to /proc/net/stat/nf_conntrack; `netlink` and `procfs` use one only.
+    #[arg(long, env = "CTGUARD_HELPER_STATS_SOURCE", value_enum, default_value_t = StatsSource::Auto)]
+    pub stats_source: StatsSource,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +127,7 @@ impl Cli {
                 idle: Duration::from_secs(self.client_idle_secs),
                 write: Duration::from_secs(self.client_write_secs),
             },
+            stats_source: self.stats_source,
         })
     }
 }

@@ -15,6 +15,8 @@ pub struct HelperConfig {
     pub guard: Guardrails,
     pub reconcile_interval: Duration,
     pub client_limits: crate::connection::ClientLimits,
+    /// Where the per-CPU statistics come from (`--stats-source`).
+    pub stats_source: crate::kernel::StatsSource,
 }
 
 /// A network namespace name as `ip netns` stores it under `/run/netns`: one path component.

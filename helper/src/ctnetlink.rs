@@ -1,6 +1,7 @@
 //! Reading the conntrack table over ctnetlink (what `conntrack -L` does), streaming: each
 //! kernel datagram is parsed into [`Flow`]s handed to a callback and dropped, so a walk of
-//! millions of entries holds one 64 KiB buffer, never the table.
+//! millions of entries holds one 64 KiB buffer, never the table. Also the per-CPU statistics
+//! (what `conntrack -S` does, [`statistics`]).
 //!
 //! Why by hand on `netlink-sys` (a socket and nothing else) rather than nlink or
 //! netlink-packet-netfilter: the dumps need one request each and the parse of a few attributes;
@@ -13,7 +14,9 @@
 
 pub mod message;
 pub mod parse;
+pub mod stats;
 
+use ctguard_protocol::ConntrackStats;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use message::{DumpState, NLM_F_DUMP, NLM_F_REQUEST, Progress};
@@ -179,6 +182,36 @@ fn retry_interrupted<T>(
         );
         attempt += 1;
     }
+}
+
+/// The per-CPU statistics of the calling thread's namespace, summed over CPUs: the
+/// IPCTNL_MSG_CT_GET_STATS_CPU dump `conntrack -S` prints. Each CPU's counters are read on their
+/// own by `ctnetlink_ct_stat_cpu_dump` (no generation to be interrupted), so NLM_F_DUMP_INTR does
+/// not apply here.
+pub fn statistics() -> Result<ConntrackStats, CtnetlinkError> {
+    let mut totals = ConntrackStats::default();
+    let mut cpus = 0u32;
+    let mut short = false;
+    let request = message::request(stats::CT_GET_STATS_CPU, NLM_F_REQUEST | NLM_F_DUMP, 1);
+    exchange(&request, |kind, payload| {
+        if kind == stats::CT_GET_STATS_CPU {
+            match stats::add_cpu(&mut totals, payload) {
+                Some(_) => cpus += 1,
+                None => short = true,
+            }
+        }
+    })?;
+    if short {
+        return Err(CtnetlinkError::Malformed(
+            "a CPU's statistics shorter than their header",
+        ));
+    }
+    if cpus == 0 {
+        return Err(CtnetlinkError::Malformed(
+            "no CPU's statistics in the answer",
+        ));
+    }
+    Ok(totals)
 }
 
 #[cfg(test)]

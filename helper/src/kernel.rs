@@ -1,6 +1,8 @@
-//! Reading the conntrack table's state from procfs. Paths are resolved under a root (`/proc` in
-//! production) so the parsers are tested against fixture trees; `/proc/net` and `/proc/sys/net`
-//! show the network namespace of the reading thread, which is the one the helper watches.
+//! Reading the conntrack table's state: count, limit and buckets from `/proc/sys`, the per-CPU
+//! statistics over ctnetlink or from `/proc/net/stat` (`--stats-source`), memory from procfs.
+//! Paths are resolved under a root (`/proc` in production) so the parsers are tested against
+//! fixture trees; `/proc/net`, `/proc/sys/net` and netlink sockets show the network namespace of
+//! the reading thread, which is the one the helper watches.
 
 pub mod kmsg;
 pub mod slab;
@@ -8,8 +10,13 @@ pub mod stat;
 
 use std::path::{Path, PathBuf};
 
-use ctguard_protocol::{ConntrackStatus, HelperError};
+use ctguard_protocol::{ConntrackStats, ConntrackStatus, HelperError};
 use procfs::{FromRead, Meminfo};
+
+use crate::ctnetlink::{self, CtnetlinkError};
+
+/// What a failed statistics read over ctnetlink names in place of a path.
+const STATS_OVER_NETLINK: &str = "ctnetlink IPCTNL_MSG_CT_GET_STATS_CPU";
 
 /// A failed read of one kernel interface.
 #[derive(Debug, thiserror::Error)]
@@ -37,21 +44,56 @@ impl From<KernelError> for HelperError {
     }
 }
 
-/// The procfs tree the helper reads.
+/// Where the per-CPU statistics come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsSource {
+    /// ctnetlink first; `/proc/net/stat/nf_conntrack` only when ctnetlink fails.
+    #[default]
+    Auto,
+    /// ctnetlink only (what `conntrack -S` reads), never procfs.
+    Netlink,
+    /// `/proc/net/stat/nf_conntrack` only: kernels with CONFIG_NF_CONNTRACK_PROCFS.
+    Procfs,
+}
+
+/// The per-CPU statistics over ctnetlink, summed; a function so tests can stand in for the kernel.
+type NetlinkStats = fn() -> Result<ConntrackStats, CtnetlinkError>;
+
+/// The procfs tree the helper reads, and where its statistics come from.
 #[derive(Debug, Clone)]
 pub struct ProcFs {
     root: PathBuf,
+    stats_source: StatsSource,
+    netlink_stats: NetlinkStats,
 }
 
 impl Default for ProcFs {
+    /// `/proc` and the statistics over ctnetlink first: the production reading.
     fn default() -> Self {
-        Self::at("/proc")
+        Self::at("/proc").with_stats_source(StatsSource::Auto)
     }
 }
 
 impl ProcFs {
+    /// A tree under `root` (a fixture in tests) with its statistics from that tree alone: ctnetlink
+    /// would answer from the live kernel, not from the fixture.
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            stats_source: StatsSource::Procfs,
+            netlink_stats: ctnetlink::statistics,
+        }
+    }
+
+    pub fn with_stats_source(mut self, source: StatsSource) -> Self {
+        self.stats_source = source;
+        self
+    }
+
+    #[cfg(test)]
+    fn with_netlink_stats(mut self, read: NetlinkStats) -> Self {
+        self.netlink_stats = read;
+        self
     }
 
     /// One consistent-enough reading of the table: each file is read once, count first.
@@ -59,9 +101,7 @@ impl ProcFs {
         let count = self.read_u64("sys/net/netfilter/nf_conntrack_count")?;
         let max = self.read_u64("sys/net/netfilter/nf_conntrack_max")?;
         let buckets = self.read_u64("sys/net/netfilter/nf_conntrack_buckets")?;
-        let stats_path = self.root.join("net/stat/nf_conntrack");
-        let stats =
-            stat::parse(&read(&stats_path)?).map_err(|e| KernelError::at(&stats_path, e))?;
+        let stats = self.stats()?;
         let entry_bytes = self.entry_bytes();
         let meminfo_path = self.root.join("meminfo");
         let meminfo =
@@ -74,6 +114,31 @@ impl ProcFs {
             entry_bytes,
             host_memory_bytes: meminfo.mem_total,
         })
+    }
+
+    /// The per-CPU statistics from the configured source. `Auto` falls back to procfs when
+    /// ctnetlink fails (and says both reasons when procfs fails too); without
+    /// CONFIG_NF_CONNTRACK_PROCFS there is no file, and ctnetlink alone answers.
+    fn stats(&self) -> Result<ConntrackStats, KernelError> {
+        let over_netlink = || {
+            (self.netlink_stats)().map_err(|e| KernelError::at(Path::new(STATS_OVER_NETLINK), e))
+        };
+        match self.stats_source {
+            StatsSource::Netlink => over_netlink(),
+            StatsSource::Procfs => self.procfs_stats(),
+            StatsSource::Auto => over_netlink().or_else(|netlink| {
+                tracing::debug!(error = %netlink, "statistics over ctnetlink failed; reading procfs");
+                self.procfs_stats().map_err(|mut procfs| {
+                    procfs.detail = format!("{}; and {netlink}", procfs.detail);
+                    procfs
+                })
+            }),
+        }
+    }
+
+    fn procfs_stats(&self) -> Result<ConntrackStats, KernelError> {
+        let path = self.root.join("net/stat/nf_conntrack");
+        stat::parse(&read(&path)?).map_err(|e| KernelError::at(&path, e))
     }
 
     /// The slab object size of a conntrack entry. Optional: slabinfo is root-only and absent on
@@ -204,6 +269,89 @@ DirectMap1G:    0 kB\n";
             ProcFs::at(dir.path()).status().expect("reads").entry_bytes,
             None
         );
+    }
+
+    fn statistics_from_a_kernel_without_procfs() -> Result<ConntrackStats, CtnetlinkError> {
+        Ok(ConntrackStats {
+            invalid: 42,
+            chaintoolong: 3,
+            ..ConntrackStats::default()
+        })
+    }
+
+    fn a_kernel_refusing_ctnetlink() -> Result<ConntrackStats, CtnetlinkError> {
+        Err(CtnetlinkError::Kernel(1))
+    }
+
+    /// A tree as a kernel built without CONFIG_NF_CONNTRACK_PROCFS shows it: no net/stat file.
+    fn fixture_without_procfs_statistics() -> tempfile::TempDir {
+        let dir = fixture(None);
+        std::fs::remove_file(dir.path().join("net/stat/nf_conntrack")).expect("rm");
+        dir
+    }
+
+    #[test]
+    fn without_the_procfs_statistics_auto_reads_them_over_ctnetlink() {
+        let dir = fixture_without_procfs_statistics();
+        let status = ProcFs::at(dir.path())
+            .with_stats_source(StatsSource::Auto)
+            .with_netlink_stats(statistics_from_a_kernel_without_procfs)
+            .status()
+            .expect("the status does not depend on the procfs file");
+        assert_eq!(status.stats.invalid, 42);
+        assert_eq!(status.stats.chaintoolong, 3);
+        assert_eq!(status.count, 65_536, "the rest of the reading is there");
+    }
+
+    #[test]
+    fn auto_prefers_ctnetlink_and_falls_back_to_procfs() {
+        let dir = fixture(None);
+        let auto = ProcFs::at(dir.path()).with_stats_source(StatsSource::Auto);
+        let preferred = auto
+            .clone()
+            .with_netlink_stats(statistics_from_a_kernel_without_procfs)
+            .status()
+            .expect("reads");
+        assert_eq!(
+            preferred.stats.invalid, 42,
+            "ctnetlink's answer, not the file's"
+        );
+        let fallback = auto
+            .with_netlink_stats(a_kernel_refusing_ctnetlink)
+            .status()
+            .expect("reads the file");
+        assert_eq!(fallback.stats.drop, 0x96e, "the file's answer");
+    }
+
+    #[test]
+    fn each_forced_source_reads_only_itself() {
+        let dir = fixture(None);
+        let netlink = ProcFs::at(dir.path())
+            .with_stats_source(StatsSource::Netlink)
+            .with_netlink_stats(a_kernel_refusing_ctnetlink)
+            .status()
+            .expect_err("ctnetlink refused, and procfs is not asked");
+        assert_eq!(netlink.path, Path::new(STATS_OVER_NETLINK));
+        assert!(netlink.detail.contains("os error 1"), "{netlink}");
+        let dir = fixture_without_procfs_statistics();
+        let procfs = ProcFs::at(dir.path())
+            .with_stats_source(StatsSource::Procfs)
+            .with_netlink_stats(statistics_from_a_kernel_without_procfs)
+            .status()
+            .expect_err("no file, and ctnetlink is not asked");
+        assert!(procfs.path.ends_with("net/stat/nf_conntrack"), "{procfs}");
+    }
+
+    #[test]
+    fn when_both_sources_fail_the_error_gives_both_reasons() {
+        let dir = fixture_without_procfs_statistics();
+        let error = ProcFs::at(dir.path())
+            .with_stats_source(StatsSource::Auto)
+            .with_netlink_stats(a_kernel_refusing_ctnetlink)
+            .status()
+            .expect_err("neither answers");
+        assert!(error.path.ends_with("net/stat/nf_conntrack"), "{error}");
+        assert!(error.detail.contains("refused"), "{error}");
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
         peers: config.peers.clone(),
         limits: config.client_limits,
         handler: Handler::new(
-            ProcFs::default(),
+            ProcFs::default().with_stats_source(config.stats_source),
             config.netns.map(|n| n.to_string()),
             blocks,
             journal,

@@ -90,6 +90,126 @@ fn the_helper_reports_its_namespace_and_the_kernel_statistics() {
     assert_eq!(status.entry_bytes, listed, "entry size from /proc/slabinfo");
 }
 
+/// The helper's statistics, read with `--stats-source source`, against `conntrack -S` in the same
+/// namespace, read just before and just after: nothing else sends there, so both references
+/// agree (checked) and the helper's reading must equal them, every counter by its own name.
+fn statistics_equal_conntrack_tools(source: &str) {
+    let netns = Netns::new(&format!("stats-{source}"));
+    let helper = HelperProcess::start(&[
+        "--group",
+        "root",
+        "--netns",
+        &netns.name,
+        "--stats-source",
+        source,
+    ]);
+    // Counters that are not zero, so equality means something: SYN+FIN is invalid for conntrack,
+    // and an entry created over ctnetlink is what `insert` counts on 5.x/6.x.
+    netns.exec(
+        "timeout",
+        &[
+            "20",
+            "hping3",
+            "-q",
+            "-c",
+            "20",
+            "-i",
+            "u500",
+            "-S",
+            "-F",
+            "-p",
+            "80",
+            "127.0.0.1",
+        ],
+    );
+    netns.exec(
+        "conntrack",
+        &[
+            "-I",
+            "-p",
+            "udp",
+            "-s",
+            "192.0.2.1",
+            "-d",
+            "192.0.2.2",
+            "--sport",
+            "1000",
+            "--dport",
+            "53",
+            "-t",
+            "600",
+        ],
+    );
+    let before = netns.conntrack_stats();
+    let Response::Status { status, .. } = helper.session().ask(&Request::Status {}) else {
+        panic!("no status");
+    };
+    let after = netns.conntrack_stats();
+    assert_eq!(before, after, "the namespace was quiet around the reading");
+    assert!(
+        before["invalid"] >= 20,
+        "conntrack -S saw the invalid packets: {before:?}"
+    );
+    assert!(
+        before["insert"] >= 1,
+        "conntrack -S saw the insert: {before:?}"
+    );
+
+    let helper_stats = serde_json::to_value(status.stats).unwrap();
+    let helper_stats = helper_stats.as_object().unwrap();
+    for (name, reference) in &before {
+        assert_eq!(
+            helper_stats.get(name).and_then(serde_json::Value::as_u64),
+            Some(*reference),
+            "{name} over {source} vs conntrack -S"
+        );
+    }
+    let reported: Vec<&String> = helper_stats.keys().collect();
+    let printed: Vec<&String> = before.keys().collect();
+    assert_eq!(
+        reported, printed,
+        "the same counters as conntrack -S, no more, no fewer"
+    );
+}
+
+#[test]
+fn the_statistics_over_ctnetlink_equal_conntrack_tools() {
+    if !have_root("the_statistics_over_ctnetlink_equal_conntrack_tools") {
+        return;
+    }
+    statistics_equal_conntrack_tools("netlink");
+}
+
+#[test]
+fn the_statistics_from_procfs_equal_conntrack_tools() {
+    if !have_root("the_statistics_from_procfs_equal_conntrack_tools") {
+        return;
+    }
+    assert!(
+        std::path::Path::new("/proc/net/stat/nf_conntrack").exists(),
+        "this kernel has CONFIG_NF_CONNTRACK_PROCFS: the fallback can be tested here"
+    );
+    statistics_equal_conntrack_tools("procfs");
+}
+
+#[test]
+fn an_unknown_statistics_source_stops_the_helper_at_start() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ctguard-helper"))
+        .args([
+            "--socket",
+            "/tmp/ctgtest-never.sock",
+            "--stats-source",
+            "sysfs",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("netlink"),
+        "the error lists the sources"
+    );
+}
+
 #[test]
 fn an_unknown_namespace_stops_the_helper_at_start() {
     if !have_root("an_unknown_namespace_stops_the_helper_at_start") {

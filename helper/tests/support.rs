@@ -129,6 +129,19 @@ impl Netns {
             .sum()
     }
 
+    /// Every statistic of one `conntrack -S` (read over netlink, not procfs), each summed over
+    /// CPUs, by the name conntrack-tools prints.
+    pub fn conntrack_stats(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut sums = std::collections::BTreeMap::new();
+        for field in self.exec("conntrack", &["-S"]).split_whitespace() {
+            let (name, value) = field.split_once('=').unwrap();
+            if name != "cpu" {
+                *sums.entry(name.to_owned()).or_default() += value.parse::<u64>().unwrap();
+            }
+        }
+        sums
+    }
+
     pub fn conntrack_count(&self) -> u64 {
         let out = self.exec("conntrack", &["-C"]);
         out.trim().parse().unwrap()

@@ -13,7 +13,8 @@ pub struct ConntrackStatus {
     pub max: u64,
     /// Hash table buckets (`nf_conntrack_buckets`).
     pub buckets: u64,
-    /// The per-CPU statistics of `/proc/net/stat/nf_conntrack`, summed over CPUs.
+    /// The per-CPU statistics (`conntrack -S`: over ctnetlink, or `/proc/net/stat/nf_conntrack`),
+    /// summed over CPUs.
     pub stats: ConntrackStats,
     /// Bytes of kernel memory one entry costs: the `nf_conntrack` slab object size, when the helper
     /// could read `/proc/slabinfo`.
@@ -61,8 +62,9 @@ pub struct HelperHealth {
     pub journal_write_failures: u64,
 }
 
-/// Counters from `/proc/net/stat/nf_conntrack`, summed over CPUs. They only grow (until a reboot
-/// or a wrap), so rates come from differences between readings.
+/// The per-CPU counters `conntrack -S` prints (IPCTNL_MSG_CT_GET_STATS_CPU over ctnetlink, or
+/// `/proc/net/stat/nf_conntrack` where the kernel has it), summed over CPUs. They only grow (until
+/// a reboot or a wrap), so rates come from differences between readings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConntrackStats {
@@ -76,6 +78,18 @@ pub struct ConntrackStats {
     /// Entries evicted to make room for new ones.
     pub early_drop: u64,
     pub search_restart: u64,
+    /// Packets a protocol tracker's error check rejected (`error`; `icmp_error` in procfs).
+    /// Missing from older helpers' answers, read as 0 (so are the two below).
+    #[serde(default)]
+    pub error: u64,
+    /// Insert races resolved by reusing the entry already there (`clash_resolve`; `clashres` in
+    /// procfs).
+    #[serde(default)]
+    pub clash_resolve: u64,
+    /// Inserts refused because a hash chain was too long: too few buckets (`chaintoolong`;
+    /// `chainlength` in procfs).
+    #[serde(default)]
+    pub chaintoolong: u64,
 }
 
 #[cfg(test)]
@@ -91,6 +105,18 @@ mod tests {
             entry_bytes,
             host_memory_bytes: 1 << 30,
         }
+    }
+
+    #[test]
+    fn statistics_without_the_newer_counters_read_as_zero() {
+        // What a helper answered before `error`, `clash_resolve` and `chaintoolong` were sent.
+        let older = r#"{"found":1,"invalid":2,"insert":3,"insert_failed":4,"drop":5,"early_drop":6,"search_restart":7}"#;
+        let stats: ConntrackStats = serde_json::from_str(older).expect("reads");
+        assert_eq!(stats.drop, 5);
+        assert_eq!(
+            (stats.error, stats.clash_resolve, stats.chaintoolong),
+            (0, 0, 0)
+        );
     }
 
     #[test]

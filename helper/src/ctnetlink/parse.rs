@@ -107,7 +107,7 @@ pub fn protocol_name(number: u8) -> &'static str {
 }
 
 /// Iterates over netlink attributes: (type without flags, payload).
-fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if bytes.len() < 4 {
             return None;
@@ -127,7 +127,7 @@ fn be16(bytes: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?))
 }
 
-fn be32(bytes: &[u8]) -> Option<u32> {
+pub(crate) fn be32(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?))
 }
 
@@ -214,7 +214,7 @@ pub fn flow(payload: &[u8]) -> Option<Flow> {
 pub(crate) mod tests {
     use super::*;
 
-    fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
         let len = u16::try_from(4 + payload.len()).expect("small");
         let mut bytes = len.to_ne_bytes().to_vec();
         bytes.extend_from_slice(&kind.to_ne_bytes());

@@ -42,6 +42,10 @@ fn counter_mut<'a>(stats: &'a mut ConntrackStats, column: &str) -> Option<&'a mu
         "drop" => &mut stats.drop,
         "early_drop" => &mut stats.early_drop,
         "search_restart" => &mut stats.search_restart,
+        "icmp_error" => &mut stats.error,
+        "clashres" => &mut stats.clash_resolve,
+        // 6.x prints chaintoolong under this name, where delete_list was (`ct_cpu_seq_show`).
+        "chainlength" => &mut stats.chaintoolong,
         _ => return None,
     })
 }
@@ -50,7 +54,7 @@ fn counter_mut<'a>(stats: &'a mut ConntrackStats, column: &str) -> Option<&'a mu
 pub(crate) mod tests {
     use super::*;
 
-    /// The layout of kernel 6.x, two CPUs.
+    /// A 5.x layout (clashres, but still delete_list: before the chain-length bound), two CPUs.
     pub(crate) const TWO_CPUS: &str = "\
 entries  clashres found new invalid ignore delete delete_list insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
 00010000  00000000 00000001 00000000 00000010 00000000 00000000 00000000 00000100 00000002 00000900 0000000a 00000000  00000000 00000000 00000000 00000003
@@ -70,8 +74,24 @@ entries  clashres found new invalid ignore delete delete_list insert insert_fail
                 drop: 0x96e,
                 early_drop: 15,
                 search_restart: 7,
+                ..ConntrackStats::default()
             }
         );
+    }
+
+    #[test]
+    fn reads_the_6x_columns_clashres_chainlength_and_icmp_error() {
+        // Kernel 6.18's header (this machine's), one CPU.
+        let six = "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n\
+                   00000005  00000002 00000000 00000000 00000011 00000000 00000000 00000003 00000000 00000004 00000006 00000000 00000007  00000000 00000000 00000000 00000001\n";
+        let stats = parse(six).expect("parses");
+        assert_eq!(stats.clash_resolve, 2);
+        assert_eq!(stats.chaintoolong, 3);
+        assert_eq!(stats.error, 7);
+        assert_eq!(stats.invalid, 0x11);
+        assert_eq!(stats.insert_failed, 4);
+        assert_eq!(stats.drop, 6);
+        assert_eq!(stats.search_restart, 1);
     }
 
     #[test]
