@@ -68,12 +68,16 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
         tracing::error!(%error, "cannot watch nftables for changes; reconciling on the timer only");
     }
     spawn_reconciler(Arc::clone(&blocks), config.reconcile_interval, changed);
-    let sysctls = Arc::new(Sysctls::new(
-        "/proc/sys",
-        initial_netns,
-        Arc::clone(&state),
-        Arc::clone(&journal),
-    ));
+    let sysctls = Arc::new(
+        Sysctls::new(
+            "/proc/sys",
+            initial_netns,
+            Arc::clone(&state),
+            Arc::clone(&journal),
+        )
+        .watching(config.netns.as_ref().map(|n| n.to_string())),
+    );
+    sysctls.reapply_watched_namespace();
 
     let listener = bind(&config.socket, &config.group)?;
     let shared = Arc::new(Shared {
