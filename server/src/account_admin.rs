@@ -1,6 +1,7 @@
 //! The server's implementation of the Users page: every account change is previewed from the live
 //! state, confirmed with a single-use token, applied, and audited with the admin who made it (the
-//! refusals too). Disabling a user or changing their role ends their sessions.
+//! refusals too). Disabling a user or changing their role ends their sessions. Sessions are
+//! counted and listed only while they could still be used (expired logins are swept first).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use ctguard_app::{
 
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
+    auth::SessionPolicy,
     clock::SharedClock,
     confirmation::{Change, Confirmations, Plan},
     domain::{Password, Username},
@@ -32,6 +34,8 @@ pub struct AccountAdministration {
     pub audit: AuditStore,
     pub clock: SharedClock,
     pub confirmations: Arc<Confirmations>,
+    /// Which logins still count as sessions.
+    pub policy: SessionPolicy,
 }
 
 fn internal(error: impl std::fmt::Display) -> AdminError {
@@ -67,7 +71,7 @@ impl AccountAdministration {
     async fn active_sessions_of(&self, user_id: i64) -> Result<usize, AdminError> {
         Ok(self
             .logins
-            .all_active()
+            .all_live(self.clock.now(), &self.policy)
             .await
             .map_err(internal)?
             .iter()
@@ -158,7 +162,7 @@ impl AccountAdministration {
             UserChange::EndSession { session_id } => {
                 let login = self
                     .logins
-                    .all_active()
+                    .all_live(self.clock.now(), &self.policy)
                     .await
                     .map_err(internal)?
                     .into_iter()
@@ -273,7 +277,11 @@ fn audit_target(change: &UserChange) -> String {
 impl AccountAdmin for AccountAdministration {
     async fn list(&self) -> Result<Vec<Account>, AdminError> {
         let users = self.users.list().await.map_err(from_user_error)?;
-        let logins = self.logins.all_active().await.map_err(internal)?;
+        let logins = self
+            .logins
+            .all_live(self.clock.now(), &self.policy)
+            .await
+            .map_err(internal)?;
         Ok(users
             .into_iter()
             .map(|user| Account {

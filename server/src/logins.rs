@@ -1,8 +1,15 @@
 //! Logins: one row per signed-in browser, the server's own record of every session, so that an
-//! admin can list and end them, and disabling a user or changing their role ends theirs.
+//! admin can list and end them, and disabling a user or changing their role ends theirs. A row is
+//! active only while its session could still be used: signing in again from the same browser
+//! ends the one before, and expired rows are swept (periodically, and before any listing).
+
+use std::time::Duration;
 
 use ctguard_app::auth::{CurrentUser, Role};
 use sqlx::SqlitePool;
+use tokio::task::JoinHandle;
+
+use crate::{auth::SessionPolicy, clock::SharedClock};
 
 /// Why a login ended; stored, shown to admins, and written to the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +19,8 @@ pub enum EndReason {
     Absolute,
     EndedByAdmin,
     UserChanged,
+    /// The same browser signed in again (its session cookie named this login).
+    SignedInAgain,
 }
 
 impl EndReason {
@@ -22,6 +31,7 @@ impl EndReason {
             Self::Absolute => "absolute lifetime",
             Self::EndedByAdmin => "ended by an admin",
             Self::UserChanged => "user disabled or changed",
+            Self::SignedInAgain => "signed in again",
         }
     }
 }
@@ -93,6 +103,70 @@ impl LoginStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await
+    }
+
+    /// The logins that could still be used now: the expired ones are swept first, so what an
+    /// admin is shown (and counts) is what the session check would let in.
+    pub async fn all_live(
+        &self,
+        now: i64,
+        policy: &SessionPolicy,
+    ) -> Result<Vec<ActiveLogin>, sqlx::Error> {
+        self.sweep_expired(now, policy).await?;
+        self.all_active().await
+    }
+
+    /// Ends every active login the session check would refuse at `now`: a disabled user's (dated
+    /// now), and each expired one dated when it expired, with the limit it reached first (the
+    /// absolute lifetime or idleness), not when it happened to be noticed. Returns how many.
+    pub async fn sweep_expired(
+        &self,
+        now: i64,
+        policy: &SessionPolicy,
+    ) -> Result<u64, sqlx::Error> {
+        // Capped (at about 34,000 years) so that `created_at + limit` cannot overflow in SQL.
+        let secs =
+            |limit: Duration| i64::try_from(limit.as_secs()).map_or(1 << 40, |s| s.min(1 << 40));
+        let disabled = sqlx::query(
+            "UPDATE logins SET ended_at = ?1, end_reason = ?2
+             WHERE ended_at IS NULL AND user_id IN (SELECT id FROM users WHERE disabled = 1)",
+        )
+        .bind(now)
+        .bind(EndReason::UserChanged.as_str())
+        .execute(&self.pool)
+        .await?;
+        let expired = sqlx::query(
+            "UPDATE logins
+             SET ended_at = MIN(created_at + ?2, last_seen + ?3),
+                 end_reason = CASE WHEN created_at + ?2 <= last_seen + ?3 THEN ?4 ELSE ?5 END
+             WHERE ended_at IS NULL AND (?1 - created_at >= ?2 OR ?1 - last_seen >= ?3)",
+        )
+        .bind(now)
+        .bind(secs(policy.absolute))
+        .bind(secs(policy.idle))
+        .bind(EndReason::Absolute.as_str())
+        .bind(EndReason::Idle.as_str())
+        .execute(&self.pool)
+        .await?;
+        let ended = disabled.rows_affected() + expired.rows_affected();
+        Ok(ended)
+    }
+
+    /// Sweeps expired logins every quarter of the idle timeout (between 1 s and a minute), so the
+    /// table is true even of browsers that never come back.
+    pub fn spawn_sweeper(self, clock: SharedClock, policy: SessionPolicy) -> JoinHandle<()> {
+        let every = (policy.idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                match self.sweep_expired(clock.now(), &policy).await {
+                    Ok(0) => {}
+                    Ok(ended) => tracing::info!(ended, "expired logins swept"),
+                    Err(error) => tracing::error!(%error, "cannot sweep expired logins"),
+                }
+            }
+        })
     }
 
     pub async fn all_active(&self) -> Result<Vec<ActiveLogin>, sqlx::Error> {

@@ -181,7 +181,11 @@ impl Application {
             audit,
             clock: clock.clone(),
             confirmations,
+            policy: settings.session,
         });
+        let login_sweeper = logins
+            .clone()
+            .spawn_sweeper(clock.clone(), settings.session);
         let authenticator = Authenticator {
             logins,
             clock,
@@ -232,7 +236,7 @@ impl Application {
             local_addr,
             router,
             sampler,
-            background: vec![saver, expired_sessions],
+            background: vec![saver, expired_sessions, login_sweeper],
             store,
             history,
         })

@@ -6,6 +6,9 @@
 //! types reaches the server's log escaped; a burst of guesses gets no more password checks than the
 //! throttle's limit, an IPv6 attacker is counted by its /64, a browser that signed in before keeps
 //! its way in, and clients that hang up neither push the hasher past its bound nor go unaudited.
+//! The logins table tells the truth: a browser signing in again ends its login before, expired
+//! logins are swept whether or not their browser comes back, and the Users page counts only live
+//! sessions.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,8 +16,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ctguard_app::auth::Role;
+use ctguard_app::{
+    auth::Role,
+    users::{Account, ListAccounts},
+};
 use ctguard_server::db;
+use leptos::server_fn::ServerFn;
 use support::{
     TestApp, cookie_value, location, password_of, session_cookie, spawn_app,
     spawn_app_on_the_system_clock, spawn_app_with, with_cookie,
@@ -706,4 +713,113 @@ async fn a_device_cookie_is_worth_nothing_after_ninety_days() {
         "{}",
         location(&response)
     );
+}
+
+/// The Users page's accounts, as an admin's browser asks for them: each name with the number of
+/// sessions shown.
+async fn sessions_shown(app: &TestApp, admin: &reqwest::Client) -> Vec<(String, usize)> {
+    let response = app.post_form(admin, ListAccounts::PATH, &[]).await;
+    assert_eq!(response.status(), 200);
+    let accounts: Vec<Account> = response.json().await.unwrap();
+    accounts
+        .into_iter()
+        .map(|account| (account.username, account.sessions.len()))
+        .collect()
+}
+
+fn count_of(shown: &[(String, usize)], username: &str) -> usize {
+    shown.iter().find(|(name, _)| name == username).unwrap().1
+}
+
+/// Every login row of `username`: (ended, end reason), oldest first.
+async fn login_rows(app: &TestApp, username: &str) -> Vec<(bool, Option<String>)> {
+    let pool = db::open(&app.database).await.unwrap();
+    sqlx::query_as(
+        "SELECT l.ended_at IS NOT NULL, l.end_reason FROM logins l JOIN users u ON u.id = l.user_id
+         WHERE u.username = ? ORDER BY l.created_at, l.rowid",
+    )
+    .bind(username)
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn signing_in_again_from_the_same_browser_ends_the_login_before() {
+    let app = spawn_app().await;
+    let shared_desk = app.browser();
+    let elsewhere = app.browser();
+    app.sign_in(&elsewhere, "vera", &password_of("vera")).await;
+    app.sign_in(&shared_desk, "vera", &password_of("vera"))
+        .await;
+    app.sign_in(&shared_desk, "vera", &password_of("vera"))
+        .await;
+    // A wrong password from the same browser ends nothing.
+    app.sign_in(&shared_desk, "otto", "not-the-password").await;
+    app.sign_in(&shared_desk, "otto", &password_of("otto"))
+        .await;
+
+    let again = Some("signed in again".to_owned());
+    assert_eq!(
+        login_rows(&app, "vera").await,
+        [(false, None), (true, again.clone()), (true, again)],
+        "vera's other browser keeps its login; the shared desk's two ended as it signed in again"
+    );
+    assert_eq!(login_rows(&app, "otto").await, [(false, None)]);
+    let admin = app.signed_in(Role::Admin).await;
+    let shown = sessions_shown(&app, &admin).await;
+    assert_eq!(count_of(&shown, "vera"), 1);
+    assert_eq!(count_of(&shown, "otto"), 1);
+    assert_eq!(support::live_status(&app, &elsewhere).await, 200);
+    assert_eq!(support::live_status(&app, &shared_desk).await, 200);
+}
+
+#[tokio::test]
+async fn expired_logins_are_swept_and_the_users_page_counts_only_live_sessions() {
+    let app = spawn_app().await;
+    // vera leaves two browsers signed in and never comes back; otto stays busy all day.
+    app.signed_in(Role::Viewer).await;
+    app.signed_in(Role::Viewer).await;
+    let otto = app.signed_in(Role::Operator).await;
+    let policy = ctguard_server::auth::SessionPolicy::default();
+    let step = i64::try_from(policy.idle.as_secs()).unwrap() * 2 / 3;
+    let mut busy_for = 0;
+    while busy_for + step < i64::try_from(policy.absolute.as_secs()).unwrap() {
+        app.clock.advance(step);
+        busy_for += step;
+        assert_eq!(support::live_status(&app, &otto).await, 200);
+    }
+    // Past otto's absolute lifetime (within his idle timeout), before anything of his asks again.
+    app.clock.advance(step);
+
+    let admin = app.signed_in(Role::Admin).await;
+    let shown = sessions_shown(&app, &admin).await;
+    assert_eq!(count_of(&shown, "vera"), 0, "{shown:?}");
+    assert_eq!(count_of(&shown, "otto"), 0, "{shown:?}");
+    assert_eq!(count_of(&shown, "ada"), 1, "{shown:?}");
+    let idle = Some("idle timeout".to_owned());
+    assert_eq!(
+        login_rows(&app, "vera").await,
+        [(true, idle.clone()), (true, idle)]
+    );
+    assert_eq!(
+        login_rows(&app, "otto").await,
+        [(true, Some("absolute lifetime".to_owned()))]
+    );
+}
+
+#[tokio::test]
+async fn a_browser_that_never_comes_back_has_its_login_swept_without_anyone_asking() {
+    let app = spawn_app_on_the_system_clock(|settings| settings.session.idle = IDLE).await;
+    sign_in(&app).await;
+    assert_eq!(login_rows(&app, "vera").await, [(false, None)]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while login_rows(&app, "vera").await != [(true, Some("idle timeout".to_owned()))] {
+        assert!(
+            Instant::now() < deadline,
+            "still active: {:?}",
+            login_rows(&app, "vera").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -152,6 +152,22 @@ pub async fn sign_in(
         }
     };
 
+    // The login this browser's session stood for (another tab's, or an earlier user's at a
+    // shared desk) ends here: its cookie is replaced below, so nothing could use it again, and
+    // the Users page would count it as a session until it idled out.
+    match session.get::<String>(LOGIN_KEY).await {
+        Ok(Some(previous)) => {
+            if let Err(error) = service
+                .logins
+                .end(&previous, now, EndReason::SignedInAgain)
+                .await
+            {
+                tracing::warn!(%error, "cannot end the browser's previous login");
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "unreadable session"),
+    }
     // A new session id at every sign-in: a fixated or stolen pre-login id is worthless.
     if let Err(error) = session.cycle_id().await {
         tracing::error!(%error, "cannot rotate the session id");
