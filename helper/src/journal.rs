@@ -211,7 +211,7 @@ impl Journal {
         }
         let mut checkpoints = Vec::new();
         verify::walk_from(read_from_start(&file), ChainEnd::empty(), |before, _| {
-            if before.records % CHECKPOINT_EVERY == 0 {
+            if before.records.is_multiple_of(CHECKPOINT_EVERY) {
                 checkpoints.push(before.clone());
             }
         })
@@ -303,7 +303,7 @@ impl Journal {
         tail.next_seq = seq + 1;
         tail.last_hash = hash;
         tail.committed_bytes += line.len() as u64;
-        if seq % CHECKPOINT_EVERY == 0 {
+        if seq.is_multiple_of(CHECKPOINT_EVERY) {
             tail.checkpoints.push(before);
         }
         self.write_head(&tail);
