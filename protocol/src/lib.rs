@@ -83,9 +83,10 @@ pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Sid
 
 /// The protocol version both sides must agree on in the `hello` handshake. Bump it on any change to
 /// the JSON shape of a request or a response. 3: `status` answers carry `helper` ([`HelperHealth`]).
-/// 4: requests are at most [`MAX_REQUEST_BYTES`]; errors `answer_too_large` and
-/// `too_many_blocks`; the journal action `discard_saved`; networks in their canonical form only
-/// (an IPv4-mapped network is sent and answered as IPv4, see [`address`]).
+/// 4: requests are at most [`MAX_REQUEST_BYTES`]; errors `answer_too_large`, `too_many_blocks`,
+/// `neigh_threshold_order` and `conntrack_table_too_large`; the journal action `discard_saved`;
+/// the statistics `error`, `clash_resolve` and `chaintoolong`; networks in their canonical form
+/// only (an IPv4-mapped network is sent and answered as IPv4, see [`address`]).
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,
