@@ -745,3 +745,71 @@ fn a_journal_cut_short_and_grown_back_stops_the_helper() {
         "the helper did not extend the cut journal"
     );
 }
+
+#[test]
+fn sysctls_out_of_order_or_past_the_ram_share_are_refused_and_the_kernel_keeps_its_values() {
+    if !have_root(
+        "sysctls_out_of_order_or_past_the_ram_share_are_refused_and_the_kernel_keeps_its_values",
+    ) {
+        return;
+    }
+    let read = |name: &str| -> u64 {
+        let path = format!("/proc/sys/{}", name.replace('.', "/"));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let helper = HelperProcess::start(&SERVER_ARGS);
+    let set = |key: &str, value: u64| {
+        format!(
+            r#"{{"request":"set_sysctl","key":"{key}","value":{value},"persist":false,"actor":"mallory","requested_by":"{ADMIN}"}}"#
+        )
+    };
+    let (t1, t2, t3, max) = (
+        read("net.ipv4.neigh.default.gc_thresh1"),
+        read("net.ipv4.neigh.default.gc_thresh2"),
+        read("net.ipv4.neigh.default.gc_thresh3"),
+        read("net.netfilter.nf_conntrack_max"),
+    );
+    let answers = as_server(
+        &helper,
+        &[
+            set("net.ipv4.neigh.default.gc_thresh2", t3 + 1),
+            set("net.ipv4.neigh.default.gc_thresh1", t2 + 1),
+            set("net.netfilter.nf_conntrack_max", u64::from(u32::MAX)),
+        ],
+    );
+    for answer in &answers {
+        assert_eq!(answer["response"], "error", "{answer}");
+    }
+    assert_eq!(
+        answers[0]["error"]["kind"], "neigh_threshold_order",
+        "{:?}",
+        answers[0]
+    );
+    assert_eq!(
+        answers[1]["error"]["kind"], "neigh_threshold_order",
+        "{:?}",
+        answers[1]
+    );
+    assert!(
+        matches!(
+            answers[2]["error"]["kind"].as_str(),
+            Some("conntrack_table_too_large" | "sysctl_out_of_bounds")
+        ),
+        "{:?}",
+        answers[2]
+    );
+    assert_eq!(
+        (
+            read("net.ipv4.neigh.default.gc_thresh1"),
+            read("net.ipv4.neigh.default.gc_thresh2"),
+            read("net.ipv4.neigh.default.gc_thresh3"),
+            read("net.netfilter.nf_conntrack_max"),
+        ),
+        (t1, t2, t3, max),
+        "the kernel kept every value"
+    );
+}
