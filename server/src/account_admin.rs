@@ -59,6 +59,19 @@ fn parse_username(text: &str) -> Result<Username, AdminError> {
     Username::parse(text).map_err(|e| invalid(format!("{e}.")))
 }
 
+/// What a confirmed user change holds while it is checked and carried out: the account, or the
+/// session it ends.
+fn target_of(change: &UserChange) -> String {
+    match change {
+        UserChange::Add { username, .. }
+        | UserChange::SetRole { username, .. }
+        | UserChange::SetDisabled { username, .. } => {
+            format!("account {}", username.trim().to_ascii_lowercase())
+        }
+        UserChange::EndSession { session_id } => format!("session {session_id}"),
+    }
+}
+
 fn sessions_line(count: usize) -> String {
     match count {
         0 => "no session to end".to_owned(),
@@ -326,6 +339,9 @@ impl AccountAdmin for AccountAdministration {
 
     async fn apply(&self, token: String, change: UserChange) -> Result<(), AdminError> {
         let who = requester().await?;
+        // Held from the re-plan to the audit: two previews of one account's state cannot both be
+        // carried out (the second waits, then finds the state changed).
+        let _held = self.confirmations.hold(&target_of(&change)).await;
         // Re-check against the state now: the same plan must come out, or the change is refused.
         let plan = match self.plan(&who.user, &change).await {
             Ok(plan) => plan,

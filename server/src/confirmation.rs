@@ -1,14 +1,21 @@
 //! Server-enforced confirmation: a change is previewed first, which issues a single-use token bound
 //! to the session, the action, a digest of its arguments and a fingerprint of the state the preview
 //! was computed from; only that token, presented once, before it expires, from the same session,
-//! with the same arguments, over unchanged state, carries the change out.
+//! with the same arguments, over unchanged state, carries the change out. The check of that state
+//! and the change are one step: a confirmation holds its target's lock from the re-plan to the end
+//! of the change, so two previews of the same state cannot both be carried out.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use ctguard_app::confirm::Preview;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use tokio::sync::OwnedMutexGuard;
 
 use crate::clock::SharedClock;
 
@@ -83,6 +90,34 @@ pub struct Confirmations {
     lifetime_secs: i64,
     /// Keyed by the token's SHA-256: the map never holds a usable token.
     pending: Mutex<HashMap<[u8; 32], Pending>>,
+    targets: TargetLocks,
+}
+
+/// One lock per target of a change (a block's target, the sysctls, an account), made when first
+/// asked for and dropped when nobody holds or awaits it.
+type TargetLocks = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// A target held for one confirmed change: others confirming a change of it wait, then re-plan
+/// from the state this one left.
+#[derive(Debug)]
+pub struct TargetHeld {
+    targets: TargetLocks,
+    target: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for TargetHeld {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map's own reference left: nobody holds it or waits for it.
+        if targets
+            .get(&self.target)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            targets.remove(&self.target);
+        }
+    }
 }
 
 fn token_key(token: &str) -> [u8; 32] {
@@ -95,6 +130,23 @@ impl Confirmations {
             clock,
             lifetime_secs,
             pending: Mutex::default(),
+            targets: TargetLocks::default(),
+        }
+    }
+
+    /// Waits for `target` and holds it until the returned guard is dropped: taken before a
+    /// confirmed change is planned again, released after it was carried out and audited, so the
+    /// state the re-plan checked is the state the change meets. The holder's helper calls have
+    /// deadlines, so the wait is bounded by them.
+    pub async fn hold(&self, target: &str) -> TargetHeld {
+        let lock = {
+            let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(targets.entry(target.to_owned()).or_default())
+        };
+        TargetHeld {
+            targets: Arc::clone(&self.targets),
+            target: target.to_owned(),
+            guard: Some(lock.lock_owned().await),
         }
     }
 
@@ -277,6 +329,28 @@ mod tests {
                 "a refused token is spent"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_held_target_makes_the_next_holder_wait_and_is_forgotten_when_free() {
+        let (_, confirmations) = setup();
+        let first = confirmations.hold("sysctls").await;
+        let other = confirmations.hold("block 192.0.2.1/32").await;
+        let waiting = confirmations.hold("sysctls");
+        tokio::pin!(waiting);
+        assert!(
+            futures::poll!(waiting.as_mut()).is_pending(),
+            "the same target waits"
+        );
+        drop(first);
+        let second = waiting.await;
+        drop((second, other));
+        assert!(
+            confirmations
+                .targets
+                .lock()
+                .is_ok_and(|targets| targets.is_empty())
+        );
     }
 
     #[test]

@@ -84,6 +84,22 @@ fn is_for_the_user(error: &HelperError) -> bool {
     )
 }
 
+/// What a confirmed operation holds while it is checked and carried out: its target, in its
+/// canonical form when it parses (a block and an unblock of one target share it); every sysctl
+/// change one target, since their guardrails relate the keys (the neighbour thresholds' order, the
+/// table's size against its buckets) and a revert names its key only through its audit record.
+fn target_of(operation: &Operation) -> String {
+    match operation {
+        Operation::Block { target, .. } | Operation::DeleteEntries { target, .. } => {
+            let target =
+                parse_target(target).map_or_else(|_| target.trim().to_owned(), |t| t.to_string());
+            format!("block target {target}")
+        }
+        Operation::Unblock { target } => format!("block target {target}"),
+        Operation::SetSysctl { .. } | Operation::RevertSysctl { .. } => "sysctls".to_owned(),
+    }
+}
+
 fn parse_target(text: &str) -> Result<BlockTarget, AdminError> {
     BlockTarget::from_str(text.trim()).map_err(|e| invalid(format!("{e}.")))
 }
@@ -449,6 +465,9 @@ impl TableOperations for TableOperator {
     async fn apply(&self, token: String, operation: Operation) -> Result<String, AdminError> {
         let who = requester().await?;
         self.check_role(&who, &operation).await?;
+        // From the re-plan to the audit of the outcome: a second confirmation of a preview of the
+        // same state waits, then finds the state changed.
+        let _held = self.confirmations.hold(&target_of(&operation)).await;
         let change = Change {
             action: operation.action(),
             args: &operation,

@@ -530,3 +530,48 @@ async fn expired_tampered_foreign_and_stale_confirmations_are_refused_and_audite
         "each with what was previewed"
     );
 }
+
+/// vera's role and whether she is disabled, as the database holds them.
+async fn veras_state(app: &support::TestApp) -> (String, bool) {
+    let pool = db::open(&app.database).await.unwrap();
+    sqlx::query_as("SELECT role, disabled FROM users WHERE username = 'vera'")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_previews_of_one_account_confirmed_at_once_change_it_once() {
+    let app = spawn_app().await;
+    let ada_here = app.signed_in(Role::Admin).await;
+    let ada_there = app.signed_in(Role::Admin).await;
+    // Rounds, since nothing here slows the change down: one lost race is enough.
+    for _ in 0..20 {
+        // Both previewed from the same state.
+        let (role, disabled) = veras_state(&app).await;
+        let other_role = if role == "viewer" {
+            "operator"
+        } else {
+            "viewer"
+        };
+        let set_role = json!({ "kind": "set_role", "username": "vera", "role": other_role });
+        let toggle = json!({ "kind": "set_disabled", "username": "vera", "disabled": !disabled });
+        let role_token = app.preview_user_change(&ada_here, set_role.clone()).await;
+        let toggle_token = app.preview_user_change(&ada_there, toggle.clone()).await;
+
+        let (first, second) = tokio::join!(
+            apply(&app, &ada_here, &role_token, set_role),
+            apply(&app, &ada_there, &toggle_token, toggle),
+        );
+        let applied = [&first, &second].iter().filter(|(s, _)| *s == 200).count();
+        assert_eq!(applied, 1, "exactly one of them: {first:?} {second:?}");
+        let refused = if first.0 == 200 { &second } else { &first };
+        assert!(refused.1.contains("changed"), "{refused:?}");
+        let expected = if first.0 == 200 {
+            (other_role.to_owned(), disabled)
+        } else {
+            (role, !disabled)
+        };
+        assert_eq!(veras_state(&app).await, expected);
+    }
+}

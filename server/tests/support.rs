@@ -569,6 +569,9 @@ pub struct FakeHelper {
     pub block_requests: Arc<AtomicU64>,
     /// The "kernel's" sysctls: read and written through the protocol, or behind its back.
     pub sysctls: Arc<Mutex<BTreeMap<SysctlKey, u64>>>,
+    /// How long a change (a block, a sysctl write) takes before it lands, in milliseconds: the
+    /// window in which a second confirmation could slip between the first's check and its write.
+    pub change_delay_ms: Arc<AtomicU64>,
     task: JoinHandle<()>,
     socket: PathBuf,
 }
@@ -592,16 +595,24 @@ impl FakeHelper {
         let block_counter = Arc::clone(&block_requests);
         let sysctls = Arc::new(Mutex::new(sample_sysctls()));
         let kernel = Arc::clone(&sysctls);
+        let change_delay_ms = Arc::new(AtomicU64::new(0));
+        let delay = Arc::clone(&change_delay_ms);
         let task = tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let counter = Arc::clone(&counter);
                 let blocks = Arc::clone(&block_counter);
                 let kernel = Arc::clone(&kernel);
+                let delay = Arc::clone(&delay);
                 tokio::spawn(async move {
                     let mut transport = Framed::new(stream, frame::codec());
                     while let Some(Ok(body)) = transport.next().await {
-                        let response = match frame::decode::<Request>(&body).unwrap() {
+                        let request = frame::decode::<Request>(&body).unwrap();
+                        if matches!(request, Request::Block { .. } | Request::SetSysctl { .. }) {
+                            let ms = delay.load(Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        let response = match request {
                             Request::Hello { .. } => Response::Welcome {
                                 protocol_version: PROTOCOL_VERSION,
                                 helper_version: "fake".into(),
@@ -704,6 +715,7 @@ impl FakeHelper {
             status_requests,
             block_requests,
             sysctls,
+            change_delay_ms,
             task,
             socket: socket.to_owned(),
         }

@@ -1,7 +1,8 @@
 //! Tuning as the server enforces it: everyone reads the settings, only admins change them, only
 //! through a confirmed preview computed from the live values; every change and every refusal is
 //! audited, a change can be reverted from its audit record, and a value changed behind the panel's
-//! back shows as such. The helper is a stand-in; the end-to-end suite writes the real /proc/sys.
+//! back shows as such; two previews of one value confirmed at once change it once. The helper is a
+//! stand-in; the end-to-end suite writes the real /proc/sys.
 
 #![allow(clippy::unwrap_used)]
 
@@ -511,4 +512,61 @@ async fn an_established_timeout_below_rfc_5382_takes_a_second_explicit_confirmat
 fn the_tuning_endpoints_have_fixed_paths_the_end_to_end_suite_calls() {
     assert_eq!(PreviewTuning::PATH, "/api/preview_tuning");
     assert_eq!(ApplyTuning::PATH, "/api/apply_tuning");
+}
+
+#[tokio::test]
+async fn two_previews_of_one_value_confirmed_at_once_change_it_once() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 1_000);
+    // Each write takes a while to land: time for the other confirmation to check the value the
+    // first one is about to change.
+    helper
+        .change_delay_ms
+        .store(300, std::sync::atomic::Ordering::SeqCst);
+    let ada_here = app.signed_in(Role::Admin).await;
+    let ada_there = app.signed_in(Role::Admin).await;
+    let to_a_day = set(SysctlKey::TcpTimeoutEstablished, 86_400);
+    let to_two_days = set(SysctlKey::TcpTimeoutEstablished, 172_800);
+    let here: Preview = preview(&app, &ada_here, to_a_day.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let there: Preview = preview(&app, &ada_there, to_two_days.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let (first, second) = tokio::join!(
+        apply(&app, &ada_here, &here.token, to_a_day),
+        apply(&app, &ada_there, &there.token, to_two_days),
+    );
+    let outcomes = [
+        (first.status().as_u16(), first.text().await.unwrap(), 86_400),
+        (
+            second.status().as_u16(),
+            second.text().await.unwrap(),
+            172_800,
+        ),
+    ];
+    let applied: Vec<_> = outcomes.iter().filter(|(s, ..)| *s == 200).collect();
+    assert_eq!(applied.len(), 1, "exactly one of them: {outcomes:?}");
+    let refused = outcomes.iter().find(|(s, ..)| *s != 200).unwrap();
+    assert!(refused.1.contains("changed"), "{refused:?}");
+    assert_eq!(
+        helper.sysctl(SysctlKey::TcpTimeoutEstablished),
+        applied[0].2,
+        "the value the applied preview promised"
+    );
+
+    let records = audit_records(&app).await;
+    let audited = |outcome: &str| {
+        records
+            .iter()
+            .filter(|r| r.action == "set_sysctl" && r.outcome == outcome)
+            .count()
+    };
+    assert_eq!(audited("success"), 1);
+    assert_eq!(audited("refused"), 1);
 }
