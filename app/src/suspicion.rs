@@ -266,6 +266,24 @@ impl Suspect {
             .collect::<Vec<_>>()
             .join("; ")
     }
+
+    /// The reason a block of this source starts with: its reasons in words, cut to what a
+    /// block's reason may hold, so the prefilled form is never refused for its length.
+    pub fn block_reason(&self) -> String {
+        fit_reason(&self.summary())
+    }
+}
+
+/// `text` cut on a character boundary to [`ShortText::MAX_CHARS`] characters, ending in `…`
+/// where it was cut.
+pub fn fit_reason(text: &str) -> String {
+    let max = ctguard_protocol::ShortText::MAX_CHARS;
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// Sketch estimates are approximate, and a saturated one is a lower bound.
@@ -474,6 +492,31 @@ fn reflection(snapshot: &Snapshot, source: IpAddr, mix: &StateMix) -> Option<Rea
                 percent: share,
             })
     })
+}
+
+#[cfg(test)]
+mod reason_length_tests {
+    use super::fit_reason;
+    use ctguard_protocol::ShortText;
+
+    #[test]
+    fn a_prefilled_reason_always_fits_a_block() {
+        let long = "100% assured: connections held open, which the kernel cannot evict; ".repeat(5);
+        let fitted = fit_reason(&long);
+        assert_eq!(fitted.chars().count(), ShortText::MAX_CHARS);
+        assert!(fitted.ends_with('…'));
+        assert!(ShortText::new(fitted).is_ok(), "the helper takes it");
+        assert_eq!(
+            fit_reason("a flood"),
+            "a flood",
+            "short reasons are kept whole"
+        );
+        let wide = "é".repeat(ShortText::MAX_CHARS + 1);
+        assert!(
+            ShortText::new(fit_reason(&wide)).is_ok(),
+            "cut on a character boundary"
+        );
+    }
 }
 
 #[cfg(test)]

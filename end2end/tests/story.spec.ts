@@ -23,7 +23,7 @@ import {
   shownCount,
   clientConnects,
   globalMax,
-  persistedSysctls,
+  persistedFile,
   artifactsDir,
 } from './support';
 
@@ -159,7 +159,7 @@ test('3. an admin raises the limit and lowers the established timeout, then reve
   await dialog.getByRole('button', { name: 'Confirm' }).click();
   await expect(page.getByTestId('operation-done')).toContainText(`${MAX} is now ${thousands(RAISED)} entries`);
   expect(globalMax()).toBe(RAISED);
-  expect(persistedSysctls()).toContain(`${MAX} = ${RAISED}\n`);
+  expect(persistedFile('90-ctguard.conf')).toContain(`${MAX} = ${RAISED}\n`);
 
   // RFC 5382's 2 h 4 min is a floor, not a target: with the table drained (the flooder blocked,
   // the limit raised) stale established entries do not fill it, so the advice is to keep the
@@ -175,7 +175,7 @@ test('3. an admin raises the limit and lowers the established timeout, then reve
   await dialog.getByRole('button', { name: 'Confirm' }).click();
   await expect(page.getByTestId('operation-done')).toContainText(`${ESTABLISHED} is now 86400 s`);
   expect(routerEstablished()).toBe(86400);
-  expect(persistedSysctls()).toContain(`${ESTABLISHED} = 86400\n`);
+  expect(persistedFile('netns.conf')).toContain(`${ESTABLISHED} = 86400\n`);
 
   // Revert the limit from its audit record: the kernel and the persisted file go back.
   await page.getByRole('link', { name: 'Audit' }).click();
@@ -189,7 +189,7 @@ test('3. an admin raises the limit and lowers the established timeout, then reve
   await dialog.getByRole('button', { name: 'Confirm' }).click();
   await expect(page.getByTestId('operation-done')).toContainText(`${MAX} is now ${thousands(LIMIT)} entries`);
   expect(globalMax()).toBe(LIMIT);
-  expect(persistedSysctls()).toContain(`${MAX} = ${LIMIT}\n`);
+  expect(persistedFile('90-ctguard.conf')).toContain(`${MAX} = ${LIMIT}\n`);
   expect(before).not.toBe(86400);
 });
 

@@ -178,9 +178,13 @@ export function globalMax(): number {
   return Number(fs.readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim());
 }
 
-/** The helper's persisted sysctl file (in the helper's own state dir, which an install links into /etc/sysctl.d). */
-export function persistedSysctls(): string {
+/**
+ * One of the helper's persisted files, or '' when it has none yet: `90-ctguard.conf` (global
+ * keys; an install links it into /etc/sysctl.d) or `netns.conf` (keys of the namespace it
+ * watches with `--netns`, re-applied there at start, never applied to the host at boot).
+ */
+export function persistedFile(name: string): string {
   const stateDir = process.env.CTGUARD_HELPER_STATE_DIR ?? path.join(runDir(), 'helper-state');
-  const file = path.join(stateDir, '90-ctguard.conf');
+  const file = path.join(stateDir, name);
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
 }

@@ -3,7 +3,7 @@
 // (kube-proxy, a config manager) sets back behind the panel's back is shown as drift, an
 // established timeout below RFC 5382's floor takes two confirmations, the buckets are never
 // advised below their value, and an operator sees the settings but the server refuses them a change.
-import { test, expect, signIn, inHost, persistedSysctls } from './support';
+import { test, expect, signIn, inHost, persistedFile } from './support';
 
 const MAX = 'net.netfilter.nf_conntrack_max';
 const ESTABLISHED = 'net.netfilter.nf_conntrack_tcp_timeout_established';
@@ -36,7 +36,10 @@ test('cancel leaves the kernel alone; a value changed back behind the panel is s
     await dialog.getByRole('button', { name: 'Confirm' }).click();
     await expect(page.getByTestId('operation-done')).toContainText(`${UDP} is now ${wanted} s`);
     expect(routerValue(UDP)).toBe(wanted);
-    expect(persistedSysctls()).toContain(`${UDP} = ${wanted}\n`);
+    // A key of the watched namespace is persisted for the helper to re-apply there, never in
+    // the file the boot applies to the host's own namespace.
+    expect(persistedFile('netns.conf')).toContain(`${UDP} = ${wanted}\n`);
+    expect(persistedFile('90-ctguard.conf')).not.toContain(UDP);
 
     // Another agent sets it back: the page says so.
     inHost('sysctl', '-q', '-w', `${UDP}=${original}`);

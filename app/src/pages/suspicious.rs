@@ -147,7 +147,7 @@ pub fn SuspiciousPage() -> impl IntoView {
                                 flow
                                 scope=suspect.suggested_scope()
                                 reason=if suspect.is_suspicious() {
-                                    suspect.summary()
+                                    suspect.block_reason()
                                 } else {
                                     String::new()
                                 }
