@@ -112,15 +112,21 @@ pub mod ssr {
     pub enum AdminError {
         #[error("{0}")]
         Invalid(String),
+        /// Refused for now: too many requests of this kind (from this session, or for the helper);
+        /// the same request later will do.
+        #[error("{0}")]
+        TooMany(String),
         #[error("Something went wrong; the server log has the details.")]
         Internal,
     }
 
     impl AdminError {
-        /// The error a server function answers with: 400 for a refusal, 500 for a failure.
+        /// The error a server function answers with: 400 for a refusal, 429 for "not now", 500
+        /// for a failure.
         pub fn into_server_error(self) -> ServerFnError {
             let status = match self {
                 Self::Invalid(_) => axum::http::StatusCode::BAD_REQUEST,
+                Self::TooMany(_) => axum::http::StatusCode::TOO_MANY_REQUESTS,
                 Self::Internal => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             };
             crate::session::refusal(status, self)

@@ -1,6 +1,10 @@
 //! The server's side of the helper socket: connect, handshake, ask, with one deadline over it all.
+//! Every call draws on one of three lanes of bounded width, so no kind of caller can take the
+//! helper's connections from another: the sampler (the dashboard of everyone) and confirmed
+//! changes have capacity of their own that reads (walks of the table for any signed-in user)
+//! cannot use.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use ctguard_app::live::HelperOutage;
 use ctguard_protocol::{
@@ -9,7 +13,7 @@ use ctguard_protocol::{
     frame::{self, FrameError},
 };
 use futures::{SinkExt, StreamExt};
-use tokio::net::UnixStream;
+use tokio::{net::UnixStream, sync::Semaphore};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::configuration::HelperSettings;
@@ -30,6 +34,8 @@ pub enum HelperClientError {
     Io(#[from] std::io::Error),
     #[error("unexpected answer from the helper: {0}")]
     Protocol(String),
+    #[error("every {0:?} call to the helper stayed busy for {1:?}")]
+    Busy(Lane, Duration),
 }
 
 impl From<FrameError> for HelperClientError {
@@ -43,9 +49,54 @@ impl HelperClientError {
     pub fn outage(&self) -> HelperOutage {
         match self {
             Self::Connect(_) | Self::Closed | Self::Io(_) => HelperOutage::Unreachable,
-            Self::Timeout(_) => HelperOutage::NotResponding,
+            Self::Timeout(_) | Self::Busy(..) => HelperOutage::NotResponding,
             Self::Refused(_) | Self::Protocol(_) => HelperOutage::Refused,
             Self::Failed(_) => HelperOutage::KernelUnreadable,
+        }
+    }
+}
+
+/// Whose capacity a call uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The one sampler: a status read per second (and the kernel log), for every dashboard.
+    Sampler,
+    /// A confirmed change from its preview to its outcome: the reads that plan it and the write.
+    Changes,
+    /// Everything else: snapshots, drill-downs, the blocks list, settings, the journal check.
+    Reads,
+}
+
+/// Calls in flight at once per lane. Together (7) well below the helper's own limit of 32
+/// connections, so the helper never refuses the server for being busy; the sampler is one task
+/// asking one thing at a time, changes are rare and confirmed by people, reads are what a crowd
+/// of browsers (or one hostile one) can multiply.
+const SAMPLER_WIDTH: usize = 1;
+const CHANGES_WIDTH: usize = 2;
+const READS_WIDTH: usize = 4;
+
+/// The lanes' widths, shared by every client of one server.
+#[derive(Debug)]
+pub struct HelperLanes {
+    sampler: Semaphore,
+    changes: Semaphore,
+    reads: Semaphore,
+}
+
+impl HelperLanes {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            sampler: Semaphore::new(SAMPLER_WIDTH),
+            changes: Semaphore::new(CHANGES_WIDTH),
+            reads: Semaphore::new(READS_WIDTH),
+        })
+    }
+
+    fn of(&self, lane: Lane) -> &Semaphore {
+        match lane {
+            Lane::Sampler => &self.sampler,
+            Lane::Changes => &self.changes,
+            Lane::Reads => &self.reads,
         }
     }
 }
@@ -53,11 +104,25 @@ impl HelperClientError {
 #[derive(Debug, Clone)]
 pub struct HelperClient {
     settings: HelperSettings,
+    lanes: Arc<HelperLanes>,
+    lane: Lane,
 }
 
 impl HelperClient {
-    pub fn new(settings: HelperSettings) -> Self {
-        Self { settings }
+    pub fn new(settings: HelperSettings, lanes: Arc<HelperLanes>, lane: Lane) -> Self {
+        Self {
+            settings,
+            lanes,
+            lane,
+        }
+    }
+
+    /// The same client on another lane.
+    pub fn in_lane(&self, lane: Lane) -> Self {
+        Self {
+            lane,
+            ..self.clone()
+        }
     }
 
     /// The table's reading and the helper's own state (blocks in force, journal failures).
@@ -81,9 +146,15 @@ impl HelperClient {
     }
 
     /// One connection, one handshake, one request. A connection per exchange keeps no state that
-    /// could go stale across helper restarts; on a Unix socket it costs microseconds.
+    /// could go stale across helper restarts; on a Unix socket it costs microseconds. The wait for
+    /// a place in the lane is bounded by the same deadline, then the exchange has its own.
     async fn exchange(&self, request: Request) -> Result<Response, HelperClientError> {
         let deadline = self.settings.timeout;
+        let _place = tokio::time::timeout(deadline, self.lanes.of(self.lane).acquire())
+            .await
+            .map_err(|_elapsed| HelperClientError::Busy(self.lane, deadline))?
+            // The semaphores are never closed.
+            .map_err(|_closed| HelperClientError::Closed)?;
         tokio::time::timeout(deadline, async {
             let stream = UnixStream::connect(&self.settings.socket)
                 .await

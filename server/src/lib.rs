@@ -19,6 +19,7 @@ pub mod history_store;
 pub mod live_events;
 pub mod logins;
 pub mod metrics;
+pub mod read_limits;
 pub mod requester;
 pub mod sampler;
 pub mod security_headers;

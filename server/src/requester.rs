@@ -35,7 +35,7 @@ pub async fn requester() -> Result<Requester, AdminError> {
 /// How a refused or failed change is recorded in the audit log.
 pub fn outcome_of(error: &AdminError) -> Outcome {
     match error {
-        AdminError::Invalid(_) => Outcome::Refused,
+        AdminError::Invalid(_) | AdminError::TooMany(_) => Outcome::Refused,
         AdminError::Internal => Outcome::Failed,
     }
 }

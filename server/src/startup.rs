@@ -57,7 +57,7 @@ use crate::{
     db,
     devices::DeviceStore,
     hashing::PasswordHasher,
-    helper_client::HelperClient,
+    helper_client::{HelperClient, HelperLanes, Lane},
     history_store::HistoryStore,
     live_events::{LiveStreams, live_events},
     logins::LoginStore,
@@ -114,8 +114,9 @@ impl Application {
             Vec::new()
         });
         let history = SharedHistory::new(History::from_minutes(minutes, sampler::now_ms()));
+        let lanes = HelperLanes::new();
         let (feed, sampler) = sampler::spawn(
-            HelperClient::new(settings.helper.clone()),
+            HelperClient::new(settings.helper.clone(), lanes.clone(), Lane::Sampler),
             settings.sample_interval,
             history.clone(),
         );
@@ -154,15 +155,20 @@ impl Application {
             i64::try_from(settings.confirmation_lifetime.as_secs()).unwrap_or(i64::MAX),
         ));
         // A table walk, an nft transaction or a journal check takes longer than a status read.
-        let slow_helper = HelperClient::new(HelperSettings {
-            socket: settings.helper.socket.clone(),
-            timeout: OPERATION_TIMEOUT,
-        });
+        let slow_helper = HelperClient::new(
+            HelperSettings {
+                socket: settings.helper.socket.clone(),
+                timeout: OPERATION_TIMEOUT,
+            },
+            lanes,
+            Lane::Reads,
+        );
         let table_operator = Arc::new(TableOperator {
             helper: slow_helper.clone(),
             audit: audit.clone(),
             clock: clock.clone(),
             confirmations: confirmations.clone(),
+            expensive_reads: Arc::default(),
         });
         let table_operations: SharedTableOperations = table_operator.clone();
         let settings_source: SharedSettingsSource = table_operator;

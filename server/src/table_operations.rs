@@ -24,7 +24,8 @@ use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
     clock::SharedClock,
     confirmation::{Change, Confirmations, Plan},
-    helper_client::{HelperClient, HelperClientError, unexpected},
+    helper_client::{HelperClient, HelperClientError, Lane, unexpected},
+    read_limits::ExpensiveReads,
     requester::{Requester, outcome_of, requester},
 };
 
@@ -35,6 +36,8 @@ pub struct TableOperator {
     pub audit: AuditStore,
     pub clock: SharedClock,
     pub confirmations: Arc<Confirmations>,
+    /// Each login's share of the reads that walk the table.
+    pub expensive_reads: Arc<ExpensiveReads>,
 }
 
 fn invalid(message: impl Into<String>) -> AdminError {
@@ -56,6 +59,11 @@ fn from_helper(error: HelperClientError) -> AdminError {
                 }
                 HelperClientError::Timeout(_) => invalid(
                     "The privileged helper did not answer in time; check the Blocks page before retrying.",
+                ),
+                // Nothing was sent: the lane stayed full for the whole deadline.
+                HelperClientError::Busy(..) => AdminError::TooMany(
+                    "The privileged helper is busy; nothing was asked of it. Try again shortly."
+                        .to_owned(),
                 ),
                 _ => AdminError::Internal,
             }
@@ -118,6 +126,28 @@ struct Executed {
 }
 
 impl TableOperator {
+    /// Spends one of the requesting login's expensive reads, or refuses with 429.
+    pub(crate) async fn spend_a_walk(&self) -> Result<Requester, AdminError> {
+        let who = requester().await?;
+        if let Err(over) = self.expensive_reads.spend(&who.login.0) {
+            tracing::debug!(user = ?who.user.username, ?over.retry_after, "expensive read refused");
+            return Err(AdminError::TooMany(format!(
+                "Too many table reads from this session; try again in {} s.",
+                over.retry_after.as_secs().max(1)
+            )));
+        }
+        Ok(who)
+    }
+
+    /// This operator with its helper calls on the lane reserved for changes: a preview and a
+    /// confirmation plan from the live table there too, so a crowd of reads cannot hold them up.
+    fn on_the_changes_lane(&self) -> Self {
+        Self {
+            helper: self.helper.in_lane(Lane::Changes),
+            ..self.clone()
+        }
+    }
+
     async fn blocks_now(&self) -> Result<Vec<ActiveBlock>, AdminError> {
         match self
             .helper
@@ -391,6 +421,7 @@ impl TableOperator {
 #[async_trait::async_trait]
 impl TableOperations for TableOperator {
     async fn suspects(&self) -> Result<SuspectsView, AdminError> {
+        self.spend_a_walk().await?;
         match self
             .helper
             .call(Request::Snapshot {})
@@ -410,6 +441,7 @@ impl TableOperations for TableOperator {
     }
 
     async fn entries_of(&self, network: String) -> Result<EntriesView, AdminError> {
+        self.spend_a_walk().await?;
         let network = ctguard_protocol::target::parse_network(network.trim())
             .map_err(|e| invalid(format!("{e}.")))?;
         let filter = EntryFilter {
@@ -435,12 +467,14 @@ impl TableOperations for TableOperator {
     }
 
     async fn preview(&self, operation: Operation) -> Result<Preview, AdminError> {
-        let who = requester().await?;
-        self.check_role(&who, &operation).await?;
-        let plan = match self.plan(&who, &operation).await {
+        let this = &self.on_the_changes_lane();
+        // A preview plans from a walk of the table too.
+        let who = this.spend_a_walk().await?;
+        this.check_role(&who, &operation).await?;
+        let plan = match this.plan(&who, &operation).await {
             Ok(plan) => plan,
             Err(error) => {
-                self.audit(
+                this.audit(
                     &who,
                     &operation,
                     outcome_of(&error),
@@ -452,7 +486,7 @@ impl TableOperations for TableOperator {
                 return Err(error);
             }
         };
-        Ok(self.confirmations.preview(
+        Ok(this.confirmations.preview(
             &who.login.0,
             Change {
                 action: operation.action(),
@@ -463,20 +497,21 @@ impl TableOperations for TableOperator {
     }
 
     async fn apply(&self, token: String, operation: Operation) -> Result<String, AdminError> {
+        let this = &self.on_the_changes_lane();
         let who = requester().await?;
-        self.check_role(&who, &operation).await?;
+        this.check_role(&who, &operation).await?;
         // From the re-plan to the audit of the outcome: a second confirmation of a preview of the
         // same state waits, then finds the state changed.
-        let _held = self.confirmations.hold(&target_of(&operation)).await;
+        let _held = this.confirmations.hold(&target_of(&operation)).await;
         let change = Change {
             action: operation.action(),
             args: &operation,
         };
-        let plan = match self.plan(&who, &operation).await {
+        let plan = match this.plan(&who, &operation).await {
             Ok(plan) => plan,
             Err(error) => {
-                let _ = self.confirmations.redeem(&token, &who.login.0, change, "");
-                self.audit(
+                let _ = this.confirmations.redeem(&token, &who.login.0, change, "");
+                this.audit(
                     &who,
                     &operation,
                     outcome_of(&error),
@@ -490,11 +525,11 @@ impl TableOperations for TableOperator {
         };
         let summary = plan.summary();
         if let Err(refusal) =
-            self.confirmations
+            this.confirmations
                 .redeem(&token, &who.login.0, change, &plan.fingerprint)
         {
             tracing::warn!(user = ?who.user.username, %refusal, "confirmation refused");
-            self.audit(
+            this.audit(
                 &who,
                 &operation,
                 Outcome::Refused,
@@ -505,9 +540,9 @@ impl TableOperations for TableOperator {
             .await?;
             return Err(invalid(refusal.to_string()));
         }
-        match self.execute(&who, &operation).await {
+        match this.execute(&who, &operation).await {
             Ok(done) => {
-                self.audit(
+                this.audit(
                     &who,
                     &operation,
                     Outcome::Success,
@@ -519,7 +554,7 @@ impl TableOperations for TableOperator {
                 Ok(done.message)
             }
             Err(error) => {
-                self.audit(
+                this.audit(
                     &who,
                     &operation,
                     outcome_of(&error),

@@ -1,21 +1,25 @@
 //! Operations on the table as the server enforces them: only operators, only after a confirmed
-//! preview, never with another change's token, always audited. The helper is a stand-in here; the
-//! end-to-end suite blocks for real.
+//! preview, never with another change's token, always audited; and no viewer, nor a crowd of them,
+//! can starve the helper of the dashboard's readings or an operator's change (issue 13, item 6).
+//! The helper is a stand-in here (as slow and as bounded as needed); the end-to-end suite blocks
+//! for real.
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ctguard_app::{
     auth::Role,
-    operations::{ApplyOperation, PreviewOperation},
+    live::LiveSample,
+    operations::{ApplyOperation, EntriesOf, PreviewOperation},
 };
 use ctguard_server::{audit::AuditStore, db};
+use futures::future::join_all;
 use leptos::server_fn::ServerFn;
 use serde_json::{Value, json};
-use support::{FakeHelper, spawn_app};
+use support::{FakeHelper, LiveEvents, TestApp, spawn_app};
 
 fn block(target: &str) -> Value {
     json!({ "kind": "block", "target": target, "duration_secs": 600, "reason": "flood" })
@@ -140,4 +144,122 @@ async fn a_viewer_can_neither_preview_nor_apply_and_bad_targets_are_refused_in_w
     assert_eq!(response.status(), 400);
     let text = response.text().await.unwrap();
     assert!(text.contains("not an address or a CIDR network"), "{text}");
+}
+
+/// A drill-down as the Suspicious page asks for it; the status of the answer.
+async fn drill_down(app: &TestApp, client: &reqwest::Client, network: &str) -> u16 {
+    app.post_form(client, EntriesOf::PATH, &[("network", network)])
+        .await
+        .status()
+        .as_u16()
+}
+
+/// Reads the live feed until `done` is set, failing on any sample that is not a new reading of the
+/// helper; returns how many it saw.
+async fn dashboard_stays_up(events: &mut LiveEvents, done: &AtomicBool) -> usize {
+    let mut newest = 0;
+    let mut seen = 0;
+    while !done.load(Ordering::SeqCst) {
+        match events.next().await {
+            LiveSample::Up { at_ms, .. } => {
+                assert!(at_ms >= newest, "samples in order");
+                newest = at_ms;
+                seen += 1;
+            }
+            other => panic!("the dashboard lost the helper: {other:?}"),
+        }
+    }
+    seen
+}
+
+/// A walk of the table takes this long in the stand-in helper: long enough for drill-downs to
+/// pile up on it.
+const WALK_MS: u64 = 300;
+
+#[tokio::test]
+async fn forty_drill_downs_by_one_viewer_stall_neither_the_dashboard_nor_an_operators_block() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 100);
+    helper.walk_delay_ms.store(WALK_MS, Ordering::SeqCst);
+    let viewer = app.signed_in(Role::Viewer).await;
+    let operator = app.signed_in(Role::Operator).await;
+    let mut dashboard = LiveEvents::connect(&app, &app.signed_in(Role::Viewer).await).await;
+    dashboard
+        .until("up", |s| matches!(s, LiveSample::Up { .. }))
+        .await;
+
+    let done = AtomicBool::new(false);
+    let flood = join_all((0..40).map(|i| {
+        let (app, viewer) = (&app, &viewer);
+        async move { drill_down(app, viewer, &format!("198.51.100.{i}/32")).await }
+    }));
+    let block = async {
+        let operation = block("from 203.0.113.66");
+        let response = preview(&app, &operator, operation.clone()).await;
+        assert_eq!(response.status(), 200, "the operator's preview");
+        let shown: ctguard_app::confirm::Preview = response.json().await.unwrap();
+        apply(&app, &operator, &shown.token, operation)
+            .await
+            .status()
+    };
+    let work = async {
+        let outcome = tokio::join!(flood, block);
+        done.store(true, Ordering::SeqCst);
+        outcome
+    };
+    let ((drill_downs, blocked), updates) =
+        tokio::join!(work, dashboard_stays_up(&mut dashboard, &done));
+
+    assert_eq!(blocked, 200, "the block went through");
+    assert_eq!(helper.block_requests.load(Ordering::SeqCst), 1);
+    assert!(
+        updates >= 3,
+        "the dashboard kept updating: {updates} samples"
+    );
+    assert!(
+        drill_downs.iter().all(|&s| s == 200 || s == 429),
+        "answered or refused for now, never failed: {drill_downs:?}"
+    );
+    let refused = drill_downs.iter().filter(|&&s| s == 429).count();
+    assert!(
+        refused >= 20,
+        "one login's burst is bounded: {refused} of 40 refused"
+    );
+    assert!(drill_downs.contains(&200), "its share is answered");
+}
+
+#[tokio::test]
+async fn a_crowd_of_viewers_drilling_down_at_once_is_answered_in_turn_and_the_dashboard_stays_up() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 100);
+    helper.walk_delay_ms.store(WALK_MS, Ordering::SeqCst);
+    // More drill-downs at once than the helper has connections, each login within its share.
+    let mut crowd = Vec::new();
+    for _ in 0..10 {
+        crowd.push(app.signed_in(Role::Viewer).await);
+    }
+    let mut dashboard = LiveEvents::connect(&app, &app.signed_in(Role::Viewer).await).await;
+    dashboard
+        .until("up", |s| matches!(s, LiveSample::Up { .. }))
+        .await;
+
+    let done = AtomicBool::new(false);
+    let app = &app;
+    let drill_downs = join_all(crowd.iter().flat_map(|viewer| {
+        (0..4).map(
+            move |i| async move { drill_down(app, viewer, &format!("198.51.100.{i}/32")).await },
+        )
+    }));
+    let work = async {
+        let statuses = drill_downs.await;
+        done.store(true, Ordering::SeqCst);
+        statuses
+    };
+    let (statuses, updates) = tokio::join!(work, dashboard_stays_up(&mut dashboard, &done));
+    assert_eq!(statuses.len(), 10 * 4);
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(
+        updates >= 3,
+        "the dashboard kept updating: {updates} samples"
+    );
 }

@@ -561,6 +561,9 @@ pub fn sample_sysctls() -> BTreeMap<SysctlKey, u64> {
         .collect()
 }
 
+/// Connections the real helper serves at once (`helper/src/server.rs`); the stand-in too.
+pub const HELPER_MAX_CONNECTIONS: usize = 32;
+
 /// A stand-in helper answering `status` with a fixed count, counting the status requests.
 #[derive(Debug)]
 pub struct FakeHelper {
@@ -572,6 +575,8 @@ pub struct FakeHelper {
     /// How long a change (a block, a sysctl write) takes before it lands, in milliseconds: the
     /// window in which a second confirmation could slip between the first's check and its write.
     pub change_delay_ms: Arc<AtomicU64>,
+    /// How long a walk of the table (an `entries` request) takes, in milliseconds.
+    pub walk_delay_ms: Arc<AtomicU64>,
     task: JoinHandle<()>,
     socket: PathBuf,
 }
@@ -597,21 +602,35 @@ impl FakeHelper {
         let kernel = Arc::clone(&sysctls);
         let change_delay_ms = Arc::new(AtomicU64::new(0));
         let delay = Arc::clone(&change_delay_ms);
+        let walk_delay_ms = Arc::new(AtomicU64::new(0));
+        let walk_delay = Arc::clone(&walk_delay_ms);
+        // As the real helper: more connections at once than it serves are closed unanswered.
+        let slots = Arc::new(tokio::sync::Semaphore::new(HELPER_MAX_CONNECTIONS));
         let task = tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
                 let counter = Arc::clone(&counter);
                 let blocks = Arc::clone(&block_counter);
                 let kernel = Arc::clone(&kernel);
                 let delay = Arc::clone(&delay);
+                let walk_delay = Arc::clone(&walk_delay);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let mut transport = Framed::new(stream, frame::codec());
                     while let Some(Ok(body)) = transport.next().await {
                         let request = frame::decode::<Request>(&body).unwrap();
-                        if matches!(request, Request::Block { .. } | Request::SetSysctl { .. }) {
-                            let ms = delay.load(Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(ms)).await;
-                        }
+                        let ms = match request {
+                            Request::Block { .. } | Request::SetSysctl { .. } => {
+                                delay.load(Ordering::SeqCst)
+                            }
+                            Request::Entries { .. } => walk_delay.load(Ordering::SeqCst),
+                            _ => 0,
+                        };
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
                         let response = match request {
                             Request::Hello { .. } => Response::Welcome {
                                 protocol_version: PROTOCOL_VERSION,
@@ -716,6 +735,7 @@ impl FakeHelper {
             block_requests,
             sysctls,
             change_delay_ms,
+            walk_delay_ms,
             task,
             socket: socket.to_owned(),
         }

@@ -446,6 +446,7 @@ impl TableOperator {
 #[async_trait::async_trait]
 impl SettingsSource for TableOperator {
     async fn view(&self, peak_24h: Option<u64>) -> Result<TuningView, AdminError> {
+        self.spend_a_walk().await?;
         let readings = self.sysctls_now().await?;
         let status = self.status_now().await?;
         let observed = Observed {
