@@ -212,8 +212,8 @@ async fn a_value_changed_between_preview_and_confirm_or_out_of_bounds_is_refused
             .text()
             .await
             .unwrap()
-            .contains("must be within 60..=432000"),
-        "the bounds, in words"
+            .contains("must be within 60..=2592000"),
+        "the bounds, in words (a minute to 30 days)"
     );
     let short: Preview = preview(&app, &admin, set(SysctlKey::TcpTimeoutEstablished, 180))
         .await
