@@ -1,6 +1,10 @@
-// SSE load client for bench/sse-load.sh: opens N concurrent subscriptions to the live feed, keeps
-// them for SECONDS, counts the events received, then closes everything and prints one JSON line.
-//   node bench/sse-clients.mjs N SECONDS URL
+// SSE load client for bench/sse-load.sh: signs N clients in, one session each, the way staff do
+// (the sign-in form, with the panel's Origin), opens one live-feed subscription per session,
+// keeps them for SECONDS, counts the events received, then closes everything and prints one JSON
+// line. It fails (non-zero exit, the reason on stderr) when a sign-in fails, a subscription is
+// refused or closes early, or no events arrive: a run that measured nothing prints no figure.
+//   CTGUARD_BENCH_USER=... CTGUARD_BENCH_PASSWORD=... node bench/sse-clients.mjs N SECONDS URL
+import fs from 'node:fs';
 import http from 'node:http';
 
 const [n, seconds, url] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4]];
@@ -8,16 +12,84 @@ if (!(n >= 1 && n <= 1000) || !(seconds >= 1 && seconds <= 600) || !url?.startsW
   console.error('usage: sse-clients.mjs N(1..1000) SECONDS(1..600) http://127.x.x.x:PORT/api/live');
   process.exit(2);
 }
+const user = process.env.CTGUARD_BENCH_USER;
+const password = process.env.CTGUARD_BENCH_PASSWORD;
+if (!user || !password) {
+  console.error('sse-clients.mjs: CTGUARD_BENCH_USER and CTGUARD_BENCH_PASSWORD must name an account');
+  process.exit(2);
+}
+const origin = new URL(url).origin;
+// The server whose cost is measured over the subscription window only (not the sign-ins, whose
+// argon2 hashes are a cost of signing in, reported apart as sign_in_seconds).
+const serverPid = Number(process.env.CTGUARD_BENCH_SERVER_PID);
+/** The server's CPU time (user + system, clock ticks) and RSS (KiB) from /proc. */
+function serverUsage() {
+  if (!serverPid) return null;
+  const stat = fs.readFileSync(`/proc/${serverPid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const rss = fs.readFileSync(`/proc/${serverPid}/status`, 'utf8').match(/^VmRSS:\s+(\d+)/m);
+  // fields[0] is the state (field 3 of stat): utime and stime are fields 14 and 15.
+  return { cpu_ticks: Number(fields[11]) + Number(fields[12]), rss_kib: rss ? Number(rss[1]) : 0 };
+}
+const fail = (why) => {
+  console.error(`sse-clients.mjs: FAILED: ${why}`);
+  process.exit(1);
+};
 
+/** Signs in once; resolves to the Cookie header of the new session. */
+function signIn() {
+  const body = new URLSearchParams({ username: user, password, next: '/' }).toString();
+  return new Promise((resolve, reject) => {
+    const request = http.request(`${origin}/auth/login`, {
+      method: 'POST',
+      headers: {
+        Origin: origin,
+        'Content-Type': 'application/x-www-form-urlencoded',
+        'Content-Length': Buffer.byteLength(body),
+      },
+    }, (response) => {
+      response.resume();
+      const location = response.headers.location ?? '';
+      const cookies = (response.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]);
+      if (response.statusCode >= 300 && response.statusCode < 400 && !location.startsWith('/login') && cookies.length) {
+        resolve(cookies.join('; '));
+      } else {
+        reject(new Error(`sign-in answered ${response.statusCode} → ${location || 'no redirect'}`));
+      }
+    });
+    request.on('error', reject);
+    request.setTimeout(30_000, () => request.destroy(new Error('sign-in timed out')));
+    request.end(body);
+  });
+}
+
+// Sign-ins a few at a time: each costs an argon2 hash, which the server bounds.
+const sessions = [];
+const signInStarted = Date.now();
+for (let i = 0; i < n; i += 4) {
+  const batch = Array.from({ length: Math.min(4, n - i) }, () => signIn());
+  try {
+    sessions.push(...(await Promise.all(batch)));
+  } catch (error) {
+    fail(`${error.message} (after ${sessions.length} of ${n} sign-ins)`);
+  }
+}
+const signInSeconds = (Date.now() - signInStarted) / 1000;
+
+const usageBefore = serverUsage();
 const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 const requests = [];
 let open = 0;
+let closedEarly = 0;
 let events = 0;
 let errors = 0;
-for (let i = 0; i < n; i++) {
-  const request = http.get(url, { agent }, (response) => {
+let finishing = false;
+const refusals = new Map();
+for (const cookie of sessions) {
+  const request = http.get(url, { agent, headers: { Cookie: cookie } }, (response) => {
     if (response.statusCode !== 200) {
       errors++;
+      refusals.set(response.statusCode, (refusals.get(response.statusCode) ?? 0) + 1);
       response.resume();
       return;
     }
@@ -32,13 +104,29 @@ for (let i = 0; i < n; i++) {
         buffer = buffer.slice(end + 2);
       }
     });
+    response.on('end', () => {
+      if (!finishing) closedEarly++;
+    });
   });
-  request.on('error', () => errors++);
+  request.on('error', () => {
+    if (!finishing) errors++;
+  });
   requests.push(request);
 }
 
 setTimeout(() => {
+  finishing = true;
+  const usageAfter = serverUsage();
   for (const request of requests) request.destroy();
-  console.log(JSON.stringify({ clients: n, open, events, errors, seconds }));
+  const report = { clients: n, open, events, errors, closed_early: closedEarly, seconds, sign_in_seconds: signInSeconds };
+  if (usageBefore && usageAfter) {
+    report.server_cpu_ticks = usageAfter.cpu_ticks - usageBefore.cpu_ticks;
+    report.server_rss_kib = usageAfter.rss_kib;
+  }
+  if (errors > 0) fail(`${errors} subscriptions refused or failed (${JSON.stringify(Object.fromEntries(refusals))}): ${JSON.stringify(report)}`);
+  if (open < n) fail(`only ${open} of ${n} subscriptions opened: ${JSON.stringify(report)}`);
+  if (closedEarly > 0) fail(`${closedEarly} subscriptions closed before the end: ${JSON.stringify(report)}`);
+  if (events === 0) fail(`no events arrived: ${JSON.stringify(report)}`);
+  console.log(JSON.stringify(report));
   process.exit(0);
 }, seconds * 1000);
