@@ -216,7 +216,17 @@ fn snapshot_benchmark() {
             top.key
         );
         if std::path::Path::new("/proc/net/nf_conntrack").exists() {
-            let (proc_time, _) = top_sources(ns, &["cat", "/proc/net/nf_conntrack"], "{print $6}");
+            let (proc_time, proc_top) =
+                top_sources(ns, &["cat", "/proc/net/nf_conntrack"], "{print $6}");
+            // A pipeline that read nothing measured nothing: it must have counted groups.
+            let counted: u64 = proc_top
+                .lines()
+                .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+                .sum();
+            assert!(
+                counted > 0,
+                "the /proc/net/nf_conntrack pipeline counted nothing: {proc_top:?}"
+            );
             proc_times.push(proc_time);
         }
     }
