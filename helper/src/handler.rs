@@ -176,7 +176,7 @@ impl Handler {
                 )
                 .await
             }
-            Request::Snapshot {} => match self.snapshots.get(consistent_snapshot).await {
+            Request::Snapshot {} => match self.snapshots.get(snapshot::walk_snapshot).await {
                 Ok(shared) => Response::Snapshot {
                     snapshot: Box::new((*shared).clone()),
                 },
@@ -257,32 +257,6 @@ async fn kernel_log() -> Response {
             },
         },
     }
-}
-
-/// One aggregated walk for `snapshot`, walked again from scratch when the kernel marks it
-/// interrupted (NLM_F_DUMP_INTR; `ctnetlink::walk_consistent`). The `Snapshot` answer has no
-/// field saying it is partial, so a walk interrupted on every attempt is refused as an error
-/// rather than answered as if it were whole. `walk_ms` counts every attempt: it is what the
-/// cache's rate limit weighs.
-fn consistent_snapshot() -> Result<ctguard_protocol::Snapshot, HelperError> {
-    let started = std::time::Instant::now();
-    let walked =
-        crate::ctnetlink::walk_consistent(snapshot::Aggregate::default, |aggregate, flow| {
-            aggregate.add(flow)
-        })
-        .map_err(|error| HelperError::Conntrack {
-            detail: error.to_string(),
-        })?;
-    if !walked.consistent {
-        return Err(HelperError::Conntrack {
-            detail: format!(
-                "the table changed during each of {} walks (NLM_F_DUMP_INTR): no consistent snapshot",
-                walked.attempts
-            ),
-        });
-    }
-    let walk_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok(walked.value.finish(crate::journal::now_unix_ms(), walk_ms))
 }
 
 #[cfg(test)]

@@ -167,8 +167,31 @@ impl Journal {
         };
         // 0600: the journal names users and their addresses.
         let file = dir.open_append(FILE_NAME, 0o600).map_err(open_error)?;
-        let end = match verify(read_from_start(&file)) {
-            Ok(end) => end,
+        let head = read_head(dir).map_err(open_error)?;
+        // One walk verifies the chain, notes the checkpoints and the hash of the record the head
+        // names; it is walked again only after a torn last line was cut off.
+        let walk = |file: &File| {
+            let mut checkpoints = Vec::new();
+            let mut hash_at_head = None;
+            let end = verify::walk_from(
+                read_from_start(file),
+                ChainEnd::empty(),
+                |before, record| {
+                    if before.records.is_multiple_of(CHECKPOINT_EVERY) {
+                        checkpoints.push(before.clone());
+                    }
+                    if head
+                        .as_ref()
+                        .is_some_and(|(records, _)| record.seq + 1 == *records)
+                    {
+                        hash_at_head = Some(record.hash);
+                    }
+                },
+            )?;
+            Ok::<_, Broken>((end, checkpoints, hash_at_head))
+        };
+        let (end, checkpoints, hash_at_head) = match walk(&file) {
+            Ok(walked) => walked,
             Err(Broken {
                 reason: verify::BrokenReason::Unterminated,
                 offset,
@@ -177,29 +200,17 @@ impl Journal {
                 tracing::warn!(path = %path.display(), line, "cutting off a torn last journal line");
                 file.set_len(offset).map_err(open_error)?;
                 file.sync_all().map_err(open_error)?;
-                verify(read_from_start(&file)).map_err(|broken| JournalError::Broken {
+                walk(&file).map_err(|broken| JournalError::Broken {
                     path: path.clone(),
                     broken,
                 })?
             }
             Err(broken) => return Err(JournalError::Broken { path, broken }),
         };
-        if let Some((head_records, head_hash)) = read_head(dir).map_err(open_error)? {
+        if let Some((head_records, head_hash)) = head {
             // The head may lag by the last append (a crash between the record and the head),
             // never lead: the record it names must be in the journal with that hash.
-            let mut hash_there = None;
-            if head_records > 0 && head_records <= end.records {
-                verify::walk(read_from_start(&file), |record| {
-                    if record.seq + 1 == head_records {
-                        hash_there = Some(record.hash);
-                    }
-                })
-                .map_err(|broken| JournalError::Broken {
-                    path: path.clone(),
-                    broken,
-                })?;
-            }
-            let reaches = head_records == 0 || hash_there.as_deref() == Some(head_hash.as_str());
+            let reaches = head_records == 0 || hash_at_head.as_deref() == Some(head_hash.as_str());
             if !reaches {
                 return Err(JournalError::ShorterThanHead {
                     path,
@@ -209,16 +220,6 @@ impl Journal {
                 });
             }
         }
-        let mut checkpoints = Vec::new();
-        verify::walk_from(read_from_start(&file), ChainEnd::empty(), |before, _| {
-            if before.records.is_multiple_of(CHECKPOINT_EVERY) {
-                checkpoints.push(before.clone());
-            }
-        })
-        .map_err(|broken| JournalError::Broken {
-            path: path.clone(),
-            broken,
-        })?;
         let reader = file.try_clone().map_err(open_error)?;
         let mut journal = Self::with_sink(&path, Box::new(FileSink(file)), end);
         journal

@@ -163,13 +163,25 @@ fn conntrack_error(error: impl ToString) -> HelperError {
     }
 }
 
-/// One walk of the calling thread's namespace (blocking).
+/// One aggregated walk of the calling thread's namespace (blocking), walked again from scratch
+/// when the kernel marks it interrupted (NLM_F_DUMP_INTR; `ctnetlink::walk_consistent`). The
+/// `Snapshot` answer has no field saying it is partial, so a walk interrupted on every attempt
+/// is refused as an error rather than answered as if it were whole. `walk_ms` counts every
+/// attempt: it is what the cache's rate limit weighs.
 pub fn walk_snapshot() -> Result<Snapshot, HelperError> {
     let started = Instant::now();
-    let mut aggregate = Aggregate::default();
-    ctnetlink::walk(|flow| aggregate.add(flow)).map_err(conntrack_error)?;
+    let walked = ctnetlink::walk_consistent(Aggregate::default, |aggregate, flow| {
+        aggregate.add(flow);
+    })
+    .map_err(conntrack_error)?;
+    if !walked.consistent {
+        return Err(conntrack_error(format!(
+            "the table changed during each of {} walks (NLM_F_DUMP_INTR): no consistent snapshot",
+            walked.attempts
+        )));
+    }
     let walk_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok(aggregate.finish(crate::journal::now_unix_ms(), walk_ms))
+    Ok(walked.value.finish(crate::journal::now_unix_ms(), walk_ms))
 }
 
 /// Whether an entry matches a drill-down filter.

@@ -53,23 +53,7 @@ fn the_helper_reports_its_namespace_and_the_kernel_statistics() {
     assert_eq!(watched.as_deref(), Some(netns.name.as_str()));
 
     // SYN+FIN is not a valid TCP flag combination: conntrack counts each such packet as invalid.
-    netns.exec(
-        "timeout",
-        &[
-            "20",
-            "hping3",
-            "-q",
-            "-c",
-            "20",
-            "-i",
-            "u500",
-            "-S",
-            "-F",
-            "-p",
-            "80",
-            "127.0.0.1",
-        ],
-    );
+    send_invalid_packets(&netns);
     let Response::Status { status, .. } = connection.ask(&Request::Status {}) else {
         panic!("no status");
     };
@@ -90,21 +74,9 @@ fn the_helper_reports_its_namespace_and_the_kernel_statistics() {
     assert_eq!(status.entry_bytes, listed, "entry size from /proc/slabinfo");
 }
 
-/// The helper's statistics, read with `--stats-source source`, against `conntrack -S` in the same
-/// namespace, read just before and just after: nothing else sends there, so both references
-/// agree (checked) and the helper's reading must equal them, every counter by its own name.
-fn statistics_equal_conntrack_tools(source: &str) {
-    let netns = Netns::new(&format!("stats-{source}"));
-    let helper = HelperProcess::start(&[
-        "--group",
-        "root",
-        "--netns",
-        &netns.name,
-        "--stats-source",
-        source,
-    ]);
-    // Counters that are not zero, so equality means something: SYN+FIN is invalid for conntrack,
-    // and an entry created over ctnetlink is what `insert` counts on 5.x/6.x.
+/// 20 SYN+FIN packets to a local port: not a valid TCP flag combination, so conntrack counts
+/// each as invalid.
+fn send_invalid_packets(netns: &Netns) {
     netns.exec(
         "timeout",
         &[
@@ -122,6 +94,24 @@ fn statistics_equal_conntrack_tools(source: &str) {
             "127.0.0.1",
         ],
     );
+}
+
+/// The helper's statistics, read with `--stats-source source`, against `conntrack -S` in the same
+/// namespace, read just before and just after: nothing else sends there, so both references
+/// agree (checked) and the helper's reading must equal them, every counter by its own name.
+fn statistics_equal_conntrack_tools(source: &str) {
+    let netns = Netns::new(&format!("stats-{source}"));
+    let helper = HelperProcess::start(&[
+        "--group",
+        "root",
+        "--netns",
+        &netns.name,
+        "--stats-source",
+        source,
+    ]);
+    // Counters that are not zero, so equality means something: SYN+FIN is invalid for conntrack,
+    // and an entry created over ctnetlink is what `insert` counts on 5.x/6.x.
+    send_invalid_packets(&netns);
     netns.exec(
         "conntrack",
         &[

@@ -15,8 +15,8 @@ use std::{
     time::Duration,
 };
 
-use ctguard_protocol::{PROTOCOL_VERSION, Request, Response};
-use support::{Connection, Netns, have_root, wait_for};
+use ctguard_protocol::{Request, Response};
+use support::{Netns, have_root, session_at, wait_for};
 
 const UNIT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -78,19 +78,6 @@ fn confined_helper(netns: &Netns, dir: &Path, notify: Option<&Path>) -> Confined
     }
 }
 
-fn session(socket: &Path) -> Connection {
-    let stream = UnixStream::connect(socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut connection = Connection { stream };
-    let welcome = connection.ask(&Request::Hello {
-        protocol_version: PROTOCOL_VERSION,
-    });
-    assert!(matches!(welcome, Response::Welcome { .. }), "{welcome:?}");
-    connection
-}
-
 #[test]
 fn the_helper_does_its_whole_job_with_exactly_the_units_capabilities() {
     if !have_root("the_helper_does_its_whole_job_with_exactly_the_units_capabilities") {
@@ -104,7 +91,7 @@ fn the_helper_does_its_whole_job_with_exactly_the_units_capabilities() {
         Duration::from_secs(10),
         || UnixStream::connect(&helper.socket).is_ok(),
     );
-    let mut session = session(&helper.socket);
+    let mut session = session_at(&helper.socket);
 
     // The kernel log: /dev/kmsg needs CAP_SYSLOG where dmesg_restrict=1 (Debian's default).
     let answer = session.ask(&Request::KernelLog {});
@@ -156,6 +143,6 @@ fn readiness_is_notified_only_once_the_socket_accepts() {
     let message = String::from_utf8_lossy(&message[..length]).into_owned();
     assert!(message.starts_with("READY=1\n"), "{message:?}");
     // Ready means ready: the very next connection is served.
-    let answer = session(&helper.socket).ask(&Request::Status {});
+    let answer = session_at(&helper.socket).ask(&Request::Status {});
     assert!(matches!(answer, Response::Status { .. }), "{answer:?}");
 }

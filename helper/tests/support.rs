@@ -242,22 +242,32 @@ impl HelperProcess {
     }
 
     pub fn connect(&self) -> Connection {
-        let stream = UnixStream::connect(&self.socket).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Connection { stream }
+        connect_to(&self.socket)
     }
 
     /// Connects, shakes hands, and returns the connection ready for requests.
     pub fn session(&self) -> Connection {
-        let mut connection = self.connect();
-        let welcome = connection.ask(&Request::Hello {
-            protocol_version: PROTOCOL_VERSION,
-        });
-        assert!(matches!(welcome, Response::Welcome { .. }), "{welcome:?}");
-        connection
+        session_at(&self.socket)
     }
+}
+
+/// A connection to the helper socket at `socket`, with a read timeout.
+pub fn connect_to(socket: &Path) -> Connection {
+    let stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    Connection { stream }
+}
+
+/// Connects to `socket`, shakes hands, and returns the connection ready for requests.
+pub fn session_at(socket: &Path) -> Connection {
+    let mut connection = connect_to(socket);
+    let welcome = connection.ask(&Request::Hello {
+        protocol_version: PROTOCOL_VERSION,
+    });
+    assert!(matches!(welcome, Response::Welcome { .. }), "{welcome:?}");
+    connection
 }
 
 impl Drop for HelperProcess {

@@ -1,7 +1,7 @@
 //! Block targets: an address or CIDR, which side of a packet it is on, an optional protocol and
 //! port, parsed and validated once so no other code can hold an ill-formed one.
 
-use std::{fmt, net::IpAddr, str::FromStr};
+use std::{fmt, str::FromStr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -363,11 +363,6 @@ impl fmt::Display for ShortText {
     }
 }
 
-/// Maps `::ffff:a.b.c.d` to `a.b.c.d`: a dual-stack socket reports IPv4 clients that way.
-pub fn normalise(address: IpAddr) -> IpAddr {
-    address::canonical_address(address)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,16 +477,5 @@ mod tests {
         assert!(!wide.overlaps(&target("to 192.0.2.7")));
         assert!(!wide.overlaps(&target("udp from 192.0.2.7")));
         assert!(!wide.overlaps(&target("from 198.51.100.0/24")));
-    }
-
-    #[test]
-    fn mapped_ipv4_is_normalised() {
-        let mapped: IpAddr = "::ffff:192.0.2.9".parse().expect("addr");
-        assert_eq!(
-            normalise(mapped),
-            "192.0.2.9".parse::<IpAddr>().expect("addr")
-        );
-        let v6: IpAddr = "2001:db8::9".parse().expect("addr");
-        assert_eq!(normalise(v6), v6);
     }
 }
