@@ -158,10 +158,11 @@ pub struct AuditPage {
     pub has_more: bool,
 }
 
-/// The helper's journal as the Audit page reports it: the helper's own check of the chain, and
-/// the highest journal record the panel's audit log names. A chain that verifies can still have
-/// lost its end (root can cut records off and the rest still chains), but not below a record the
-/// panel was told about.
+/// The helper's journal as the Audit page reports it: the helper's own check of the chain (with
+/// the newest records the panel's audit log names, by sequence number and hash, borne out or
+/// not), and the highest journal record the audit log names. A chain that verifies can still
+/// have lost its end, or have been cut short and grown back (root can do both and the rest still
+/// chains), but not without losing a record the panel was told about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalReport {
     pub check: ctguard_protocol::JournalCheck,
@@ -176,6 +177,12 @@ impl JournalReport {
             && self
                 .panel_last_seq
                 .is_some_and(|seq| seq >= self.check.records)
+    }
+
+    /// A record the panel was told of is not in the journal as it was: the journal holds another
+    /// record under that number (rewritten, or cut short and grown back) or none at all.
+    pub fn rewritten(&self) -> Option<&ctguard_protocol::JournalMismatch> {
+        self.check.mismatches.first()
     }
 }
 
@@ -335,6 +342,7 @@ mod tests {
                 records,
                 broken: broken.map(str::to_owned),
                 writable: true,
+                mismatches: Vec::new(),
             },
             panel_last_seq,
         };
@@ -348,6 +356,34 @@ mod tests {
         assert!(
             !status(2, Some("line 3: bad hash"), Some(12)).truncated(),
             "a broken chain is reported as broken"
+        );
+    }
+
+    #[test]
+    fn a_journal_is_rewritten_when_a_record_the_panel_knows_differs_or_is_gone() {
+        let told = ctguard_protocol::JournalRef {
+            seq: 41,
+            hash: "a".repeat(64).try_into().expect("hash"),
+        };
+        let report = |mismatches| JournalReport {
+            check: ctguard_protocol::JournalCheck {
+                records: 60,
+                broken: None,
+                writable: true,
+                mismatches,
+            },
+            panel_last_seq: Some(41),
+        };
+        assert!(report(Vec::new()).rewritten().is_none());
+        let differs = ctguard_protocol::JournalMismatch {
+            expected: told,
+            found: Some("b".repeat(64).try_into().expect("hash")),
+        };
+        let rewritten = report(vec![differs.clone()]);
+        assert_eq!(rewritten.rewritten(), Some(&differs));
+        assert!(
+            !rewritten.truncated(),
+            "long enough, and still not the same journal"
         );
     }
 }

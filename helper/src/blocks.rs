@@ -12,7 +12,8 @@ use std::{
 };
 
 use ctguard_protocol::{
-    ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalAction, JournalEvent, ShortText,
+    ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalAction, JournalEvent, JournalRef,
+    ShortText,
 };
 
 use crate::{
@@ -267,15 +268,15 @@ impl Blocks {
         &self,
         action: JournalAction,
         detail: String,
-    ) -> Result<u64, crate::journal::JournalError> {
-        let intent_seq = self.journal.append(&JournalEvent::Intent {
+    ) -> Result<JournalRef, crate::journal::JournalError> {
+        let intent = self.journal.append(&JournalEvent::Intent {
             action,
             actor: None,
             requested_by: None,
             peer_uid: None,
         })?;
         self.journal.append(&JournalEvent::Outcome {
-            intent_seq,
+            intent_seq: intent.seq,
             ok: true,
             detail,
         })
@@ -289,17 +290,18 @@ impl Blocks {
         self.guard.check(target.network(), requested_by, &hosts)
     }
 
-    fn outcome(&self, intent_seq: u64, ok: bool, detail: String) -> Result<u64, HelperError> {
+    fn outcome(&self, intent: &JournalRef, ok: bool, detail: String) -> Result<(), HelperError> {
         self.journal
             .append(&JournalEvent::Outcome {
-                intent_seq,
+                intent_seq: intent.seq,
                 ok,
                 detail,
             })
+            .map(drop)
             .map_err(HelperError::from)
     }
 
-    fn intent(&self, action: JournalAction, who: &Requester) -> Result<u64, HelperError> {
+    fn intent(&self, action: JournalAction, who: &Requester) -> Result<JournalRef, HelperError> {
         self.journal
             .append(&JournalEvent::Intent {
                 action,
@@ -328,7 +330,7 @@ impl Blocks {
         duration: BlockDuration,
         reason: ShortText,
         who: &Requester,
-    ) -> Result<(ActiveBlock, u64), HelperError> {
+    ) -> Result<(ActiveBlock, u64, JournalRef), HelperError> {
         self.check_target(&target, who.requested_by)?;
         let mut blocks = self.lock();
         let now = now_unix();
@@ -346,7 +348,7 @@ impl Blocks {
         if blocks.len() >= max && !blocks.iter().any(|b| b.target == target) {
             return Err(HelperError::TooManyBlocks { max });
         }
-        let intent_seq = self.intent(
+        let intent = self.intent(
             JournalAction::Block {
                 target,
                 duration,
@@ -361,7 +363,7 @@ impl Blocks {
             requested_by: who.requested_by,
             created_unix: now,
             expires_unix: now + duration.secs(),
-            journal_seq: intent_seq,
+            journal_seq: intent.seq,
             packets_dropped: None,
         };
         let current = blocks.clone();
@@ -372,7 +374,7 @@ impl Blocks {
             .collect();
         next.push(block.clone());
         if let Err(error) = self.commit(&current, &next) {
-            let _ = self.outcome(intent_seq, false, error.to_string());
+            let _ = self.outcome(&intent, false, error.to_string());
             return Err(error);
         }
         *blocks = next;
@@ -383,7 +385,7 @@ impl Blocks {
                 (0, format!("blocked; deleting entries failed: {error}"))
             }
         };
-        if let Err(error) = self.outcome(intent_seq, true, note) {
+        if let Err(error) = self.outcome(&intent, true, note) {
             // Never acknowledge a block the journal does not show done: undo it.
             if let Err(undo) = self.commit(&blocks, &current) {
                 tracing::error!(%undo, %target, "cannot undo an unjournaled block");
@@ -392,8 +394,8 @@ impl Blocks {
             }
             return Err(error);
         }
-        tracing::info!(%target, actor = %who.actor, seq = intent_seq, deleted, "blocked");
-        Ok((block, deleted))
+        tracing::info!(%target, actor = %who.actor, seq = intent.seq, deleted, "blocked");
+        Ok((block, deleted, intent))
     }
 
     pub fn unblock(
@@ -401,14 +403,14 @@ impl Blocks {
         target: BlockTarget,
         reason: ShortText,
         who: &Requester,
-    ) -> Result<u64, HelperError> {
+    ) -> Result<JournalRef, HelperError> {
         let mut blocks = self.lock();
         let now = now_unix();
         blocks.retain(|b| b.expires_unix > now);
         if !blocks.iter().any(|b| b.target == target) {
             return Err(HelperError::NotBlocked { target });
         }
-        let intent_seq = self.intent(JournalAction::Unblock { target, reason }, who)?;
+        let intent = self.intent(JournalAction::Unblock { target, reason }, who)?;
         let current = blocks.clone();
         let next: Vec<ActiveBlock> = current
             .iter()
@@ -416,16 +418,16 @@ impl Blocks {
             .cloned()
             .collect();
         if let Err(error) = self.commit(&current, &next) {
-            let _ = self.outcome(intent_seq, false, error.to_string());
+            let _ = self.outcome(&intent, false, error.to_string());
             return Err(error);
         }
         *blocks = next;
-        if let Err(error) = self.outcome(intent_seq, true, "unblocked".into()) {
+        if let Err(error) = self.outcome(&intent, true, "unblocked".into()) {
             tracing::error!(%error, %target, "unblocked, but the outcome is not journaled");
             return Err(error);
         }
-        tracing::info!(%target, actor = %who.actor, seq = intent_seq, "unblocked");
-        Ok(intent_seq)
+        tracing::info!(%target, actor = %who.actor, seq = intent.seq, "unblocked");
+        Ok(intent)
     }
 
     /// Deletes a target's entries without blocking it (same guardrails as a block).
@@ -434,16 +436,16 @@ impl Blocks {
         target: BlockTarget,
         reason: ShortText,
         who: &Requester,
-    ) -> Result<(u64, u64), HelperError> {
+    ) -> Result<(u64, JournalRef), HelperError> {
         self.check_target(&target, who.requested_by)?;
-        let intent_seq = self.intent(JournalAction::DeleteEntries { target, reason }, who)?;
+        let intent = self.intent(JournalAction::DeleteEntries { target, reason }, who)?;
         match self.deleter.delete(&target) {
             Ok(deleted) => {
-                self.outcome(intent_seq, true, format!("{deleted} entries deleted"))?;
-                Ok((deleted, intent_seq))
+                self.outcome(&intent, true, format!("{deleted} entries deleted"))?;
+                Ok((deleted, intent))
             }
             Err(error) => {
-                let _ = self.outcome(intent_seq, false, error.to_string());
+                let _ = self.outcome(&intent, false, error.to_string());
                 Err(HelperError::Conntrack {
                     detail: error.to_string(),
                 })

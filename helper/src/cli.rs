@@ -70,6 +70,12 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=crate::blocks::MAX_BLOCKS as u64))]
     pub max_blocks: u64,
 
+    /// The size in bytes past which the journal's active segment (journal.jsonl) is sealed,
+    /// renamed after its first record (journal-<seq>.jsonl), and a new one begun.
+    #[arg(long, default_value_t = crate::journal::DEFAULT_SEGMENT_BYTES,
+          value_parser = clap::value_parser!(u64).range(4096..))]
+    pub journal_segment_bytes: u64,
+
     /// Seconds between checks that `table inet ctguard` still holds every block.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reconcile_secs: u64,
@@ -101,6 +107,7 @@ pub enum Command {
 pub enum JournalCommand {
     /// Checks every record's hash and the chain; reports the first broken record.
     Verify {
+        /// The helper's state directory (every segment, in order), or one journal file.
         #[arg(long)]
         path: PathBuf,
     },
@@ -122,6 +129,7 @@ impl Cli {
                 protected: self.protect,
                 max_blocks: usize::try_from(self.max_blocks).unwrap_or(crate::blocks::MAX_BLOCKS),
             },
+            journal_segment_bytes: self.journal_segment_bytes,
             reconcile_interval: Duration::from_secs(self.reconcile_secs),
             client_limits: crate::connection::ClientLimits {
                 idle: Duration::from_secs(self.client_idle_secs),

@@ -13,6 +13,8 @@ pub struct HelperConfig {
     /// Blocks, journal and persisted settings: root's alone (`state_dir.rs`).
     pub state_dir: PathBuf,
     pub guard: Guardrails,
+    /// The size past which the journal's active segment is sealed (`--journal-segment-bytes`).
+    pub journal_segment_bytes: u64,
     pub reconcile_interval: Duration,
     pub client_limits: crate::connection::ClientLimits,
     /// Where the per-CPU statistics come from (`--stats-source`).

@@ -109,9 +109,10 @@ impl Handler {
                 };
                 blocking(
                     move || blocks.block(target, duration, reason, &who),
-                    |(block, entries_deleted)| Response::Blocked {
+                    |(block, entries_deleted, journal)| Response::Blocked {
                         block,
                         entries_deleted,
+                        journal,
                     },
                 )
                 .await
@@ -130,10 +131,7 @@ impl Handler {
                 };
                 blocking(
                     move || blocks.unblock(target, reason, &who),
-                    |journal_seq| Response::Unblocked {
-                        target,
-                        journal_seq,
-                    },
+                    |journal| Response::Unblocked { target, journal },
                 )
                 .await
             }
@@ -160,10 +158,10 @@ impl Handler {
                 };
                 blocking(
                     move || blocks.delete_entries(target, reason, &who),
-                    |(deleted, journal_seq)| Response::EntriesDeleted {
+                    |(deleted, journal)| Response::EntriesDeleted {
                         target,
                         deleted,
-                        journal_seq,
+                        journal,
                     },
                 )
                 .await
@@ -210,15 +208,15 @@ impl Handler {
                         previous: change.previous,
                         value: change.value,
                         persisted: change.persisted,
-                        journal_seq: change.journal_seq,
+                        journal: change.journal,
                     },
                 )
                 .await
             }
-            Request::VerifyJournal {} => {
+            Request::VerifyJournal { expect } => {
                 let journal = Arc::clone(&self.journal);
                 blocking(
-                    move || journal.check(),
+                    move || journal.check(&expect),
                     |check| Response::JournalCheck { check },
                 )
                 .await

@@ -1,27 +1,33 @@
 //! The helper's audit journal: append-only JSON lines, each chained to the one before by its
 //! hash and fsync'd before the helper goes on. Mutations write an intent before they act and an
 //! outcome after; a journal that cannot be written refuses the mutation (fail closed), and after
-//! one failed write the journal stays refused until the helper restarts.
+//! one failed write the journal stays refused until the helper restarts. The journal rotates
+//! into size-bounded segments (`segments.rs`), each anchored to the end of the one before.
 
 pub mod record;
+pub mod segments;
 pub mod verify;
 
 use std::{
+    collections::HashMap,
     fs::File,
-    io::{BufReader, Read, Write},
-    os::unix::fs::FileExt,
+    io::Write,
     path::{Path, PathBuf},
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use ctguard_protocol::{HelperError, JournalCheck, JournalEvent, JournalPage, JournalRecord};
+use ctguard_protocol::{
+    HelperError, JournalCheck, JournalEvent, JournalMismatch, JournalPage, JournalRecord,
+    JournalRef, RecordHash,
+};
 
 use crate::state_dir::StateDir;
 
+use segments::{ACTIVE, Segment, SegmentBroken, read_between, walk_segment};
 pub use verify::{Broken, ChainEnd, verify};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +56,8 @@ pub enum JournalError {
     },
     #[error("cannot encode a journal record: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("a record's hash came out malformed: {0}")]
+    MalformedHash(String),
 }
 
 impl From<JournalError> for HelperError {
@@ -66,7 +74,7 @@ pub trait Sink: Send + std::fmt::Debug {
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
 }
 
-/// The journal file, opened for appending; every append is followed by fsync.
+/// The active segment, opened for appending; every append is followed by fsync.
 #[derive(Debug)]
 pub struct FileSink(File);
 
@@ -80,16 +88,28 @@ impl Sink for FileSink {
 #[derive(Debug)]
 struct Tail {
     sink: Box<dyn Sink>,
-    next_seq: u64,
-    last_hash: String,
-    /// Bytes of acknowledged records: readers stop here, so a line being written is never
-    /// read half-way.
-    committed_bytes: u64,
+    /// Oldest first; the last is the active segment, whose `end` is where the next record goes.
+    /// Readers stop at a segment's `end.bytes`, so a line being written is never read half-way.
+    segments: Vec<Segment>,
     poisoned: bool,
-    /// Where every `CHECKPOINT_EVERY`-th record starts (offset, sequence, `prev`): a page is read
-    /// from the checkpoint before it, not from the start. The chain before it was verified when
-    /// the journal was opened, and only this process appends.
-    checkpoints: Vec<ChainEnd>,
+    /// Where every `CHECKPOINT_EVERY`-th record starts (its segment, and the offset, sequence
+    /// and `prev` there): a page is read from the checkpoint before it, not from the start. The
+    /// chain before it was verified when the journal was opened, and only this process appends.
+    checkpoints: Vec<(usize, ChainEnd)>,
+}
+
+impl Tail {
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a journal has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a journal has an active segment")
+    }
 }
 
 /// How many records lie between two checkpoints.
@@ -99,12 +119,14 @@ const CHECKPOINT_EVERY: u64 = 256;
 /// (`MAX_FRAME_BYTES`), with room for the envelope.
 const PAGE_BUDGET_BYTES: usize = ctguard_protocol::MAX_FRAME_BYTES / 2;
 
-/// The journal's name in the helper's state directory.
-pub const FILE_NAME: &str = "journal.jsonl";
+/// The active segment's name in the helper's state directory.
+pub const FILE_NAME: &str = ACTIVE;
 /// The chain's head, kept beside the journal but outside it: `RECORDS HASH`, rewritten after
 /// every append. A journal cut back to fewer records (and perhaps grown again with a chain of
 /// its own) no longer reaches the head, and the helper refuses to start on it.
 pub const HEAD_FILE: &str = "journal.head";
+/// The size past which the active segment is sealed and a new one begun.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The head as last written; `None` before the first append of a journal that has one.
 fn read_head(dir: &StateDir) -> std::io::Result<Option<(u64, String)>> {
@@ -122,95 +144,177 @@ fn read_head(dir: &StateDir) -> std::io::Result<Option<(u64, String)>> {
     })
 }
 
-/// Reads a file from an offset of its own with `pread`, so readers share the one descriptor
-/// opened at start (never the path again) without moving each other's position.
-struct ReadAt<'a> {
-    file: &'a File,
-    offset: u64,
+/// A segment to walk: its name, its file and how far to read it.
+type SegmentFile = (String, Option<Arc<File>>, u64);
+
+/// The sealed segments in the directory, oldest first, opened for reading.
+fn sealed_segments(dir: &StateDir) -> Result<Vec<SegmentFile>, JournalError> {
+    let open_error = |name: &str| {
+        let path = dir.display_path(name);
+        move |source| JournalError::Open { path, source }
+    };
+    let mut sealed: Vec<(u64, String)> = dir
+        .names()
+        .map_err(open_error("."))?
+        .into_iter()
+        .filter_map(|name| segments::parse_sealed_name(&name).map(|first| (first, name)))
+        .collect();
+    sealed.sort();
+    sealed
+        .into_iter()
+        .map(|(_, name)| {
+            let file = dir
+                .open_read(&name)
+                .and_then(|file| file.ok_or_else(|| std::io::ErrorKind::NotFound.into()))
+                .map_err(open_error(&name))?;
+            let length = file.metadata().map_err(open_error(&name))?.len();
+            Ok((name, Some(Arc::new(file)), length))
+        })
+        .collect()
 }
 
-impl Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.file.read_at(buf, self.offset)?;
-        self.offset += read as u64;
-        Ok(read)
-    }
-}
-
-fn read_from_start(file: &File) -> BufReader<ReadAt<'_>> {
-    BufReader::new(ReadAt { file, offset: 0 })
+/// Verifies the journal in `dir`, every segment in order, without writing anything (for
+/// `ctguard-helper journal verify`): the chain's end and how many segments it spans.
+pub fn verify_dir(dir: &StateDir) -> Result<(ChainEnd, usize), JournalError> {
+    let mut files = sealed_segments(dir)?;
+    let active = dir
+        .open_read(FILE_NAME)
+        .map_err(|source| JournalError::Open {
+            path: dir.display_path(FILE_NAME),
+            source,
+        })?;
+    files.push((FILE_NAME.to_owned(), active.map(Arc::new), u64::MAX));
+    let walked = walk_all(files, &|_| false).map_err(|failure| JournalError::Broken {
+        path: dir.display_path(&failure.segment),
+        broken: failure.broken,
+    })?;
+    let end = walked
+        .segments
+        .last()
+        .map_or_else(ChainEnd::empty, |s| s.end.clone());
+    Ok((end, walked.segments.len()))
 }
 
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    /// Where the head is kept (the state directory); `None` for a sink without a file.
-    head_dir: Option<StateDir>,
-    /// The journal file as opened at start, for reading back; `None` for a sink without a file.
-    file: Option<File>,
+    /// The state directory, for the head and for sealing segments; `None` for a sink without a
+    /// file.
+    dir: Option<StateDir>,
+    segment_bytes: u64,
     tail: Mutex<Tail>,
     /// Appends that failed, refused ones included. Outside `tail`: `status` reads it without
     /// waiting behind an append's fsync.
     failures: AtomicU64,
 }
 
-impl Journal {
-    /// Opens (or creates) the journal in the helper's directory and verifies the whole chain. A
-    /// torn last line (no newline: the helper died inside a write, before anything was
-    /// acknowledged) is cut off with a warning; any other damage stops the helper: it will not
-    /// extend a chain it cannot trust.
-    pub fn open(dir: &StateDir) -> Result<Self, JournalError> {
-        let path = dir.display_path(FILE_NAME);
-        let open_error = |source| JournalError::Open {
-            path: path.clone(),
-            source,
-        };
-        // 0600: the journal names users and their addresses.
-        let file = dir.open_append(FILE_NAME, 0o600).map_err(open_error)?;
-        let head = read_head(dir).map_err(open_error)?;
-        // One walk verifies the chain, notes the checkpoints and the hash of the record the head
-        // names; it is walked again only after a torn last line was cut off.
-        let walk = |file: &File| {
-            let mut checkpoints = Vec::new();
-            let mut hash_at_head = None;
-            let end = verify::walk_from(
-                read_from_start(file),
-                ChainEnd::empty(),
-                |before, record| {
-                    if before.records.is_multiple_of(CHECKPOINT_EVERY) {
-                        checkpoints.push(before.clone());
+/// What one walk of every segment found.
+struct Walked {
+    segments: Vec<Segment>,
+    checkpoints: Vec<(usize, ChainEnd)>,
+    /// The hash of each record asked about, by sequence number.
+    hashes: HashMap<u64, String>,
+}
+
+/// Walks `files` (name, file, acknowledged length) in order from the start of the chain,
+/// noting checkpoints and the hashes of the records in `wanted`.
+fn walk_all(
+    files: Vec<SegmentFile>,
+    wanted: &dyn Fn(u64) -> bool,
+) -> Result<Walked, SegmentBroken> {
+    let mut walked = Walked {
+        segments: Vec::with_capacity(files.len()),
+        checkpoints: Vec::new(),
+        hashes: HashMap::new(),
+    };
+    let mut before = ChainEnd::empty();
+    for (index, (name, file, length)) in files.into_iter().enumerate() {
+        let previous = walked.segments.last().map(|s: &Segment| s.name.as_str());
+        let mut segment = Segment::empty(name, file, &before);
+        if let Some(file) = &segment.file {
+            let end = walk_segment(
+                read_between(file, 0, length),
+                &segment.name,
+                &before,
+                previous,
+                |position, record| {
+                    if position.records.is_multiple_of(CHECKPOINT_EVERY) {
+                        walked.checkpoints.push((index, position.clone()));
                     }
-                    if head
-                        .as_ref()
-                        .is_some_and(|(records, _)| record.seq + 1 == *records)
-                    {
-                        hash_at_head = Some(record.hash);
+                    if wanted(record.seq) {
+                        walked.hashes.insert(record.seq, record.hash.clone());
                     }
                 },
             )?;
-            Ok::<_, Broken>((end, checkpoints, hash_at_head))
+            segment.end = end;
+        }
+        before = segment.end.clone();
+        walked.segments.push(segment);
+    }
+    Ok(walked)
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in the helper's directory with the default segment size.
+    pub fn open(dir: &StateDir) -> Result<Self, JournalError> {
+        Self::open_with_segments_of(dir, DEFAULT_SEGMENT_BYTES)
+    }
+
+    /// Opens (or creates) the journal and verifies the whole chain, every segment in order. A
+    /// torn last line of the active segment (no newline: the helper died inside a write, before
+    /// anything was acknowledged) is cut off with a warning; any other damage stops the helper:
+    /// it will not extend a chain it cannot trust. The active segment is sealed once it passes
+    /// `segment_bytes`.
+    pub fn open_with_segments_of(dir: &StateDir, segment_bytes: u64) -> Result<Self, JournalError> {
+        let path = dir.display_path(FILE_NAME);
+        let open_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| JournalError::Open { path, source }
         };
-        let (end, checkpoints, hash_at_head) = match walk(&file) {
+        let mut files = sealed_segments(dir)?;
+        // 0600: the journal names users and their addresses.
+        let active = dir
+            .open_append(FILE_NAME, 0o600)
+            .map_err(open_error(&path))?;
+        let reader = Arc::new(active.try_clone().map_err(open_error(&path))?);
+        files.push((FILE_NAME.to_owned(), Some(Arc::clone(&reader)), u64::MAX));
+        let head = read_head(dir).map_err(open_error(&path))?;
+        let at_head = |seq: u64| {
+            head.as_ref()
+                .is_some_and(|(records, _)| seq + 1 == *records)
+        };
+        let broken = |failure: SegmentBroken| JournalError::Broken {
+            path: dir.display_path(&failure.segment),
+            broken: failure.broken,
+        };
+        let walked = match walk_all(files.clone(), &at_head) {
             Ok(walked) => walked,
-            Err(Broken {
-                reason: verify::BrokenReason::Unterminated,
-                offset,
-                line,
-            }) => {
+            Err(SegmentBroken {
+                segment,
+                broken:
+                    Broken {
+                        reason: verify::BrokenReason::Unterminated,
+                        offset,
+                        line,
+                    },
+            }) if segment == FILE_NAME => {
                 tracing::warn!(path = %path.display(), line, "cutting off a torn last journal line");
-                file.set_len(offset).map_err(open_error)?;
-                file.sync_all().map_err(open_error)?;
-                walk(&file).map_err(|broken| JournalError::Broken {
-                    path: path.clone(),
-                    broken,
-                })?
+                reader.set_len(offset).map_err(open_error(&path))?;
+                reader.sync_all().map_err(open_error(&path))?;
+                walk_all(files, &at_head).map_err(broken)?
             }
-            Err(broken) => return Err(JournalError::Broken { path, broken }),
+            Err(failure) => return Err(broken(failure)),
         };
+        let end = walked
+            .segments
+            .last()
+            .map(|s| s.end.clone())
+            .unwrap_or_else(ChainEnd::empty);
         if let Some((head_records, head_hash)) = head {
             // The head may lag by the last append (a crash between the record and the head),
             // never lead: the record it names must be in the journal with that hash.
-            let reaches = head_records == 0 || hash_at_head.as_deref() == Some(head_hash.as_str());
+            let reaches =
+                head_records == 0 || walked.hashes.get(&(head_records - 1)) == Some(&head_hash);
             if !reaches {
                 return Err(JournalError::ShorterThanHead {
                     path,
@@ -220,30 +324,41 @@ impl Journal {
                 });
             }
         }
-        let reader = file.try_clone().map_err(open_error)?;
-        let mut journal = Self::with_sink(&path, Box::new(FileSink(file)), end);
-        journal
-            .tail
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .checkpoints = checkpoints;
-        journal.file = Some(reader);
-        journal.head_dir = Some(dir.try_clone().map_err(open_error)?);
-        journal.write_head(&journal.tail.lock().unwrap_or_else(|p| p.into_inner()));
+        let needs_anchor = walked.segments.len() > 1 && end.bytes == 0;
+        let journal = Self {
+            path,
+            dir: Some(dir.try_clone().map_err(open_error(dir.path()))?),
+            segment_bytes,
+            tail: Mutex::new(Tail {
+                sink: Box::new(FileSink(active)),
+                segments: walked.segments,
+                poisoned: false,
+                checkpoints: walked.checkpoints,
+            }),
+            failures: AtomicU64::new(0),
+        };
+        {
+            let mut tail = journal.lock();
+            if needs_anchor {
+                // The helper stopped between sealing a segment and anchoring the next one.
+                journal.anchor(&mut tail)?;
+            }
+            journal.write_head(&tail);
+        }
         Ok(journal)
     }
 
     /// A journal continuing `end` into any sink (tests); it has no file to read back.
     pub fn with_sink(path: &Path, sink: Box<dyn Sink>, end: ChainEnd) -> Self {
+        let mut active = Segment::empty(FILE_NAME.to_owned(), None, &ChainEnd::empty());
+        active.end = end;
         Self {
             path: path.to_owned(),
-            head_dir: None,
-            file: None,
+            dir: None,
+            segment_bytes: u64::MAX,
             tail: Mutex::new(Tail {
                 sink,
-                next_seq: end.records,
-                last_hash: end.last_hash,
-                committed_bytes: end.bytes,
+                segments: vec![active],
                 poisoned: false,
                 checkpoints: Vec::new(),
             }),
@@ -251,10 +366,8 @@ impl Journal {
         }
     }
 
-    fn reader(&self) -> Result<&File, HelperError> {
-        self.file.as_ref().ok_or_else(|| HelperError::JournalRead {
-            detail: "this journal has no file to read".into(),
-        })
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A journal on a disk that is full from the start, so every append fails (tests of the
@@ -279,20 +392,29 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one record, durably; returns its sequence number.
-    pub fn append(&self, event: &JournalEvent) -> Result<u64, JournalError> {
-        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+    /// Appends one record, durably; returns its sequence number and hash.
+    pub fn append(&self, event: &JournalEvent) -> Result<JournalRef, JournalError> {
+        let mut tail = self.lock();
+        let appended = self.append_locked(&mut tail, event)?;
+        if tail.active().end.bytes >= self.segment_bytes {
+            self.seal(&mut tail);
+        }
+        self.write_head(&tail);
+        Ok(appended)
+    }
+
+    fn append_locked(
+        &self,
+        tail: &mut Tail,
+        event: &JournalEvent,
+    ) -> Result<JournalRef, JournalError> {
         if tail.poisoned {
             self.failures.fetch_add(1, Ordering::Relaxed);
             return Err(JournalError::Poisoned);
         }
-        let seq = tail.next_seq;
-        let before = ChainEnd {
-            records: seq,
-            last_hash: tail.last_hash.clone(),
-            bytes: tail.committed_bytes,
-        };
-        let (mut line, hash) = record::encode(seq, now_unix_ms(), &tail.last_hash, event)?;
+        let before = tail.active().end.clone();
+        let (mut line, hash) =
+            record::encode(before.records, now_unix_ms(), &before.last_hash, event)?;
         line.push('\n');
         if let Err(error) = tail.sink.append(line.as_bytes()) {
             // Part of the line may be on disk: no later record could chain onto it safely.
@@ -301,43 +423,135 @@ impl Journal {
             tracing::error!(%error, "journal write failed; refusing mutations from now on");
             return Err(JournalError::Write(error));
         }
-        tail.next_seq = seq + 1;
-        tail.last_hash = hash;
-        tail.committed_bytes += line.len() as u64;
-        if seq.is_multiple_of(CHECKPOINT_EVERY) {
-            tail.checkpoints.push(before);
+        let active_index = tail.segments.len() - 1;
+        let end = &mut tail.active_mut().end;
+        end.records += 1;
+        end.last_hash.clone_from(&hash);
+        end.bytes += line.len() as u64;
+        if before.records.is_multiple_of(CHECKPOINT_EVERY) {
+            tail.checkpoints.push((active_index, before.clone()));
         }
-        self.write_head(&tail);
-        Ok(seq)
+        let hash = RecordHash::try_from(hash).map_err(JournalError::MalformedHash)?;
+        Ok(JournalRef {
+            seq: before.records,
+            hash,
+        })
+    }
+
+    /// Seals the active segment (renamed after its first record) and begins the next, anchored
+    /// to it. A rename that fails leaves the active segment as it is (sealing is tried again
+    /// after the next append); a new segment that cannot be made or anchored refuses further
+    /// writes, as any failed write does.
+    fn seal(&self, tail: &mut Tail) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        let sealed_as = segments::sealed_name(tail.active().start.records);
+        if let Err(error) = dir.rename_no_replace(FILE_NAME, &sealed_as) {
+            tracing::error!(%error, segment = sealed_as, "cannot seal the journal's segment");
+            return;
+        }
+        tracing::info!(
+            segment = sealed_as,
+            records = tail.active().end.records,
+            "journal segment sealed"
+        );
+        tail.active_mut().name = sealed_as;
+        let opened = dir.open_append(FILE_NAME, 0o600).and_then(|file| {
+            let reader = file.try_clone()?;
+            Ok((file, reader))
+        });
+        match opened {
+            Ok((file, reader)) => {
+                let before = tail.active().end.clone();
+                tail.sink = Box::new(FileSink(file));
+                tail.segments.push(Segment::empty(
+                    FILE_NAME.to_owned(),
+                    Some(Arc::new(reader)),
+                    &before,
+                ));
+                if let Err(error) = self.anchor(tail) {
+                    tracing::error!(%error, "cannot anchor the journal's new segment");
+                }
+            }
+            Err(error) => {
+                tail.poisoned = true;
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "cannot begin a journal segment; refusing mutations from now on");
+            }
+        }
+    }
+
+    /// Writes the first record of the active segment: the name and length of the one before.
+    fn anchor(&self, tail: &mut Tail) -> Result<JournalRef, JournalError> {
+        let previous = &tail.segments[tail.segments.len() - 2];
+        let event = JournalEvent::SegmentStarted {
+            sealed_as: previous.name.clone(),
+            records: previous.end.records,
+        };
+        self.append_locked(tail, &event)
     }
 
     /// Records the chain's head outside the journal. The record itself is already durable, so a
     /// failure here only lets the head lag (which `open` tolerates); it is logged.
     fn write_head(&self, tail: &Tail) {
-        let Some(dir) = &self.head_dir else {
+        let Some(dir) = &self.dir else {
             return;
         };
-        let head = format!("{} {}\n", tail.next_seq, tail.last_hash);
+        let end = &tail.active().end;
+        let head = format!("{} {}\n", end.records, end.last_hash);
         if let Err(error) = dir.write_atomically(HEAD_FILE, head.as_bytes(), 0o600) {
             tracing::error!(%error, "cannot record the journal's head");
         }
     }
 
-    /// Checks the whole chain on disk. Appends wait meanwhile, so no half-written line is read.
-    pub fn check(&self) -> Result<JournalCheck, HelperError> {
-        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        let file = self.reader()?;
+    /// Checks the whole chain on disk, every segment, and that it holds each of `expect` with
+    /// that hash. Appends wait meanwhile, so no half-written line is read.
+    pub fn check(&self, expect: &[JournalRef]) -> Result<JournalCheck, HelperError> {
+        if expect.len() > JournalRef::MAX_PER_CHECK {
+            return Err(HelperError::TooManyJournalRefs {
+                given: expect.len(),
+                max: JournalRef::MAX_PER_CHECK,
+            });
+        }
+        let tail = self.lock();
+        if tail.segments.iter().any(|s| s.file.is_none()) {
+            return Err(no_file());
+        }
         let writable = !tail.poisoned;
-        Ok(match verify(read_from_start(file)) {
-            Ok(end) => JournalCheck {
-                records: end.records,
-                broken: None,
+        let files = tail
+            .segments
+            .iter()
+            .map(|s| (s.name.clone(), s.file.clone(), s.end.bytes))
+            .collect();
+        let wanted = |seq| expect.iter().any(|r| r.seq == seq);
+        Ok(match walk_all(files, &wanted) {
+            Ok(walked) => {
+                let records = walked.segments.last().map_or(0, |s| s.end.records);
+                let mismatches = expect
+                    .iter()
+                    .filter_map(|expected| {
+                        let found = walked.hashes.get(&expected.seq);
+                        (found.map(String::as_str) != Some(expected.hash.as_str())).then(|| {
+                            JournalMismatch {
+                                expected: expected.clone(),
+                                found: found.and_then(|h| RecordHash::try_from(h.clone()).ok()),
+                            }
+                        })
+                    })
+                    .collect();
+                JournalCheck {
+                    records,
+                    broken: None,
+                    writable,
+                    mismatches,
+                }
+            }
+            Err(failure) => JournalCheck {
+                records: failure.broken.line.saturating_sub(1),
+                broken: Some(failure.to_string()),
                 writable,
-            },
-            Err(broken) => JournalCheck {
-                records: broken.line.saturating_sub(1),
-                broken: Some(broken.to_string()),
-                writable,
+                mismatches: Vec::new(),
             },
         })
     }
@@ -349,7 +563,8 @@ impl Journal {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Reads a page of records back, verifying the chain up to it.
+    /// Reads a page of records back, verifying the chain from the checkpoint before it to its
+    /// last record (never the whole history).
     pub fn page(
         &self,
         page: JournalPage,
@@ -362,49 +577,70 @@ impl Journal {
         }
         let read_error = |detail: String| HelperError::JournalRead { detail };
         // Only the acknowledged records, without holding the lock: an append in progress
-        // meanwhile writes past this length, where the walk never looks. From the checkpoint
-        // before `from`, so a page costs its own records, not the whole history.
-        let (committed, start) = {
-            let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        // meanwhile writes past each segment's end, where the walk never looks. A sealed
+        // segment keeps its (renamed) file, so the handles stay good.
+        let (plan, records_in_all) = {
+            let tail = self.lock();
             let index = usize::try_from(page.from / CHECKPOINT_EVERY).unwrap_or(usize::MAX);
-            let start = tail
+            let (first, start) = tail
                 .checkpoints
                 .get(index)
                 .or(tail.checkpoints.last())
                 .cloned()
-                .unwrap_or_else(ChainEnd::empty);
-            (tail.committed_bytes, start)
+                .unwrap_or_else(|| (0, tail.segments[0].start.clone()));
+            let mut plan = Vec::new();
+            for (i, segment) in tail.segments.iter().enumerate().skip(first) {
+                let file = segment.file.clone().ok_or_else(no_file)?;
+                let from = if i == first {
+                    start.clone()
+                } else {
+                    segment.start.clone()
+                };
+                plan.push((file, from, segment.end.bytes));
+            }
+            (plan, tail.active().end.records)
         };
-        let file = self.reader()?;
         let limit = u64::from(page.limit);
         let mut records = Vec::new();
         // A page also ends before its answer would outgrow a frame: records with long details
         // are paged, never refused.
         let mut bytes = 0usize;
         let mut full = false;
-        let reader = BufReader::new(ReadAt {
-            file,
-            offset: start.bytes,
-        })
-        .take(committed.saturating_sub(start.bytes));
-        let end = verify::walk_from(reader, start, |_, record| {
-            if record.seq < page.from || full || (records.len() as u64) >= limit {
-                return;
+        for (file, start, until) in plan {
+            verify::walk_while(
+                read_between(&file, start.bytes, until),
+                start,
+                |_, record| {
+                    if record.seq < page.from {
+                        return true;
+                    }
+                    let size =
+                        serde_json::to_vec(&record).map_or(usize::MAX, |json| json.len() + 1);
+                    if !records.is_empty() && bytes.saturating_add(size) > PAGE_BUDGET_BYTES {
+                        full = true;
+                        return false;
+                    }
+                    bytes = bytes.saturating_add(size);
+                    records.push(record);
+                    (records.len() as u64) < limit
+                },
+            )
+            .map_err(|broken| read_error(broken.to_string()))?;
+            if full || records.len() as u64 >= limit {
+                break;
             }
-            let size = serde_json::to_vec(&record).map_or(usize::MAX, |json| json.len() + 1);
-            if !records.is_empty() && bytes.saturating_add(size) > PAGE_BUDGET_BYTES {
-                full = true;
-                return;
-            }
-            bytes = bytes.saturating_add(size);
-            records.push(record);
-        })
-        .map_err(|broken| read_error(broken.to_string()))?;
+        }
         let next = records
             .last()
             .map(|r| r.seq + 1)
-            .filter(|next| *next < end.records);
+            .filter(|next| *next < records_in_all);
         Ok((records, next))
+    }
+}
+
+fn no_file() -> HelperError {
+    HelperError::JournalRead {
+        detail: "this journal has no file to read".into(),
     }
 }
 
@@ -416,310 +652,4 @@ pub fn now_unix_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::{fs::OpenOptions, io::Cursor};
-
-    use ctguard_protocol::{BlockDuration, JournalAction, ShortText};
-
-    use super::*;
-
-    /// Opens the journal at `path`, in its directory as the helper would.
-    fn open(path: &Path) -> Result<Journal, JournalError> {
-        let dir = StateDir::open(path.parent().expect("a parent")).expect("state dir");
-        Journal::open(&dir)
-    }
-
-    fn intent(i: u64) -> JournalEvent {
-        JournalEvent::Intent {
-            action: JournalAction::Block {
-                target: format!("udp from 203.0.113.{i} sport 53")
-                    .parse()
-                    .expect("target"),
-                duration: BlockDuration::from_secs(60).expect("duration"),
-                reason: ShortText::new(format!("reason \"{i}\" ,\"hash\":\"x")).expect("text"),
-            },
-            actor: Some(ShortText::new("alice").expect("text")),
-            requested_by: Some("198.51.100.5".parse().expect("addr")),
-            peer_uid: Some(998),
-        }
-    }
-
-    fn journal_with(records: u64) -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE_NAME);
-        let journal = open(&path).expect("opens");
-        for i in 0..records {
-            assert_eq!(journal.append(&intent(i)).expect("appends"), i);
-        }
-        (dir, path)
-    }
-
-    #[test]
-    fn records_chain_and_survive_a_reopen() {
-        let (_dir, path) = journal_with(3);
-        let journal = open(&path).expect("reopens");
-        assert_eq!(journal.append(&intent(9)).expect("appends"), 3);
-        assert_eq!(
-            journal.write_failures(),
-            0,
-            "appends that worked are not failures"
-        );
-        let end = verify(BufReader::new(File::open(&path).expect("open"))).expect("verifies");
-        assert_eq!(end.records, 4);
-        let (records, next) = journal
-            .page(JournalPage { from: 1, limit: 2 })
-            .expect("reads");
-        assert_eq!(
-            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
-        assert_eq!(next, Some(3));
-        let (records, next) = journal
-            .page(JournalPage { from: 3, limit: 2 })
-            .expect("reads");
-        assert_eq!(records.len(), 1);
-        assert_eq!(next, None);
-        assert_eq!(records[0].event, intent(9));
-        assert!(journal.page(JournalPage { from: 0, limit: 0 }).is_err());
-    }
-
-    #[test]
-    fn reading_a_page_ignores_a_line_still_being_written() {
-        let (_dir, path) = journal_with(2);
-        let journal = open(&path).expect("reopens");
-        // What a reader could meet while another request's append is half-way through.
-        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
-        file.write_all(b"{\"seq\":2,\"at\":").expect("writes");
-        let (records, next) = journal
-            .page(JournalPage { from: 0, limit: 10 })
-            .expect("the acknowledged records read fine");
-        assert_eq!(
-            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![0, 1]
-        );
-        assert_eq!(next, None);
-    }
-
-    #[test]
-    fn a_page_of_long_records_is_cut_to_fit_a_frame_and_the_rest_follows() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let journal = open(&dir.path().join(FILE_NAME)).expect("opens");
-        let long = "x".repeat(4_000);
-        for _ in 0..400 {
-            journal
-                .append(&JournalEvent::Outcome {
-                    intent_seq: 0,
-                    ok: false,
-                    detail: long.clone(),
-                })
-                .expect("appends");
-        }
-        let mut from = 0;
-        let mut seen = 0;
-        loop {
-            let (records, next) = journal
-                .page(JournalPage {
-                    from,
-                    limit: JournalPage::MAX_LIMIT,
-                })
-                .expect("reads");
-            let answer = ctguard_protocol::Response::Journal {
-                records: records.clone(),
-                next,
-            };
-            let encoded = ctguard_protocol::frame::encode(&answer).expect("fits a frame");
-            assert!(encoded.len() <= ctguard_protocol::MAX_FRAME_BYTES);
-            assert_eq!(records[0].seq, from, "pages follow each other");
-            seen += records.len();
-            match next {
-                Some(next) => from = next,
-                None => break,
-            }
-        }
-        assert_eq!(seen, 400, "every record is on some page");
-        assert!(from > 0, "it took more than one page");
-    }
-
-    #[test]
-    fn a_page_is_read_from_its_checkpoint_not_from_the_start() {
-        let outcome = |i: u64| JournalEvent::Outcome {
-            intent_seq: i,
-            ok: true,
-            detail: format!("done {i}"),
-        };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(FILE_NAME);
-        {
-            let journal = open(&path).expect("opens");
-            for i in 0..1_000 {
-                journal.append(&outcome(i)).expect("appends");
-            }
-        }
-        let journal = open(&path).expect("reopens");
-        for from in [0, 255, 256, 511, 700, 999] {
-            let (records, _) = journal.page(JournalPage { from, limit: 3 }).expect("reads");
-            assert_eq!(records[0].seq, from, "page from {from}");
-            assert_eq!(records.last().expect("records").seq, (from + 2).min(999));
-        }
-        // Records appended after the open get checkpoints too.
-        for i in 0..300 {
-            journal.append(&outcome(i)).expect("appends");
-        }
-        let (records, next) = journal
-            .page(JournalPage {
-                from: 1_290,
-                limit: 50,
-            })
-            .expect("reads");
-        assert_eq!(records.len(), 10);
-        assert_eq!((records[0].seq, next), (1_290, None));
-        // A byte of record 10 flipped under the running helper: a page far after it does not
-        // read it again (the chain there was verified at open), the full check does.
-        let mut bytes = std::fs::read(&path).expect("reads");
-        let tenth = bytes
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .nth(9)
-            .map(|(i, _)| i + 20)
-            .expect("ten lines");
-        bytes[tenth] ^= 0x01;
-        std::fs::write(&path, &bytes).expect("writes");
-        assert!(
-            journal
-                .page(JournalPage {
-                    from: 900,
-                    limit: 5
-                })
-                .is_ok()
-        );
-        assert!(
-            journal.page(JournalPage { from: 5, limit: 10 }).is_err(),
-            "its own page is"
-        );
-        assert!(journal.check().expect("checks").broken.is_some());
-    }
-
-    #[test]
-    fn flipping_any_single_byte_is_detected() {
-        let (_dir, path) = journal_with(4);
-        let original = std::fs::read(&path).expect("reads");
-        assert!(verify(Cursor::new(&original)).is_ok());
-        for index in 0..original.len() {
-            for flip in [0x01u8, 0x20, 0x80] {
-                let mut bytes = original.clone();
-                bytes[index] ^= flip;
-                let result = verify(Cursor::new(&bytes));
-                assert!(
-                    result.is_err(),
-                    "flipping byte {index} ({:?}) with {flip:#x} went unnoticed",
-                    original[index] as char
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn the_first_broken_record_is_named() {
-        let (_dir, path) = journal_with(5);
-        let mut bytes = std::fs::read(&path).expect("reads");
-        let third = bytes
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .nth(1)
-            .map(|(i, _)| i + 1)
-            .expect("three lines");
-        bytes[third + 10] ^= 0x01;
-        let broken = verify(Cursor::new(&bytes)).expect_err("broken");
-        assert_eq!(broken.line, 3);
-        assert_eq!(broken.offset, third as u64);
-    }
-
-    #[test]
-    fn a_torn_last_line_is_cut_off_at_open_and_other_damage_refuses_to_open() {
-        let (_dir, path) = journal_with(2);
-        let mut bytes = std::fs::read(&path).expect("reads");
-        let intact = bytes.len();
-        bytes.extend_from_slice(br#"{"seq":2,"at_unix_ms":1,"pr"#);
-        std::fs::write(&path, &bytes).expect("writes");
-        let journal = open(&path).expect("opens, cutting the torn line");
-        assert_eq!(std::fs::metadata(&path).expect("meta").len(), intact as u64);
-        assert_eq!(journal.append(&intent(2)).expect("appends"), 2);
-        drop(journal);
-
-        let mut bytes = std::fs::read(&path).expect("reads");
-        bytes[5] ^= 0x01;
-        std::fs::write(&path, &bytes).expect("writes");
-        assert!(matches!(open(&path), Err(JournalError::Broken { .. })));
-    }
-
-    #[test]
-    fn a_journal_cut_short_or_regrown_stops_the_helper_and_a_lagging_head_does_not() {
-        let (dir, path) = journal_with(5);
-        let head = std::fs::read_to_string(dir.path().join(HEAD_FILE)).expect("a head");
-        assert!(head.starts_with("5 "), "{head}");
-        let full = std::fs::read(&path).expect("reads");
-        let lines: Vec<&[u8]> = full.split_inclusive(|b| *b == b'\n').collect();
-
-        // Cut back to three records: a valid chain, but shorter than its head.
-        std::fs::write(&path, lines[..3].concat()).expect("writes");
-        let refused = open(&path).expect_err("refused");
-        assert!(
-            matches!(
-                refused,
-                JournalError::ShorterThanHead {
-                    records: 3,
-                    head_records: 5,
-                    ..
-                }
-            ),
-            "{refused}"
-        );
-        // Grown back to five records of another chain: as long as the head, not the same.
-        {
-            let other = tempfile::tempdir().expect("tempdir");
-            let regrown = other.path().join(FILE_NAME);
-            let journal = open(&regrown).expect("opens");
-            for i in 0..5 {
-                journal.append(&intent(100 + i)).expect("appends");
-            }
-            std::fs::copy(&regrown, &path).expect("copies");
-        }
-        assert!(matches!(
-            open(&path),
-            Err(JournalError::ShorterThanHead { .. })
-        ));
-
-        // The head lagging by one record (a crash between the record and the head) is fine.
-        std::fs::write(&path, lines.concat()).expect("writes");
-        let lagging: Vec<&str> = head.split_whitespace().collect();
-        assert_eq!(lagging[0], "5");
-        let journal = open(&path).expect("the original opens");
-        journal.append(&intent(5)).expect("appends");
-        drop(journal);
-        std::fs::write(dir.path().join(HEAD_FILE), &head).expect("an older head");
-        let journal = open(&path).expect("a head one record behind is accepted");
-        assert_eq!(journal.append(&intent(6)).expect("appends"), 6);
-        let head = std::fs::read_to_string(dir.path().join(HEAD_FILE)).expect("a head");
-        assert!(head.starts_with("7 "), "the head follows: {head}");
-    }
-
-    #[test]
-    fn a_failed_write_refuses_this_and_every_later_append() {
-        let journal = Journal::on_full_disk();
-        assert_eq!(journal.write_failures(), 0);
-        assert!(matches!(
-            journal.append(&intent(0)),
-            Err(JournalError::Write(_))
-        ));
-        assert_eq!(journal.write_failures(), 1, "the failed write");
-        assert!(matches!(
-            journal.append(&intent(1)),
-            Err(JournalError::Poisoned)
-        ));
-        assert_eq!(journal.write_failures(), 2, "and the refused one after it");
-        let error: HelperError = JournalError::Poisoned.into();
-        assert!(matches!(error, HelperError::JournalUnavailable { .. }));
-    }
-}
+mod tests;

@@ -8,6 +8,7 @@ use clap::Parser;
 use ctguard_helper::{
     cli::{Cli, Command, JournalCommand},
     journal, netns, server,
+    state_dir::StateDir,
 };
 
 fn main() -> ExitCode {
@@ -69,8 +70,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints the verdict on stdout; exit status 0 only for an intact chain.
+/// Prints the verdict on stdout; exit status 0 only for an intact chain. `path` is the helper's
+/// state directory (every segment, in order) or one journal file (checked from the chain's
+/// start: the first segment, or a journal that never rotated).
 fn verify_journal(path: &Path) -> ExitCode {
+    if path.is_dir() {
+        let dir = match StateDir::open(path) {
+            Ok(dir) => dir,
+            Err(error) => {
+                println!("{}: cannot open: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        return match journal::verify_dir(&dir) {
+            Ok((end, segments)) => {
+                println!(
+                    "{}: ok, {} records in {segments} segment(s), last hash {}",
+                    path.display(),
+                    end.records,
+                    end.last_hash
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                println!("{}: BROKEN: {error}", path.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) => {

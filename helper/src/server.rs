@@ -46,7 +46,10 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
     })?;
     let _one_per_table = lock_watched_table()?;
     // The journal comes first: without it the helper will not start (fail closed).
-    let journal = Arc::new(Journal::open(&state)?);
+    let journal = Arc::new(Journal::open_with_segments_of(
+        &state,
+        config.journal_segment_bytes,
+    )?);
     journal
         .append(&JournalEvent::Started {
             helper_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -15,8 +15,9 @@ use std::{
 };
 
 use nix::{
+    dir::Dir,
     errno::Errno,
-    fcntl::{AT_FDCWD, Flock, FlockArg, OFlag, openat, renameat},
+    fcntl::{AT_FDCWD, Flock, FlockArg, OFlag, RenameFlags, openat, renameat, renameat2},
     sys::stat::{Mode, fchmod, fstat, mkdirat},
     unistd::{Uid, UnlinkatFlags, fsync, unlinkat},
 };
@@ -238,6 +239,34 @@ impl StateDir {
         file.write_all(body)?;
         file.sync_all()?;
         renameat(&self.dir, temporary.as_str(), &self.dir, checked_name(name))?;
+        fsync(&self.dir)?;
+        Ok(())
+    }
+
+    /// The names of the directory's entries (`.` and `..` left out), in no particular order.
+    pub fn names(&self) -> std::io::Result<Vec<String>> {
+        // A second descriptor of the same open directory: reading it moves its position only.
+        let mut listing = Dir::from_fd(self.dir.try_clone()?)?;
+        let mut names = Vec::new();
+        for entry in listing.iter() {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name != "." && name != ".." {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Renames `from` to `to`, refusing (EEXIST) when `to` exists instead of replacing it, and
+    /// makes the change durable (fsync of the directory).
+    pub fn rename_no_replace(&self, from: &str, to: &str) -> std::io::Result<()> {
+        renameat2(
+            &self.dir,
+            checked_name(from),
+            &self.dir,
+            checked_name(to),
+            RenameFlags::RENAME_NOREPLACE,
+        )?;
         fsync(&self.dir)?;
         Ok(())
     }

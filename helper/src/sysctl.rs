@@ -18,19 +18,21 @@ use std::{
 };
 
 use ctguard_protocol::{
-    HelperError, JournalAction, JournalEvent, ShortText, SysctlKey, SysctlReading, SysctlScope,
+    HelperError, JournalAction, JournalEvent, JournalRef, ShortText, SysctlKey, SysctlReading,
+    SysctlScope,
 };
 use nix::sched::{CloneFlags, setns};
 
 use crate::{blocks::Requester, journal::Journal, kernel::slab, state_dir::StateDir};
 
 /// The result of a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SysctlChange {
     pub previous: u64,
     pub value: u64,
     pub persisted: bool,
-    pub journal_seq: u64,
+    /// The intent record of the write.
+    pub journal: JournalRef,
 }
 
 #[derive(Debug)]
@@ -377,7 +379,7 @@ impl Sysctls {
         value: u64,
         persist: bool,
         origin: &Origin,
-    ) -> Result<u64, HelperError> {
+    ) -> Result<JournalRef, HelperError> {
         Ok(self.journal.append(&JournalEvent::Intent {
             action: JournalAction::SetSysctl {
                 key,
@@ -398,9 +400,9 @@ impl Sysctls {
         origin: &Origin,
         error: &HelperError,
     ) -> Result<(), HelperError> {
-        let intent_seq = self.intent(key, value, false, origin)?;
+        let intent = self.intent(key, value, false, origin)?;
         self.journal.append(&JournalEvent::Outcome {
-            intent_seq,
+            intent_seq: intent.seq,
             ok: false,
             detail: error.to_string(),
         })?;
@@ -417,10 +419,10 @@ impl Sysctls {
         origin: &Origin,
         note: &str,
     ) -> Result<SysctlChange, HelperError> {
-        let journal_seq = self.intent(key, value, persist, origin)?;
+        let journal = self.intent(key, value, persist, origin)?;
         let outcome = |ok: bool, detail: String| {
             self.journal.append(&JournalEvent::Outcome {
-                intent_seq: journal_seq,
+                intent_seq: journal.seq,
                 ok,
                 detail,
             })
@@ -471,7 +473,7 @@ impl Sysctls {
             previous,
             value: read_back,
             persisted: persist,
-            journal_seq,
+            journal,
         })
     }
 }

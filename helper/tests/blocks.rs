@@ -97,11 +97,23 @@ fn a_block_empties_the_attackers_entries_and_keeps_them_empty_while_the_client_c
     let Response::Blocked {
         block: active,
         entries_deleted,
+        journal,
     } = response
     else {
         panic!("{response:?}");
     };
     assert!(entries_deleted >= 400, "{entries_deleted} entries deleted");
+    // The answer names the intent record as the journal holds it.
+    assert_eq!(journal.seq, active.journal_seq);
+    let Response::JournalCheck { check } = session.ask(&Request::VerifyJournal {
+        expect: vec![journal],
+    }) else {
+        panic!("no journal check");
+    };
+    assert!(
+        check.broken.is_none() && check.mismatches.is_empty(),
+        "{check:?}"
+    );
     assert_eq!(
         net.entries_from(ATTACKER, None),
         0,

@@ -49,7 +49,7 @@ impl Restore {
     }
 }
 
-fn journal(helper: &HelperProcess) -> Vec<JournalRecord> {
+fn journal_of(helper: &HelperProcess) -> Vec<JournalRecord> {
     let response = helper.session().ask(&Request::Journal {
         page: JournalPage {
             from: 0,
@@ -238,7 +238,7 @@ fn a_bucket_count_the_kernel_rounds_up_is_a_success_answered_journaled_and_persi
         previous,
         value,
         persisted,
-        journal_seq,
+        journal,
         ..
     } = response
     else {
@@ -246,7 +246,7 @@ fn a_bucket_count_the_kernel_rounds_up_is_a_success_answered_journaled_and_persi
     };
     assert_eq!((previous, value, persisted), (original, kept, true));
     assert_eq!(initial(key), kept, "the kernel holds the rounded size");
-    let detail = ok_outcome(&journal(&helper), journal_seq).expect("journaled as done");
+    let detail = ok_outcome(&journal_of(&helper), journal.seq).expect("journaled as done");
     assert!(
         detail.contains(&format!("-> {kept}")) && detail.contains("rounded"),
         "{detail}"
@@ -307,7 +307,7 @@ fn a_watched_namespace_gets_its_persisted_keys_back_when_the_helper_restarts() {
         "re-applied in the watched namespace at start"
     );
     assert_eq!(initial(key), host_before, "and nowhere else");
-    let records = journal(&helper);
+    let records = journal_of(&helper);
     let reapplied = records.iter().find_map(|record| match &record.event {
         JournalEvent::Intent {
             action:

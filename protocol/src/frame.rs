@@ -90,6 +90,9 @@ mod tests {
             },
             entry_bytes: Some(256),
             host_memory_bytes: 8 << 30,
+            per_cpu: Vec::new(),
+            identity: None,
+            memory: Default::default(),
         }
     }
 
@@ -179,6 +182,10 @@ mod tests {
                     packets_dropped: Some(1_234),
                 },
                 entries_deleted: 6_012,
+                journal: crate::JournalRef {
+                    seq: 7,
+                    hash: "ab".repeat(32).try_into().expect("hash"),
+                },
             },
             Response::Error {
                 error: HelperError::PrefixTooWide {

@@ -12,15 +12,16 @@
 //! (`deny_unknown_fields`), so a typo or a newer peer fails loudly instead of being half-understood:
 //!
 //! ```text
-//! client → helper   {"request":"hello","protocol_version":4}
-//! helper → client   {"response":"welcome","protocol_version":4,"helper_version":"0.1.0","netns":"ctg-host"}
+//! client → helper   {"request":"hello","protocol_version":5}
+//! helper → client   {"response":"welcome","protocol_version":5,"helper_version":"0.1.0","netns":"ctg-host"}
 //! client → helper   {"request":"status"}
 //! helper → client   {"response":"status","status":{"count":12,"max":262144,...},
 //!                    "helper":{"blocks_active":1,"journal_write_failures":0}}
 //! client → helper   {"request":"block","target":{"network":"50.2.6.12/32","direction":"source",
 //!                    "protocol":"udp","port":{"side":"source","port":53}},"duration":3600,
 //!                    "reason":"DNS reflection","requested_by":"198.51.100.5","actor":"alice"}
-//! helper → client   {"response":"blocked","block":{...,"journal_seq":41},"entries_deleted":6012}
+//! helper → client   {"response":"blocked","block":{...,"journal_seq":41},"entries_deleted":6012,
+//!                    "journal":{"seq":41,"hash":"9f2c…"}}
 //! client → helper   {"request":"set_sysctl","key":"net.netfilter.nf_conntrack_max","value":262144,
 //!                    "persist":false,"actor":"alice","requested_by":"198.51.100.5"}
 //! helper → client   {"response":"error","error":{"kind":"requester_address",
@@ -42,7 +43,9 @@
 //! answers each refusal with its own [`HelperError`] variant.
 //!
 //! Mutations (`set_sysctl`, `block`, `unblock`, `delete_entries`) are journaled by the helper
-//! before they act; their answers carry the journal sequence number of the intent record.
+//! before they act; their answers carry the intent record's sequence number and hash
+//! ([`JournalRef`]), which the server keeps with its audit record and later hands back to
+//! `verify_journal` to prove the journal still holds that very record.
 //! `status` also reports the helper's own state ([`HelperHealth`]): the blocks in force and the
 //! journal writes that failed (after one, the helper refuses every mutation until it restarts).
 //!
@@ -70,7 +73,10 @@ pub mod frame;
 
 pub use block::ActiveBlock;
 pub use ipnet::IpNet;
-pub use journal::{JournalAction, JournalCheck, JournalEvent, JournalPage, JournalRecord};
+pub use journal::{
+    JournalAction, JournalCheck, JournalEvent, JournalMismatch, JournalPage, JournalRecord,
+    JournalRef, RecordHash,
+};
 pub use kernel_log::KernelLogSummary;
 pub use message::{HelperError, Request, Response};
 pub use snapshot::{
@@ -87,7 +93,9 @@ pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Sid
 /// `neigh_threshold_order` and `conntrack_table_too_large`; the journal action `discard_saved`;
 /// the statistics `error`, `clash_resolve` and `chaintoolong`; networks in their canonical form
 /// only (an IPv4-mapped network is sent and answered as IPv4, see [`address`]).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: mutation answers carry `journal` ([`JournalRef`]) instead of `journal_seq`;
+/// `verify_journal` takes `expect` and answers `mismatches` (error `too_many_journal_refs`); the journal event `segment_started`.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,
 /// never raw table dumps, so 1 MiB leaves ample room while bounding what a confused peer can make us

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     block::ActiveBlock,
-    journal::{JournalCheck, JournalPage, JournalRecord},
+    journal::{JournalCheck, JournalPage, JournalRecord, JournalRef},
     kernel_log::KernelLogSummary,
     snapshot::{ConntrackEntry, EntryFilter, Snapshot},
     status::{ConntrackStatus, HelperHealth},
@@ -67,8 +67,9 @@ pub enum Request {
     },
     /// A page of the helper's audit journal.
     Journal { page: JournalPage },
-    /// Checks the whole journal's hash chain now. Read-only.
-    VerifyJournal {},
+    /// Checks the whole journal's hash chain now, and that it holds each of `expect` (at most
+    /// [`JournalRef::MAX_PER_CHECK`]) with that hash. Read-only.
+    VerifyJournal { expect: Vec<JournalRef> },
     /// Counts of conntrack's `table full` messages in the kernel log of the last minutes. Read-only.
     KernelLog {},
     /// Every allowlisted sysctl's live and persisted value, each read where it lives. Read-only.
@@ -89,7 +90,7 @@ impl Request {
             Self::ListBlocks {} => "list_blocks",
             Self::DeleteEntries { .. } => "delete_entries",
             Self::Journal { .. } => "journal",
-            Self::VerifyJournal {} => "verify_journal",
+            Self::VerifyJournal { .. } => "verify_journal",
             Self::KernelLog {} => "kernel_log",
             Self::ReadSysctls {} => "read_sysctls",
         }
@@ -126,16 +127,19 @@ pub enum Response {
         previous: u64,
         value: u64,
         persisted: bool,
-        journal_seq: u64,
+        /// The intent record of the change.
+        journal: JournalRef,
     },
     Blocked {
         block: ActiveBlock,
         /// Conntrack entries of the target deleted after the block was in place.
         entries_deleted: u64,
+        /// The intent record of the block (`block.journal_seq` with its hash).
+        journal: JournalRef,
     },
     Unblocked {
         target: BlockTarget,
-        journal_seq: u64,
+        journal: JournalRef,
     },
     Blocks {
         blocks: Vec<ActiveBlock>,
@@ -143,7 +147,7 @@ pub enum Response {
     EntriesDeleted {
         target: BlockTarget,
         deleted: u64,
-        journal_seq: u64,
+        journal: JournalRef,
     },
     Journal {
         records: Vec<JournalRecord>,
@@ -215,6 +219,8 @@ pub enum HelperError {
     NotBlocked { target: BlockTarget },
     #[error("{max} blocks are in force, the most the helper holds; unblock some first")]
     TooManyBlocks { max: usize },
+    #[error("a journal check takes at most {max} references, not {given}")]
+    TooManyJournalRefs { given: usize, max: usize },
 
     // Argument checks beyond the types.
     #[error("{key} must be within {min}..={max}, not {value}")]

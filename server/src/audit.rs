@@ -2,6 +2,7 @@
 //! how it ended. Written before the answer goes out; never holds a secret.
 
 use ctguard_app::{audit::ValidFilter, auth::CurrentUser};
+use ctguard_protocol::{JournalRef, RecordHash};
 use sqlx::SqlitePool;
 
 use crate::client::ClientInfo;
@@ -36,8 +37,9 @@ pub struct AuditEvent<'a> {
     pub detail: Option<&'a str>,
     /// What the confirmed (or refused) change's preview showed.
     pub preview: Option<&'a str>,
-    /// The helper's journal record of the change, when the helper carried it out.
-    pub journal_id: Option<&'a str>,
+    /// The helper's journal record of the change (its intent: sequence number and hash), when
+    /// the helper carried it out.
+    pub journal_id: Option<&'a JournalRef>,
     /// The change's arguments as JSON, where something (a revert) needs them back.
     pub arguments: Option<&'a str>,
 }
@@ -94,11 +96,12 @@ pub struct AuditRecord {
     pub detail: Option<String>,
     pub preview: Option<String>,
     pub journal_id: Option<String>,
+    pub journal_hash: Option<String>,
     pub arguments: Option<String>,
 }
 
 const COLUMNS: &str = "id, at, actor, role, client_addr, user_agent, action, target, outcome, \
-                       detail, preview, journal_id, arguments";
+                       detail, preview, journal_id, journal_hash, arguments";
 
 #[derive(Debug, Clone)]
 pub struct AuditStore {
@@ -112,8 +115,8 @@ impl AuditStore {
 
     pub async fn record(&self, at: i64, event: AuditEvent<'_>) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview, journal_id, arguments)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview, journal_id, journal_hash, arguments)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(at)
         .bind(event.actor)
@@ -125,7 +128,8 @@ impl AuditStore {
         .bind(event.outcome.as_str())
         .bind(event.detail)
         .bind(event.preview)
-        .bind(event.journal_id)
+        .bind(event.journal_id.map(|r| r.seq.to_string()))
+        .bind(event.journal_id.map(|r| r.hash.to_string()))
         .bind(event.arguments)
         .execute(&self.pool)
         .await?;
@@ -210,6 +214,35 @@ impl AuditStore {
         .bind(offset)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// The newest `limit` journal records the audit log names with their hashes, newest first:
+    /// what the journal check asks the helper to bear out. A stored pair that does not parse
+    /// (edited by hand) is skipped with an error in the log rather than failing the check.
+    pub async fn journal_refs(&self, limit: i64) -> Result<Vec<JournalRef>, sqlx::Error> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT journal_id, journal_hash FROM audit
+             WHERE journal_id IS NOT NULL AND journal_hash IS NOT NULL
+             ORDER BY CAST(journal_id AS INTEGER) DESC
+             LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, hash)| {
+                let parsed = seq
+                    .parse()
+                    .ok()
+                    .zip(RecordHash::try_from(hash).ok())
+                    .map(|(seq, hash)| JournalRef { seq, hash });
+                if parsed.is_none() {
+                    tracing::error!(seq, "an audit record names a malformed journal record");
+                }
+                parsed
+            })
+            .collect())
     }
 
     /// The highest helper journal record any audit record names: the journal must hold at least

@@ -180,6 +180,7 @@ mod tests {
             detail: Some("line one\nline two".into()),
             preview: None,
             journal_id: None,
+            journal_hash: None,
             arguments: None,
         };
         let text = String::from_utf8(to_csv(&[record]).expect("csv")).expect("utf-8");

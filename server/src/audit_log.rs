@@ -5,7 +5,7 @@ use ctguard_app::audit::{
     AuditEntry, AuditPage, AuditQuery, JournalReport,
     ssr::{AuditError, AuditLog},
 };
-use ctguard_protocol::{Request, Response};
+use ctguard_protocol::{JournalRef, Request, Response};
 
 use crate::{
     audit::{AuditRecord, AuditStore},
@@ -69,11 +69,22 @@ impl AuditLog for AuditReader {
     async fn journal_check(&self) -> Result<JournalReport, AuditError> {
         // Read before the check: a change acknowledged in between raises the journal's count,
         // never the other way round, so no false alarm.
-        let panel_last_seq = self.audit.highest_journal_seq().await.map_err(|error| {
+        let store_error = |error: sqlx::Error| {
             tracing::error!(%error, "reading the audit log failed");
             AuditError::Internal
-        })?;
-        match self.helper.call(Request::VerifyJournal {}).await {
+        };
+        let panel_last_seq = self
+            .audit
+            .highest_journal_seq()
+            .await
+            .map_err(store_error)?;
+        // The newest pairs: a journal cut short and grown back differs at its end first.
+        let expect = self
+            .audit
+            .journal_refs(JournalRef::MAX_PER_CHECK as i64)
+            .await
+            .map_err(store_error)?;
+        match self.helper.call(Request::VerifyJournal { expect }).await {
             Ok(Response::JournalCheck { check }) => {
                 let report = JournalReport {
                     check,
@@ -84,6 +95,15 @@ impl AuditLog for AuditReader {
                         records = report.check.records,
                         ?panel_last_seq,
                         "the helper's journal lacks records the audit log names"
+                    );
+                }
+                if let Some(mismatch) = report.rewritten() {
+                    tracing::error!(
+                        seq = mismatch.expected.seq,
+                        expected = %mismatch.expected.hash,
+                        found = ?mismatch.found,
+                        differing = report.check.mismatches.len(),
+                        "the helper's journal no longer holds records the audit log names"
                     );
                 }
                 Ok(report)

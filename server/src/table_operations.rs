@@ -16,7 +16,7 @@ use ctguard_app::{
     users::ssr::AdminError,
 };
 use ctguard_protocol::{
-    ActiveBlock, BlockDuration, BlockTarget, HelperError, Request, Response, ShortText,
+    ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalRef, Request, Response, ShortText,
     snapshot::EntryFilter,
 };
 
@@ -120,7 +120,8 @@ fn short_text(text: &str, what: &str) -> Result<ShortText, AdminError> {
 struct Executed {
     /// For the person, in words.
     message: String,
-    journal_seq: u64,
+    /// The helper's intent record of the change.
+    journal: JournalRef,
     /// JSON for the audit record's `arguments`, where a revert will need them.
     arguments: Option<String>,
 }
@@ -326,10 +327,11 @@ impl TableOperator {
                 return Err(AdminError::Internal);
             }
         };
-        let (message, journal_seq) = match self.helper.call(request).await.map_err(from_helper)? {
+        let (message, journal) = match self.helper.call(request).await.map_err(from_helper)? {
             Response::Blocked {
                 block,
                 entries_deleted,
+                journal,
             } => (
                 format!(
                     "Blocked {} until {}; {} entries deleted.",
@@ -337,28 +339,25 @@ impl TableOperator {
                     format::clock_utc(block.expires_unix * 1000),
                     format::thousands(entries_deleted)
                 ),
-                block.journal_seq,
+                journal,
             ),
-            Response::Unblocked {
-                target,
-                journal_seq,
-            } => (format!("Unblocked {target}."), journal_seq),
+            Response::Unblocked { target, journal } => (format!("Unblocked {target}."), journal),
             Response::EntriesDeleted {
                 target,
                 deleted,
-                journal_seq,
+                journal,
             } => (
                 format!(
                     "Deleted {} entries of {target}.",
                     format::thousands(deleted)
                 ),
-                journal_seq,
+                journal,
             ),
             other => return Err(from_helper(unexpected(&other))),
         };
         Ok(Executed {
             message,
-            journal_seq,
+            journal,
             arguments: None,
         })
     }
@@ -401,12 +400,11 @@ impl TableOperator {
             Operation::SetSysctl { key, .. } => key.name().to_owned(),
             Operation::RevertSysctl { audit_id } => format!("audit #{audit_id}"),
         };
-        let journal = executed.map(|done| done.journal_seq.to_string());
         let mut event = AuditEvent::by(&who.user, &who.client, operation.action(), outcome)
             .target(&target)
             .detail(detail);
         event.preview = preview;
-        event.journal_id = journal.as_deref();
+        event.journal_id = executed.map(|done| &done.journal);
         event.arguments = executed.and_then(|done| done.arguments.as_deref());
         self.audit
             .record(self.clock.now(), event)

@@ -316,7 +316,7 @@ async fn admins_see_the_helpers_journal_check_and_others_are_refused() {
         "says why"
     );
 
-    let _helper = support::FakeHelper::start(&app.helper_socket, 100);
+    let helper = support::FakeHelper::start(&app.helper_socket, 100);
     let status = journal_status(&app, &admin).await;
     let check = &status.check;
     assert_eq!(
@@ -345,11 +345,66 @@ async fn admins_see_the_helpers_journal_check_and_others_are_refused() {
     let status = journal_status(&app, &admin).await;
     assert_eq!(status.panel_last_seq, Some(42));
     assert!(status.truncated(), "12 records cannot include record 42");
+    assert_eq!(
+        helper
+            .journal_checked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>(),
+        vec![42],
+        "the check names the record the block's answer named, with its hash"
+    );
+    assert!(status.rewritten().is_none(), "record 42 is as it was");
 
     let response = app
         .post_json(&operator, JournalStatus::PATH, &json!({}))
         .await;
     assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn a_journal_cut_short_and_grown_back_is_reported_by_the_records_it_lost() {
+    let app = spawn_app().await;
+    let helper = support::FakeHelper::start(&app.helper_socket, 100);
+    let admin = app.signed_in(Role::Admin).await;
+    let operator = app.signed_in(Role::Operator).await;
+    let block = json!({ "kind": "block", "target": "from 203.0.113.67", "duration_secs": 600, "reason": "flood" });
+    let preview: ctguard_app::confirm::Preview = app
+        .preview_operation(&operator, PreviewOperation::PATH, &block)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = app
+        .apply_operation(&operator, ApplyOperation::PATH, &preview.token, &block)
+        .await;
+    assert_eq!(response.status(), 200);
+    let told = helper.journal.lock().unwrap()[&42].clone();
+    let pool = db::open(&app.database).await.unwrap();
+    let stored: (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT journal_id, journal_hash FROM audit WHERE action = 'block' AND outcome = 'success'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (stored.0.as_deref(), stored.1.as_deref()),
+        (Some("42"), Some(told.as_str())),
+        "the audit record keeps the sequence number and the hash the helper answered"
+    );
+    assert!(journal_status(&app, &admin).await.rewritten().is_none());
+
+    // As many records as before, so a count could not tell; the pair can.
+    helper.rewrite_journal();
+    let status = journal_status(&app, &admin).await;
+    let mismatch = status.rewritten().expect("the rewrite is reported");
+    assert_eq!(
+        (mismatch.expected.seq, &mismatch.expected.hash),
+        (42, &told)
+    );
+    assert!(mismatch.found.as_ref().is_some_and(|found| *found != told));
 }
 
 async fn journal_status(app: &support::TestApp, admin: &reqwest::Client) -> JournalReport {

@@ -561,6 +561,17 @@ pub fn sample_sysctls() -> BTreeMap<SysctlKey, u64> {
         .collect()
 }
 
+/// A stand-in record hash, distinct per record and per version of the "journal".
+fn fake_record_hash(seq: u64, version: &str) -> ctguard_protocol::RecordHash {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (seq, version).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+        .repeat(4)
+        .try_into()
+        .unwrap()
+}
+
 /// Connections the real helper serves at once (`helper/src/server.rs`); the stand-in too.
 pub const HELPER_MAX_CONNECTIONS: usize = 32;
 
@@ -577,6 +588,10 @@ pub struct FakeHelper {
     pub change_delay_ms: Arc<AtomicU64>,
     /// How long a walk of the table (an `entries` request) takes, in milliseconds.
     pub walk_delay_ms: Arc<AtomicU64>,
+    /// The "journal": the hash of each record it named in an answer, as it holds them now.
+    pub journal: Arc<Mutex<BTreeMap<u64, ctguard_protocol::RecordHash>>>,
+    /// The references the last `verify_journal` asked about.
+    pub journal_checked: Arc<Mutex<Vec<ctguard_protocol::JournalRef>>>,
     task: JoinHandle<()>,
     socket: PathBuf,
 }
@@ -604,6 +619,9 @@ impl FakeHelper {
         let delay = Arc::clone(&change_delay_ms);
         let walk_delay_ms = Arc::new(AtomicU64::new(0));
         let walk_delay = Arc::clone(&walk_delay_ms);
+        let journal: Arc<Mutex<BTreeMap<u64, ctguard_protocol::RecordHash>>> = Arc::default();
+        let journal_checked: Arc<Mutex<Vec<ctguard_protocol::JournalRef>>> = Arc::default();
+        let (records, checked) = (Arc::clone(&journal), Arc::clone(&journal_checked));
         // As the real helper: more connections at once than it serves are closed unanswered.
         let slots = Arc::new(tokio::sync::Semaphore::new(HELPER_MAX_CONNECTIONS));
         let task = tokio::spawn(async move {
@@ -618,7 +636,19 @@ impl FakeHelper {
                 let kernel = Arc::clone(&kernel);
                 let delay = Arc::clone(&delay);
                 let walk_delay = Arc::clone(&walk_delay);
+                let (records, checked) = (Arc::clone(&records), Arc::clone(&checked));
                 tokio::spawn(async move {
+                    // Names journal record `seq` in an answer, as the helper's journal holds it.
+                    let journaled = |seq: u64| {
+                        let mut records = records.lock().unwrap();
+                        let hash = records
+                            .entry(seq)
+                            .or_insert_with(|| fake_record_hash(seq, "original"));
+                        ctguard_protocol::JournalRef {
+                            seq,
+                            hash: hash.clone(),
+                        }
+                    };
                     let _slot = slot;
                     let mut transport = Framed::new(stream, frame::codec());
                     while let Some(Ok(body)) = transport.next().await {
@@ -674,15 +704,29 @@ impl FakeHelper {
                                         packets_dropped: None,
                                     },
                                     entries_deleted: 0,
+                                    journal: journaled(42),
                                 }
                             }
-                            Request::VerifyJournal {} => Response::JournalCheck {
-                                check: ctguard_protocol::JournalCheck {
-                                    records: 12,
-                                    broken: None,
-                                    writable: true,
-                                },
-                            },
+                            Request::VerifyJournal { expect } => {
+                                let held = records.lock().unwrap().clone();
+                                let mismatches = expect
+                                    .iter()
+                                    .filter(|r| held.get(&r.seq) != Some(&r.hash))
+                                    .map(|r| ctguard_protocol::JournalMismatch {
+                                        expected: r.clone(),
+                                        found: held.get(&r.seq).cloned(),
+                                    })
+                                    .collect();
+                                *checked.lock().unwrap() = expect;
+                                Response::JournalCheck {
+                                    check: ctguard_protocol::JournalCheck {
+                                        records: 12,
+                                        broken: None,
+                                        writable: true,
+                                        mismatches,
+                                    },
+                                }
+                            }
                             Request::ReadSysctls {} => Response::Sysctls {
                                 readings: kernel
                                     .lock()
@@ -707,7 +751,7 @@ impl FakeHelper {
                                     previous,
                                     value,
                                     persisted: persist,
-                                    journal_seq: 77,
+                                    journal: journaled(77),
                                 }
                             }
                             request @ (Request::Snapshot {}
@@ -736,6 +780,8 @@ impl FakeHelper {
             sysctls,
             change_delay_ms,
             walk_delay_ms,
+            journal,
+            journal_checked,
             task,
             socket: socket.to_owned(),
         }
@@ -743,6 +789,14 @@ impl FakeHelper {
 
     pub fn requests(&self) -> u64 {
         self.status_requests.load(Ordering::SeqCst)
+    }
+
+    /// What root can do to the journal behind the helper's back: every record it holds replaced
+    /// by another under the same number (cut short and grown back to the same length).
+    pub fn rewrite_journal(&self) {
+        for (seq, hash) in self.journal.lock().unwrap().iter_mut() {
+            *hash = fake_record_hash(*seq, "rewritten");
+        }
     }
 
     pub fn stop(self) {

@@ -173,8 +173,36 @@ fn JournalChain(status: Result<JournalReport, ServerFnError>) -> impl IntoView {
     match status {
         Ok(status) => {
             let truncated = status.truncated();
+            let rewritten = status.rewritten().cloned();
             let check = status.check;
             let (class, text) = match (&check.broken, check.writable) {
+                (None, _) if rewritten.is_some() => {
+                    let mismatch = rewritten.as_ref().expect("matched as some");
+                    let held = mismatch.found.as_ref().map_or_else(
+                        || "holds no such record".to_owned(),
+                        |found| {
+                            format!(
+                                "holds another record there (hash {}…)",
+                                &found.as_str()[..12]
+                            )
+                        },
+                    );
+                    (
+                        "journal-chain banner critical",
+                        format!(
+                            "Helper journal REWRITTEN: this audit log names record #{} with hash {}…, but the journal {held}{}. The journal was cut short and grown back, or replaced. Compare with your off-host copy.",
+                            mismatch.expected.seq,
+                            &mismatch.expected.hash.as_str()[..12],
+                            match check.mismatches.len() {
+                                1 => String::new(),
+                                n => format!(
+                                    "; {} records in all differ",
+                                    format::thousands(n as u64)
+                                ),
+                            }
+                        ),
+                    )
+                }
                 (None, _) if truncated => (
                     "journal-chain banner critical",
                     format!(
@@ -209,7 +237,8 @@ fn JournalChain(status: Result<JournalReport, ServerFnError>) -> impl IntoView {
                 <p
                     class=class
                     data-testid="journal-chain"
-                    data-ok=(check.broken.is_none() && !truncated).to_string()
+                    data-ok=(check.broken.is_none() && !truncated && rewritten.is_none())
+                        .to_string()
                 >
                     {text}
                 </p>

@@ -166,7 +166,7 @@ fn events(path: &Path) -> Vec<JournalEvent> {
 #[test]
 fn a_block_is_journaled_saved_applied_and_its_entries_deleted() {
     let f = fixture();
-    let (block, deleted) = f
+    let (block, deleted, _) = f
         .blocks
         .block(
             t("udp from 50.2.6.12 sport 53"),
@@ -291,7 +291,7 @@ fn overlapping_blocks_are_refused_and_the_same_target_is_refreshed() {
             .block(t("from 192.0.2.7"), minutes(1), reason(), &who()),
         Err(HelperError::OverlapsBlock { .. })
     ));
-    let (refreshed, _) = f
+    let (refreshed, _, _) = f
         .blocks
         .block(t("from 192.0.2.0/24"), minutes(10), reason(), &who())
         .expect("refreshes");

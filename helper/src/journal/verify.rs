@@ -23,6 +23,8 @@ pub enum BrokenReason {
     Unterminated,
     #[error("cannot read the journal: {0}")]
     Io(String),
+    #[error("the segment does not follow the one before: {0}")]
+    Segment(String),
 }
 
 /// The end of a chain that verified.
@@ -56,9 +58,22 @@ pub fn walk(reader: impl BufRead, mut each: impl FnMut(JournalRecord)) -> Result
 /// `start.records` begins, whose `prev` must be `start.last_hash`. `each` gets the position
 /// before each record (its offset, sequence and `prev`) and the record.
 pub fn walk_from(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     start: ChainEnd,
     mut each: impl FnMut(&ChainEnd, JournalRecord),
+) -> Result<ChainEnd, Broken> {
+    walk_while(reader, start, |before, record| {
+        each(before, record);
+        true
+    })
+}
+
+/// [`walk_from`] that stops (with the chain so far) once `each` returns false: a page of the
+/// journal reads its own records, not those after it.
+pub fn walk_while(
+    mut reader: impl BufRead,
+    start: ChainEnd,
+    mut each: impl FnMut(&ChainEnd, JournalRecord) -> bool,
 ) -> Result<ChainEnd, Broken> {
     let mut end = start;
     let mut line = Vec::new();
@@ -86,7 +101,9 @@ pub fn walk_from(
         end.last_hash.clone_from(&record.hash);
         end.records += 1;
         end.bytes += read as u64;
-        each(&before, record);
+        if !each(&before, record) {
+            return Ok(end);
+        }
     }
 }
 

@@ -414,7 +414,7 @@ impl TableOperator {
                 previous,
                 value,
                 persisted,
-                journal_seq,
+                journal,
             } => {
                 let applied = AppliedSysctl {
                     key,
@@ -434,7 +434,7 @@ impl TableOperator {
                         )),
                         if persisted { ", kept after reboot" } else { "" }
                     ),
-                    journal_seq,
+                    journal,
                     arguments: serde_json::to_string(&applied).ok(),
                 })
             }
