@@ -77,21 +77,25 @@ pub enum Action {
     ViewAudit,
     /// Change (and revert) the allowlisted sysctls on the Tuning page.
     Tune,
+    /// One's own account: its sessions, password and second factor. Everyone's, never another's
+    /// (the server checks whose each session is).
+    OwnAccount,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::ViewTable,
         Action::Block,
         Action::ManageUsers,
         Action::ViewAudit,
         Action::Tune,
+        Action::OwnAccount,
     ];
 
     /// THE permission table.
     pub fn minimum_role(self) -> Role {
         match self {
-            Self::ViewTable => Role::Viewer,
+            Self::ViewTable | Self::OwnAccount => Role::Viewer,
             Self::Block => Role::Operator,
             Self::ManageUsers | Self::ViewAudit | Self::Tune => Role::Admin,
         }

@@ -11,8 +11,8 @@ use leptos::prelude::*;
 use leptos_router::{LazyRoute, lazy_route};
 
 use crate::pages::{
-    audit::AuditPage, blocks::BlocksPage, suspicious::SuspiciousPage, tuning::TuningPage,
-    users::UsersPage,
+    account::AccountPage, audit::AuditPage, blocks::BlocksPage, suspicious::SuspiciousPage,
+    tuning::TuningPage, users::UsersPage,
 };
 
 /// Which staff page a path names.
@@ -23,6 +23,7 @@ enum StaffPage {
     Tuning,
     Users,
     Audit,
+    Account,
 }
 
 impl StaffPage {
@@ -33,6 +34,7 @@ impl StaffPage {
             "/tuning" => Some(Self::Tuning),
             "/users" => Some(Self::Users),
             "/audit" => Some(Self::Audit),
+            "/account" => Some(Self::Account),
             _ => None,
         }
     }
@@ -66,6 +68,7 @@ impl LazyRoute for StaffRoute {
             Some(StaffPage::Tuning) => view! { <TuningPage/> }.into_any(),
             Some(StaffPage::Users) => view! { <UsersPage/> }.into_any(),
             Some(StaffPage::Audit) => view! { <AuditPage/> }.into_any(),
+            Some(StaffPage::Account) => view! { <AccountPage/> }.into_any(),
             None => view! { <p class="not-found">"Page not found."</p> }.into_any(),
         }
     }

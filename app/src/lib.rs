@@ -1,6 +1,7 @@
 //! The ctguard UI: the HTML shell, the router and the pages, rendered on the server and hydrated in
 //! the browser from the same code.
 
+pub mod account;
 pub mod audit;
 pub mod auth;
 pub mod block_scope;
@@ -34,7 +35,7 @@ use crate::{
     auth::Action,
     lazy_pages::StaffRoute,
     pages::{dashboard::Dashboard, login::LoginPage},
-    session::{LOGOUT_PATH, current_user_query},
+    session::{ACCOUNT_PATH, LOGOUT_PATH, current_user_query},
 };
 
 /// The Content-Security-Policy of a page: scripts only from this origin or carrying this
@@ -109,6 +110,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("tuning") view={Lazy::<StaffRoute>::new()}/>
                     <Route path=StaticSegment("users") view={Lazy::<StaffRoute>::new()}/>
                     <Route path=StaticSegment("audit") view={Lazy::<StaffRoute>::new()}/>
+                    <Route path=StaticSegment("account") view={Lazy::<StaffRoute>::new()}/>
                 </FlatRoutes>
             </main>
         </Router>
@@ -141,6 +143,7 @@ fn Nav() -> impl IntoView {
                     <Show when=move || auditor>
                         <a href="/audit">"Audit"</a>
                     </Show>
+                    <a href=ACCOUNT_PATH>"Your account"</a>
                 </nav>
                 <span class="who" data-testid="who" data-role=user.role.as_str()>{badge}</span>
                 <form method="post" action=LOGOUT_PATH class="signout">

@@ -1,5 +1,6 @@
 //! The panel's pages, one module each.
 
+pub mod account;
 pub mod audit;
 pub mod blocks;
 pub mod dashboard;

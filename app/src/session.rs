@@ -15,6 +15,18 @@ pub const LOGIN_PATH: &str = "/login";
 pub const SIGN_IN_PATH: &str = "/auth/login";
 /// Where the sign-out button posts.
 pub const LOGOUT_PATH: &str = "/auth/logout";
+/// Where the second step of a sign-in posts its code (a plain form too).
+pub const SECOND_FACTOR_PATH: &str = "/auth/second-factor";
+/// The login page's query value that shows the code form instead of the password form.
+pub const CODE_STEP: &str = "code";
+/// The signed-in user's own account page (sessions, password, second factor).
+pub const ACCOUNT_PATH: &str = "/account";
+
+/// On a request whose login may do nothing but enrol a second factor: an admin who has none
+/// while the server requires one of admins. The server's authentication layer puts it beside
+/// `CurrentUser`; the route table and [`require`] refuse everything else while it is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondFactorDue;
 
 /// Why the login page is shown again, as carried in its `error` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +35,10 @@ pub enum LoginError {
     Invalid,
     Throttled,
     Unavailable,
+    /// The second factor's code (or recovery code) was wrong, or already used.
+    Code,
+    /// The second step came too late, or without a first: start again with the password.
+    Expired,
 }
 
 impl LoginError {
@@ -31,13 +47,21 @@ impl LoginError {
             Self::Invalid => "invalid",
             Self::Throttled => "throttled",
             Self::Unavailable => "unavailable",
+            Self::Code => "code",
+            Self::Expired => "expired",
         }
     }
 
+    pub const ALL: [Self; 5] = [
+        Self::Invalid,
+        Self::Throttled,
+        Self::Unavailable,
+        Self::Code,
+        Self::Expired,
+    ];
+
     pub fn from_code(code: &str) -> Option<Self> {
-        [Self::Invalid, Self::Throttled, Self::Unavailable]
-            .into_iter()
-            .find(|e| e.code() == code)
+        Self::ALL.into_iter().find(|e| e.code() == code)
     }
 
     pub fn message(self) -> &'static str {
@@ -45,6 +69,8 @@ impl LoginError {
             Self::Invalid => "Wrong username or password.",
             Self::Throttled => "Too many failed attempts. Wait a minute and try again.",
             Self::Unavailable => "Signing in is not possible right now. Try again shortly.",
+            Self::Code => "Wrong or already used code.",
+            Self::Expired => "That took too long. Sign in with your password again.",
         }
     }
 }
@@ -60,9 +86,26 @@ pub async fn current_user_query() -> Result<Option<CurrentUser>, ServerFnError> 
 }
 
 /// The signed-in user if their role allows `action`; for server functions, which check it again
-/// behind the server's route table.
+/// behind the server's route table. A login that must enrol a second factor first is refused.
 #[cfg(feature = "ssr")]
 pub async fn require(action: Action) -> Result<CurrentUser, ServerFnError> {
+    use axum::http::StatusCode;
+    let due = leptos_axum::extract::<Option<axum::Extension<SecondFactorDue>>>()
+        .await?
+        .is_some();
+    if due {
+        return Err(refusal(
+            StatusCode::FORBIDDEN,
+            "Set up your second factor first.",
+        ));
+    }
+    require_even_before_enrolment(action).await
+}
+
+/// As [`require`], also for a login that must enrol a second factor first: for the enrolment
+/// itself and the account page that shows it.
+#[cfg(feature = "ssr")]
+pub async fn require_even_before_enrolment(action: Action) -> Result<CurrentUser, ServerFnError> {
     use axum::http::StatusCode;
     match leptos_axum::extract::<Option<axum::Extension<CurrentUser>>>().await? {
         Some(axum::Extension(user)) if user.may(action) => Ok(user),
@@ -99,11 +142,7 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for error in [
-            LoginError::Invalid,
-            LoginError::Throttled,
-            LoginError::Unavailable,
-        ] {
+        for error in LoginError::ALL {
             assert_eq!(LoginError::from_code(error.code()), Some(error));
         }
         assert_eq!(LoginError::from_code("<script>"), None);

@@ -16,10 +16,10 @@ use ctguard_app::{
 
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
-    auth::SessionPolicy,
+    auth::{SessionPolicy, new_password::acceptable},
     clock::SharedClock,
     confirmation::{Change, Confirmations, Plan},
-    domain::{Password, Username},
+    domain::Username,
     hashing::PasswordHasher,
     logins::{EndReason, LoginStore},
     requester::{Requester, outcome_of, requester},
@@ -101,7 +101,7 @@ impl AccountAdministration {
                 role,
             } => {
                 let name = parse_username(username)?;
-                Password::parse(password.clone()).map_err(|e| invalid(format!("{e}.")))?;
+                acceptable(password.clone()).map_err(|e| invalid(format!("{e}.")))?;
                 if self
                     .users
                     .find(name.as_str())
@@ -208,7 +208,7 @@ impl AccountAdministration {
             } => {
                 let name = parse_username(username)?;
                 let password =
-                    Password::parse(password.clone()).map_err(|e| invalid(format!("{e}.")))?;
+                    acceptable(password.clone()).map_err(|e| invalid(format!("{e}.")))?;
                 let hash = self.hasher.hash(&password).await.map_err(internal)?;
                 self.users
                     .create(&name, &hash, *role, now)

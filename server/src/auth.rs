@@ -1,12 +1,16 @@
 //! Signing in and staying signed in: the login and logout handlers, the per-request session check,
-//! the route permission table, the path guard, login throttling and the cross-origin guard.
+//! the route permission table, the path guard, login throttling and the cross-origin guard; the
+//! second factor, the new-password rules and each user's own account.
 
 pub mod authenticate;
 pub mod authorize;
 pub mod login;
+pub mod new_password;
 pub mod next_page;
 pub mod origin;
+pub mod own_account;
 pub mod request_path;
+pub mod second_factor;
 pub mod throttle;
 
 use std::time::Duration;
@@ -20,6 +24,9 @@ pub struct SessionPolicy {
     pub absolute: Duration,
     /// Cookies only over HTTPS, under the `__Host-` prefix.
     pub secure_cookies: bool,
+    /// Admins must have a second factor: one without is sent to enrol one after the password,
+    /// and can do nothing else until it is confirmed.
+    pub second_factor_for_admins: bool,
 }
 
 impl Default for SessionPolicy {
@@ -28,6 +35,7 @@ impl Default for SessionPolicy {
             idle: Duration::from_secs(30 * 60),
             absolute: Duration::from_secs(8 * 60 * 60),
             secure_cookies: false,
+            second_factor_for_admins: false,
         }
     }
 }

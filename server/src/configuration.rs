@@ -96,6 +96,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CTGUARD_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// Admins must sign in with a second factor (TOTP): one who has none is sent to enrol one
+    /// after the password and can do nothing else until it is confirmed.
+    #[arg(long, env = "CTGUARD_REQUIRE_SECOND_FACTOR_FOR_ADMINS")]
+    pub require_second_factor_for_admins: bool,
+
     /// The reverse proxy's address: only its X-Forwarded-For is believed.
     #[arg(long, env = "CTGUARD_TRUSTED_PROXY")]
     pub trusted_proxy: Option<IpAddr>,
@@ -191,6 +196,7 @@ impl ServeArgs {
                 idle: Duration::from_secs(self.idle_minutes * 60),
                 absolute: Duration::from_secs(self.session_hours * 3600),
                 secure_cookies: self.secure_cookies,
+                second_factor_for_admins: self.require_second_factor_for_admins,
             },
             trusted_proxy: self.trusted_proxy,
             state_dir: self.state_dir,

@@ -21,6 +21,10 @@ pub enum EndReason {
     UserChanged,
     /// The same browser signed in again (its session cookie named this login).
     SignedInAgain,
+    /// Its user ended it from their own account page.
+    EndedByUser,
+    /// Its user changed their password from another session.
+    PasswordChanged,
 }
 
 impl EndReason {
@@ -32,6 +36,8 @@ impl EndReason {
             Self::EndedByAdmin => "ended by an admin",
             Self::UserChanged => "user disabled or changed",
             Self::SignedInAgain => "signed in again",
+            Self::EndedByUser => "ended by its user",
+            Self::PasswordChanged => "password changed",
         }
     }
 }
@@ -48,6 +54,8 @@ pub struct ActiveLogin {
     pub last_seen: i64,
     pub client_addr: String,
     pub user_agent: String,
+    /// It may do nothing but enrol a second factor (see the migration that added it).
+    pub enrolment_due: bool,
 }
 
 impl ActiveLogin {
@@ -66,7 +74,7 @@ pub struct LoginStore {
 }
 
 const ACTIVE: &str = "SELECT l.id, l.user_id, u.username, u.role, u.disabled, l.created_at,
-        l.last_seen, l.client_addr, l.user_agent
+        l.last_seen, l.client_addr, l.user_agent, l.enrolment_due
      FROM logins l JOIN users u ON u.id = l.user_id
      WHERE l.ended_at IS NULL";
 
@@ -82,10 +90,25 @@ impl LoginStore {
         client_addr: &str,
         user_agent: &str,
     ) -> Result<String, sqlx::Error> {
+        self.create_restricted(user_id, now, client_addr, user_agent, false)
+            .await
+    }
+
+    /// As [`Self::create`]; `enrolment_due`: the login may do nothing but enrol a second factor
+    /// until [`Self::enrolment_done`].
+    pub async fn create_restricted(
+        &self,
+        user_id: i64,
+        now: i64,
+        client_addr: &str,
+        user_agent: &str,
+        enrolment_due: bool,
+    ) -> Result<String, sqlx::Error> {
         let id = random_id();
         sqlx::query(
-            "INSERT INTO logins (id, user_id, created_at, last_seen, client_addr, user_agent)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO logins
+                 (id, user_id, created_at, last_seen, client_addr, user_agent, enrolment_due)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(user_id)
@@ -93,9 +116,75 @@ impl LoginStore {
         .bind(now)
         .bind(client_addr)
         .bind(user_agent)
+        .bind(enrolment_due)
         .execute(&self.pool)
         .await?;
         Ok(id)
+    }
+
+    /// The user has a second factor now: none of their logins is restricted any more.
+    pub async fn enrolment_done(&self, user_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE logins SET enrolment_due = 0 WHERE user_id = ? AND ended_at IS NULL")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The live logins of one user, oldest first (expired ones swept first).
+    pub async fn live_of(
+        &self,
+        user_id: i64,
+        now: i64,
+        policy: &SessionPolicy,
+    ) -> Result<Vec<ActiveLogin>, sqlx::Error> {
+        self.sweep_expired(now, policy).await?;
+        sqlx::query_as(&format!("{ACTIVE} AND l.user_id = ? ORDER BY l.created_at"))
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Ends every active login of a user but one (the session asking); returns how many.
+    pub async fn end_others_of(
+        &self,
+        user_id: i64,
+        keep: &str,
+        now: i64,
+        reason: EndReason,
+    ) -> Result<u64, sqlx::Error> {
+        let result = sqlx::query(
+            "UPDATE logins SET ended_at = ?, end_reason = ?
+             WHERE user_id = ? AND id <> ? AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(user_id)
+        .bind(keep)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Ends one login if it is `user_id`'s; false when it is not theirs or not active.
+    pub async fn end_own(
+        &self,
+        user_id: i64,
+        id: &str,
+        now: i64,
+        reason: EndReason,
+    ) -> Result<bool, sqlx::Error> {
+        let result = sqlx::query(
+            "UPDATE logins SET ended_at = ?, end_reason = ?
+             WHERE id = ? AND user_id = ? AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
     }
 
     pub async fn active(&self, id: &str) -> Result<Option<ActiveLogin>, sqlx::Error> {

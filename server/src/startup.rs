@@ -16,12 +16,13 @@ use axum::{
 };
 use ctguard_app::{
     App,
+    account::ssr::SharedOwnAccount,
     audit::{AUDIT_CSV_PATH, ssr::SharedAuditLog},
     history::History,
     live::{LIVE_EVENTS_PATH, ssr::LiveFeed},
     operations::ssr::SharedTableOperations,
     seed::ssr::SharedHistory,
-    session::{LOGOUT_PATH, SIGN_IN_PATH},
+    session::{LOGOUT_PATH, SECOND_FACTOR_PATH, SIGN_IN_PATH},
     settings::ssr::SharedSettingsSource,
     shell,
     thresholds::Thresholds,
@@ -44,10 +45,12 @@ use crate::{
     auth::{
         authenticate::{Authenticator, authenticate},
         authorize::{RefusalAudit, authorize},
-        login::{LoginService, sign_in, sign_out},
+        login::{LoginService, second_factor, sign_in, sign_out},
         next_page::PanelPages,
         origin::{PublicOrigins, same_origin_only},
+        own_account::OwnAccounts,
         request_path::refuse_ambiguous_paths,
+        second_factor::SecondFactorStore,
         throttle::LoginThrottle,
     },
     client::TrustedProxy,
@@ -140,16 +143,30 @@ impl Application {
             clock: clock.clone(),
         };
         let hasher = PasswordHasher::new()?;
+        let throttle = Arc::new(LoginThrottle::new(clock.clone()));
+        let second_factors = SecondFactorStore::new(pool.clone());
         let login = LoginService {
             users: users.clone(),
             logins: logins.clone(),
             hasher: hasher.clone(),
-            throttle: Arc::new(LoginThrottle::new(clock.clone())),
+            throttle: throttle.clone(),
             audit: audit.clone(),
             clock: clock.clone(),
             pages: PanelPages::new(route_list().iter().map(|page| page.path().to_owned())),
             devices: DeviceStore::new(pool.clone(), settings.session.secure_cookies),
+            second_factors: second_factors.clone(),
+            policy: settings.session,
         };
+        let own_account: SharedOwnAccount = Arc::new(OwnAccounts {
+            users: users.clone(),
+            logins: logins.clone(),
+            hasher: hasher.clone(),
+            throttle,
+            second_factors,
+            audit: audit.clone(),
+            clock: clock.clone(),
+            policy: settings.session,
+        });
         let confirmations = Arc::new(Confirmations::new(
             clock.clone(),
             i64::try_from(settings.confirmation_lifetime.as_secs()).unwrap_or(i64::MAX),
@@ -220,6 +237,7 @@ impl Application {
 
         let services = Services {
             account_admin,
+            own_account,
             table_operations,
             settings_source,
             audit_log,
@@ -290,6 +308,7 @@ impl Application {
 /// What the server functions find in their context: one implementation per area.
 struct Services {
     account_admin: SharedAccountAdmin,
+    own_account: SharedOwnAccount,
     table_operations: SharedTableOperations,
     settings_source: SharedSettingsSource,
     audit_log: SharedAuditLog,
@@ -298,6 +317,7 @@ struct Services {
 fn routes(state: AppState, services: Services) -> Router {
     let Services {
         account_admin,
+        own_account,
         table_operations,
         settings_source,
         audit_log,
@@ -312,6 +332,7 @@ fn routes(state: AppState, services: Services) -> Router {
         provide_context(history.clone());
         provide_context(thresholds);
         provide_context(account_admin.clone());
+        provide_context(own_account.clone());
         provide_context(table_operations.clone());
         provide_context(settings_source.clone());
         provide_context(audit_log.clone());
@@ -337,6 +358,7 @@ fn handler_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, LIVE_EVENTS_PATH, get(live_events)),
         (Method::GET, METRICS_PATH, get(metrics)),
         (Method::POST, SIGN_IN_PATH, post(sign_in)),
+        (Method::POST, SECOND_FACTOR_PATH, post(second_factor)),
         (Method::POST, LOGOUT_PATH, post(sign_out)),
         (Method::GET, AUDIT_CSV_PATH, get(audit_csv)),
     ]

@@ -14,6 +14,7 @@ use ctguard_app::auth::Role;
 
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
+    auth::{new_password::acceptable, second_factor::SecondFactorStore},
     client::ClientInfo,
     clock::{Clock, SystemClock},
     db,
@@ -42,6 +43,8 @@ pub enum UserCommand {
         #[arg(long)]
         generate: bool,
     },
+    /// Remove a user's second factor and recovery codes (one who lost both); their sessions end.
+    ResetSecondFactor { username: String },
     /// Change a user's role; their sessions end.
     Role { username: String, role: Role },
     /// Disable a user; their sessions end.
@@ -82,7 +85,8 @@ fn read_password(from_stdin: bool) -> anyhow::Result<Password> {
         }
         first
     };
-    Ok(Password::parse(text)?)
+    // The same rules as everywhere else: the length, and not a common or breached password.
+    Ok(acceptable(text)?)
 }
 
 pub async fn run(database: &Path, command: UserCommand) -> anyhow::Result<()> {
@@ -91,6 +95,7 @@ pub async fn run(database: &Path, command: UserCommand) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", database.display()))?;
     let users = UserStore::new(pool.clone());
     let logins = LoginStore::new(pool.clone());
+    let second_factors = SecondFactorStore::new(pool.clone());
     let audit = AuditStore::new(pool);
     let now = SystemClock.now();
     let cli = ClientInfo {
@@ -164,6 +169,15 @@ pub async fn run(database: &Path, command: UserCommand) -> anyhow::Result<()> {
             let ended = end_sessions(name.clone()).await?;
             record("user.passwd", name.to_string(), String::new()).await?;
             println!("password of {name} changed; {ended} session(s) ended");
+        }
+        UserCommand::ResetSecondFactor { username } => {
+            let name = Username::parse(&username)?;
+            let user = users.get(&name).await?;
+            let removed = second_factors.remove(user.id).await?;
+            let ended = end_sessions(name.clone()).await?;
+            let detail = if removed { "removed" } else { "there was none" };
+            record("second_factor.reset", name.to_string(), detail.into()).await?;
+            println!("second factor of {name} {detail}; {ended} session(s) ended");
         }
         UserCommand::Role { username, role } => {
             let name = Username::parse(&username)?;

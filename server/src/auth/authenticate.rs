@@ -6,7 +6,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use ctguard_app::auth::CurrentUser;
+use ctguard_app::{auth::CurrentUser, session::SecondFactorDue};
 use tower_sessions::Session;
 
 use crate::{
@@ -41,8 +41,12 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// The signed-in user of this session and its login id, if any; ends logins that have expired.
-    pub async fn current_user(&self, session: &Session) -> Option<(CurrentUser, SessionLogin)> {
+    /// The signed-in user of this session and its login id, if any, and whether that login must
+    /// enrol a second factor before anything else; ends logins that have expired.
+    pub async fn current_user(
+        &self,
+        session: &Session,
+    ) -> Option<(CurrentUser, SessionLogin, bool)> {
         let login_id = match session.get::<String>(LOGIN_KEY).await {
             Ok(Some(id)) => id,
             Ok(None) => return None,
@@ -80,7 +84,7 @@ impl Authenticator {
             session.set_expiry(session.expiry());
         }
         let user = login.current_user()?;
-        Some((user, SessionLogin(login.id)))
+        Some((user, SessionLogin(login.id), login.enrolment_due))
     }
 
     /// Whether the login is still valid by the rules [`Self::current_user`] applies, ending it if
@@ -130,9 +134,12 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if let Some((user, login)) = authenticator.current_user(&session).await {
+    if let Some((user, login, enrolment_due)) = authenticator.current_user(&session).await {
         request.extensions_mut().insert(user);
         request.extensions_mut().insert(login);
+        if enrolment_due {
+            request.extensions_mut().insert(SecondFactorDue);
+        }
     }
     next.run(request).await
 }

@@ -1,7 +1,8 @@
 //! The route table: which role may call which endpoint. Every request passes through it, and what
 //! it does not list is refused, signed in or not: a path it does not name gets 404, a method it does
 //! not list for the path 405, before any handler, page or file sees the request. A signed-in
-//! user's refused attempt to change something is audited.
+//! user's refused attempt to change something is audited. A login that must enrol a second factor
+//! first reaches only its account page and the enrolment.
 
 use axum::{
     extract::{FromRequestParts, Request, State},
@@ -10,6 +11,10 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use ctguard_app::{
+    account::{
+        BeginSecondFactor, ChangeOwnPassword, ConfirmSecondFactor, EndOwnSession, MyAccount,
+        RemoveSecondFactor,
+    },
     audit::{AUDIT_CSV_PATH, JournalStatus, QueryAudit},
     auth::{Action, CurrentUser},
     live::{LIVE_EVENTS_PATH, LatestSample},
@@ -18,7 +23,10 @@ use ctguard_app::{
         Suspects,
     },
     seed::LoadDashboard,
-    session::{CurrentUserQuery, LOGIN_PATH, LOGOUT_PATH, SIGN_IN_PATH},
+    session::{
+        ACCOUNT_PATH, CurrentUserQuery, LOGIN_PATH, LOGOUT_PATH, SECOND_FACTOR_PATH, SIGN_IN_PATH,
+        SecondFactorDue,
+    },
     settings::LoadTuning,
     users::{ApplyUserChange, ListAccounts, PreviewUserChange},
 };
@@ -39,12 +47,11 @@ pub struct RefusalAudit {
 }
 
 impl RefusalAudit {
-    /// Records that `user` tried a state-changing endpoint their role does not allow.
-    async fn record(&self, request: Request, user: &CurrentUser, action: Action) {
+    /// Records that `user` tried a state-changing endpoint they may not use, and why not.
+    async fn record(&self, request: Request, user: &CurrentUser, detail: String) {
         let path = request.uri().path().to_owned();
         let (mut parts, _) = request.into_parts();
         let Ok(client) = ClientInfo::from_request_parts(&mut parts, &()).await;
-        let detail = format!("the role {} may not {action:?}", user.role);
         let event = AuditEvent::by(user, &client, "forbidden", Outcome::Refused)
             .target(&path)
             .detail(&detail);
@@ -84,10 +91,12 @@ const fn route(method: Method, path: &'static str, access: Access) -> Route {
 /// registers without a row here is refused (and fails `sessions.rs`'s enumeration test).
 pub fn routes() -> Vec<Route> {
     use Access::{Public, Requires};
-    use Action::{Block, ManageUsers, Tune, ViewAudit, ViewTable};
+    use Action::{Block, ManageUsers, OwnAccount, Tune, ViewAudit, ViewTable};
     vec![
         route(Method::GET, LOGIN_PATH, Public),
         route(Method::POST, SIGN_IN_PATH, Public),
+        // The second step of a sign-in: the handler checks the session's first step.
+        route(Method::POST, SECOND_FACTOR_PATH, Public),
         route(Method::POST, LOGOUT_PATH, Public),
         route(Method::POST, CurrentUserQuery::PATH, Public),
         route(Method::GET, "/", Requires(ViewTable)),
@@ -116,7 +125,30 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, QueryAudit::PATH, Requires(ViewAudit)),
         route(Method::POST, JournalStatus::PATH, Requires(ViewAudit)),
         route(Method::GET, AUDIT_CSV_PATH, Requires(ViewAudit)),
+        route(Method::GET, ACCOUNT_PATH, Requires(OwnAccount)),
+        route(Method::POST, MyAccount::PATH, Requires(OwnAccount)),
+        route(Method::POST, BeginSecondFactor::PATH, Requires(OwnAccount)),
+        route(
+            Method::POST,
+            ConfirmSecondFactor::PATH,
+            Requires(OwnAccount),
+        ),
+        route(Method::POST, RemoveSecondFactor::PATH, Requires(OwnAccount)),
+        route(Method::POST, ChangeOwnPassword::PATH, Requires(OwnAccount)),
+        route(Method::POST, EndOwnSession::PATH, Requires(OwnAccount)),
     ]
+}
+
+/// What a login that must enrol a second factor first may use (besides the public rows): the
+/// account page and the enrolment.
+fn open_before_enrolment(path: &str) -> bool {
+    [
+        ACCOUNT_PATH,
+        MyAccount::PATH,
+        BeginSecondFactor::PATH,
+        ConfirmSecondFactor::PATH,
+    ]
+    .contains(&path)
 }
 
 /// Why a request has no row in the table.
@@ -185,12 +217,26 @@ pub async fn authorize(
             return refuse_unlisted(unlisted);
         }
     };
+    let enrolment_due = request.extensions().get::<SecondFactorDue>().is_some();
     match request.extensions().get::<CurrentUser>().cloned() {
+        Some(_) if enrolment_due && !open_before_enrolment(request.uri().path()) => {
+            if wants_page(&request) {
+                return Redirect::to(ACCOUNT_PATH).into_response();
+            }
+            if let Some(user) = request.extensions().get::<CurrentUser>().cloned()
+                && changes_something(&request)
+            {
+                let detail = "a second factor must be enrolled first".to_owned();
+                refusals.record(request, &user, detail).await;
+            }
+            (StatusCode::FORBIDDEN, "Set up your second factor first.").into_response()
+        }
         Some(user) if user.may(action) => next.run(request).await,
         Some(user) => {
             tracing::warn!(user = ?user.username, role = %user.role, ?action, path = request.uri().path(), "forbidden");
-            if request.method() != Method::GET && request.method() != Method::HEAD {
-                refusals.record(request, &user, action).await;
+            if changes_something(&request) {
+                let detail = format!("the role {} may not {action:?}", user.role);
+                refusals.record(request, &user, detail).await;
             }
             (StatusCode::FORBIDDEN, "Your role does not allow this.").into_response()
         }
@@ -200,6 +246,10 @@ pub async fn authorize(
         }
         None => (StatusCode::UNAUTHORIZED, "Sign in first.").into_response(),
     }
+}
+
+fn changes_something(request: &Request) -> bool {
+    request.method() != Method::GET && request.method() != Method::HEAD
 }
 
 fn wants_page(request: &Request) -> bool {

@@ -1,5 +1,7 @@
 //! The sign-in and sign-out handlers: plain HTML form posts, so they work before (and without) the
-//! wasm bundle and with the keyboard alone.
+//! wasm bundle and with the keyboard alone. A user with a second factor signs in in two steps: the
+//! password puts a pending sign-in in the session (for five minutes, no login yet), and the code
+//! (`second_factor`) completes it. Both steps count towards the same throttle.
 
 use axum::{
     Form,
@@ -8,17 +10,19 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use ctguard_app::{
-    auth::CurrentUser,
-    session::{LOGIN_PATH, LoginError},
+    auth::{CurrentUser, Role},
+    session::{ACCOUNT_PATH, CODE_STEP, LOGIN_PATH, LoginError},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
     auth::{
+        SessionPolicy,
         authenticate::LOGIN_KEY,
         next_page::PanelPages,
+        second_factor::SecondFactorStore,
         throttle::{Locked, LoginThrottle, Reservation},
     },
     client::ClientInfo,
@@ -44,6 +48,34 @@ pub struct LoginService {
     pub pages: PanelPages,
     /// Browsers that signed in before, which the throttle counts on their own.
     pub devices: DeviceStore,
+    pub second_factors: SecondFactorStore,
+    /// Whether admins must have a second factor.
+    pub policy: SessionPolicy,
+}
+
+/// The session key of a sign-in whose password was right, waiting for its second factor.
+const PENDING_KEY: &str = "second_factor_pending";
+/// How long the second step may come after the first.
+const PENDING_SECS: i64 = 5 * 60;
+
+/// A sign-in half done: who, since when, and where to go afterwards.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingSignIn {
+    user_id: i64,
+    username: String,
+    since: i64,
+    next: String,
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+}
+
+impl std::fmt::Debug for CodeForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeForm").finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize)]
@@ -67,6 +99,15 @@ fn back_to_login(error: LoginError, next: &str) -> Response {
         "{LOGIN_PATH}?error={}&next={}",
         error.code(),
         urlencode(next)
+    ))
+    .into_response()
+}
+
+/// Back to the code form of the second step, with what went wrong.
+fn back_to_code(error: LoginError) -> Response {
+    Redirect::to(&format!(
+        "{LOGIN_PATH}?step={CODE_STEP}&error={}",
+        error.code()
     ))
     .into_response()
 }
@@ -100,17 +141,7 @@ pub async fn sign_in(
         .collect();
     let audit = |outcome, detail| login_event(&attempted, &client, outcome, detail);
 
-    let known_device = match service.devices.presented(&headers) {
-        None => None,
-        Some(token) => match service.devices.recognises(&token, &attempted, now).await {
-            Ok(known) => known.then_some(token),
-            Err(error) => {
-                // Treated as an unknown browser: throttled with everyone else, not refused.
-                tracing::warn!(%error, "cannot read devices");
-                None
-            }
-        },
-    };
+    let known_device = known_device(&service, &headers, &attempted, now).await;
     // Counted before the password is checked: parallel guesses cannot all pass a check made
     // before any of them has failed.
     let reservation = match service.throttle.reserve(
@@ -143,8 +174,8 @@ pub async fn sign_in(
         reservation,
         now,
     ));
-    let user = match check.await {
-        Ok(Ok(user)) => user,
+    let (user, second_factor) = match check.await {
+        Ok(Ok(checked)) => checked,
         Ok(Err(error)) => return back_to_login(error, &next),
         Err(error) => {
             tracing::error!(%error, "the password check panicked");
@@ -152,10 +183,51 @@ pub async fn sign_in(
         }
     };
 
-    // The login this browser's session stood for (another tab's, or an earlier user's at a
-    // shared desk) ends here: its cookie is replaced below, so nothing could use it again, and
-    // the Users page would count it as a session until it idled out.
-    match session.get::<String>(LOGIN_KEY).await {
+    if second_factor {
+        return ask_for_the_code(&service, &session, &client, &user, next, now).await;
+    }
+    let enrolment_due = user.role() == Role::Admin && service.policy.second_factor_for_admins;
+    let (detail, to) = if enrolment_due {
+        (
+            "signed in; a second factor must be enrolled first",
+            ACCOUNT_PATH,
+        )
+    } else {
+        ("signed in", next.as_str())
+    };
+    let signed_in = SignedIn {
+        user: &user,
+        enrolment_due,
+        detail,
+        known_device,
+        to,
+    };
+    establish(&service, &session, &client, signed_in, now).await
+}
+
+/// The device token the request carries if it is known to `username`'s account.
+async fn known_device(
+    service: &LoginService,
+    headers: &HeaderMap,
+    username: &str,
+    now: i64,
+) -> Option<String> {
+    let token = service.devices.presented(headers)?;
+    match service.devices.recognises(&token, username, now).await {
+        Ok(known) => known.then_some(token),
+        Err(error) => {
+            // Treated as an unknown browser: throttled with everyone else, not refused.
+            tracing::warn!(%error, "cannot read devices");
+            None
+        }
+    }
+}
+
+/// Ends the login this browser's session stood for, if any (another tab's, or an earlier user's
+/// at a shared desk): the browser is signing in anew, and the Users page would count it as a
+/// session until it idled out.
+async fn end_previous_login(service: &LoginService, session: &Session, now: i64) {
+    match session.remove::<String>(LOGIN_KEY).await {
         Ok(Some(previous)) => {
             if let Err(error) = service
                 .logins
@@ -168,38 +240,118 @@ pub async fn sign_in(
         Ok(None) => {}
         Err(error) => tracing::warn!(%error, "unreadable session"),
     }
-    // A new session id at every sign-in: a fixated or stolen pre-login id is worthless.
+}
+
+/// The password was right and the user has a second factor: the session holds a pending sign-in
+/// (under a new id) and the browser is asked for the code.
+async fn ask_for_the_code(
+    service: &LoginService,
+    session: &Session,
+    client: &ClientInfo,
+    user: &UserRecord,
+    next: String,
+    now: i64,
+) -> Response {
+    end_previous_login(service, session, now).await;
+    let pending = PendingSignIn {
+        user_id: user.id,
+        username: user.username.clone(),
+        since: now,
+        next: next.clone(),
+    };
     if let Err(error) = session.cycle_id().await {
         tracing::error!(%error, "cannot rotate the session id");
         return back_to_login(LoginError::Unavailable, &next);
     }
-    let login_id = match service
-        .logins
-        .create(user.id, now, &client.addr.to_string(), &client.user_agent)
-        .await
-    {
-        Ok(id) => id,
-        Err(error) => {
-            tracing::error!(%error, "cannot record the login");
-            return back_to_login(LoginError::Unavailable, &next);
-        }
-    };
-    if let Err(error) = session.insert(LOGIN_KEY, login_id).await {
+    if let Err(error) = session.insert(PENDING_KEY, pending).await {
         tracing::error!(%error, "cannot store the session");
         return back_to_login(LoginError::Unavailable, &next);
     }
-    let role = user.role();
     let _ = service
         .audit
         .record(
             now,
             AuditEvent {
-                role: Some(role.as_str()),
-                ..audit(Outcome::Success, "signed in")
+                role: Some(user.role().as_str()),
+                ..login_event(
+                    &user.username,
+                    client,
+                    Outcome::Success,
+                    "password correct; second factor asked",
+                )
             },
         )
         .await;
-    let mut response = Redirect::to(&next).into_response();
+    Redirect::to(&format!("{LOGIN_PATH}?step={CODE_STEP}")).into_response()
+}
+
+/// A sign-in that passed every step, as [`establish`] records it.
+struct SignedIn<'a> {
+    user: &'a UserRecord,
+    /// The login may only enrol a second factor.
+    enrolment_due: bool,
+    /// The audit record's words.
+    detail: &'a str,
+    /// The browser's device token, when it is known to the account already.
+    known_device: Option<String>,
+    /// Where the browser goes next.
+    to: &'a str,
+}
+
+/// Signs the browser in: the previous login of its session ends, the session gets a new id and a
+/// new login, the sign-in is audited and an unknown browser gets its device cookie.
+async fn establish(
+    service: &LoginService,
+    session: &Session,
+    client: &ClientInfo,
+    signed_in: SignedIn<'_>,
+    now: i64,
+) -> Response {
+    let SignedIn {
+        user,
+        enrolment_due,
+        detail,
+        known_device,
+        to,
+    } = signed_in;
+    end_previous_login(service, session, now).await;
+    // A new session id at every sign-in: a fixated or stolen pre-login id is worthless.
+    if let Err(error) = session.cycle_id().await {
+        tracing::error!(%error, "cannot rotate the session id");
+        return back_to_login(LoginError::Unavailable, to);
+    }
+    let login_id = match service
+        .logins
+        .create_restricted(
+            user.id,
+            now,
+            &client.addr.to_string(),
+            &client.user_agent,
+            enrolment_due,
+        )
+        .await
+    {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::error!(%error, "cannot record the login");
+            return back_to_login(LoginError::Unavailable, to);
+        }
+    };
+    if let Err(error) = session.insert(LOGIN_KEY, login_id).await {
+        tracing::error!(%error, "cannot store the session");
+        return back_to_login(LoginError::Unavailable, to);
+    }
+    let _ = service
+        .audit
+        .record(
+            now,
+            AuditEvent {
+                role: Some(user.role().as_str()),
+                ..login_event(&user.username, client, Outcome::Success, detail)
+            },
+        )
+        .await;
+    let mut response = Redirect::to(to).into_response();
     if known_device.is_none() {
         match service.devices.issue(user.id, now).await {
             Ok(cookie) => {
@@ -212,12 +364,164 @@ pub async fn sign_in(
     response
 }
 
+/// The second step of a sign-in: the code from the authenticator app, or a recovery code. Counted
+/// by the throttle as a password is (a wrong code is a failed attempt at the account); a right one
+/// completes the sign-in that the session's first step began.
+pub async fn second_factor(
+    State(service): State<LoginService>,
+    client: ClientInfo,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let now = service.clock.now();
+    let pending = match session.get::<PendingSignIn>(PENDING_KEY).await {
+        Ok(Some(pending)) if now - pending.since < PENDING_SECS => pending,
+        Ok(_) => {
+            let _ = session.remove::<PendingSignIn>(PENDING_KEY).await;
+            return back_to_login(LoginError::Expired, "/");
+        }
+        Err(error) => {
+            tracing::warn!(%error, "unreadable session");
+            return back_to_login(LoginError::Expired, "/");
+        }
+    };
+    let known_device = known_device(&service, &headers, &pending.username, now).await;
+    let reservation = match service.throttle.reserve(
+        &pending.username,
+        client.addr,
+        known_device.as_deref(),
+    ) {
+        Ok(reservation) => reservation,
+        Err(Locked { retry_after }) => {
+            tracing::warn!(user = ?pending.username, client = %client.addr, retry_after, "second factor throttled");
+            let _ = service
+                .audit
+                .record(
+                    now,
+                    AuditEvent {
+                        action: "login.second_factor",
+                        ..login_event(
+                            &pending.username,
+                            &client,
+                            Outcome::Refused,
+                            "throttled: too many failed attempts",
+                        )
+                    },
+                )
+                .await;
+            return back_to_code(LoginError::Throttled);
+        }
+    };
+    // Spawned for the reason the password check is: a counted attempt is always audited.
+    let check = tokio::spawn(check_code(
+        service.clone(),
+        pending.username.clone(),
+        pending.user_id,
+        form.code,
+        client.clone(),
+        reservation,
+        now,
+    ));
+    let (user, how) = match check.await {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(error)) => return back_to_code(error),
+        Err(error) => {
+            tracing::error!(%error, "the code check panicked");
+            return back_to_code(LoginError::Unavailable);
+        }
+    };
+    let _ = session.remove::<PendingSignIn>(PENDING_KEY).await;
+    let next = service.pages.after_sign_in(&pending.next);
+    let detail = format!("signed in {how}");
+    let signed_in = SignedIn {
+        user: &user,
+        enrolment_due: false,
+        detail: &detail,
+        known_device,
+        to: &next,
+    };
+    establish(&service, &session, &client, signed_in, now).await
+}
+
+/// Checks a reserved second-step attempt: the user and how the code was accepted (the
+/// reservation handed back), else the error to show, with the attempt audited.
+async fn check_code(
+    service: LoginService,
+    username: String,
+    user_id: i64,
+    code: String,
+    client: ClientInfo,
+    reservation: Reservation,
+    now: i64,
+) -> Result<(UserRecord, String), LoginError> {
+    let refused = |outcome, detail, error| {
+        let service = &service;
+        let event = AuditEvent {
+            action: "login.second_factor",
+            ..login_event(&username, &client, outcome, detail)
+        };
+        async move {
+            let _ = service.audit.record(now, event).await;
+            Err(error)
+        }
+    };
+    // The account as it is now: disabled, or replaced under the same name, since the password.
+    let user = match service.users.find(&username).await {
+        Ok(Some(user)) if user.id == user_id && !user.disabled => user,
+        Ok(_) => {
+            return refused(
+                Outcome::Refused,
+                "the account changed since the password",
+                LoginError::Expired,
+            )
+            .await;
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read users");
+            return refused(
+                Outcome::Failed,
+                "the code could not be checked",
+                LoginError::Unavailable,
+            )
+            .await;
+        }
+    };
+    match service
+        .second_factors
+        .verify(user.id, &user.username, &code, now)
+        .await
+    {
+        Ok(Some(accepted)) => {
+            service.throttle.succeeded(reservation);
+            Ok((user, accepted.describe()))
+        }
+        Ok(None) => {
+            refused(
+                Outcome::Refused,
+                "wrong or already used second-factor code",
+                LoginError::Code,
+            )
+            .await
+        }
+        Err(error) => {
+            tracing::error!(%error, "second-factor check failed");
+            refused(
+                Outcome::Failed,
+                "the code could not be checked",
+                LoginError::Unavailable,
+            )
+            .await
+        }
+    }
+}
+
 /// The audit record of a sign-in attempt by the name `attempted` (no role: nobody is signed in).
 fn login_event<'a>(
     attempted: &'a str,
     client: &'a ClientInfo,
     outcome: Outcome,
-    detail: &'static str,
+    detail: &'a str,
 ) -> AuditEvent<'a> {
     AuditEvent {
         actor: Some(attempted),
@@ -233,8 +537,11 @@ fn login_event<'a>(
     }
 }
 
-/// Checks the password of a reserved attempt: the user if it is right (the reservation handed
-/// back), else the error to show, with the attempt audited.
+/// Checks the password of a reserved attempt: the user if it is right, and whether a second
+/// factor is still to come, else the error to show, with the attempt audited. A right password
+/// hands its reservation back only when it completes the sign-in: for a user with a second factor
+/// it stays counted until the code is right, so that wrong codes and right passwords taken in
+/// turns cannot clear each other.
 async fn check_password(
     service: LoginService,
     attempted: String,
@@ -242,7 +549,7 @@ async fn check_password(
     client: ClientInfo,
     reservation: Reservation,
     now: i64,
-) -> Result<UserRecord, LoginError> {
+) -> Result<(UserRecord, bool), LoginError> {
     let refused = |outcome, detail, error| {
         let service = &service;
         let event = login_event(&attempted, &client, outcome, detail);
@@ -270,8 +577,25 @@ async fn check_password(
         .await;
     match (verified, user) {
         (Ok(true), Some(user)) if !user.disabled => {
-            service.throttle.succeeded(reservation);
-            Ok(user)
+            match service.second_factors.enrolled(user.id).await {
+                Ok(true) => {
+                    drop(reservation);
+                    Ok((user, true))
+                }
+                Ok(false) => {
+                    service.throttle.succeeded(reservation);
+                    Ok((user, false))
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot read second factors");
+                    refused(
+                        Outcome::Failed,
+                        "the password could not be checked",
+                        LoginError::Unavailable,
+                    )
+                    .await
+                }
+            }
         }
         (Ok(_), _) => {
             refused(
