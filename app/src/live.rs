@@ -2,7 +2,7 @@
 //! that returns the latest one for the first render, and (in the browser) the server-sent-event
 //! subscription that keeps it current.
 
-use ctguard_protocol::{ConntrackStatus, HelperHealth, KernelLogSummary};
+use ctguard_protocol::{ConntrackStats, ConntrackStatus, HelperHealth, KernelLogSummary};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,10 @@ pub const SIGNED_OUT_EVENT: &str = "signed_out";
 /// 15 KB of the first wasm bundle (BENCHMARKS.md, "Release wasm size").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one sample a second, nearly always `Up`: boxing it would save nothing"
+)]
 pub enum LiveSample {
     /// The server has not asked the helper yet.
     Starting,
@@ -34,6 +38,12 @@ pub enum LiveSample {
         /// The helper's own state (blocks in force, journal write failures), read with the status.
         #[serde(default)]
         helper: HelperHealth,
+        /// The kernel's counters as totals that never go down: their increases since the server
+        /// started, taken per CPU across 32-bit wraps, a reset told by the table's identity
+        /// (the server's sampler keeps them). Rates and `/metrics` come from these, never from
+        /// `status.stats`, whose sum over CPUs falls when one CPU's counter wraps.
+        #[serde(default)]
+        counters: ConntrackStats,
     },
     HelperDown {
         at_ms: u64,

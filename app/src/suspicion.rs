@@ -388,7 +388,7 @@ fn held_open_verdict(
     let Some(before) = assured_before else {
         return HeldOpenVerdict::Watching;
     };
-    // The kernel's drop counter is 32-bit per CPU: a difference through a wrap still counts.
+    // The sampler's drop total: per-CPU wraps already taken into account, it never falls.
     let dropping = earlier_fill
         .is_some_and(|earlier| crate::trend::counter_delta(earlier.drop, fill.drop) > 0);
     let full = fill.at_least(FULL_PERCENT);

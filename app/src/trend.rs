@@ -1,13 +1,14 @@
 //! Rates and the time-to-full forecast, computed from readings of the table: pure maths shared by the
 //! server-side render and the browser, so both show the same numbers.
 //!
-//! Kernel counters only grow, but they are 32-bit per CPU (summed here into 64 bits) and restart at
-//! zero when the host reboots or the watched namespace is recreated. [`counter_delta`] turns two
-//! readings into an increase that is never negative.
+//! The counters in a [`Point`] are the sampler's totals that never go down (per-CPU increases
+//! across 32-bit wraps, a reset told by the table's identity: `server/src/sampler/counters.rs`),
+//! so a rate is a plain difference; the only fall left is a server restart (totals start at zero
+//! again), read as no increase.
 
 use std::collections::VecDeque;
 
-use ctguard_protocol::ConntrackStatus;
+use ctguard_protocol::{ConntrackStats, ConntrackStatus};
 use serde::{Deserialize, Serialize};
 
 /// The window over which the rates beside the gauge are taken.
@@ -32,6 +33,14 @@ pub const INSERT_FAILED_MEANING: &str = "entries not inserted: clashes between C
     resolve, or chains too long (too few buckets)";
 /// `early_drop` evicts an entry that is not ASSURED to make room for a new one.
 pub const EARLY_DROP_MEANING: &str = "entries evicted to make room (never assured ones)";
+/// `clash_resolve` counts clashes `nf_ct_resolve_clash` resolved: the packet goes on with the
+/// entry already in the table (or one merged into it), nothing is dropped.
+pub const CLASH_RESOLVE_MEANING: &str = "clashes between CPUs resolved by using the entry already \
+    there (harmless; typical of DNS over UDP)";
+/// `chaintoolong` counts inserts `__nf_conntrack_confirm` refused because a hash chain passed its
+/// bound (`nf_ct_chain_too_long`): the packet is dropped; also counted in insert_failed.
+pub const CHAINTOOLONG_MEANING: &str = "new entries refused because a hash chain was too long: \
+    too few buckets for the entries (also in insert_failed)";
 
 /// One reading, reduced to what the chart, the rates and the forecast need. Short field names:
 /// fifteen minutes of these go to every browser on its first render.
@@ -55,37 +64,25 @@ pub struct Point {
 }
 
 impl Point {
-    pub fn from_status(at_ms: u64, status: &ConntrackStatus) -> Self {
+    /// A reading: the fill from `status`, the counters from the sampler's never-falling `counters`
+    /// (`LiveSample::Up::counters`), not from `status.stats`.
+    pub fn from_sample(at_ms: u64, status: &ConntrackStatus, counters: &ConntrackStats) -> Self {
         Self {
             at_ms,
             count: status.count,
             max: status.max,
-            drop: status.stats.drop,
-            early_drop: status.stats.early_drop,
-            insert_failed: status.stats.insert_failed,
-            insert: status.stats.insert,
+            drop: counters.drop,
+            early_drop: counters.early_drop,
+            insert_failed: counters.insert_failed,
+            insert: counters.insert,
         }
     }
 }
 
-/// The increase of a kernel counter between two readings, never negative.
-///
-/// - `now >= before`: the plain difference.
-/// - `now` lower by at most 2³² and by more than 2³¹: one CPU's 32-bit counter wrapped; the
-///   increase is what it took to get there through the wrap (below 2³¹).
-/// - otherwise the counter was reset (reboot, namespace recreated): it counted from zero to `now`.
+/// The increase of a total between two points: never negative (totals start at zero again when
+/// the server restarts, and that interval counts nothing).
 pub fn counter_delta(before: u64, now: u64) -> u64 {
-    const WRAP: u64 = 1 << 32;
-    if now >= before {
-        now - before
-    } else {
-        let fall = before - now;
-        if fall > WRAP / 2 && fall <= WRAP {
-            WRAP - fall
-        } else {
-            now
-        }
-    }
+    now.saturating_sub(before)
 }
 
 /// Events per second over a window.
@@ -244,19 +241,36 @@ mod tests {
     }
 
     #[test]
-    fn a_counter_that_goes_down_was_reset_and_counts_from_zero() {
-        // Reboot: the counter restarted and has counted 5 since.
-        assert_eq!(counter_delta(1_000_000, 5), 5);
-        assert_eq!(counter_delta(3, 0), 0);
+    fn a_total_that_falls_counts_nothing() {
+        // The server restarted and its totals start at zero again: no negative, no spike.
+        assert_eq!(counter_delta(1_000_000, 5), 0);
+        // A fall of 2^32 - 15 is not read as a wrap here: wraps are taken per CPU upstream.
+        assert_eq!(counter_delta((1u64 << 32) - 10 + 1_000, 5 + 1_000), 0);
     }
 
     #[test]
-    fn a_wrapped_per_cpu_counter_gives_the_increase_through_the_wrap() {
-        // One CPU's 32-bit counter went from 2^32 - 10 over the top to 5: 15 more events. The sum
-        // over CPUs falls by 2^32 - 15.
-        let before = (1u64 << 32) - 10 + 1_000;
-        let now = 5 + 1_000;
-        assert_eq!(counter_delta(before, now), 15);
+    fn points_take_the_counters_from_the_totals_not_the_kernel_sum() {
+        let status = ConntrackStatus {
+            count: 10,
+            max: 100,
+            buckets: 100,
+            stats: ConntrackStats {
+                drop: 4_000_000_000,
+                ..ConntrackStats::default()
+            },
+            entry_bytes: None,
+            host_memory_bytes: 1 << 30,
+            per_cpu: Vec::new(),
+            identity: None,
+            memory: Default::default(),
+        };
+        let totals = ConntrackStats {
+            drop: 12,
+            early_drop: 3,
+            ..ConntrackStats::default()
+        };
+        let point = Point::from_sample(5_000, &status, &totals);
+        assert_eq!((point.count, point.drop, point.early_drop), (10, 12, 3));
     }
 
     #[test]
@@ -336,6 +350,22 @@ mod tests {
             "chaintoolong"
         );
         assert!(EARLY_DROP_MEANING.contains("never assured"));
+        assert!(CLASH_RESOLVE_MEANING.contains("harmless"));
+        assert!(CHAINTOOLONG_MEANING.contains("too few buckets"));
+        assert!(CHAINTOOLONG_MEANING.contains("insert_failed"));
+        for meaning in [
+            NEW_ENTRIES_MEANING,
+            DROP_MEANING,
+            INSERT_FAILED_MEANING,
+            EARLY_DROP_MEANING,
+            CLASH_RESOLVE_MEANING,
+            CHAINTOOLONG_MEANING,
+        ] {
+            assert!(
+                !meaning.contains("new connections per second"),
+                "insert is never the rate of new connections: {meaning}"
+            );
+        }
     }
 
     fn rates_of(older: &Point, newer: &Point) -> Rates {

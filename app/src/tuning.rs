@@ -508,6 +508,9 @@ mod tests {
             stats: Default::default(),
             entry_bytes,
             host_memory_bytes,
+            per_cpu: Vec::new(),
+            identity: None,
+            memory: Default::default(),
         }
     }
 

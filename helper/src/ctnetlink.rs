@@ -16,7 +16,7 @@ pub mod message;
 pub mod parse;
 pub mod stats;
 
-use ctguard_protocol::ConntrackStats;
+use ctguard_protocol::status::CpuStats;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use message::{DumpState, NLM_F_DUMP, NLM_F_REQUEST, Progress};
@@ -184,19 +184,18 @@ fn retry_interrupted<T>(
     }
 }
 
-/// The per-CPU statistics of the calling thread's namespace, summed over CPUs: the
-/// IPCTNL_MSG_CT_GET_STATS_CPU dump `conntrack -S` prints. Each CPU's counters are read on their
-/// own by `ctnetlink_ct_stat_cpu_dump` (no generation to be interrupted), so NLM_F_DUMP_INTR does
-/// not apply here.
-pub fn statistics() -> Result<ConntrackStats, CtnetlinkError> {
-    let mut totals = ConntrackStats::default();
-    let mut cpus = 0u32;
+/// The per-CPU statistics of the calling thread's namespace, one entry per CPU as the kernel
+/// keeps them: the IPCTNL_MSG_CT_GET_STATS_CPU dump `conntrack -S` prints. Each CPU's counters
+/// are read on their own by `ctnetlink_ct_stat_cpu_dump` (no generation to be interrupted), so
+/// NLM_F_DUMP_INTR does not apply here.
+pub fn statistics() -> Result<Vec<CpuStats>, CtnetlinkError> {
+    let mut cpus = Vec::new();
     let mut short = false;
     let request = message::request(stats::CT_GET_STATS_CPU, NLM_F_REQUEST | NLM_F_DUMP, 1);
     exchange(&request, |kind, payload| {
         if kind == stats::CT_GET_STATS_CPU {
-            match stats::add_cpu(&mut totals, payload) {
-                Some(_) => cpus += 1,
+            match stats::parse_cpu(payload) {
+                Some(cpu) => cpus.push(cpu),
                 None => short = true,
             }
         }
@@ -206,12 +205,12 @@ pub fn statistics() -> Result<ConntrackStats, CtnetlinkError> {
             "a CPU's statistics shorter than their header",
         ));
     }
-    if cpus == 0 {
+    if cpus.is_empty() {
         return Err(CtnetlinkError::Malformed(
             "no CPU's statistics in the answer",
         ));
     }
-    Ok(totals)
+    Ok(cpus)
 }
 
 #[cfg(test)]

@@ -1,16 +1,22 @@
 //! Reading the conntrack table's state: count, limit and buckets from `/proc/sys`, the per-CPU
-//! statistics over ctnetlink or from `/proc/net/stat` (`--stats-source`), memory from procfs.
+//! statistics over ctnetlink or from `/proc/net/stat` (`--stats-source`) with the table's identity
+//! (namespace inode, boot id), and memory: the slab, the extension areas, MemTotal.
 //! Paths are resolved under a root (`/proc` in production) so the parsers are tested against
 //! fixture trees; `/proc/net`, `/proc/sys/net` and netlink sockets show the network namespace of
 //! the reading thread, which is the one the helper watches.
 
+pub mod extensions;
+pub mod identity;
 pub mod kmsg;
 pub mod slab;
 pub mod stat;
 
 use std::path::{Path, PathBuf};
 
-use ctguard_protocol::{ConntrackStats, ConntrackStatus, HelperError};
+use ctguard_protocol::{
+    ConntrackStatus, HelperError,
+    status::{CpuStats, EntryMemory},
+};
 use procfs::{FromRead, Meminfo};
 
 use crate::ctnetlink::{self, CtnetlinkError};
@@ -56,8 +62,8 @@ pub enum StatsSource {
     Procfs,
 }
 
-/// The per-CPU statistics over ctnetlink, summed; a function so tests can stand in for the kernel.
-type NetlinkStats = fn() -> Result<ConntrackStats, CtnetlinkError>;
+/// The per-CPU statistics over ctnetlink; a function so tests can stand in for the kernel.
+type NetlinkStats = fn() -> Result<Vec<CpuStats>, CtnetlinkError>;
 
 /// The procfs tree the helper reads, and where its statistics come from.
 #[derive(Debug, Clone)]
@@ -65,23 +71,29 @@ pub struct ProcFs {
     root: PathBuf,
     stats_source: StatsSource,
     netlink_stats: NetlinkStats,
+    nat: extensions::NatProbe,
 }
 
 impl Default for ProcFs {
-    /// `/proc` and the statistics over ctnetlink first: the production reading.
+    /// `/proc`, the statistics over ctnetlink first, NAT chains asked of `nft`: the production
+    /// reading.
     fn default() -> Self {
-        Self::at("/proc").with_stats_source(StatsSource::Auto)
+        Self {
+            nat: extensions::NatProbe::nft(),
+            ..Self::at("/proc").with_stats_source(StatsSource::Auto)
+        }
     }
 }
 
 impl ProcFs {
     /// A tree under `root` (a fixture in tests) with its statistics from that tree alone: ctnetlink
-    /// would answer from the live kernel, not from the fixture.
+    /// and `nft` would answer from the live kernel, not from the fixture.
     pub fn at(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
             stats_source: StatsSource::Procfs,
             netlink_stats: ctnetlink::statistics,
+            nat: extensions::NatProbe::TablesOnly,
         }
     }
 
@@ -101,8 +113,12 @@ impl ProcFs {
         let count = self.read_u64("sys/net/netfilter/nf_conntrack_count")?;
         let max = self.read_u64("sys/net/netfilter/nf_conntrack_max")?;
         let buckets = self.read_u64("sys/net/netfilter/nf_conntrack_buckets")?;
-        let stats = self.stats()?;
-        let entry_bytes = self.entry_bytes();
+        let per_cpu = self.stats()?;
+        // Without an identity every fall of a counter looks like a wrap: said, not fatal.
+        let identity = identity::read_identity(&self.root)
+            .inspect_err(|error| tracing::debug!(%error, "table identity unreadable"))
+            .ok();
+        let memory = self.memory();
         let meminfo_path = self.root.join("meminfo");
         let meminfo =
             Meminfo::from_file(&meminfo_path).map_err(|e| KernelError::at(&meminfo_path, e))?;
@@ -110,16 +126,21 @@ impl ProcFs {
             count,
             max,
             buckets,
-            stats,
-            entry_bytes,
+            stats: stat::sum(&per_cpu),
+            entry_bytes: memory
+                .object_bytes
+                .map(|object| object + memory.extension_bytes),
             host_memory_bytes: meminfo.mem_total,
+            per_cpu,
+            identity,
+            memory,
         })
     }
 
     /// The per-CPU statistics from the configured source. `Auto` falls back to procfs when
     /// ctnetlink fails (and says both reasons when procfs fails too); without
     /// CONFIG_NF_CONNTRACK_PROCFS there is no file, and ctnetlink alone answers.
-    fn stats(&self) -> Result<ConntrackStats, KernelError> {
+    fn stats(&self) -> Result<Vec<CpuStats>, KernelError> {
         let over_netlink = || {
             (self.netlink_stats)().map_err(|e| KernelError::at(Path::new(STATS_OVER_NETLINK), e))
         };
@@ -136,25 +157,37 @@ impl ProcFs {
         }
     }
 
-    fn procfs_stats(&self) -> Result<ConntrackStats, KernelError> {
+    fn procfs_stats(&self) -> Result<Vec<CpuStats>, KernelError> {
         let path = self.root.join("net/stat/nf_conntrack");
         stat::parse(&read(&path)?).map_err(|e| KernelError::at(&path, e))
     }
 
-    /// The slab object size of a conntrack entry. Optional: slabinfo is root-only and absent on
-    /// some kernels; the table's cost is then shown as unknown rather than guessed.
-    fn entry_bytes(&self) -> Option<u64> {
+    /// What one entry costs and what the slab holds. Optional parts: slabinfo is root-only and
+    /// absent on some kernels; the table's cost is then shown as unknown rather than guessed.
+    fn memory(&self) -> EntryMemory {
         let path = self.root.join("slabinfo");
-        match read(&path).map(|text| slab::object_size(&text, "nf_conntrack")) {
-            Ok(Some(size)) => Some(size),
-            Ok(None) => {
-                tracing::debug!(path = %path.display(), "no nf_conntrack slab cache listed");
-                None
-            }
-            Err(error) => {
-                tracing::debug!(%error, "slabinfo unreadable");
-                None
-            }
+        let slab =
+            match read(&path).map(|text| slab::usage(&text, "nf_conntrack", procfs::page_size())) {
+                Ok(Some(usage)) => Some(usage),
+                Ok(None) => {
+                    tracing::debug!(path = %path.display(), "no nf_conntrack slab cache listed");
+                    None
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "slabinfo unreadable");
+                    None
+                }
+            };
+        let extensions = extensions::detect(&self.root, &self.nat);
+        EntryMemory {
+            object_bytes: slab.map(|usage| usage.object_bytes),
+            extension_bytes: if extensions.is_empty() {
+                0
+            } else {
+                extensions::EXTENSION_BYTES
+            },
+            extensions,
+            slab,
         }
     }
 
@@ -244,6 +277,7 @@ DirectMap1G:    0 kB\n";
         write("sys/net/netfilter/nf_conntrack_buckets", "16384\n");
         write("net/stat/nf_conntrack", stat::tests::TWO_CPUS);
         write("meminfo", MEMINFO);
+        identity::tests::write(dir.path());
         if let Some(text) = slabinfo {
             write("slabinfo", text);
         }
@@ -258,8 +292,41 @@ DirectMap1G:    0 kB\n";
         assert_eq!(status.max, 65_536);
         assert_eq!(status.buckets, 16_384);
         assert_eq!(status.stats.drop, 0x96e);
-        assert_eq!(status.entry_bytes, Some(256));
+        assert_eq!(status.per_cpu.len(), 2, "each CPU kept");
+        assert_eq!(status.per_cpu[1].stats.drop, 0x6e);
+        assert_eq!(
+            status.identity.map(|identity| identity.boot_id),
+            Some(identity::tests::BOOT.to_owned())
+        );
+        assert_eq!(status.entry_bytes, Some(256), "no extension area in use");
+        let slab = status.memory.slab.expect("slab read");
+        assert_eq!(slab.active_objects, 65_536);
         assert_eq!(status.host_memory_bytes, 8_048_576 * 1024);
+    }
+
+    #[test]
+    fn an_extension_area_in_use_adds_to_the_entry() {
+        let dir = fixture(Some(slab::tests::SLABINFO));
+        std::fs::write(
+            dir.path().join("sys/net/netfilter/nf_conntrack_acct"),
+            "1\n",
+        )
+        .expect("write");
+        let status = ProcFs::at(dir.path()).status().expect("reads");
+        assert_eq!(status.entry_bytes, Some(256 + 128));
+        assert_eq!(status.memory.object_bytes, Some(256));
+        assert_eq!(
+            status.memory.extensions,
+            vec![ctguard_protocol::status::EntryExtension::Accounting]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_identity_leaves_it_unknown_not_the_status() {
+        let dir = fixture(None);
+        std::fs::remove_file(dir.path().join("sys/kernel/random/boot_id")).expect("rm");
+        let status = ProcFs::at(dir.path()).status().expect("reads");
+        assert_eq!(status.identity, None);
     }
 
     #[test]
@@ -271,15 +338,18 @@ DirectMap1G:    0 kB\n";
         );
     }
 
-    fn statistics_from_a_kernel_without_procfs() -> Result<ConntrackStats, CtnetlinkError> {
-        Ok(ConntrackStats {
-            invalid: 42,
-            chaintoolong: 3,
-            ..ConntrackStats::default()
-        })
+    fn statistics_from_a_kernel_without_procfs() -> Result<Vec<CpuStats>, CtnetlinkError> {
+        Ok(vec![CpuStats {
+            cpu: 0,
+            stats: ctguard_protocol::ConntrackStats {
+                invalid: 42,
+                chaintoolong: 3,
+                ..Default::default()
+            },
+        }])
     }
 
-    fn a_kernel_refusing_ctnetlink() -> Result<ConntrackStats, CtnetlinkError> {
+    fn a_kernel_refusing_ctnetlink() -> Result<Vec<CpuStats>, CtnetlinkError> {
         Err(CtnetlinkError::Kernel(1))
     }
 

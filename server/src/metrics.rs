@@ -12,6 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ctguard_app::live::{LiveSample, ssr::LiveFeed};
+use ctguard_protocol::ConntrackStats;
 
 use crate::{auth::login::LoginService, domain::MetricsToken};
 
@@ -69,6 +70,7 @@ pub fn render(sample: &LiveSample) -> String {
         status,
         kernel_log,
         helper,
+        counters,
     } = sample
     else {
         metric(
@@ -88,67 +90,48 @@ pub fn render(sample: &LiveSample) -> String {
     metric(
         "ctguard_conntrack_entries",
         "gauge",
-        "Entries in the conntrack table (nf_conntrack_count).",
+        "Entries in this namespace's conntrack table (nf_conntrack_count).",
         status.count,
     );
     metric(
         "ctguard_conntrack_limit",
         "gauge",
-        "The table's limit (nf_conntrack_max).",
+        "The limit each namespace's table may hold (nf_conntrack_max, one value for every \
+         namespace).",
         status.max,
     );
     metric(
         "ctguard_conntrack_buckets",
         "gauge",
-        "Hash table buckets (nf_conntrack_buckets).",
+        "Hash table buckets (nf_conntrack_buckets), 8 bytes each, allocated whatever the count.",
         status.buckets,
     );
     if let Some(bytes) = status.entry_bytes {
         metric(
             "ctguard_conntrack_entry_bytes",
             "gauge",
-            "Kernel memory one entry costs (nf_conntrack slab object size).",
+            "Kernel memory one entry costs: its nf_conntrack slab object plus the extension area \
+             when NAT, event listeners, accounting or helpers are in use.",
             bytes,
         );
     }
-    let stats = status.stats;
-    for (name, value, help) in [
-        ("found", stats.found, "Searched entries that were found."),
-        (
-            "invalid",
-            stats.invalid,
-            "Packets conntrack could not track.",
-        ),
-        (
-            "insert",
-            stats.insert,
-            "Entries inserted (0 on kernels that no longer count it).",
-        ),
-        (
-            "insert_failed",
-            stats.insert_failed,
-            "Inserts lost to races between CPUs.",
-        ),
-        (
-            "drop",
-            stats.drop,
-            "Packets dropped because the table was full.",
-        ),
-        (
-            "early_drop",
-            stats.early_drop,
-            "Entries evicted to make room for new ones.",
-        ),
-        (
-            "search_restart",
-            stats.search_restart,
-            "Lookups restarted after a hash resize.",
-        ),
-    ] {
+    if let Some(bytes) = status.slab_in_use_bytes() {
+        metric(
+            "ctguard_conntrack_memory_in_use_bytes",
+            "gauge",
+            "Kernel memory conntrack entries use now by the nf_conntrack slab: every namespace's \
+             entries with their extension areas, and the hash.",
+            bytes,
+        );
+    }
+    for (name, value, help) in counter_metrics(counters) {
         metric(
             &format!("ctguard_conntrack_{name}_total"),
             "counter",
-            &format!("{help} Per-CPU statistics summed."),
+            &format!(
+                "{help} Increase since the server started, per CPU across the kernel's 32-bit \
+                 wraps; never falls."
+            ),
             value,
         );
     }
@@ -186,4 +169,169 @@ pub fn render(sample: &LiveSample) -> String {
         at_ms / 1000,
     );
     out
+}
+
+/// The counters `/metrics` exports, each with what it counts on 5.x/6.x kernels (the packet path
+/// no longer counts `insert`; `drop` is more than a full table).
+pub fn counter_metrics(counters: &ConntrackStats) -> [(&'static str, u64, &'static str); 10] {
+    [
+        (
+            "found",
+            counters.found,
+            "Entries NAT found already taken when choosing a tuple (6.x).",
+        ),
+        (
+            "invalid",
+            counters.invalid,
+            "Packets conntrack could not track.",
+        ),
+        (
+            "insert",
+            counters.insert,
+            "Entries inserted over ctnetlink or BPF; not new connections (the packet path no \
+             longer counts them).",
+        ),
+        (
+            "insert_failed",
+            counters.insert_failed,
+            "Entries not inserted: clashes between CPUs conntrack could not resolve, or chains \
+             too long.",
+        ),
+        (
+            "drop",
+            counters.drop,
+            "Packets conntrack dropped: mostly for a full table, also for clashes it could not \
+             resolve (see insert_failed).",
+        ),
+        (
+            "early_drop",
+            counters.early_drop,
+            "Entries evicted to make room for new ones (never assured ones).",
+        ),
+        (
+            "search_restart",
+            counters.search_restart,
+            "Lookups restarted because an entry moved (hash resize or reuse).",
+        ),
+        (
+            "error",
+            counters.error,
+            "Packets a protocol tracker's error check rejected.",
+        ),
+        (
+            "clash_resolve",
+            counters.clash_resolve,
+            "Clashes between CPUs resolved by using the entry already there (harmless).",
+        ),
+        (
+            "chaintoolong",
+            counters.chaintoolong,
+            "Inserts refused because a hash chain was too long: too few buckets.",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use ctguard_protocol::{
+        ConntrackStatus, HelperHealth,
+        status::{CpuStats, TableIdentity},
+    };
+
+    use super::*;
+    use crate::sampler::counters::CounterTracker;
+
+    fn reading(drops: [u64; 2]) -> ConntrackStatus {
+        ConntrackStatus {
+            count: 10,
+            max: 65_536,
+            buckets: 65_536,
+            stats: ConntrackStats {
+                drop: drops.iter().sum(),
+                ..ConntrackStats::default()
+            },
+            entry_bytes: Some(256),
+            host_memory_bytes: 1 << 30,
+            per_cpu: drops
+                .iter()
+                .zip(0..)
+                .map(|(&drop, cpu)| CpuStats {
+                    cpu,
+                    stats: ConntrackStats {
+                        drop,
+                        ..ConntrackStats::default()
+                    },
+                })
+                .collect(),
+            identity: Some(TableIdentity {
+                netns_inode: 4_026_531_833,
+                boot_id: "b".to_owned(),
+            }),
+            memory: Default::default(),
+        }
+    }
+
+    fn exported(text: &str, name: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn a_cpu_wrapping_never_lowers_the_exported_counter() {
+        let mut tracker = CounterTracker::default();
+        let mut last = 0;
+        let top = u64::from(u32::MAX);
+        // CPU 1's drop counter wraps between the third and fourth reading: the kernel's sum falls
+        // by nearly 2^32, which a scrape of the sum would show as a reset and rate() as a spike.
+        for drops in [[5, top - 20], [6, top - 10], [7, top], [8, 9], [9, 30]] {
+            let status = reading(drops);
+            let (counters, _) = tracker.observe(&status);
+            let text = render(&LiveSample::Up {
+                at_ms: 1_000,
+                status,
+                kernel_log: None,
+                helper: HelperHealth::default(),
+                counters,
+            });
+            let drop = exported(&text, "ctguard_conntrack_drop_total").expect("exported");
+            assert!(drop >= last, "{drop} < {last}");
+            assert!(drop - last <= 22, "an increase of at most 22 per reading");
+            last = drop;
+        }
+        assert_eq!(
+            last,
+            4 + 51,
+            "CPU 0 counted 4, CPU 1 counted 51 through its wrap"
+        );
+    }
+
+    #[test]
+    fn the_help_texts_say_what_the_kernel_counts() {
+        let helps: Vec<(&str, &str)> = counter_metrics(&ConntrackStats::default())
+            .iter()
+            .map(|(name, _, help)| (*name, *help))
+            .collect();
+        let help = |name: &str| {
+            helps
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, h)| *h)
+                .expect("listed")
+        };
+        assert!(help("drop").contains("mostly for a full table"));
+        assert!(help("drop").contains("clashes"), "not a full table alone");
+        assert!(help("insert").contains("not new connections"));
+        assert!(help("chaintoolong").contains("too few buckets"));
+        assert!(helps.iter().any(|(name, _)| *name == "clash_resolve"));
+        let text = render(&LiveSample::Up {
+            at_ms: 0,
+            status: reading([0, 0]),
+            kernel_log: None,
+            helper: HelperHealth::default(),
+            counters: ConntrackStats::default(),
+        });
+        assert!(text.contains("# TYPE ctguard_conntrack_chaintoolong_total counter"));
+        assert!(text.contains("this namespace's conntrack table"));
+        assert!(!text.contains("because the table was full"));
+    }
 }

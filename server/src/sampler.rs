@@ -1,6 +1,9 @@
 //! The one task that reads the helper on a fixed interval and publishes the newest sample to every
 //! viewer: however many dashboards are open, the helper is asked once per interval (and for the
-//! kernel log once every [`KERNEL_LOG_EVERY`] intervals). Each reading also extends the history.
+//! kernel log once every [`KERNEL_LOG_EVERY`] intervals). Each reading also extends the history,
+//! and its per-CPU counters the totals that never go down (`counters`).
+
+pub mod counters;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,6 +11,7 @@ use ctguard_app::{live::LiveSample, seed::ssr::SharedHistory, trend::Point};
 use ctguard_protocol::KernelLogSummary;
 use tokio::{sync::watch, task::JoinHandle, time::MissedTickBehavior};
 
+use self::counters::CounterTracker;
 use crate::helper_client::HelperClient;
 
 /// The kernel log is read once per this many status readings: walking it costs more than the
@@ -36,6 +40,8 @@ async fn run(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut kernel_log: Option<KernelLogSummary> = None;
     let mut readings: u64 = 0;
+    // Kept across helper outages and restarts: the kernel's counters go on meanwhile.
+    let mut tracker = CounterTracker::default();
     loop {
         ticker.tick().await;
         let at_ms = now_ms();
@@ -55,12 +61,14 @@ async fn run(
                     };
                 }
                 readings += 1;
-                history.push(Point::from_status(at_ms, &status));
+                let (counters, _) = tracker.observe(&status);
+                history.push(Point::from_sample(at_ms, &status, &counters));
                 LiveSample::Up {
                     at_ms,
                     status,
                     kernel_log,
                     helper,
+                    counters,
                 }
             }
             Err(error) => {

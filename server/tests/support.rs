@@ -526,6 +526,9 @@ pub fn sample_status(count: u64) -> ConntrackStatus {
         },
         entry_bytes: Some(256),
         host_memory_bytes: 8 << 30,
+        per_cpu: Vec::new(),
+        identity: None,
+        memory: Default::default(),
     }
 }
 

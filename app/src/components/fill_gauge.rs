@@ -1,4 +1,5 @@
-//! The fill gauge: entries against the limit, as a bar with the thresholds marked, and in numbers.
+//! The fill gauge: this namespace's entries against the limit (which every namespace's table may
+//! reach on its own), as a bar with the thresholds marked, and in numbers.
 
 use ctguard_protocol::ConntrackStatus;
 use leptos::prelude::*;
@@ -41,7 +42,7 @@ pub fn FillGauge(status: ConntrackStatus, at_ms: u64, thresholds: Thresholds) ->
                 <span data-testid="max" data-value=status.max.to_string()>
                     {format::thousands(status.max)}
                 </span>
-                " entries · "
+                " entries in this namespace's table · "
                 <span data-testid="fill-percent">{format::percent(percent)}</span>
             </p>
             <p class="muted small">

@@ -54,8 +54,15 @@ fn LiveDashboard(seed: DashboardSeed, live: RwSignal<Option<LiveSample>>) -> imp
     // the same rule the server follows.
     Effect::new(move |_| {
         if let Some(next) = live.get() {
-            if let LiveSample::Up { at_ms, status, .. } = &next {
-                history.update(|history| history.push(Point::from_status(*at_ms, status)));
+            if let LiveSample::Up {
+                at_ms,
+                status,
+                counters,
+                ..
+            } = &next
+            {
+                history
+                    .update(|history| history.push(Point::from_sample(*at_ms, status, counters)));
             }
             sample.set(next);
         }

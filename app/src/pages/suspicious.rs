@@ -28,10 +28,13 @@ const MAX_REWALKS: u32 = 5;
 
 fn fill_of(sample: &Result<LiveSample, ServerFnError>) -> Option<TableFill> {
     match sample {
-        Ok(LiveSample::Up { status, .. }) => Some(TableFill {
+        Ok(LiveSample::Up {
+            status, counters, ..
+        }) => Some(TableFill {
             count: status.count,
             max: status.max,
-            drop: status.stats.drop,
+            // The sampler's total, which never falls (the kernel's sum does at a wrap).
+            drop: counters.drop,
         }),
         _ => None,
     }

@@ -1,17 +1,19 @@
 //! Parser of `/proc/net/stat/nf_conntrack`: a header of column names, then one row of hexadecimal
-//! counters per CPU. Columns differ between kernels, so they are found by name, never by position.
+//! counters per possible CPU. Columns differ between kernels, so they are found by name, never by
+//! position. Rows are kept per CPU: each counter is 32-bit and wraps on its own.
 
-use ctguard_protocol::ConntrackStats;
+use ctguard_protocol::{ConntrackStats, status::CpuStats};
 
-/// Sums the per-CPU rows into one set of counters. Columns this kernel lacks stay zero.
-pub fn parse(text: &str) -> Result<ConntrackStats, String> {
+/// One [`CpuStats`] per row, numbered by position (`ct_cpu_seq_show` prints possible CPUs in
+/// order and no number). Columns this kernel lacks stay zero.
+pub fn parse(text: &str) -> Result<Vec<CpuStats>, String> {
     let mut lines = text.lines().filter(|line| !line.trim().is_empty());
     let header: Vec<&str> = lines
         .next()
         .ok_or("empty statistics file")?
         .split_whitespace()
         .collect();
-    let mut stats = ConntrackStats::default();
+    let mut cpus = Vec::new();
     for (row_number, row) in lines.enumerate() {
         let values: Vec<&str> = row.split_whitespace().collect();
         if values.len() != header.len() {
@@ -22,15 +24,43 @@ pub fn parse(text: &str) -> Result<ConntrackStats, String> {
                 header.len()
             ));
         }
+        let mut stats = ConntrackStats::default();
         for (name, value) in header.iter().zip(values) {
             let value = u64::from_str_radix(value, 16)
                 .map_err(|e| format!("column {name} of row {}: {e}", row_number + 1))?;
             if let Some(counter) = counter_mut(&mut stats, name) {
-                *counter = counter.saturating_add(value);
+                *counter = value;
             }
         }
+        cpus.push(CpuStats {
+            cpu: u32::try_from(row_number).map_err(|_| "more rows than CPUs can be")?,
+            stats,
+        });
     }
-    Ok(stats)
+    Ok(cpus)
+}
+
+/// The per-CPU counters added up, as `conntrack -S` users add them.
+pub fn sum(cpus: &[CpuStats]) -> ConntrackStats {
+    let mut totals = ConntrackStats::default();
+    for cpu in cpus {
+        let s = &cpu.stats;
+        for (total, value) in [
+            (&mut totals.found, s.found),
+            (&mut totals.invalid, s.invalid),
+            (&mut totals.insert, s.insert),
+            (&mut totals.insert_failed, s.insert_failed),
+            (&mut totals.drop, s.drop),
+            (&mut totals.early_drop, s.early_drop),
+            (&mut totals.search_restart, s.search_restart),
+            (&mut totals.error, s.error),
+            (&mut totals.clash_resolve, s.clash_resolve),
+            (&mut totals.chaintoolong, s.chaintoolong),
+        ] {
+            *total = total.saturating_add(value);
+        }
+    }
+    totals
 }
 
 fn counter_mut<'a>(stats: &'a mut ConntrackStats, column: &str) -> Option<&'a mut u64> {
@@ -62,10 +92,13 @@ entries  clashres found new invalid ignore delete delete_list insert insert_fail
 ";
 
     #[test]
-    fn sums_named_columns_over_cpus() {
-        let stats = parse(TWO_CPUS).expect("parses");
+    fn keeps_each_cpu_and_sums_named_columns() {
+        let cpus = parse(TWO_CPUS).expect("parses");
+        assert_eq!(cpus.len(), 2);
+        assert_eq!((cpus[0].cpu, cpus[1].cpu), (0, 1));
+        assert_eq!((cpus[0].stats.drop, cpus[1].stats.drop), (0x900, 0x6e));
         assert_eq!(
-            stats,
+            sum(&cpus),
             ConntrackStats {
                 found: 3,
                 invalid: 0x30,
@@ -84,7 +117,7 @@ entries  clashres found new invalid ignore delete delete_list insert insert_fail
         // Kernel 6.18's header (this machine's), one CPU.
         let six = "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n\
                    00000005  00000002 00000000 00000000 00000011 00000000 00000000 00000003 00000000 00000004 00000006 00000000 00000007  00000000 00000000 00000000 00000001\n";
-        let stats = parse(six).expect("parses");
+        let stats = sum(&parse(six).expect("parses"));
         assert_eq!(stats.clash_resolve, 2);
         assert_eq!(stats.chaintoolong, 3);
         assert_eq!(stats.error, 7);
@@ -98,7 +131,7 @@ entries  clashres found new invalid ignore delete delete_list insert insert_fail
     fn finds_columns_by_name_in_an_older_layout() {
         let old = "entries searched found new invalid ignore delete delete_list insert insert_failed drop early_drop icmp_error expect_new expect_create expect_delete search_restart\n\
                    0000002a 00000000 00000005 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000007 00000000 00000000 00000000 00000000 00000000 00000000\n";
-        let stats = parse(old).expect("parses");
+        let stats = sum(&parse(old).expect("parses"));
         assert_eq!(stats.found, 5);
         assert_eq!(stats.drop, 7);
     }
