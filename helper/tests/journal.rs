@@ -6,18 +6,15 @@
 mod support;
 
 use std::{
-    io::BufReader,
     path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use ctguard_helper::{
-    journal::{self, Journal},
-    state_dir::StateDir,
-};
+use ctguard_helper::{journal::Journal, state_dir::StateDir};
 use ctguard_protocol::{
-    ActiveBlock, BlockDuration, JournalEvent, JournalRecord, Request, Response, ShortText,
+    ActiveBlock, BlockDuration, JournalEvent, JournalRecord, JournalRef, Request, Response,
+    ShortText,
 };
 use support::{
     HelperProcess, have_root,
@@ -37,13 +34,26 @@ fn verify(path: &Path) -> (bool, String) {
     )
 }
 
-fn records(path: &Path) -> Vec<JournalRecord> {
-    let mut records = Vec::new();
-    journal::verify::walk(BufReader::new(std::fs::File::open(path).unwrap()), |r| {
-        records.push(r)
-    })
-    .unwrap();
-    records
+/// Every record of a segmented journal, oldest first, read as they are (`verify` checks the
+/// chain).
+fn records_in_segments(dir: &Path) -> Vec<JournalRecord> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("journal-") && name.ends_with(".jsonl"))
+        .collect();
+    names.sort();
+    names.push("journal.jsonl".into());
+    names
+        .iter()
+        .flat_map(|name| {
+            std::fs::read_to_string(dir.join(name))
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect::<Vec<JournalRecord>>()
+        })
+        .collect()
 }
 
 #[test]
@@ -87,6 +97,42 @@ fn verify_reports_the_first_broken_record_and_fails() {
 }
 
 #[test]
+fn verify_walks_every_segment_of_a_state_directory_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal =
+        Journal::open_with_segments_of(&StateDir::open(dir.path()).unwrap(), 4_096).unwrap();
+    for _ in 0..150 {
+        journal
+            .append(&JournalEvent::Started {
+                helper_version: "a version string long enough to fill segments".into(),
+            })
+            .unwrap();
+    }
+    drop(journal);
+    let mut sealed: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("journal-"))
+        .collect();
+    sealed.sort();
+    assert!(sealed.len() >= 2, "{sealed:?}");
+    let (ok, report) = verify(dir.path());
+    assert!(ok, "{report}");
+    assert!(
+        report.contains(&format!("in {} segment(s)", sealed.len() + 1)),
+        "{report}"
+    );
+    // The first segment alone is a journal from the start of the chain.
+    let (ok, report) = verify(&dir.path().join(&sealed[0]));
+    assert!(ok, "{report}");
+
+    std::fs::remove_file(dir.path().join(&sealed[1])).unwrap();
+    let (ok, report) = verify(dir.path());
+    assert!(!ok, "a missing segment verified: {report}");
+    assert!(report.contains("segment"), "{report}");
+}
+
+#[test]
 fn kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged_block_journaled() {
     if !have_root(
         "kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged_block_journaled",
@@ -95,11 +141,19 @@ fn kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged
     }
     let net = Topology::new("kill");
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--group", "root", "--netns", &net.router.name];
+    // Small segments: the run spans several, and the restart verifies them in order.
+    let args = [
+        "--group",
+        "root",
+        "--netns",
+        &net.router.name,
+        "--journal-segment-bytes",
+        "4096",
+    ];
     let mut helper = HelperProcess::start_in(dir.path(), &args);
-    let journal_path = helper.journal();
+    let state_dir = helper.state_dir.clone();
 
-    let acknowledged: Arc<Mutex<Vec<ActiveBlock>>> = Arc::default();
+    let acknowledged: Arc<Mutex<Vec<(ActiveBlock, JournalRef)>>> = Arc::default();
     let mut session = helper.session();
     let acked = Arc::clone(&acknowledged);
     let client = std::thread::spawn(move || {
@@ -114,7 +168,9 @@ fn kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged
                 actor: ShortText::new("alice").unwrap(),
             };
             match session.try_ask(&request) {
-                Some(Response::Blocked { block, .. }) => acked.lock().unwrap().push(block),
+                Some(Response::Blocked { block, journal, .. }) => {
+                    acked.lock().unwrap().push((block, journal));
+                }
                 Some(other) => panic!("{other:?}"),
                 None => return, // the helper died
             }
@@ -130,10 +186,14 @@ fn kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() < 250, "the kill came mid-run");
 
-    let (ok, report) = verify(&journal_path);
+    let (ok, report) = verify(&state_dir);
     assert!(ok, "after kill -9: {report}");
-    let records = records(&journal_path);
-    for block in &acknowledged {
+    let records = records_in_segments(&state_dir);
+    for (block, journal) in &acknowledged {
+        assert_eq!(
+            records[usize::try_from(journal.seq).unwrap()].hash,
+            journal.hash.as_str()
+        );
         let intent = &records[usize::try_from(block.journal_seq).unwrap()];
         assert!(
             matches!(&intent.event, JournalEvent::Intent { action: ctguard_protocol::JournalAction::Block { target, .. }, .. } if *target == block.target),
@@ -148,18 +208,38 @@ fn kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged
 
     // The next helper continues the same chain and holds every acknowledged block.
     let helper = HelperProcess::start_in(dir.path(), &args);
+    let newest: Vec<JournalRef> = acknowledged
+        .iter()
+        .rev()
+        .take(JournalRef::MAX_PER_CHECK)
+        .map(|(_, journal)| journal.clone())
+        .collect();
     let Response::JournalCheck { check } = helper
         .session()
-        .ask(&Request::VerifyJournal { expect: vec![] })
+        .ask(&Request::VerifyJournal { expect: newest })
     else {
         panic!("no journal check");
     };
     assert!(check.broken.is_none() && check.writable, "{check:?}");
+    assert!(check.mismatches.is_empty(), "{check:?}");
+    assert!(
+        std::fs::read_dir(&state_dir)
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("journal-"))
+            .count()
+            >= 2,
+        "the run spans segments"
+    );
     assert!(check.records >= 2 * acknowledged.len() as u64, "{check:?}");
     let Response::Blocks { blocks } = helper.session().ask(&Request::ListBlocks {}) else {
         panic!("no blocks");
     };
-    for block in &acknowledged {
+    for (block, _) in &acknowledged {
         assert!(
             blocks
                 .iter()
@@ -168,6 +248,6 @@ fn kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged
             block.target
         );
     }
-    let (ok, report) = verify(&journal_path);
+    let (ok, report) = verify(&state_dir);
     assert!(ok, "after the restart: {report}");
 }
