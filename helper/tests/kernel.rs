@@ -261,3 +261,203 @@ fn the_kernel_log_request_counts_table_full_messages_of_the_last_minutes() {
     );
     assert!(after.table_full >= 1, "{before:?} -> {after:?}");
 }
+
+/// `conntrack -S` per CPU: each line's `cpu=N` and its counters by name.
+fn conntrack_stats_per_cpu(
+    netns: &Netns,
+) -> std::collections::BTreeMap<u32, std::collections::BTreeMap<String, u64>> {
+    let mut cpus = std::collections::BTreeMap::new();
+    for line in netns.exec("conntrack", &["-S"]).lines() {
+        let mut cpu = None;
+        let mut counters = std::collections::BTreeMap::new();
+        for field in line.split_whitespace() {
+            let (name, value) = field.split_once('=').unwrap();
+            let value = value.parse::<u64>().unwrap();
+            if name == "cpu" {
+                cpu = Some(u32::try_from(value).unwrap());
+            } else {
+                counters.insert(name.to_owned(), value);
+            }
+        }
+        if let Some(cpu) = cpu {
+            cpus.insert(cpu, counters);
+        }
+    }
+    cpus
+}
+
+fn status_of(helper: &HelperProcess) -> ctguard_protocol::ConntrackStatus {
+    let Response::Status { status, .. } = helper.session().ask(&Request::Status {}) else {
+        panic!("no status");
+    };
+    status
+}
+
+/// Each CPU's counters, not only their sums, equal `conntrack -S`'s line for that CPU (the
+/// arithmetic that survives a wrap needs them), and the identity names the watched namespace
+/// (the inode `ip netns` bind-mounted) and this boot.
+#[test]
+fn each_cpus_counters_and_the_table_identity_equal_the_kernels() {
+    if !have_root("each_cpus_counters_and_the_table_identity_equal_the_kernels") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    for source in ["netlink", "procfs"] {
+        let netns = Netns::new(&format!("percpu-{source}"));
+        let helper = HelperProcess::start(&[
+            "--group",
+            "root",
+            "--netns",
+            &netns.name,
+            "--stats-source",
+            source,
+        ]);
+        send_invalid_packets(&netns);
+        let before = conntrack_stats_per_cpu(&netns);
+        let status = status_of(&helper);
+        let after = conntrack_stats_per_cpu(&netns);
+        assert_eq!(before, after, "the namespace was quiet around the reading");
+        assert_eq!(
+            status.per_cpu.len(),
+            before.len(),
+            "{source}: one entry per CPU conntrack -S prints"
+        );
+        for cpu in &status.per_cpu {
+            let reference = &before[&cpu.cpu];
+            let reported = serde_json::to_value(cpu.stats).unwrap();
+            for (name, value) in reference {
+                assert_eq!(
+                    reported.get(name).and_then(serde_json::Value::as_u64),
+                    Some(*value),
+                    "{source}: cpu {} {name}",
+                    cpu.cpu
+                );
+            }
+        }
+        let identity = status.identity.expect("the identity is read");
+        let inode = std::fs::metadata(format!("/run/netns/{}", netns.name))
+            .unwrap()
+            .ino();
+        assert_eq!(identity.netns_inode, inode, "the watched namespace's inode");
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert_eq!(identity.boot_id, boot_id.trim());
+    }
+}
+
+/// The `nf_conntrack` line of /proc/slabinfo: active objects, objects, object size.
+fn slab_line() -> (u64, u64, u64) {
+    let slab = std::fs::read_to_string("/proc/slabinfo").unwrap();
+    let line = slab
+        .lines()
+        .find(|line| line.starts_with("nf_conntrack "))
+        .expect("an nf_conntrack cache");
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .map(|field| field.parse().unwrap())
+        .collect();
+    (fields[0], fields[1], fields[2])
+}
+
+/// "In use" is the slab's, read in the same window as /proc/slabinfo (retried while other
+/// namespaces change it); a plain table's entry is its slab object alone.
+#[test]
+fn memory_in_use_and_the_entry_size_equal_slabinfo() {
+    if !have_root("memory_in_use_and_the_entry_size_equal_slabinfo") {
+        return;
+    }
+    let netns = Netns::new("slab");
+    let helper = HelperProcess::start(&["--group", "root", "--netns", &netns.name]);
+    netns.udp_flows(200, 21_000);
+    let mut compared = false;
+    for _ in 0..20 {
+        let before = slab_line();
+        let status = status_of(&helper);
+        if slab_line() != before {
+            continue;
+        }
+        let slab = status.memory.slab.expect("slabinfo read");
+        assert_eq!(
+            (slab.active_objects, slab.total_objects, slab.object_bytes),
+            before,
+            "the helper's slab figures are /proc/slabinfo's"
+        );
+        assert!(
+            slab.active_objects >= status.count,
+            "every entry of this namespace is in the host's slab"
+        );
+        assert_eq!(status.memory.object_bytes, Some(before.2));
+        assert_eq!(status.memory.extensions, vec![], "a plain namespace");
+        assert_eq!(status.entry_bytes, Some(before.2), "slab object alone");
+        assert_eq!(
+            status.slab_in_use_bytes(),
+            Some(before.0 * before.2 + status.buckets * 8)
+        );
+        compared = true;
+        break;
+    }
+    assert!(compared, "/proc/slabinfo never held still for one reading");
+}
+
+/// A `conntrack -E` listener in the namespace gives every new entry an event cache
+/// (`nf_conntrack_events = 2`): the entry's cost gains the 128 B extension area, and drops it
+/// again when the listener is gone. NAT chains do the same.
+#[test]
+fn an_event_listener_or_nat_adds_the_extension_area() {
+    if !have_root("an_event_listener_or_nat_adds_the_extension_area") {
+        return;
+    }
+    use ctguard_protocol::status::EntryExtension;
+    let netns = Netns::new("ext");
+    assert_eq!(
+        netns
+            .exec("sysctl", &["-n", "net.netfilter.nf_conntrack_events"])
+            .trim(),
+        "2",
+        "the kernel's default: an event cache only with a listener"
+    );
+    let helper = HelperProcess::start(&["--group", "root", "--netns", &netns.name]);
+    let plain = status_of(&helper);
+    let object = plain.memory.object_bytes.expect("slab read");
+    assert_eq!(plain.entry_bytes, Some(object));
+
+    let mut listener = std::process::Command::new("ip")
+        .args(["netns", "exec", &netns.name, "conntrack", "-E"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut listening = plain.clone();
+    support::wait_for(
+        "the listener to be seen",
+        std::time::Duration::from_secs(5),
+        || {
+            listening = status_of(&helper);
+            listening
+                .memory
+                .extensions
+                .contains(&EntryExtension::EventListener)
+        },
+    );
+    assert_eq!(listening.entry_bytes, Some(object + 128));
+    assert_eq!(listening.memory.extension_bytes, 128);
+    listener.kill().unwrap();
+    listener.wait().unwrap();
+    support::wait_for(
+        "the listener to be gone",
+        std::time::Duration::from_secs(5),
+        || status_of(&helper).entry_bytes == Some(object),
+    );
+
+    // NAT is looked at once a minute: a helper started after the chain sees it at once.
+    let natted = Netns::new("ext-nat");
+    natted.exec(
+        "nft",
+        &["add table ip nat; add chain ip nat post { type nat hook postrouting priority srcnat; }"],
+    );
+    let helper = HelperProcess::start(&["--group", "root", "--netns", &natted.name]);
+    let status = status_of(&helper);
+    assert_eq!(status.memory.extensions, vec![EntryExtension::Nat]);
+    assert_eq!(status.entry_bytes, Some(object + 128));
+}
