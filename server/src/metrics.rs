@@ -334,4 +334,43 @@ mod tests {
         assert!(text.contains("this namespace's conntrack table"));
         assert!(!text.contains("because the table was full"));
     }
+
+    /// The shipped alert rules name only metrics this endpoint exports, and take the counters'
+    /// increase (never their raw value, which starts at zero with the server).
+    #[test]
+    fn the_shipped_alert_rules_use_exported_metrics_and_increases() {
+        let rules = include_str!("../../packaging/prometheus/ctguard-alerts.yml");
+        let text = render(&LiveSample::Up {
+            at_ms: 0,
+            status: reading([1, 2]),
+            kernel_log: None,
+            helper: HelperHealth::default(),
+            counters: ConntrackStats::default(),
+        });
+        let expressions: Vec<&str> = rules
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("expr:"))
+            .collect();
+        assert!(expressions.len() >= 4, "{rules}");
+        for expression in expressions {
+            for name in expression
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|word| word.starts_with("ctguard_"))
+            {
+                assert!(
+                    text.contains(&format!("# TYPE {name} ")),
+                    "{name} in the rules is not exported"
+                );
+                if name.starts_with("ctguard_conntrack_") && name.ends_with("_total") {
+                    assert!(
+                        expression.contains(&format!("increase({name}["))
+                            || expression.contains(&format!("rate({name}[")),
+                        "{expression}: a counter is alerted on by its increase"
+                    );
+                }
+            }
+        }
+        assert!(rules.contains("mostly for a full table"));
+        assert!(!rules.contains("new connections dropped, conntrack table full"));
+    }
 }
