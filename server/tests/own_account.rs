@@ -173,3 +173,18 @@ async fn strangers_reach_no_account() {
     let page = app.get(&stranger, "/account").await;
     assert_eq!(location(&page), "/login?next=/account");
 }
+
+#[tokio::test]
+async fn the_account_page_and_the_code_step_render_on_the_server() {
+    let app = spawn_app().await;
+    let vera = app.signed_in(Role::Viewer).await;
+    let page = app.get(&vera, "/account").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Your account"), "{html}");
+    let code_step = app.get(&app.browser(), "/login?step=code").await;
+    assert_eq!(code_step.status(), 200);
+    let html = code_step.text().await.unwrap();
+    assert!(html.contains(r#"action="/auth/second-factor""#), "{html}");
+    assert!(html.contains(r#"autocomplete="one-time-code""#));
+}
