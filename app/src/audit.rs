@@ -10,8 +10,9 @@ pub const AUDIT_CSV_PATH: &str = "/audit.csv";
 /// Rows per page unless asked otherwise, and the most a page may hold.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 200;
-/// The outcomes the log records.
-pub const OUTCOMES: [&str; 3] = ["success", "refused", "failed"];
+/// How an audit record can end: `unknown` when the helper did not answer a change (it may have
+/// been made), `pending` while a change is under way (or when the server stopped in between).
+pub const OUTCOMES: [&str; 5] = ["success", "refused", "failed", "unknown", "pending"];
 
 /// Which records to show, as typed: empty fields match everything. Times are UTC, as Unix seconds,
 /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`; `to` is inclusive of the whole day or minute it names.

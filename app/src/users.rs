@@ -118,16 +118,26 @@ pub mod ssr {
         TooMany(String),
         #[error("Something went wrong; the server log has the details.")]
         Internal,
+        /// Nothing was changed because the change could not be recorded first (the audit log
+        /// cannot be written): a change that cannot be audited is not made.
+        #[error("{0}")]
+        Unaudited(String),
+        /// The helper was asked and did not answer: the change may or may not have been made.
+        #[error("{0}")]
+        OutcomeUnknown(String),
     }
 
     impl AdminError {
         /// The error a server function answers with: 400 for a refusal, 429 for "not now", 500
-        /// for a failure.
+        /// for a failure, 503 when nothing was done for want of an audit record, 504 when the
+        /// helper did not answer.
         pub fn into_server_error(self) -> ServerFnError {
             let status = match self {
                 Self::Invalid(_) => axum::http::StatusCode::BAD_REQUEST,
                 Self::TooMany(_) => axum::http::StatusCode::TOO_MANY_REQUESTS,
                 Self::Internal => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                Self::Unaudited(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                Self::OutcomeUnknown(_) => axum::http::StatusCode::GATEWAY_TIMEOUT,
             };
             crate::session::refusal(status, self)
         }

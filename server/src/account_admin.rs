@@ -15,7 +15,7 @@ use ctguard_app::{
 };
 
 use crate::{
-    audit::{AuditEvent, AuditStore, Outcome},
+    audit::{AuditEvent, AuditStore, Finished, Outcome},
     auth::{SessionPolicy, new_password::acceptable},
     clock::SharedClock,
     confirmation::{Change, Confirmations, Plan},
@@ -382,13 +382,37 @@ impl AccountAdmin for AccountAdministration {
             .await?;
             return Err(invalid(refusal.to_string()));
         }
+        // The attempt is on record before the account changes; without it nothing changes.
+        let target = audit_target(&change);
+        let event = AuditEvent::by(&who.user, &who.client, change.action(), Outcome::Pending)
+            .target(&target)
+            .detail("confirmed")
+            .preview(&summary);
+        let attempt = self
+            .audit
+            .begin(self.clock.now(), event)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot write the audit record; the account is not changed");
+                AdminError::Unaudited(
+                    "Nothing was changed: the audit log cannot be written. The server log has the details."
+                        .to_owned(),
+                )
+            })?;
         let result = self.execute(&change).await;
         let (outcome, detail) = match &result {
             Ok(()) => (Outcome::Success, "confirmed".to_owned()),
             Err(error) => (outcome_of(error), error.to_string()),
         };
-        self.audit(&who, &change, outcome, &detail, Some(&summary))
-            .await?;
+        let finished = Finished {
+            outcome,
+            detail: &detail,
+            journal: None,
+            arguments: None,
+        };
+        if let Err(error) = self.audit.finish(attempt, finished).await {
+            tracing::error!(%error, action = change.action(), "cannot record the outcome of an account change");
+        }
         result
     }
 }

@@ -12,6 +12,12 @@ pub enum Outcome {
     Success,
     Refused,
     Failed,
+    /// Asked of the helper, which did not answer (a timeout, a connection that broke after the
+    /// request went out): the change may or may not have been made. Never recorded as refused.
+    Unknown,
+    /// Written before a change is carried out and replaced by how it ended; one that stays
+    /// pending means the server stopped (or could not write the outcome) in between.
+    Pending,
 }
 
 impl Outcome {
@@ -20,8 +26,27 @@ impl Outcome {
             Self::Success => "success",
             Self::Refused => "refused",
             Self::Failed => "failed",
+            Self::Unknown => "unknown",
+            Self::Pending => "pending",
         }
     }
+}
+
+/// A change's audit record, written as pending before the change is made (`AuditStore::begin`):
+/// what `finish` completes with the outcome.
+#[derive(Debug)]
+#[must_use = "an attempt is finished with its outcome"]
+pub struct Attempt {
+    id: i64,
+}
+
+/// How an attempt ended, for `AuditStore::finish`.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished<'a> {
+    pub outcome: Outcome,
+    pub detail: &'a str,
+    pub journal: Option<&'a JournalRef>,
+    pub arguments: Option<&'a str>,
 }
 
 /// One audit record to write.
@@ -114,7 +139,11 @@ impl AuditStore {
     }
 
     pub async fn record(&self, at: i64, event: AuditEvent<'_>) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        self.insert(at, event).await.map(drop)
+    }
+
+    async fn insert(&self, at: i64, event: AuditEvent<'_>) -> Result<i64, sqlx::Error> {
+        let inserted = sqlx::query(
             "INSERT INTO audit (at, actor, role, client_addr, user_agent, action, target, outcome, detail, preview, journal_id, journal_hash, arguments)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -141,7 +170,7 @@ impl AuditStore {
             client = %event.client.addr,
             "audit"
         );
-        Ok(())
+        Ok(inserted.last_insert_rowid())
     }
 
     /// The newest records first.
@@ -214,6 +243,46 @@ impl AuditStore {
         .bind(offset)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// Writes the record of a change about to be made, as pending: the change goes ahead only
+    /// once this returned (fail closed: a change that cannot be audited is not made).
+    pub async fn begin(&self, at: i64, event: AuditEvent<'_>) -> Result<Attempt, sqlx::Error> {
+        let id = self
+            .insert(
+                at,
+                AuditEvent {
+                    outcome: Outcome::Pending,
+                    ..event
+                },
+            )
+            .await?;
+        Ok(Attempt { id })
+    }
+
+    /// Completes an attempt with how it ended (its time stays the attempt's).
+    pub async fn finish(&self, attempt: Attempt, how: Finished<'_>) -> Result<(), sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE audit SET outcome = ?, detail = ?, journal_id = ?, journal_hash = ?, arguments = ?
+             WHERE id = ? AND outcome = 'pending'",
+        )
+        .bind(how.outcome.as_str())
+        .bind(how.detail)
+        .bind(how.journal.map(|r| r.seq.to_string()))
+        .bind(how.journal.map(|r| r.hash.to_string()))
+        .bind(how.arguments)
+        .bind(attempt.id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(sqlx::Error::RowNotFound);
+        }
+        tracing::info!(
+            id = attempt.id,
+            outcome = how.outcome.as_str(),
+            "audit outcome"
+        );
+        Ok(())
     }
 
     /// The newest `limit` journal records the audit log names with their hashes, newest first:

@@ -188,6 +188,7 @@ impl ServeArgs {
             helper: HelperSettings {
                 socket: self.helper_socket,
                 timeout: Duration::from_secs(2),
+                slow_timeout: Duration::from_secs(20),
             },
             sample_interval: Duration::from_millis(self.sample_interval_ms),
             database: self.database.database,
@@ -237,6 +238,9 @@ pub struct HelperSettings {
     pub socket: PathBuf,
     /// The longest one exchange with the helper may take before it counts as not responding.
     pub timeout: Duration,
+    /// The same for what takes longer than a status read: a table walk, an nft transaction, a
+    /// journal check. A change left unanswered this long is audited as of unknown outcome.
+    pub slow_timeout: Duration,
 }
 
 impl Settings {

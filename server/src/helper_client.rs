@@ -36,6 +36,10 @@ pub enum HelperClientError {
     Protocol(String),
     #[error("every {0:?} call to the helper stayed busy for {1:?}")]
     Busy(Lane, Duration),
+    /// The request went out and no answer came back (a timeout, a connection that closed or
+    /// broke, a garbled answer): for a change, the helper may or may not have made it.
+    #[error("the helper did not answer the request: {0}")]
+    Unanswered(Box<HelperClientError>),
 }
 
 impl From<FrameError> for HelperClientError {
@@ -52,6 +56,7 @@ impl HelperClientError {
             Self::Timeout(_) | Self::Busy(..) => HelperOutage::NotResponding,
             Self::Refused(_) | Self::Protocol(_) => HelperOutage::Refused,
             Self::Failed(_) => HelperOutage::KernelUnreadable,
+            Self::Unanswered(cause) => cause.outage(),
         }
     }
 }
@@ -155,7 +160,10 @@ impl HelperClient {
             .map_err(|_elapsed| HelperClientError::Busy(self.lane, deadline))?
             // The semaphores are never closed.
             .map_err(|_closed| HelperClientError::Closed)?;
-        tokio::time::timeout(deadline, async {
+        // Whether the request itself went out: past that point a failure leaves its outcome
+        // unknown, before it nothing was asked.
+        let sent = std::sync::atomic::AtomicBool::new(false);
+        let answer = tokio::time::timeout(deadline, async {
             let stream = UnixStream::connect(&self.settings.socket)
                 .await
                 .map_err(HelperClientError::Connect)?;
@@ -168,13 +176,24 @@ impl HelperClient {
                 Response::Error { error } => return Err(HelperClientError::Refused(error)),
                 other => return Err(unexpected(&other)),
             }
+            sent.store(true, std::sync::atomic::Ordering::SeqCst);
             match round_trip(&mut transport, &request).await? {
                 Response::Error { error } => Err(HelperClientError::Failed(error)),
                 response => Ok(response),
             }
         })
         .await
-        .map_err(|_elapsed| HelperClientError::Timeout(deadline))?
+        .map_err(|_elapsed| HelperClientError::Timeout(deadline))
+        .flatten();
+        match answer {
+            Err(error @ (HelperClientError::Failed(_) | HelperClientError::Refused(_))) => {
+                Err(error)
+            }
+            Err(error) if sent.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(HelperClientError::Unanswered(Box::new(error)))
+            }
+            answer => answer,
+        }
     }
 }
 

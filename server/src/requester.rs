@@ -36,6 +36,7 @@ pub async fn requester() -> Result<Requester, AdminError> {
 pub fn outcome_of(error: &AdminError) -> Outcome {
     match error {
         AdminError::Invalid(_) | AdminError::TooMany(_) => Outcome::Refused,
-        AdminError::Internal => Outcome::Failed,
+        AdminError::Internal | AdminError::Unaudited(_) => Outcome::Failed,
+        AdminError::OutcomeUnknown(_) => Outcome::Unknown,
     }
 }

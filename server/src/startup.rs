@@ -70,9 +70,6 @@ use crate::{
     users::UserStore,
 };
 
-/// The deadline of helper requests that walk the table or change the firewall.
-const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-
 /// Everything a request handler may need.
 #[derive(Debug, Clone, FromRef)]
 pub struct AppState {
@@ -175,7 +172,8 @@ impl Application {
         let slow_helper = HelperClient::new(
             HelperSettings {
                 socket: settings.helper.socket.clone(),
-                timeout: OPERATION_TIMEOUT,
+                timeout: settings.helper.slow_timeout,
+                slow_timeout: settings.helper.slow_timeout,
             },
             lanes,
             Lane::Reads,

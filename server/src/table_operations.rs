@@ -21,7 +21,7 @@ use ctguard_protocol::{
 };
 
 use crate::{
-    audit::{AuditEvent, AuditStore, Outcome},
+    audit::{Attempt, AuditEvent, AuditStore, Finished, Outcome},
     clock::SharedClock,
     confirmation::{Change, Confirmations, Plan},
     helper_client::{HelperClient, HelperClientError, Lane, unexpected},
@@ -47,6 +47,9 @@ fn invalid(message: impl Into<String>) -> AdminError {
 /// What a person may be told about a helper failure. The helper's refusals of bad or dangerous
 /// arguments (guardrails) are meant for the person asking; anything else stays in the log.
 fn from_helper(error: HelperClientError) -> AdminError {
+    if let HelperClientError::Unanswered(cause) = error {
+        return from_helper(*cause);
+    }
     match &error {
         HelperClientError::Failed(refusal) if is_for_the_user(refusal) => {
             invalid(format!("The helper refused: {refusal}."))
@@ -68,6 +71,23 @@ fn from_helper(error: HelperClientError) -> AdminError {
                 _ => AdminError::Internal,
             }
         }
+    }
+}
+
+/// [`from_helper`] for the request that makes a change: one that went out unanswered may have
+/// been carried out, and is said (and audited) to be of unknown outcome, never refused.
+fn from_helper_change(error: HelperClientError) -> AdminError {
+    match error {
+        HelperClientError::Unanswered(cause) => {
+            tracing::error!(%cause, "a change went to the helper unanswered: outcome unknown");
+            AdminError::OutcomeUnknown(
+                "The privileged helper did not answer: the change may or may not have been made. \
+                 Check the Blocks page (or the Tuning page) and the Audit page's journal check \
+                 before retrying."
+                    .to_owned(),
+            )
+        }
+        other => from_helper(other),
     }
 }
 
@@ -105,6 +125,18 @@ fn target_of(operation: &Operation) -> String {
         }
         Operation::Unblock { target } => format!("block target {target}"),
         Operation::SetSysctl { .. } | Operation::RevertSysctl { .. } => "sysctls".to_owned(),
+    }
+}
+
+/// What an operation's audit record names as its target.
+fn audit_target(operation: &Operation) -> String {
+    match operation {
+        Operation::Block { target, .. } | Operation::DeleteEntries { target, .. } => {
+            target.trim().to_owned()
+        }
+        Operation::Unblock { target } => target.to_string(),
+        Operation::SetSysctl { key, .. } => key.name().to_owned(),
+        Operation::RevertSysctl { audit_id } => format!("audit #{audit_id}"),
     }
 }
 
@@ -327,7 +359,12 @@ impl TableOperator {
                 return Err(AdminError::Internal);
             }
         };
-        let (message, journal) = match self.helper.call(request).await.map_err(from_helper)? {
+        let (message, journal) = match self
+            .helper
+            .call(request)
+            .await
+            .map_err(from_helper_change)?
+        {
             Response::Blocked {
                 block,
                 entries_deleted,
@@ -377,10 +414,34 @@ impl TableOperator {
             Outcome::Refused,
             &format!("the {} role may not {}", who.user.role, operation.action()),
             None,
-            None,
         )
         .await?;
         Err(error)
+    }
+
+    /// The audit record of a change about to be asked of the helper, as pending: refused
+    /// (nothing asked) when it cannot be written.
+    async fn begin_audit(
+        &self,
+        who: &Requester,
+        operation: &Operation,
+        summary: &str,
+    ) -> Result<Attempt, AdminError> {
+        let target = audit_target(operation);
+        let event = AuditEvent::by(&who.user, &who.client, operation.action(), Outcome::Pending)
+            .target(&target)
+            .detail("asked of the helper")
+            .preview(summary);
+        self.audit
+            .begin(self.clock.now(), event)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot write the audit record; the change is not made");
+                AdminError::Unaudited(
+                    "Nothing was changed: the audit log cannot be written. The server log has the details."
+                        .to_owned(),
+                )
+            })
     }
 
     async fn audit(
@@ -390,22 +451,12 @@ impl TableOperator {
         outcome: Outcome,
         detail: &str,
         preview: Option<&str>,
-        executed: Option<&Executed>,
     ) -> Result<(), AdminError> {
-        let target = match operation {
-            Operation::Block { target, .. } | Operation::DeleteEntries { target, .. } => {
-                target.trim().to_owned()
-            }
-            Operation::Unblock { target } => target.to_string(),
-            Operation::SetSysctl { key, .. } => key.name().to_owned(),
-            Operation::RevertSysctl { audit_id } => format!("audit #{audit_id}"),
-        };
+        let target = audit_target(operation);
         let mut event = AuditEvent::by(&who.user, &who.client, operation.action(), outcome)
             .target(&target)
             .detail(detail);
         event.preview = preview;
-        event.journal_id = executed.map(|done| &done.journal);
-        event.arguments = executed.and_then(|done| done.arguments.as_deref());
         self.audit
             .record(self.clock.now(), event)
             .await
@@ -478,7 +529,6 @@ impl TableOperations for TableOperator {
                     outcome_of(&error),
                     &error.to_string(),
                     None,
-                    None,
                 )
                 .await?;
                 return Err(error);
@@ -515,7 +565,6 @@ impl TableOperations for TableOperator {
                     outcome_of(&error),
                     &error.to_string(),
                     None,
-                    None,
                 )
                 .await?;
                 return Err(error);
@@ -533,36 +582,32 @@ impl TableOperations for TableOperator {
                 Outcome::Refused,
                 &refusal.to_string(),
                 Some(&summary),
-                None,
             )
             .await?;
             return Err(invalid(refusal.to_string()));
         }
-        match this.execute(&who, &operation).await {
-            Ok(done) => {
-                this.audit(
-                    &who,
-                    &operation,
-                    Outcome::Success,
-                    &done.message,
-                    Some(&summary),
-                    Some(&done),
-                )
-                .await?;
-                Ok(done.message)
-            }
-            Err(error) => {
-                this.audit(
-                    &who,
-                    &operation,
-                    outcome_of(&error),
-                    &error.to_string(),
-                    Some(&summary),
-                    None,
-                )
-                .await?;
-                Err(error)
-            }
+        // The attempt is on record before the helper is asked; without it nothing is asked.
+        let attempt = this.begin_audit(&who, &operation, &summary).await?;
+        let result = this.execute(&who, &operation).await;
+        let finished = match &result {
+            Ok(done) => Finished {
+                outcome: Outcome::Success,
+                detail: &done.message,
+                journal: Some(&done.journal),
+                arguments: done.arguments.as_deref(),
+            },
+            Err(error) => Finished {
+                outcome: outcome_of(error),
+                detail: &error.to_string(),
+                journal: None,
+                arguments: None,
+            },
+        };
+        if let Err(error) = this.audit.finish(attempt, finished).await {
+            // The change happened (or not) all the same; its record stays "pending", which the
+            // Audit page shows as an attempt whose outcome was not recorded.
+            tracing::error!(%error, action = operation.action(), "cannot record the outcome of a change");
         }
+        result.map(|done| done.message)
     }
 }

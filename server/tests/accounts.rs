@@ -575,3 +575,66 @@ async fn two_previews_of_one_account_confirmed_at_once_change_it_once() {
         assert_eq!(veras_state(&app).await, expected);
     }
 }
+
+/// Makes every new audit record fail to write (a full disk, a broken database): a real SQLite
+/// trigger on the real store.
+async fn break_the_audit_log(app: &support::TestApp) {
+    let pool = db::open(&app.database).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER audit_unwritable BEFORE INSERT ON audit
+         BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_account_change_that_cannot_be_audited_is_not_made() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(Role::Admin).await;
+    let vera = app.signed_in(Role::Viewer).await;
+    let token = app.preview_user_change(&admin, disable("vera")).await;
+    break_the_audit_log(&app).await;
+    let response = app
+        .post_json(
+            &admin,
+            ApplyUserChange::PATH,
+            &json!({ "token": token, "change": disable("vera") }),
+        )
+        .await;
+    assert_eq!(response.status(), 503);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("Nothing was changed"), "{text}");
+    let pool = db::open(&app.database).await.unwrap();
+    let disabled: bool = sqlx::query_scalar("SELECT disabled FROM users WHERE username = 'vera'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!disabled, "vera's account is as it was");
+    assert_eq!(
+        live_status(&app, &vera).await,
+        200,
+        "and her session goes on"
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_that_cannot_be_audited_is_refused() {
+    let app = spawn_app().await;
+    break_the_audit_log(&app).await;
+    let browser = app.browser();
+    let response = app.sign_in(&browser, "vera", &password_of("vera")).await;
+    assert!(
+        location(&response).starts_with("/login"),
+        "back to the form: {}",
+        location(&response)
+    );
+    assert_eq!(live_status(&app, &browser).await, 401, "not signed in");
+    let pool = db::open(&app.database).await.unwrap();
+    let logins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logins")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(logins, 0, "no login was created");
+}

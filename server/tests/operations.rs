@@ -263,3 +263,117 @@ async fn a_crowd_of_viewers_drilling_down_at_once_is_answered_in_turn_and_the_da
         "the dashboard kept updating: {updates} samples"
     );
 }
+
+/// Makes every new audit record fail to write, as a full disk or a broken database would: a real
+/// SQLite trigger on the real store.
+async fn break_the_audit_log(app: &TestApp) {
+    let pool = db::open(&app.database).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER audit_unwritable BEFORE INSERT ON audit
+         BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+async fn confirmed(app: &TestApp, client: &reqwest::Client, operation: Value) -> reqwest::Response {
+    let shown: ctguard_app::confirm::Preview = preview(app, client, operation.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    apply(app, client, &shown.token, operation).await
+}
+
+#[tokio::test]
+async fn a_change_whose_audit_record_cannot_be_written_is_not_asked_of_the_helper() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 100);
+    let operator = app.signed_in(Role::Operator).await;
+    let shown: ctguard_app::confirm::Preview = preview(&app, &operator, block("from 203.0.113.70"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    break_the_audit_log(&app).await;
+    let response = apply(&app, &operator, &shown.token, block("from 203.0.113.70")).await;
+    assert_eq!(response.status(), 503);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("Nothing was changed"), "{text}");
+    assert!(!text.contains("disk is full"), "no internal text: {text}");
+    assert_eq!(
+        helper.block_requests.load(Ordering::SeqCst),
+        0,
+        "the helper was never asked"
+    );
+}
+
+#[tokio::test]
+async fn a_change_is_on_record_as_pending_while_the_helper_carries_it_out() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 100);
+    helper.change_delay_ms.store(1_500, Ordering::SeqCst);
+    let operator = app.signed_in(Role::Operator).await;
+    let audit = AuditStore::new(db::open(&app.database).await.unwrap());
+    let change = {
+        let app = &app;
+        let operator = &operator;
+        async move { confirmed(app, operator, block("from 203.0.113.71")).await }
+    };
+    let watch = async {
+        // The stand-in holds the request 1.5 s before it answers: the record is there meanwhile.
+        support::eventually("the block's pending audit record", || async {
+            audit.recent(10).await.unwrap().iter().any(|r| {
+                r.action == "block"
+                    && r.outcome == "pending"
+                    && r.target.as_deref() == Some("from 203.0.113.71")
+            })
+        })
+        .await;
+    };
+    let (response, ()) = tokio::join!(change, watch);
+    assert_eq!(response.status(), 200);
+    assert_eq!(helper.block_requests.load(Ordering::SeqCst), 1);
+    let records = audit.recent(10).await.unwrap();
+    let blocks: Vec<_> = records.iter().filter(|r| r.action == "block").collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "one record, completed in place: {blocks:?}"
+    );
+    assert_eq!(blocks[0].outcome, "success");
+    assert_eq!(blocks[0].journal_id.as_deref(), Some("42"));
+}
+
+#[tokio::test]
+async fn a_change_the_helper_did_not_answer_is_recorded_as_outcome_unknown_never_refused() {
+    let app = support::spawn_app_with(|settings| {
+        settings.helper.slow_timeout = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let helper = FakeHelper::start(&app.helper_socket, 100);
+    let operator = app.signed_in(Role::Operator).await;
+    let shown: ctguard_app::confirm::Preview = preview(&app, &operator, block("from 203.0.113.72"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // Longer than the server waits for the helper (2 s): the block may yet be made.
+    helper.change_delay_ms.store(3_000, Ordering::SeqCst);
+    let response = apply(&app, &operator, &shown.token, block("from 203.0.113.72")).await;
+    assert_eq!(response.status(), 504);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("may or may not have been made"), "{text}");
+    let audit = AuditStore::new(db::open(&app.database).await.unwrap());
+    let records = audit.recent(10).await.unwrap();
+    let block = records
+        .iter()
+        .find(|r| r.action == "block")
+        .expect("audited");
+    assert_eq!(block.outcome, "unknown", "{block:?}");
+    support::eventually("the stand-in to carry the block out after all", || async {
+        helper.block_requests.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}

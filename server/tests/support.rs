@@ -226,6 +226,7 @@ async fn start(
         helper: HelperSettings {
             socket: helper_socket.clone(),
             timeout: Duration::from_millis(500),
+            slow_timeout: Duration::from_secs(20),
         },
         sample_interval: Duration::from_millis(100),
         database: database.clone(),

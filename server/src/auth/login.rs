@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::{
-    audit::{AuditEvent, AuditStore, Outcome},
+    audit::{Attempt, AuditEvent, AuditStore, Finished, Outcome},
     auth::{
         SessionPolicy,
         authenticate::LOGIN_KEY,
@@ -298,8 +298,24 @@ struct SignedIn<'a> {
     to: &'a str,
 }
 
-/// Signs the browser in: the previous login of its session ends, the session gets a new id and a
-/// new login, the sign-in is audited and an unknown browser gets its device cookie.
+/// Completes a sign-in's record as failed (the password was right, the session could not be
+/// made) and sends the browser back to the form.
+async fn sign_in_failed(service: &LoginService, attempt: Attempt, why: &str, to: &str) -> Response {
+    let finished = Finished {
+        outcome: Outcome::Failed,
+        detail: why,
+        journal: None,
+        arguments: None,
+    };
+    if let Err(error) = service.audit.finish(attempt, finished).await {
+        tracing::error!(%error, "cannot record how a sign-in ended");
+    }
+    back_to_login(LoginError::Unavailable, to)
+}
+
+/// Signs the browser in: the sign-in is put on record first (a sign-in that cannot be audited is
+/// refused), the previous login of its session ends, the session gets a new id and a new login,
+/// the record is completed and an unknown browser gets its device cookie.
 async fn establish(
     service: &LoginService,
     session: &Session,
@@ -314,11 +330,28 @@ async fn establish(
         known_device,
         to,
     } = signed_in;
+    let attempt = match service
+        .audit
+        .begin(
+            now,
+            AuditEvent {
+                role: Some(user.role().as_str()),
+                ..login_event(&user.username, client, Outcome::Pending, detail)
+            },
+        )
+        .await
+    {
+        Ok(attempt) => attempt,
+        Err(error) => {
+            tracing::error!(%error, user = ?user.username, "cannot audit the sign-in; refused");
+            return back_to_login(LoginError::Unavailable, to);
+        }
+    };
     end_previous_login(service, session, now).await;
     // A new session id at every sign-in: a fixated or stolen pre-login id is worthless.
     if let Err(error) = session.cycle_id().await {
         tracing::error!(%error, "cannot rotate the session id");
-        return back_to_login(LoginError::Unavailable, to);
+        return sign_in_failed(service, attempt, "the session id could not be rotated", to).await;
     }
     let login_id = match service
         .logins
@@ -334,23 +367,23 @@ async fn establish(
         Ok(id) => id,
         Err(error) => {
             tracing::error!(%error, "cannot record the login");
-            return back_to_login(LoginError::Unavailable, to);
+            return sign_in_failed(service, attempt, "the login could not be recorded", to).await;
         }
     };
     if let Err(error) = session.insert(LOGIN_KEY, login_id).await {
         tracing::error!(%error, "cannot store the session");
-        return back_to_login(LoginError::Unavailable, to);
+        return sign_in_failed(service, attempt, "the session could not be stored", to).await;
     }
-    let _ = service
-        .audit
-        .record(
-            now,
-            AuditEvent {
-                role: Some(user.role().as_str()),
-                ..login_event(&user.username, client, Outcome::Success, detail)
-            },
-        )
-        .await;
+    let finished = Finished {
+        outcome: Outcome::Success,
+        detail,
+        journal: None,
+        arguments: None,
+    };
+    if let Err(error) = service.audit.finish(attempt, finished).await {
+        // Signed in and on record (as pending) all the same.
+        tracing::error!(%error, "cannot record how a sign-in ended");
+    }
     let mut response = Redirect::to(to).into_response();
     if known_device.is_none() {
         match service.devices.issue(user.id, now).await {

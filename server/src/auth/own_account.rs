@@ -1,8 +1,8 @@
 //! The server's side of the account page: each user's own sessions, password and second factor.
 //! Whose account it is comes from the session alone, never from the request's arguments; a session
 //! of someone else is refused like one that does not exist. Every change and every refusal is
-//! audited; a password change is recorded before it is carried out (one whose record cannot be
-//! written is refused).
+//! audited, and every change is recorded (as pending) before it is carried out: one whose record
+//! cannot be written is not made.
 //! Checking the current password counts towards the sign-in throttle: this is no side door for
 //! guessing it.
 
@@ -15,7 +15,7 @@ use ctguard_app::{
 };
 
 use crate::{
-    audit::{AuditEvent, AuditStore, Outcome},
+    audit::{Attempt, AuditEvent, AuditStore, Finished, Outcome},
     auth::{
         SessionPolicy,
         new_password::acceptable,
@@ -72,6 +72,48 @@ impl OwnAccounts {
             .record(self.clock.now(), event)
             .await
             .map_err(internal)
+    }
+
+    /// Puts a change of `who`'s own account on record (pending) before it is made; a change that
+    /// cannot be recorded is not made.
+    async fn begin(&self, who: &Requester, action: &str) -> Result<Attempt, AdminError> {
+        let event = AuditEvent::by(&who.user, &who.client, action, Outcome::Pending)
+            .target(&who.user.username)
+            .detail("under way");
+        self.audit
+            .begin(self.clock.now(), event)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, action, "cannot write the audit record; nothing is changed");
+                AdminError::Unaudited(
+                    "Nothing was changed: the audit log cannot be written.".to_owned(),
+                )
+            })
+    }
+
+    /// Completes an attempt's record with how the change ended and hands the result back.
+    async fn finish<T>(
+        &self,
+        attempt: Attempt,
+        result: Result<T, AdminError>,
+        done: &str,
+    ) -> Result<T, AdminError> {
+        let detail = match &result {
+            Ok(_) => done.to_owned(),
+            Err(error) => error.to_string(),
+        };
+        let finished = Finished {
+            outcome: result
+                .as_ref()
+                .map_or_else(outcome_of, |_| Outcome::Success),
+            detail: &detail,
+            journal: None,
+            arguments: None,
+        };
+        if let Err(error) = self.audit.finish(attempt, finished).await {
+            tracing::error!(%error, "cannot record how an account change ended");
+        }
+        result
     }
 
     /// Audits a refusal (or failure) and hands the error back.
@@ -189,30 +231,36 @@ impl OwnAccountService for OwnAccounts {
     async fn confirm_second_factor(&self, code: String) -> Result<Vec<String>, AdminError> {
         const ACTION: &str = "second_factor.enrol";
         let who = requester().await?;
-        let codes = match self
-            .second_factors
-            .confirm(who.user.id, &who.user.username, &code, self.clock.now())
-            .await
-        {
-            Ok(Some(codes)) => codes,
-            Ok(None) => {
-                let error = invalid(
-                    "That code is not right. Enter the code the app shows now (its clock must be right).",
-                );
-                return self.refuse(&who, ACTION, error).await;
-            }
-            Err(SecondFactorError::NothingToConfirm) => {
-                let error = invalid("Start setting up the second factor first.");
-                return self.refuse(&who, ACTION, error).await;
-            }
-            Err(error) => return self.refuse(&who, ACTION, internal(error)).await,
-        };
-        if let Err(error) = self.logins.enrolment_done(who.user.id).await {
-            return self.refuse(&who, ACTION, internal(error)).await;
+        let attempt = self.begin(&who, ACTION).await?;
+        let confirmed = async {
+            let codes = match self
+                .second_factors
+                .confirm(who.user.id, &who.user.username, &code, self.clock.now())
+                .await
+            {
+                Ok(Some(codes)) => codes,
+                Ok(None) => {
+                    return Err(invalid(
+                        "That code is not right. Enter the code the app shows now (its clock must be right).",
+                    ));
+                }
+                Err(SecondFactorError::NothingToConfirm) => {
+                    return Err(invalid("Start setting up the second factor first."));
+                }
+                Err(error) => return Err(internal(error)),
+            };
+            self.logins
+                .enrolment_done(who.user.id)
+                .await
+                .map_err(internal)?;
+            Ok(codes)
         }
-        let detail = format!("in force; {} recovery codes issued", codes.len());
-        self.record(&who, ACTION, Outcome::Success, &detail).await?;
-        Ok(codes)
+        .await;
+        let done = confirmed.as_ref().map_or_else(
+            |_| String::new(),
+            |codes| format!("in force; {} recovery codes issued", codes.len()),
+        );
+        self.finish(attempt, confirmed, &done).await
     }
 
     async fn remove_second_factor(&self, password: String) -> Result<(), AdminError> {
@@ -228,18 +276,13 @@ impl OwnAccountService for OwnAccounts {
         if let Err(error) = self.check_password(&who, &password).await {
             return self.refuse(&who, ACTION, error).await;
         }
-        match self.second_factors.remove(who.user.id).await {
-            Ok(true) => self.record(&who, ACTION, Outcome::Success, "removed").await,
-            Ok(false) => {
-                self.refuse(
-                    &who,
-                    ACTION,
-                    invalid("There is no second factor to remove."),
-                )
-                .await
-            }
-            Err(error) => self.refuse(&who, ACTION, internal(error)).await,
-        }
+        let attempt = self.begin(&who, ACTION).await?;
+        let removed = match self.second_factors.remove(who.user.id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(invalid("There is no second factor to remove.")),
+            Err(error) => Err(internal(error)),
+        };
+        self.finish(attempt, removed, "removed").await
     }
 
     async fn change_password(&self, current: String, new: String) -> Result<u64, AdminError> {
@@ -263,26 +306,23 @@ impl OwnAccountService for OwnAccounts {
             Ok(hash) => hash,
             Err(error) => return self.refuse(&who, ACTION, internal(error)).await,
         };
-        self.record(
-            &who,
-            ACTION,
-            Outcome::Success,
-            "changing; the other sessions end",
-        )
-        .await?;
+        let attempt = self.begin(&who, ACTION).await?;
         let now = self.clock.now();
-        if let Err(error) = self.users.set_password(&name, &hash, now).await {
-            return self.refuse(&who, ACTION, internal(error)).await;
+        let changed = async {
+            self.users
+                .set_password(&name, &hash, now)
+                .await
+                .map_err(internal)?;
+            // Whoever else holds a session of this account (the reason to change it, often) is
+            // out.
+            self.logins
+                .end_others_of(who.user.id, &who.login.0, now, EndReason::PasswordChanged)
+                .await
+                .map_err(internal)
         }
-        // Whoever else holds a session of this account (the reason to change it, often) is out.
-        match self
-            .logins
-            .end_others_of(who.user.id, &who.login.0, now, EndReason::PasswordChanged)
+        .await;
+        self.finish(attempt, changed, "changed; the other sessions ended")
             .await
-        {
-            Ok(ended) => Ok(ended),
-            Err(error) => self.refuse(&who, ACTION, internal(error)).await,
-        }
     }
 
     async fn end_session(&self, session_id: String) -> Result<(), AdminError> {
@@ -290,6 +330,19 @@ impl OwnAccountService for OwnAccounts {
         let who = requester().await?;
         // Audited by a prefix of the id: enough to correlate, useless to replay.
         let prefix: String = session_id.chars().take(8).collect();
+        let event = AuditEvent::by(&who.user, &who.client, ACTION, Outcome::Pending)
+            .target(&prefix)
+            .detail("under way");
+        let attempt = self
+            .audit
+            .begin(self.clock.now(), event)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot write the audit record; the session is not ended");
+                AdminError::Unaudited(
+                    "Nothing was changed: the audit log cannot be written.".to_owned(),
+                )
+            })?;
         let ended = self
             .logins
             .end_own(
@@ -299,25 +352,14 @@ impl OwnAccountService for OwnAccounts {
                 EndReason::EndedByUser,
             )
             .await
-            .map_err(internal)?;
+            .map_err(internal);
         // Another user's session, an ended one and a made-up id are all the same refusal.
-        let (outcome, detail) = if ended {
-            (Outcome::Success, "ended")
-        } else {
-            (Outcome::Refused, "not a live session of this user")
+        let ended = match ended {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(invalid("You have no such session.")),
+            Err(error) => Err(error),
         };
-        let event = AuditEvent::by(&who.user, &who.client, ACTION, outcome)
-            .target(&prefix)
-            .detail(detail);
-        self.audit
-            .record(self.clock.now(), event)
-            .await
-            .map_err(internal)?;
-        if ended {
-            Ok(())
-        } else {
-            Err(invalid("You have no such session."))
-        }
+        self.finish(attempt, ended, "ended").await
     }
 }
 

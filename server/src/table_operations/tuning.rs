@@ -17,7 +17,7 @@ use ctguard_app::{
 };
 use ctguard_protocol::{ConntrackStatus, Request, Response, SysctlKey, SysctlReading, SysctlScope};
 
-use super::{Plan, TableOperator, from_helper, invalid};
+use super::{Plan, TableOperator, from_helper, from_helper_change, invalid};
 use crate::{confirmation::TOKEN_LIFETIME_SECS, helper_client::unexpected, requester::requester};
 
 /// The audit actions whose successful records hold an [`AppliedSysctl`] in `arguments`.
@@ -395,7 +395,12 @@ impl TableOperator {
                     actor: actor.clone(),
                     requested_by,
                 };
-                match self.helper.call(request).await.map_err(from_helper)? {
+                match self
+                    .helper
+                    .call(request)
+                    .await
+                    .map_err(from_helper_change)?
+                {
                     Response::Sysctl { value, .. } => brought_along = Some(value),
                     other => return Err(from_helper(unexpected(&other))),
                 }
@@ -408,7 +413,12 @@ impl TableOperator {
             actor,
             requested_by,
         };
-        match self.helper.call(request).await.map_err(from_helper)? {
+        match self
+            .helper
+            .call(request)
+            .await
+            .map_err(from_helper_change)?
+        {
             Response::Sysctl {
                 key,
                 previous,
