@@ -324,6 +324,35 @@ impl Blocks {
         Ok(())
     }
 
+    /// One change of the blocks in force, after its intent is journaled: `next` becomes the
+    /// state (saved, then in the kernel), `then` runs (and says what it did), and the outcome is
+    /// journaled. A change that fails is journaled as failed and leaves the state as it was; one
+    /// whose outcome cannot be journaled is undone, never acknowledged.
+    fn transact(
+        &self,
+        blocks: &mut Vec<ActiveBlock>,
+        intent: &JournalRef,
+        next: Vec<ActiveBlock>,
+        then: impl FnOnce() -> String,
+    ) -> Result<(), HelperError> {
+        let current = std::mem::take(blocks);
+        if let Err(error) = self.commit(&current, &next) {
+            let _ = self.outcome(intent, false, error.to_string());
+            *blocks = current;
+            return Err(error);
+        }
+        *blocks = next;
+        if let Err(error) = self.outcome(intent, true, then()) {
+            if let Err(undo) = self.commit(blocks, &current) {
+                tracing::error!(%undo, seq = intent.seq, "cannot undo an unjournaled change");
+            } else {
+                *blocks = current;
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+
     pub fn block(
         &self,
         target: BlockTarget,
@@ -366,34 +395,25 @@ impl Blocks {
             journal_seq: intent.seq,
             packets_dropped: None,
         };
-        let current = blocks.clone();
-        let mut next: Vec<ActiveBlock> = current
+        let mut next: Vec<ActiveBlock> = blocks
             .iter()
             .filter(|b| b.target != target)
             .cloned()
             .collect();
         next.push(block.clone());
-        if let Err(error) = self.commit(&current, &next) {
-            let _ = self.outcome(&intent, false, error.to_string());
-            return Err(error);
-        }
-        *blocks = next;
-        let (deleted, note) = match self.deleter.delete(&target) {
-            Ok(deleted) => (deleted, format!("blocked; {deleted} entries deleted")),
-            Err(error) => {
-                tracing::warn!(%error, %target, "blocked, but deleting its entries failed");
-                (0, format!("blocked; deleting entries failed: {error}"))
+        let mut deleted = 0;
+        self.transact(&mut blocks, &intent, next, || {
+            match self.deleter.delete(&target) {
+                Ok(count) => {
+                    deleted = count;
+                    format!("blocked; {count} entries deleted")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %target, "blocked, but deleting its entries failed");
+                    format!("blocked; deleting entries failed: {error}")
+                }
             }
-        };
-        if let Err(error) = self.outcome(&intent, true, note) {
-            // Never acknowledge a block the journal does not show done: undo it.
-            if let Err(undo) = self.commit(&blocks, &current) {
-                tracing::error!(%undo, %target, "cannot undo an unjournaled block");
-            } else {
-                *blocks = current;
-            }
-            return Err(error);
-        }
+        })?;
         tracing::info!(%target, actor = %who.actor, seq = intent.seq, deleted, "blocked");
         Ok((block, deleted, intent))
     }
@@ -411,21 +431,12 @@ impl Blocks {
             return Err(HelperError::NotBlocked { target });
         }
         let intent = self.intent(JournalAction::Unblock { target, reason }, who)?;
-        let current = blocks.clone();
-        let next: Vec<ActiveBlock> = current
+        let next: Vec<ActiveBlock> = blocks
             .iter()
             .filter(|b| b.target != target)
             .cloned()
             .collect();
-        if let Err(error) = self.commit(&current, &next) {
-            let _ = self.outcome(&intent, false, error.to_string());
-            return Err(error);
-        }
-        *blocks = next;
-        if let Err(error) = self.outcome(&intent, true, "unblocked".into()) {
-            tracing::error!(%error, %target, "unblocked, but the outcome is not journaled");
-            return Err(error);
-        }
+        self.transact(&mut blocks, &intent, next, || "unblocked".to_owned())?;
         tracing::info!(%target, actor = %who.actor, seq = intent.seq, "unblocked");
         Ok(intent)
     }

@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use ctguard_protocol::{HelperError, HelperHealth, PROTOCOL_VERSION, Request, Response};
+use ctguard_protocol::{
+    BlockDuration, BlockTarget, EntryFilter, HelperError, HelperHealth, JournalPage, JournalRef,
+    PROTOCOL_VERSION, Request, Response, ShortText, SysctlKey,
+};
 
 use crate::{
     blocks::{Blocks, Requester},
@@ -28,21 +31,16 @@ pub struct Handler {
     sysctls: Arc<Sysctls>,
 }
 
-/// Runs blocking work off the async workers and turns its result into a response.
+/// Runs blocking work off the async workers. A worker that panicked is the helper's own failure,
+/// never the kernel's.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, HelperError> + Send + 'static,
-    respond: impl FnOnce(T) -> Response,
-) -> Response {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => respond(value),
-        Ok(Err(error)) => Response::Error { error },
-        Err(join_error) => Response::Error {
-            error: HelperError::KernelRead {
-                path: "helper".into(),
-                detail: format!("worker task failed: {join_error}"),
-            },
-        },
-    }
+) -> Result<T, HelperError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join_error| HelperError::Internal {
+            detail: format!("a worker task failed: {join_error}"),
+        })?
 }
 
 impl Handler {
@@ -81,180 +79,173 @@ impl Handler {
         }
     }
 
+    /// One line per request: what it asks, and who asks (for mutations).
     pub async fn handle(&self, request: Request, peer: PeerIdentity) -> Response {
-        match request {
+        let who = |actor, requested_by| Requester {
+            actor,
+            requested_by,
+            peer_uid: peer.uid,
+        };
+        let answer = match request {
             // A repeated hello is harmless: answer it as the first one was answered.
-            Request::Hello { .. } => self.welcome(),
-            Request::Status {} => {
-                let procfs = self.procfs.clone();
-                let helper = self.health();
-                blocking(
-                    move || procfs.status().map_err(HelperError::from),
-                    move |status| Response::Status { status, helper },
-                )
-                .await
-            }
-            Request::Block {
-                target,
-                duration,
-                reason,
-                requested_by,
-                actor,
-            } => {
-                let blocks = Arc::clone(&self.blocks);
-                let who = Requester {
-                    actor,
-                    requested_by,
-                    peer_uid: peer.uid,
-                };
-                blocking(
-                    move || blocks.block(target, duration, reason, &who),
-                    |(block, entries_deleted, journal)| Response::Blocked {
-                        block,
-                        entries_deleted,
-                        journal,
-                    },
-                )
-                .await
-            }
-            Request::Unblock {
-                target,
-                reason,
-                requested_by,
-                actor,
-            } => {
-                let blocks = Arc::clone(&self.blocks);
-                let who = Requester {
-                    actor,
-                    requested_by,
-                    peer_uid: peer.uid,
-                };
-                blocking(
-                    move || blocks.unblock(target, reason, &who),
-                    |journal| Response::Unblocked { target, journal },
-                )
-                .await
-            }
-            Request::ListBlocks {} => {
-                // The list's lock is held while a block runs nft: wait for it off the workers.
-                let blocks = Arc::clone(&self.blocks);
-                blocking(
-                    move || Ok(blocks.list()),
-                    |blocks| Response::Blocks { blocks },
-                )
-                .await
-            }
-            Request::DeleteEntries {
-                target,
-                reason,
-                requested_by,
-                actor,
-            } => {
-                let blocks = Arc::clone(&self.blocks);
-                let who = Requester {
-                    actor,
-                    requested_by,
-                    peer_uid: peer.uid,
-                };
-                blocking(
-                    move || blocks.delete_entries(target, reason, &who),
-                    |(deleted, journal)| Response::EntriesDeleted {
-                        target,
-                        deleted,
-                        journal,
-                    },
-                )
-                .await
-            }
-            Request::Journal { page } => {
-                let journal = Arc::clone(&self.journal);
-                blocking(
-                    move || journal.page(page),
-                    |(records, next)| Response::Journal { records, next },
-                )
-                .await
-            }
-            Request::Snapshot {} => match self.snapshots.get(snapshot::walk_snapshot).await {
-                Ok(shared) => Response::Snapshot {
-                    snapshot: Box::new((*shared).clone()),
-                },
-                Err(error) => Response::Error { error },
-            },
-            Request::Entries { filter } => {
-                let _one_walk_at_a_time = self.entries_walk.lock().await;
-                blocking(
-                    move || snapshot::entries(&filter),
-                    |(entries, truncated)| Response::Entries { entries, truncated },
-                )
-                .await
-            }
+            Request::Hello { .. } => Ok(self.welcome()),
+            Request::Status {} => self.status().await,
+            Request::Snapshot {} => self.snapshot().await,
+            Request::Entries { filter } => self.entries(filter).await,
             Request::SetSysctl {
                 key,
                 value,
                 persist,
                 actor,
-                requested_by,
-            } => {
-                let sysctls = Arc::clone(&self.sysctls);
-                let who = Requester {
-                    actor,
-                    requested_by,
-                    peer_uid: peer.uid,
-                };
-                blocking(
-                    move || sysctls.set(key, value, persist, &who),
-                    |change| Response::Sysctl {
-                        key,
-                        previous: change.previous,
-                        value: change.value,
-                        persisted: change.persisted,
-                        journal: change.journal,
-                    },
-                )
-                .await
-            }
-            Request::VerifyJournal { expect } => {
-                let journal = Arc::clone(&self.journal);
-                blocking(
-                    move || journal.check(&expect),
-                    |check| Response::JournalCheck { check },
-                )
-                .await
-            }
+                requested_by: by,
+            } => self.set_sysctl(key, value, persist, who(actor, by)).await,
+            Request::Block {
+                target,
+                duration,
+                reason,
+                actor,
+                requested_by: by,
+            } => self.block(target, duration, reason, who(actor, by)).await,
+            Request::Unblock {
+                target,
+                reason,
+                actor,
+                requested_by: by,
+            } => self.unblock(target, reason, who(actor, by)).await,
+            Request::DeleteEntries {
+                target,
+                reason,
+                actor,
+                requested_by: by,
+            } => self.delete_entries(target, reason, who(actor, by)).await,
+            Request::ListBlocks {} => self.list_blocks().await,
+            Request::Journal { page } => self.journal_page(page).await,
+            Request::VerifyJournal { expect } => self.verify_journal(expect).await,
             Request::KernelLog {} => kernel_log().await,
-            Request::ReadSysctls {} => {
-                let sysctls = Arc::clone(&self.sysctls);
-                blocking(
-                    move || sysctls.read_all(),
-                    |readings| Response::Sysctls { readings },
-                )
-                .await
-            }
-        }
+            Request::ReadSysctls {} => self.read_sysctls().await,
+        };
+        answer.unwrap_or_else(|error| Response::Error { error })
+    }
+
+    async fn status(&self) -> Result<Response, HelperError> {
+        let procfs = self.procfs.clone();
+        let helper = self.health();
+        let status = blocking(move || procfs.status().map_err(HelperError::from)).await?;
+        Ok(Response::Status { status, helper })
+    }
+
+    async fn snapshot(&self) -> Result<Response, HelperError> {
+        let shared = self.snapshots.get(snapshot::walk_snapshot).await?;
+        Ok(Response::Snapshot {
+            snapshot: Box::new((*shared).clone()),
+        })
+    }
+
+    async fn entries(&self, filter: EntryFilter) -> Result<Response, HelperError> {
+        let _one_walk_at_a_time = self.entries_walk.lock().await;
+        let (entries, truncated) = blocking(move || snapshot::entries(&filter)).await?;
+        Ok(Response::Entries { entries, truncated })
+    }
+
+    async fn set_sysctl(
+        &self,
+        key: SysctlKey,
+        value: u64,
+        persist: bool,
+        who: Requester,
+    ) -> Result<Response, HelperError> {
+        let sysctls = Arc::clone(&self.sysctls);
+        let change = blocking(move || sysctls.set(key, value, persist, &who)).await?;
+        Ok(Response::Sysctl {
+            key,
+            previous: change.previous,
+            value: change.value,
+            persisted: change.persisted,
+            journal: change.journal,
+        })
+    }
+
+    async fn block(
+        &self,
+        target: BlockTarget,
+        duration: BlockDuration,
+        reason: ShortText,
+        who: Requester,
+    ) -> Result<Response, HelperError> {
+        let blocks = Arc::clone(&self.blocks);
+        let (block, entries_deleted, journal) =
+            blocking(move || blocks.block(target, duration, reason, &who)).await?;
+        Ok(Response::Blocked {
+            block,
+            entries_deleted,
+            journal,
+        })
+    }
+
+    async fn unblock(
+        &self,
+        target: BlockTarget,
+        reason: ShortText,
+        who: Requester,
+    ) -> Result<Response, HelperError> {
+        let blocks = Arc::clone(&self.blocks);
+        let journal = blocking(move || blocks.unblock(target, reason, &who)).await?;
+        Ok(Response::Unblocked { target, journal })
+    }
+
+    async fn delete_entries(
+        &self,
+        target: BlockTarget,
+        reason: ShortText,
+        who: Requester,
+    ) -> Result<Response, HelperError> {
+        let blocks = Arc::clone(&self.blocks);
+        let (deleted, journal) =
+            blocking(move || blocks.delete_entries(target, reason, &who)).await?;
+        Ok(Response::EntriesDeleted {
+            target,
+            deleted,
+            journal,
+        })
+    }
+
+    async fn list_blocks(&self) -> Result<Response, HelperError> {
+        // The list's lock is held while a block runs nft: wait for it off the workers.
+        let blocks = Arc::clone(&self.blocks);
+        let blocks = blocking(move || Ok(blocks.list())).await?;
+        Ok(Response::Blocks { blocks })
+    }
+
+    async fn journal_page(&self, page: JournalPage) -> Result<Response, HelperError> {
+        let journal = Arc::clone(&self.journal);
+        let (records, next) = blocking(move || journal.page(page)).await?;
+        Ok(Response::Journal { records, next })
+    }
+
+    async fn verify_journal(&self, expect: Vec<JournalRef>) -> Result<Response, HelperError> {
+        let journal = Arc::clone(&self.journal);
+        let check = blocking(move || journal.check(&expect)).await?;
+        Ok(Response::JournalCheck { check })
+    }
+
+    async fn read_sysctls(&self) -> Result<Response, HelperError> {
+        let sysctls = Arc::clone(&self.sysctls);
+        let readings = blocking(move || sysctls.read_all()).await?;
+        Ok(Response::Sysctls { readings })
     }
 }
 
 /// Counts conntrack's `table full` messages in the kernel log of the last minutes.
-async fn kernel_log() -> Response {
-    let reading = tokio::task::spawn_blocking(|| {
+async fn kernel_log() -> Result<Response, HelperError> {
+    let log = blocking(|| {
         crate::kernel::kmsg::read_summary(
             std::path::Path::new(crate::kernel::kmsg::DEV_KMSG),
             crate::kernel::kmsg::WINDOW,
         )
+        .map_err(HelperError::from)
     })
-    .await;
-    match reading {
-        Ok(Ok(log)) => Response::KernelLog { log },
-        Ok(Err(error)) => Response::Error {
-            error: error.into(),
-        },
-        Err(join_error) => Response::Error {
-            error: ctguard_protocol::HelperError::KernelRead {
-                path: crate::kernel::kmsg::DEV_KMSG.into(),
-                detail: format!("reader task failed: {join_error}"),
-            },
-        },
-    }
+    .await?;
+    Ok(Response::KernelLog { log })
 }
 
 #[cfg(test)]
@@ -274,6 +265,16 @@ mod tests {
         state::BlockStore,
         state_dir::StateDir,
     };
+
+    #[tokio::test]
+    async fn a_worker_that_panics_is_the_helpers_own_failure_not_the_kernels() {
+        let answer: Result<(), HelperError> =
+            blocking(|| panic!("a bug in the helper, not the kernel")).await;
+        assert!(
+            matches!(&answer, Err(HelperError::Internal { detail }) if detail.contains("panic")),
+            "{answer:?}"
+        );
+    }
 
     /// A kernel that takes every change: only the helper's own bookkeeping is under test here.
     #[derive(Debug)]

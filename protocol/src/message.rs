@@ -190,6 +190,10 @@ pub enum HelperError {
     MalformedRequest { detail: String },
     #[error("kernel interface {path} could not be read: {detail}")]
     KernelRead { path: String, detail: String },
+    /// The helper's own failure (a worker task that panicked): neither the request's nor the
+    /// kernel's fault.
+    #[error("the helper failed internally: {detail}")]
+    Internal { detail: String },
 
     // Guardrails: each refusal is its own variant.
     #[error("{network} covers every address (a /0)")]
