@@ -3,7 +3,7 @@
 //! observed peak (RAM only caps it), the buckets follow the limit (never shrink), and the
 //! established-TCP timeout keeps the kernel default unless stale connections fill the table.
 
-use ctguard_protocol::{ConntrackStatus, SysctlKey, SysctlUnit};
+use ctguard_protocol::{ConntrackModule, ConntrackStatus, SysctlKey, SysctlUnit};
 use serde::{Deserialize, Serialize};
 
 /// The most of the host's RAM a full table may take: 1/16 (6.25 %). A ceiling, never a target.
@@ -51,6 +51,9 @@ pub struct Observed {
     pub peak_24h: Option<u64>,
     /// From one walk of the table: ESTABLISHED entries, and all entries.
     pub established: Option<(u64, u64)>,
+    /// Whether nf_conntrack is a module or built in: how the hash size persists.
+    #[serde(default)]
+    pub module: ConntrackModule,
 }
 
 /// A suggestion for one setting.
@@ -297,6 +300,27 @@ pub fn chains_in_words(max: u64, buckets: u64) -> String {
     )
 }
 
+/// How a persisted hash size comes back after a reboot, by how nf_conntrack is in the kernel.
+pub fn hashsize_after_reboot(module: ConntrackModule, buckets: u64) -> String {
+    match module {
+        ConntrackModule::Loadable => format!(
+            "Kept after reboot as the module's hashsize, which also sets the limit at load \
+             (max = {HASHSIZE_MAX_FACTOR} × hashsize)."
+        ),
+        ConntrackModule::BuiltIn => format!(
+            "nf_conntrack is built into this kernel: there is no module option, so the sysctl.d \
+             file resizes the hash once systemd-sysctl runs at boot; to size it from the start, \
+             add nf_conntrack.hashsize={buckets} to the kernel command line (which also sets the \
+             limit, max = {HASHSIZE_MAX_FACTOR} × hashsize, unless sysctl.d sets it)."
+        ),
+        ConntrackModule::Unknown => format!(
+            "Kept after reboot as the module's hashsize (max = {HASHSIZE_MAX_FACTOR} × hashsize at \
+             load); where nf_conntrack is built into the kernel, the kernel command line needs \
+             nf_conntrack.hashsize={buckets} instead."
+        ),
+    }
+}
+
 /// One recommendation per key in `values` (the helper's current values), in the same order.
 pub fn recommend(
     status: &ConntrackStatus,
@@ -317,7 +341,7 @@ fn recommend_one(
 ) -> Recommendation {
     let advice = match key {
         SysctlKey::NfConntrackMax => limit_advice(status, observed, current),
-        SysctlKey::NfConntrackBuckets => buckets_advice(status, current),
+        SysctlKey::NfConntrackBuckets => buckets_advice(status, observed.module, current),
         SysctlKey::TcpTimeoutEstablished => established_advice(status, observed, current),
         SysctlKey::NeighGcThresh1 | SysctlKey::NeighGcThresh2 | SysctlKey::NeighGcThresh3 => {
             Advice::none(
@@ -414,7 +438,7 @@ fn limit_advice(status: &ConntrackStatus, observed: &Observed, current: u64) -> 
     }
 }
 
-fn buckets_advice(status: &ConntrackStatus, current: u64) -> Advice {
+fn buckets_advice(status: &ConntrackStatus, module: ConntrackModule, current: u64) -> Advice {
     let recommended = recommended_buckets(current, status.max);
     let thousands = crate::format::thousands;
     let now = chains_in_words(status.max, current);
@@ -439,10 +463,10 @@ fn buckets_advice(status: &ConntrackStatus, current: u64) -> Advice {
         reasoning,
         cost: format!(
             "{} buckets take {} ({BUCKET_BYTES} B each, allocated whatever the count); a resize \
-             pauses lookups briefly. Kept after reboot as the module's hashsize, which also sets \
-             the limit at load (max = {HASHSIZE_MAX_FACTOR} × hashsize).",
+             pauses lookups briefly. {}",
             thousands(recommended),
             crate::format::bytes(recommended.saturating_mul(BUCKET_BYTES)),
+            hashsize_after_reboot(module, recommended),
         ),
         wrong_when: "Wrong only on a host short of a few MiB of memory; more buckets never make \
                      lookups slower."
@@ -518,6 +542,7 @@ mod tests {
         Observed {
             peak_24h: Some(peak_24h),
             established: None,
+            module: ConntrackModule::Loadable,
         }
     }
 
@@ -671,6 +696,23 @@ mod tests {
     }
 
     #[test]
+    fn a_built_in_nf_conntrack_is_told_to_use_the_kernel_command_line_not_modprobe() {
+        let host = status(Some(256), 8 * GIB, 65_536);
+        let built_in = Observed {
+            module: ConntrackModule::BuiltIn,
+            ..peak(10_000)
+        };
+        let advice = one(&host, &built_in, SysctlKey::NfConntrackBuckets, 16_384);
+        assert!(
+            advice.cost.contains("nf_conntrack.hashsize=65536")
+                && advice.cost.contains("built into this kernel")
+                && !advice.cost.contains("module's hashsize"),
+            "{}",
+            advice.cost
+        );
+    }
+
+    #[test]
     fn long_chains_refuse_new_connections_as_the_issue_measured() {
         // 6,170,624 entries in 262,144 buckets: chains of 47, about 8 % of inserts refused.
         let share = refused_share_at_full(6_170_624, 262_144);
@@ -716,6 +758,7 @@ mod tests {
         let quiet = Observed {
             peak_24h: Some(30_000),
             established: Some((15_000, 20_000)),
+            ..Observed::default()
         };
         let keep = one(&host, &quiet, SysctlKey::TcpTimeoutEstablished, 432_000);
         assert_eq!(
@@ -730,6 +773,7 @@ mod tests {
         let stale = Observed {
             peak_24h: Some(262_144),
             established: Some((200_000, 250_000)),
+            ..Observed::default()
         };
         let shorter = one(&host, &stale, SysctlKey::TcpTimeoutEstablished, 432_000);
         assert_eq!(shorter.recommended, Some(86_400));
@@ -744,6 +788,7 @@ mod tests {
         let udp = Observed {
             peak_24h: Some(262_144),
             established: Some((10_000, 250_000)),
+            ..Observed::default()
         };
         assert_eq!(
             one(&host, &udp, SysctlKey::TcpTimeoutEstablished, 432_000).recommended,

@@ -230,8 +230,9 @@ impl Handler {
 
     async fn read_sysctls(&self) -> Result<Response, HelperError> {
         let sysctls = Arc::clone(&self.sysctls);
-        let readings = blocking(move || sysctls.read_all()).await?;
-        Ok(Response::Sysctls { readings })
+        let (readings, module) =
+            blocking(move || Ok((sysctls.read_all()?, sysctls.conntrack_module()))).await?;
+        Ok(Response::Sysctls { readings, module })
     }
 }
 

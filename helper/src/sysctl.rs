@@ -7,6 +7,7 @@
 //! after it, the read back may differ only by the kernel's own rounding (`rounding.rs`).
 
 pub mod limits;
+pub mod module;
 pub mod persist;
 pub mod rounding;
 
@@ -18,8 +19,8 @@ use std::{
 };
 
 use ctguard_protocol::{
-    HelperError, JournalAction, JournalEvent, JournalRef, ShortText, SysctlKey, SysctlReading,
-    SysctlScope,
+    ConntrackModule, HelperError, JournalAction, JournalEvent, JournalRef, ShortText, SysctlKey,
+    SysctlReading, SysctlScope,
 };
 use nix::sched::{CloneFlags, setns};
 
@@ -50,6 +51,8 @@ pub struct Sysctls {
     watched_netns: Option<String>,
     /// `rounding::buckets_per_page()`, read once.
     buckets_per_page: u64,
+    /// /sys/module/nf_conntrack (`module.rs`): built in, or a module that modprobe.d sizes.
+    module_dir: PathBuf,
     /// One write at a time: read, write and read back must not interleave.
     lock: Mutex<()>,
 }
@@ -108,8 +111,20 @@ impl Sysctls {
             journal,
             watched_netns: None,
             buckets_per_page: rounding::buckets_per_page(),
+            module_dir: PathBuf::from(module::SYS_MODULE_DIR),
             lock: Mutex::new(()),
         }
+    }
+
+    /// Reads nf_conntrack's presence from `dir` instead of /sys/module/nf_conntrack (tests).
+    pub fn with_module_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.module_dir = dir.into();
+        self
+    }
+
+    /// How nf_conntrack is in this kernel, read now (a module may be loaded since the start).
+    pub fn conntrack_module(&self) -> ConntrackModule {
+        module::conntrack_module(&self.module_dir)
     }
 
     /// Names the namespace the helper watches (`--netns`), whose per-namespace keys are
@@ -282,7 +297,11 @@ impl Sysctls {
                 .map_err(|e| (at(persist::NETNS_FILE), e));
         }
         persist::persist(&self.state, key, value).map_err(|e| (at(persist::SYSCTL_FILE), e))?;
-        if key == SysctlKey::NfConntrackBuckets {
+        // Built in, there is no module to give an option to: the sysctl.d file alone resizes
+        // the hash at boot (the kernel command line would size it from the start).
+        if key == SysctlKey::NfConntrackBuckets
+            && self.conntrack_module() != ConntrackModule::BuiltIn
+        {
             persist::persist_hashsize(&self.state, value)
                 .map_err(|e| (at(persist::MODPROBE_FILE), e))?;
         }

@@ -84,7 +84,7 @@ pub use snapshot::{
     TcpState, TopList,
 };
 pub use status::{ConntrackStats, ConntrackStatus, HelperHealth};
-pub use sysctl::{SysctlKey, SysctlReading, SysctlScope, SysctlUnit};
+pub use sysctl::{ConntrackModule, SysctlKey, SysctlReading, SysctlScope, SysctlUnit};
 pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Side};
 
 /// The protocol version both sides must agree on in the `hello` handshake. Bump it on any change to
@@ -96,7 +96,8 @@ pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Sid
 /// 5: mutation answers carry `journal` ([`JournalRef`]) instead of `journal_seq`;
 /// `verify_journal` takes `expect` and answers `mismatches` (error `too_many_journal_refs`); the
 /// journal event `segment_started`. 6: the error `internal` (the helper's own failure, such as a
-/// worker task that panicked; before, it was reported as `kernel_read`).
+/// worker task that panicked; before, it was reported as `kernel_read`); `sysctls` answers carry
+/// `module` ([`ConntrackModule`]).
 pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,

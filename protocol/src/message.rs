@@ -11,7 +11,7 @@ use crate::{
     kernel_log::KernelLogSummary,
     snapshot::{ConntrackEntry, EntryFilter, Snapshot},
     status::{ConntrackStatus, HelperHealth},
-    sysctl::{SysctlKey, SysctlReading},
+    sysctl::{ConntrackModule, SysctlKey, SysctlReading},
     target::{BlockDuration, BlockTarget, ShortText},
 };
 
@@ -163,6 +163,8 @@ pub enum Response {
     /// One reading per allowlisted key, in [`SysctlKey::ALL`] order.
     Sysctls {
         readings: Vec<SysctlReading>,
+        /// How nf_conntrack is in this kernel (how the hash size persists).
+        module: ConntrackModule,
     },
     Error {
         error: HelperError,

@@ -126,6 +126,20 @@ impl fmt::Display for SysctlKey {
     }
 }
 
+/// How nf_conntrack is in the kernel, which decides how the hash size persists across a reboot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConntrackModule {
+    /// A loadable module: `options nf_conntrack hashsize=N` in modprobe.d sizes it at load.
+    Loadable,
+    /// Built into the kernel: a modprobe.d option has no effect; `nf_conntrack.hashsize=N` on
+    /// the kernel command line sizes it at boot.
+    BuiltIn,
+    /// Not loaded (or /sys not readable): either may apply.
+    #[default]
+    Unknown,
+}
+
 /// One allowlisted setting as the helper reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

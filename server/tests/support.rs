@@ -742,6 +742,7 @@ impl FakeHelper {
                                         persisted: None,
                                     })
                                     .collect(),
+                                module: ctguard_protocol::ConntrackModule::Loadable,
                             },
                             Request::SetSysctl {
                                 key,

@@ -15,7 +15,9 @@ use ctguard_app::{
     tuning::{self, Observed, RFC5382_ESTABLISHED_FLOOR_SECS},
     users::ssr::AdminError,
 };
-use ctguard_protocol::{ConntrackStatus, Request, Response, SysctlKey, SysctlReading, SysctlScope};
+use ctguard_protocol::{
+    ConntrackModule, ConntrackStatus, Request, Response, SysctlKey, SysctlReading, SysctlScope,
+};
 
 use super::{Plan, TableOperator, from_helper, from_helper_change, invalid};
 use crate::{confirmation::TOKEN_LIFETIME_SECS, helper_client::unexpected, requester::requester};
@@ -78,14 +80,18 @@ pub struct SysctlWrite {
 }
 
 impl TableOperator {
-    pub(super) async fn sysctls_now(&self) -> Result<Vec<SysctlReading>, AdminError> {
+    /// Every allowlisted setting as the helper reads it now, and how nf_conntrack is in the
+    /// kernel (how the hash size persists).
+    pub(super) async fn sysctls_now(
+        &self,
+    ) -> Result<(Vec<SysctlReading>, ConntrackModule), AdminError> {
         match self
             .helper
             .call(Request::ReadSysctls {})
             .await
             .map_err(from_helper)?
         {
-            Response::Sysctls { readings } => Ok(readings),
+            Response::Sysctls { readings, module } => Ok((readings, module)),
             other => Err(from_helper(unexpected(&other))),
         }
     }
@@ -154,7 +160,7 @@ impl TableOperator {
         if let Err(bounds) = key.check(value) {
             return Err(invalid(format!("{bounds}.")));
         }
-        let readings = self.sysctls_now().await?;
+        let (readings, module) = self.sysctls_now().await?;
         let current = readings.iter().find(|r| r.key == key).and_then(|r| r.value);
         let Some(current) = current else {
             return Err(invalid(format!("{key} does not exist on this kernel.")));
@@ -201,7 +207,12 @@ impl TableOperator {
         changes.push(if persist {
             match key {
                 SysctlKey::NfConntrackBuckets => {
-                    hashsize_persistence(value, persisted_of(SysctlKey::NfConntrackMax))
+                    hashsize_persistence(value, persisted_of(SysctlKey::NfConntrackMax), module)
+                }
+                _ if companion.is_some() && module == ConntrackModule::BuiltIn => {
+                    "kept after reboot: both written to the helper's sysctl.d file (nf_conntrack \
+                     is built into this kernel: no module option is written)"
+                        .to_owned()
                 }
                 _ if companion.is_some() => "kept after reboot: both written to the helper's \
                      sysctl.d file, the buckets also as the nf_conntrack hashsize module option"
@@ -381,6 +392,7 @@ impl TableOperator {
             let buckets_now = self
                 .sysctls_now()
                 .await?
+                .0
                 .iter()
                 .find(|r| r.key == SysctlKey::NfConntrackBuckets)
                 .and_then(|r| r.value);
@@ -457,11 +469,12 @@ impl TableOperator {
 impl SettingsSource for TableOperator {
     async fn view(&self, peak_24h: Option<u64>) -> Result<TuningView, AdminError> {
         self.spend_a_walk().await?;
-        let readings = self.sysctls_now().await?;
+        let (readings, module) = self.sysctls_now().await?;
         let status = self.status_now().await?;
         let observed = Observed {
             peak_24h,
             established: self.established_share(&status).await,
+            module,
         };
         let records = self
             .audit
@@ -548,8 +561,25 @@ impl TableOperator {
 
 /// What persisting the buckets as `hashsize` does at the next boot: nf_conntrack_init_start sets
 /// max = 8 × hashsize when the option is given, so the limit changes too unless sysctl.d sets it.
-fn hashsize_persistence(buckets: u64, persisted_max: Option<u64>) -> String {
+fn hashsize_persistence(
+    buckets: u64,
+    persisted_max: Option<u64>,
+    module: ConntrackModule,
+) -> String {
     let at_load = buckets.saturating_mul(tuning::HASHSIZE_MAX_FACTOR);
+    if module == ConntrackModule::BuiltIn {
+        // No module option to write: the sysctl.d file resizes the hash at boot, and the limit
+        // stays what sysctl.d (or the kernel's default) makes it.
+        return format!(
+            "kept after reboot: the helper's sysctl.d file resizes the hash once systemd-sysctl \
+             runs at boot. nf_conntrack is built into this kernel, so no modprobe.d option is \
+             written (it would have no effect); to size the hash from the start, add \
+             nf_conntrack.hashsize={buckets} to the kernel command line (which also sets the \
+             limit to {} × hashsize = {} entries unless sysctl.d sets it)",
+            tuning::HASHSIZE_MAX_FACTOR,
+            format::thousands(at_load),
+        );
+    }
     let limit = match persisted_max {
         Some(max) => format!(
             "the helper's sysctl.d file then sets it to {} once systemd-sysctl runs after the module loaded",
@@ -563,10 +593,16 @@ fn hashsize_persistence(buckets: u64, persisted_max: Option<u64>) -> String {
     };
     format!(
         "kept after reboot: the helper's sysctl.d file and the nf_conntrack hashsize module \
-         option, which also sets the limit at load: max = {} × hashsize = {} entries; {limit}. \
-         Where nf_conntrack is built into the kernel, a modprobe.d option has no effect: the \
-         kernel command line needs nf_conntrack.hashsize={buckets}",
+         option, which also sets the limit at load: max = {} × hashsize = {} entries; {limit}{}",
         tuning::HASHSIZE_MAX_FACTOR,
         format::thousands(at_load),
+        if module == ConntrackModule::Unknown {
+            format!(
+                ". Where nf_conntrack is built into the kernel, a modprobe.d option has no \
+                 effect: the kernel command line needs nf_conntrack.hashsize={buckets}"
+            )
+        } else {
+            String::new()
+        }
     )
 }
