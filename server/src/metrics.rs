@@ -139,13 +139,28 @@ pub fn render(sample: &LiveSample) -> String {
         metric(
             "ctguard_kernel_log_table_full_messages",
             "gauge",
-            "'table full, dropping packet' messages in the kernel log of the last 10 minutes.",
+            "'table full' messages in the kernel log of the last 10 minutes for this namespace's \
+             table: naming its netns (6.17+), or the plain form when it is the initial namespace.",
             log.table_full,
+        );
+        metric(
+            "ctguard_kernel_log_other_tables_table_full_messages",
+            "gauge",
+            "'table full' messages of the last 10 minutes for other namespaces' tables.",
+            log.other_tables,
+        );
+        metric(
+            "ctguard_kernel_log_unattributed_table_full_messages",
+            "gauge",
+            "'table full' messages of the last 10 minutes that name no namespace, on a kernel \
+             before 6.17 that prints the same line for every namespace (any table's).",
+            log.unattributed,
         );
         metric(
             "ctguard_kernel_log_suppressed_messages",
             "gauge",
-            "Messages the kernel's rate limiter suppressed in the last 10 minutes.",
+            "Network messages of every kind the kernel's rate limit held back in the last 10 \
+             minutes (net_ratelimit: N callbacks suppressed).",
             log.suppressed,
         );
     }

@@ -546,6 +546,7 @@ pub fn sample_kernel_log() -> KernelLogSummary {
         window_secs: 600,
         table_full: 3,
         suppressed: 41,
+        ..KernelLogSummary::default()
     }
 }
 
