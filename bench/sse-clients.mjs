@@ -1,9 +1,14 @@
 // SSE load client for bench/sse-load.sh: signs N clients in, one session each, the way staff do
 // (the sign-in form, with the panel's Origin), opens one live-feed subscription per session,
-// keeps them for SECONDS, counts the events received, then closes everything and prints one JSON
-// line. It fails (non-zero exit, the reason on stderr) when a sign-in fails, a subscription is
-// refused or closes early, or no events arrive: a run that measured nothing prints no figure.
+// keeps them for SECONDS, counts the events received and the gaps between them as each client
+// saw them, then closes everything and prints one JSON line. It fails (non-zero exit, the reason
+// on stderr) when a sign-in fails, a subscription is refused or closes early, or no events
+// arrive: a run that measured nothing prints no figure.
 //   CTGUARD_BENCH_USER=... CTGUARD_BENCH_PASSWORD=... node bench/sse-clients.mjs N SECONDS URL
+// Optional: CTGUARD_BENCH_PIDS="server=PID,helper=PID" reports each process's user and system
+// CPU and memory over the window; CTGUARD_BENCH_SUSPECTS_EVERY=S makes one more session ask for
+// the Suspicious page's data (POST /api/suspects, a walk of the table) every S seconds, as an
+// open page does, and fails on any answer but 200.
 import fs from 'node:fs';
 import http from 'node:http';
 
@@ -31,6 +36,21 @@ function serverUsage() {
   // fields[0] is the state (field 3 of stat): utime and stime are fields 14 and 15.
   return { cpu_ticks: Number(fields[11]) + Number(fields[12]), rss_kib: rss ? Number(rss[1]) : 0 };
 }
+/** Each named process's CPU (user, system: clock ticks) and memory (KiB) from /proc. */
+const watched = (process.env.CTGUARD_BENCH_PIDS ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((pair) => pair.split('='))
+  .map(([name, pid]) => ({ name, pid: Number(pid) }));
+function usageOf(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (key) => Number(status.match(new RegExp(`^${key}:\\s+(\\d+)`, 'm'))?.[1] ?? 0);
+  return { user: Number(fields[11]), system: Number(fields[12]), rss_kib: kib('VmRSS'), hwm_kib: kib('VmHWM') };
+}
+const usages = () => Object.fromEntries(watched.map(({ name, pid }) => [name, usageOf(pid)]));
+const suspectsEvery = Number(process.env.CTGUARD_BENCH_SUSPECTS_EVERY ?? 0);
 const fail = (why) => {
   console.error(`sse-clients.mjs: FAILED: ${why}`);
   process.exit(1);
@@ -66,8 +86,9 @@ function signIn() {
 // Sign-ins a few at a time: each costs an argon2 hash, which the server bounds.
 const sessions = [];
 const signInStarted = Date.now();
-for (let i = 0; i < n; i += 4) {
-  const batch = Array.from({ length: Math.min(4, n - i) }, () => signIn());
+const wanted = n + (suspectsEvery > 0 ? 1 : 0);
+for (let i = 0; i < wanted; i += 4) {
+  const batch = Array.from({ length: Math.min(4, wanted - i) }, () => signIn());
   try {
     sessions.push(...(await Promise.all(batch)));
   } catch (error) {
@@ -76,12 +97,17 @@ for (let i = 0; i < n; i += 4) {
 }
 const signInSeconds = (Date.now() - signInStarted) / 1000;
 
+const refresher = suspectsEvery > 0 ? sessions.pop() : null;
 const usageBefore = serverUsage();
+const usagesBefore = usages();
+const windowStarted = Date.now();
 const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 const requests = [];
 let open = 0;
 let closedEarly = 0;
 let events = 0;
+// Milliseconds between one client's consecutive events (the first counts from the window's start).
+const gaps = [];
 let errors = 0;
 let finishing = false;
 const refusals = new Map();
@@ -96,11 +122,17 @@ for (const cookie of sessions) {
     open++;
     response.setEncoding('utf8');
     let buffer = '';
+    let last = windowStarted;
     response.on('data', (chunk) => {
       buffer += chunk;
       let end;
       while ((end = buffer.indexOf('\n\n')) >= 0) {
-        if (buffer.slice(0, end).includes('data:')) events++;
+        if (buffer.slice(0, end).includes('data:')) {
+          events++;
+          const now = Date.now();
+          gaps.push(now - last);
+          last = now;
+        }
         buffer = buffer.slice(end + 2);
       }
     });
@@ -114,14 +146,77 @@ for (const cookie of sessions) {
   requests.push(request);
 }
 
+// The Suspicious page's refreshes: one walk-backed request every suspectsEvery seconds.
+const refreshes = { asked: 0, answered: 0, refused: {}, walk_ms: [], round_trip_ms: [] };
+function refreshSuspects() {
+  const started = Date.now();
+  refreshes.asked++;
+  const request = http.request(`${origin}/api/suspects`, {
+    method: 'POST',
+    agent,
+    headers: { Cookie: refresher, Origin: origin, 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': 0 },
+  }, (response) => {
+    let body = '';
+    response.setEncoding('utf8');
+    response.on('data', (chunk) => { body += chunk; });
+    response.on('end', () => {
+      if (response.statusCode !== 200) {
+        refreshes.refused[response.statusCode] = (refreshes.refused[response.statusCode] ?? 0) + 1;
+        return;
+      }
+      refreshes.answered++;
+      refreshes.round_trip_ms.push(Date.now() - started);
+      const walk = body.match(/"walk_ms":(\d+)/);
+      if (walk) refreshes.walk_ms.push(Number(walk[1]));
+    });
+  });
+  request.on('error', () => {
+    if (!finishing) refreshes.refused.error = (refreshes.refused.error ?? 0) + 1;
+  });
+  request.end();
+}
+if (refresher) {
+  refreshSuspects();
+  setInterval(refreshSuspects, suspectsEvery * 1000).unref();
+}
+
+const percentile = (values, p) => {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+};
+
 setTimeout(() => {
   finishing = true;
   const usageAfter = serverUsage();
+  const usagesAfter = usages();
   for (const request of requests) request.destroy();
   const report = { clients: n, open, events, errors, closed_early: closedEarly, seconds, sign_in_seconds: signInSeconds };
   if (usageBefore && usageAfter) {
     report.server_cpu_ticks = usageAfter.cpu_ticks - usageBefore.cpu_ticks;
     report.server_rss_kib = usageAfter.rss_kib;
+  }
+  report.gap_ms = { p50: percentile(gaps, 50), p99: percentile(gaps, 99), max: percentile(gaps, 100) };
+  for (const { name } of watched) {
+    const [before, after] = [usagesBefore[name], usagesAfter[name]];
+    report[name] = {
+      user_ticks: after.user - before.user,
+      system_ticks: after.system - before.system,
+      rss_kib: after.rss_kib,
+      hwm_kib: after.hwm_kib,
+    };
+  }
+  if (refresher) {
+    report.suspects = {
+      asked: refreshes.asked,
+      answered: refreshes.answered,
+      refused: refreshes.refused,
+      walk_ms_total: refreshes.walk_ms.reduce((a, b) => a + b, 0),
+      walk_ms_max: percentile(refreshes.walk_ms, 100),
+      round_trip_ms_max: percentile(refreshes.round_trip_ms, 100),
+    };
+    if (Object.keys(refreshes.refused).length > 0) fail(`Suspicious page refreshes refused: ${JSON.stringify(report)}`);
+    if (refreshes.answered === 0) fail(`no Suspicious page refresh was answered: ${JSON.stringify(report)}`);
   }
   if (errors > 0) fail(`${errors} subscriptions refused or failed (${JSON.stringify(Object.fromEntries(refusals))}): ${JSON.stringify(report)}`);
   if (open < n) fail(`only ${open} of ${n} subscriptions opened: ${JSON.stringify(report)}`);

@@ -11,6 +11,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 [[ $(id -u) -eq 0 ]] || { echo "bench.sh: needs root (network namespaces)" >&2; exit 1; }
+# nf_conntrack_max is global: the end-to-end sandbox sets it too. Take turns with it (see
+# end2end/run.sh).
+exec 9>/run/ctguard-sandbox.lock
+flock -w 1200 9
 CTGUARD_BENCH_ENTRIES=${1:-262144} CTGUARD_REQUIRE_ROOT_TESTS=1 \
   cargo test --release -p ctguard-helper --test bench -- --ignored --nocapture --test-threads=1 \
   2> >(grep -v -E 'DEBUG|INFO' >&2)

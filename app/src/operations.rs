@@ -95,7 +95,8 @@ impl Operation {
     }
 }
 
-#[server]
+// A stable path: bench/under-attack.sh refreshes it as the Suspicious page does.
+#[server(endpoint = "suspects")]
 pub async fn suspects() -> Result<SuspectsView, ServerFnError> {
     ssr::viewer()
         .await?
