@@ -62,6 +62,17 @@ impl BlockScope {
     }
 }
 
+/// What the block form starts with for a suspect or a victim: its heading, the scope, the
+/// reason (empty when nothing is an alarm: information is no case for a block) and a note on what
+/// else the block drops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSuggestion {
+    pub title: String,
+    pub scope: BlockScope,
+    pub reason: String,
+    pub note: Option<String>,
+}
+
 pub fn direction_word(side: Side) -> &'static str {
     match side {
         Side::Source => "from",

@@ -10,7 +10,11 @@ use ctguard_protocol::{
 use leptos::{prelude::*, server_fn::codec::Json};
 use serde::{Deserialize, Serialize};
 
-use crate::{auth, confirm::Preview, suspicion::Suspect};
+use crate::{
+    auth,
+    confirm::Preview,
+    suspicion::{Suspect, Victim},
+};
 
 /// The Suspicious sources page's data: one snapshot, assessed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +23,8 @@ pub struct SuspectsView {
     pub walk_ms: u64,
     pub total: StateMix,
     pub suspects: Vec<Suspect>,
+    /// The destinations many sources converge on (issue 14: distributed attacks).
+    pub victims: Vec<Victim>,
     pub dports: TopList<u16>,
     pub protocols: TopList<String>,
 }

@@ -11,7 +11,11 @@ use ctguard_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::block_scope::BlockScope;
+use crate::block_scope::{BlockScope, BlockSuggestion};
+
+pub mod victims;
+
+pub use victims::{Victim, VictimReason, assess_victims};
 
 /// A source holding at least this share of the table is worth a look (information, no alarm).
 pub const LARGE_SHARE_PERCENT: f64 = 10.0;
@@ -258,6 +262,21 @@ impl Suspect {
         scope
     }
 
+    /// The block form's start for this source: its scope always (an operator may block any
+    /// source), a reason only when an alarm makes the case for it.
+    pub fn block_suggestion(&self) -> BlockSuggestion {
+        BlockSuggestion {
+            title: format!("Block {}", self.address),
+            scope: self.suggested_scope(),
+            reason: if self.is_suspicious() {
+                self.block_reason()
+            } else {
+                String::new()
+            },
+            note: self.block_note(),
+        }
+    }
+
     /// One line for a block's reason field.
     pub fn summary(&self) -> String {
         self.reasons
@@ -297,7 +316,7 @@ fn approximately(count: usize) -> &'static str {
     }
 }
 
-fn percent(part: u64, whole: u64) -> f64 {
+pub(crate) fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {
@@ -572,6 +591,8 @@ mod tests {
             source_spread: vec![],
             protocols: list(vec![]),
             tcp_states: list(vec![]),
+            destination_sources: Default::default(),
+            destination_services: Default::default(),
         }
     }
 

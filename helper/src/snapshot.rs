@@ -1,6 +1,7 @@
 //! Snapshot and Entries: one ctnetlink walk aggregated as it streams (bounded top-N maps, never
 //! a list of flows), shared by concurrent callers and rate-limited by its own cost.
 
+pub mod sources;
 pub mod spread;
 pub mod top;
 
@@ -11,11 +12,13 @@ use std::{
 };
 
 use ctguard_protocol::{
-    ConntrackEntry, EntryFilter, HelperError, Protocol, Snapshot, SourcePort, SourceSport,
-    StateMix, TcpState, snapshot::amplifier,
+    ConntrackEntry, EntryFilter, HelperError, Protocol, Side, Snapshot, SourcePort, SourceSport,
+    StateMix, TcpState,
+    snapshot::{DestinationService, amplifier},
 };
 
 use crate::ctnetlink::{self, Flow, parse::protocol_name};
+use sources::SourcedTracker;
 use spread::SpreadTracker;
 use top::TopTracker;
 
@@ -26,6 +29,10 @@ pub const TRACKED: usize = 16_384;
 /// Sources whose spread is sketched (128 bytes each): the first this many a walk meets. The heavy
 /// sources a suspicious table is about fill it early and often, so they are among them.
 pub const SPREAD_TRACKED: usize = 4_096;
+/// Groups tracked per victim category (destinations, destination services) while walking: each
+/// carries a 256-byte sketch of its sources, so fewer than [`TRACKED`] (about 1.5 MiB each when
+/// full). A victim big enough to matter survives the folding of the smallest half.
+pub const VICTIMS_TRACKED: usize = 4_096;
 
 /// The state mix of one entry.
 pub fn mix_of(flow: &Flow) -> StateMix {
@@ -61,6 +68,8 @@ pub struct Aggregate {
     spread: SpreadTracker,
     protocols: TopTracker<&'static str>,
     tcp_states: TopTracker<TcpState>,
+    destination_sources: SourcedTracker<IpAddr>,
+    destination_services: SourcedTracker<DestinationService>,
 }
 
 impl Default for Aggregate {
@@ -81,6 +90,8 @@ impl Aggregate {
             spread: SpreadTracker::new(cap.min(SPREAD_TRACKED)),
             protocols: TopTracker::new(64),
             tcp_states: TopTracker::new(16),
+            destination_sources: SourcedTracker::new(cap.min(VICTIMS_TRACKED)),
+            destination_services: SourcedTracker::new(cap.min(VICTIMS_TRACKED)),
         }
     }
 
@@ -90,6 +101,12 @@ impl Aggregate {
         let original = &flow.original;
         self.sources.add(original.source, &mix);
         self.destinations.add(original.destination, &mix);
+        self.destination_sources
+            .add(original.destination, original.source, &mix);
+        if let Some(service) = service_of(flow) {
+            self.destination_services
+                .add(service, original.source, &mix);
+        }
         self.spread
             .add(original.source, original.destination, original.dport);
         if original.protocol == 17
@@ -153,8 +170,32 @@ impl Aggregate {
                 }
             },
             tcp_states: self.tcp_states.finish(TOP_N),
+            destination_sources: self.destination_sources.finish(TOP_N),
+            destination_services: self.destination_services.finish(TOP_N),
         }
     }
+}
+
+/// The destination service an entry counts for, if any: TCP by its destination port, UDP from
+/// an amplifier's source port (reflected answers). Other UDP is left out, as in the per-source
+/// list: counting every ephemeral port would only churn the maps.
+fn service_of(flow: &Flow) -> Option<DestinationService> {
+    let original = &flow.original;
+    let (protocol, side, port) = match original.protocol {
+        6 => (Protocol::Tcp, Side::Destination, original.dport?),
+        17 => (
+            Protocol::Udp,
+            Side::Source,
+            original.sport.filter(|port| amplifier(*port).is_some())?,
+        ),
+        _ => return None,
+    };
+    Some(DestinationService {
+        destination: original.destination,
+        protocol,
+        side,
+        port,
+    })
 }
 
 fn conntrack_error(error: impl ToString) -> HelperError {
@@ -346,6 +387,53 @@ mod tests {
             .find(|group| group.key == TcpState::Established)
             .expect("listed");
         assert_eq!(established.mix.established, 1);
+    }
+
+    #[test]
+    fn a_distributed_reflection_and_a_spoofed_syn_flood_each_show_as_one_victim_group() {
+        let mut aggregate = Aggregate::with_cap(64);
+        // 1,200 reflectors in 198.18.0.0/16, three answers each from port 53 to the victim,
+        // interleaved with 2,000 spoofed SYNs to the victim's port 80, each from its own source.
+        for n in 0..2_000u32 {
+            let [_, _, high, low] = n.to_be_bytes();
+            if n < 1_200 {
+                for dport in 0..3 {
+                    let mut reflected = flow([198, 18, high, low], 1024 + dport, 0, 0);
+                    reflected.original.protocol = 17;
+                    reflected.original.sport = Some(53);
+                    aggregate.add(&reflected);
+                }
+            }
+            aggregate.add(&flow([198, 19, high, low], 80, 2, IPS_SEEN_REPLY));
+        }
+        let snapshot = aggregate.finish(1, 2);
+        assert!(
+            snapshot.sources.top.iter().all(|g| g.mix.entries <= 3),
+            "no source stands out"
+        );
+        let reflection = &snapshot.destination_services.top[0];
+        assert_eq!(
+            reflection.key,
+            DestinationService {
+                destination: "198.51.100.10".parse().expect("ip"),
+                protocol: Protocol::Udp,
+                side: Side::Source,
+                port: 53,
+            }
+        );
+        assert_eq!(reflection.mix.entries, 3_600);
+        assert_eq!(reflection.mix.unreplied, 3_600);
+        assert!(reflection.sources.abs_diff(1_200) < 300, "{reflection:?}");
+        let syn = &snapshot.destination_services.top[1];
+        assert_eq!(
+            (syn.key.protocol, syn.key.side, syn.key.port),
+            (Protocol::Tcp, Side::Destination, 80)
+        );
+        assert_eq!(syn.mix.syn_recv, 2_000);
+        assert!(syn.sources.abs_diff(2_000) < 500, "{syn:?}");
+        let victim = &snapshot.destination_sources.top[0];
+        assert_eq!(victim.mix.entries, 5_600);
+        assert!(victim.sources.abs_diff(3_200) < 800, "{victim:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::target::Protocol;
+use crate::target::{Protocol, Side};
 
 /// A TCP connection-tracking state, as `conntrack -L` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -117,6 +117,51 @@ impl SourceSpread {
     pub const SATURATED: u32 = 3_194;
 }
 
+/// What converges on one destination on one service: TCP to one of its ports (where a spoofed
+/// SYN flood lands), or UDP from one of the [`AMPLIFIERS`]' source ports (reflected answers from
+/// many servers). Its text form is the block scoped to the victim: `tcp to X dport 80`,
+/// `udp to X sport 53`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationService {
+    pub destination: IpAddr,
+    pub protocol: Protocol,
+    /// Which port of the packets: the destination port for TCP, the source port for reflected UDP.
+    pub side: Side,
+    pub port: u16,
+}
+
+/// A group and how many distinct source addresses its entries come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcedGroup<K> {
+    pub key: K,
+    pub mix: StateMix,
+    /// Distinct sources, estimated in a fixed sketch (HyperLogLog, within about 10 %).
+    pub sources: u32,
+}
+
+/// The largest groups by entries with their distinct sources, biggest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcedList<K> {
+    pub top: Vec<SourcedGroup<K>>,
+    /// Entries outside the listed groups.
+    pub rest: StateMix,
+    /// Distinct groups seen (a lower bound once the tracker had to fold some).
+    pub distinct: u64,
+}
+
+impl<K> Default for SourcedList<K> {
+    fn default() -> Self {
+        Self {
+            top: Vec::new(),
+            rest: StateMix::default(),
+            distinct: 0,
+        }
+    }
+}
+
 /// One walk of the table, aggregated as it streamed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +181,14 @@ pub struct Snapshot {
     /// By layer-4 protocol name (`tcp`, `udp`, `icmp`, ...).
     pub protocols: TopList<String>,
     pub tcp_states: TopList<TcpState>,
+    /// By destination, with distinct sources: a victim of many sources with a few entries each,
+    /// which no per-source list shows.
+    #[serde(default)]
+    pub destination_sources: SourcedList<IpAddr>,
+    /// By (destination, protocol, port), with distinct sources: TCP by destination port, UDP
+    /// from the amplifiers' source ports.
+    #[serde(default)]
+    pub destination_services: SourcedList<DestinationService>,
 }
 
 /// Which entries to list for drill-down. Every field narrows; `limit` bounds the answer.

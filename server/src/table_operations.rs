@@ -482,6 +482,7 @@ impl TableOperations for TableOperator {
                 walk_ms: snapshot.walk_ms,
                 total: snapshot.total,
                 suspects: suspicion::assess(&snapshot),
+                victims: suspicion::assess_victims(&snapshot),
                 dports: snapshot.dports,
                 protocols: snapshot.protocols,
             }),

@@ -1,7 +1,9 @@
 //! The Suspicious sources page: one snapshot's top sources with their state mix and the reasons
 //! they look suspicious, drill-down to their entries, and (for operators) block or delete entries.
 //! Connections held open are judged against the live fill and, when the table is near full, a
-//! second walk a few seconds later (does the source keep adding them?).
+//! second walk a few seconds later (does the source keep adding them?). Below the sources, the
+//! destinations many sources converge on (a distributed reflection, a spoofed SYN flood), each
+//! with the block scoped to the victim.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -9,6 +11,7 @@ use leptos::prelude::*;
 
 use crate::{
     auth::Action,
+    block_scope::BlockSuggestion,
     components::{
         block_form::BlockForm,
         operation_flow::{OperationFeedback, OperationFlow, clean_error},
@@ -17,7 +20,7 @@ use crate::{
     live::{LiveSample, latest_sample},
     operations::{EntriesView, Operation, SuspectsView, entries_of, suspects},
     session::current_user_query,
-    suspicion::{self, EarlierWalk, HeldOpenVerdict, Reason, Suspect, TableFill},
+    suspicion::{self, EarlierWalk, HeldOpenVerdict, Reason, Suspect, TableFill, Victim},
 };
 
 /// How long after a walk that found connections held open at a near-full table the page walks
@@ -72,7 +75,7 @@ pub fn SuspiciousPage() -> impl IntoView {
     );
     let user = Resource::new(|| (), |_| current_user_query());
     let selected = RwSignal::new(None::<IpAddr>);
-    let blocking = RwSignal::new(None::<Suspect>);
+    let blocking = RwSignal::new(None::<BlockSuggestion>);
     // The previous, different walk the held-open judgement compares with, and how many walks in
     // a row were asked for by it.
     let earlier = StoredValue::new(None::<EarlierWalk>);
@@ -131,12 +134,13 @@ pub fn SuspiciousPage() -> impl IntoView {
         {move || {
             blocking
                 .get()
-                .map(|suspect| {
+                .map(|suggestion| {
                     view! {
-                        <section class="card" aria-label="Block a source">
-                            <h2>{format!("Block {}", suspect.address)}</h2>
-                            {suspect
-                                .block_note()
+                        <section class="card" aria-label="Block">
+                            <h2>{suggestion.title.clone()}</h2>
+                            {suggestion
+                                .note
+                                .clone()
                                 .map(|note| {
                                     view! {
                                         <p class="banner warning" role="note" data-testid="block-note">
@@ -146,15 +150,7 @@ pub fn SuspiciousPage() -> impl IntoView {
                                 })}
                             // Only an alarm prefills a reason: information alone (a large share,
                             // connections held open while the table has room) is no case for one.
-                            <BlockForm
-                                flow
-                                scope=suspect.suggested_scope()
-                                reason=if suspect.is_suspicious() {
-                                    suspect.block_reason()
-                                } else {
-                                    String::new()
-                                }
-                            />
+                            <BlockForm flow scope=suggestion.scope reason=suggestion.reason/>
                         </section>
                     }
                 })
@@ -168,7 +164,7 @@ fn SuspectTable(
     data: SuspectsView,
     may_block: bool,
     selected: RwSignal<Option<IpAddr>>,
-    blocking: RwSignal<Option<Suspect>>,
+    blocking: RwSignal<Option<BlockSuggestion>>,
     flow: OperationFlow,
     /// Walk again shortly: connections held open at a near-full table need a second look.
     rewalk: bool,
@@ -210,7 +206,7 @@ fn SuspectTable(
                     .map(|suspect| {
                         let mix = suspect.mix;
                         let address = suspect.address;
-                        let for_block = suspect.clone();
+                        let for_block = suspect.block_suggestion();
                         let why = if suspect.is_suspicious() {
                             suspect.summary()
                         } else {
@@ -263,6 +259,7 @@ fn SuspectTable(
                     .collect_view()}
             </tbody>
         </table>
+        <VictimTable victims=data.victims total may_block selected blocking/>
         <div class="two-columns">
             <section class="card">
                 <h2>"Top destination ports"</h2>
@@ -309,6 +306,85 @@ fn SuspectTable(
                 </ul>
             </section>
         </div>
+    }
+}
+
+/// The destinations many sources converge on. Only an attacked one offers a block, scoped to it;
+/// a busy service's row says why it is normal.
+#[component]
+fn VictimTable(
+    victims: Vec<Victim>,
+    total: u64,
+    may_block: bool,
+    selected: RwSignal<Option<IpAddr>>,
+    blocking: RwSignal<Option<BlockSuggestion>>,
+) -> impl IntoView {
+    view! {
+        <h2>"Destinations"</h2>
+        <p class="muted small">
+            "Who receives the entries, and from how many sources: many sources with a few entries \
+             each are one attack that no source above shows."
+        </p>
+        <table class="data" data-testid="victims">
+            <thead>
+                <tr>
+                    <th scope="col">"Destination"</th>
+                    <th scope="col">"Entries"</th>
+                    <th scope="col">"Share"</th>
+                    <th scope="col">"Sources"</th>
+                    <th scope="col">"Unreplied"</th>
+                    <th scope="col">"Half-open"</th>
+                    <th scope="col">"Why"</th>
+                    <th scope="col">"Actions"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {victims
+                    .into_iter()
+                    .map(|victim| {
+                        let mix = victim.mix;
+                        let address = victim.address;
+                        let suggestion = victim.block_suggestion();
+                        let why = if victim.reasons.is_empty() {
+                            "nothing unusual".to_owned()
+                        } else {
+                            victim.summary()
+                        };
+                        view! {
+                            <tr
+                                data-testid=format!("victim-{address}")
+                                class:suspicious=victim.is_attacked()
+                            >
+                                <th scope="row">{address.to_string()}</th>
+                                <td>{format::thousands(mix.entries)}</td>
+                                <td>{share(mix.entries, total)}</td>
+                                <td>{format!("~{}", format::thousands(u64::from(victim.sources)))}</td>
+                                <td>{share(mix.unreplied, mix.entries)}</td>
+                                <td>{share(mix.syn_sent + mix.syn_recv, mix.entries)}</td>
+                                <td class="why">{why}</td>
+                                <td class="actions">
+                                    <button type="button" on:click=move |_| selected.set(Some(address))>
+                                        "Entries"
+                                    </button>
+                                    {suggestion
+                                        .filter(|_| may_block)
+                                        .map(|suggestion| {
+                                            view! {
+                                                <button
+                                                    type="button"
+                                                    on:click=move |_| blocking.set(Some(suggestion.clone()))
+                                                >
+                                                    "Protect…"
+                                                </button>
+                                            }
+                                        })}
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
     }
 }
 
