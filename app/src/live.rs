@@ -45,6 +45,11 @@ pub enum LiveSample {
         /// `status.stats`, whose sum over CPUs falls when one CPU's counter wraps.
         #[serde(default)]
         counters: ConntrackStats,
+        /// The table's assured entries at the newest walk the sampler asked for (every half
+        /// minute or less often: a walk costs what a dump of the table costs); `None` until one
+        /// has been made, or from a server that does not walk.
+        #[serde(default)]
+        assured: Option<AssuredReading>,
     },
     HelperDown {
         at_ms: u64,
@@ -52,6 +57,31 @@ pub enum LiveSample {
         since_ms: u64,
         cause: HelperOutage,
     },
+}
+
+/// The assured entries of the table at one walk of it: entries that have seen traffic both ways
+/// (TCP past its handshake, UDP answered and kept going), which the kernel never evicts to make
+/// room for a new one (`early_drop_list` skips `IPS_ASSURED`). The kernel keeps no count of them:
+/// only a walk of the table (the `snapshot` request) tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssuredReading {
+    /// When the walk was made, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Assured entries the walk saw.
+    pub assured: u64,
+    /// Every entry the walk saw (the count moves on while it walks).
+    pub entries: u64,
+}
+
+impl AssuredReading {
+    /// The assured entries in percent of the limit (0 when the limit is unknown).
+    pub fn percent_of(&self, max: u64) -> f64 {
+        if max == 0 {
+            0.0
+        } else {
+            self.assured as f64 * 100.0 / max as f64
+        }
+    }
 }
 
 /// Why the helper could not be read, in terms an operator can act on. Deliberately coarse: the

@@ -71,6 +71,7 @@ pub fn render(sample: &LiveSample) -> String {
         kernel_log,
         helper,
         counters,
+        assured,
     } = sample
     else {
         metric(
@@ -122,6 +123,23 @@ pub fn render(sample: &LiveSample) -> String {
             "Kernel memory conntrack entries use now by the nf_conntrack slab: every namespace's \
              entries with their extension areas, and the hash.",
             bytes,
+        );
+    }
+    if let Some(reading) = assured {
+        metric(
+            "ctguard_conntrack_assured_entries",
+            "gauge",
+            "Assured entries in this namespace's table at the newest walk of it: the kernel never \
+             evicts them to make room (early_drop skips them), so when they fill the limit new \
+             connections are dropped.",
+            reading.assured,
+        );
+        metric(
+            "ctguard_conntrack_assured_walk_timestamp_seconds",
+            "gauge",
+            "When the walk that counted the assured entries was made, in seconds since the Unix \
+             epoch (walks are at least 30 s apart).",
+            reading.at_ms / 1000,
         );
     }
     for (name, value, help) in counter_metrics(counters) {
@@ -253,6 +271,8 @@ mod tests {
         status::{CpuStats, TableIdentity},
     };
 
+    use ctguard_app::live::AssuredReading;
+
     use super::*;
     use crate::sampler::counters::CounterTracker;
 
@@ -307,6 +327,7 @@ mod tests {
                 kernel_log: None,
                 helper: HelperHealth::default(),
                 counters,
+                assured: None,
             });
             let drop = exported(&text, "ctguard_conntrack_drop_total").expect("exported");
             assert!(drop >= last, "{drop} < {last}");
@@ -344,6 +365,7 @@ mod tests {
             kernel_log: None,
             helper: HelperHealth::default(),
             counters: ConntrackStats::default(),
+            assured: None,
         });
         assert!(text.contains("# TYPE ctguard_conntrack_chaintoolong_total counter"));
         assert!(text.contains("this namespace's conntrack table"));
@@ -361,13 +383,23 @@ mod tests {
             kernel_log: None,
             helper: HelperHealth::default(),
             counters: ConntrackStats::default(),
+            assured: Some(AssuredReading {
+                at_ms: 0,
+                assured: 3,
+                entries: 10,
+            }),
         });
-        let expressions: Vec<&str> = rules
-            .lines()
-            .filter_map(|line| line.trim().strip_prefix("expr:"))
-            .collect();
+        let expressions = alert_expressions(rules);
         assert!(expressions.len() >= 4, "{rules}");
-        for expression in expressions {
+        // The assured share is used together with the drops, not alone.
+        assert!(
+            expressions
+                .iter()
+                .any(|e| e.contains("ctguard_conntrack_assured_entries")
+                    && e.contains("increase(ctguard_conntrack_drop_total[")),
+            "{expressions:?}"
+        );
+        for expression in &expressions {
             for name in expression
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .filter(|word| word.starts_with("ctguard_"))
@@ -387,5 +419,31 @@ mod tests {
         }
         assert!(rules.contains("mostly for a full table"));
         assert!(!rules.contains("new connections dropped, conntrack table full"));
+        assert!(rules.contains("early_drop skips them"));
+    }
+
+    /// Each rule's `expr:`, also when folded over several lines (`expr: >-`).
+    fn alert_expressions(rules: &str) -> Vec<String> {
+        let mut expressions = Vec::new();
+        let mut lines = rules.lines().peekable();
+        while let Some(line) = lines.next() {
+            let Some(expression) = line.trim().strip_prefix("expr:") else {
+                continue;
+            };
+            let expression = expression.trim();
+            if expression != ">-" {
+                expressions.push(expression.to_owned());
+                continue;
+            }
+            let indent = line.len() - line.trim_start().len();
+            let mut folded = Vec::new();
+            while let Some(next) = lines.next_if(|next| {
+                next.len() - next.trim_start().len() > indent && !next.trim().is_empty()
+            }) {
+                folded.push(next.trim());
+            }
+            expressions.push(folded.join(" "));
+        }
+        expressions
     }
 }

@@ -1,8 +1,10 @@
 //! The one task that reads the helper on a fixed interval and publishes the newest sample to every
 //! viewer: however many dashboards are open, the helper is asked once per interval (and for the
-//! kernel log once every [`KERNEL_LOG_EVERY`] intervals). Each reading also extends the history,
-//! and its per-CPU counters the totals that never go down (`counters`).
+//! kernel log once every [`KERNEL_LOG_EVERY`] intervals, and for a walk of the table, for its
+//! assured entries, every half minute or less often: `assured`). Each reading also extends the
+//! history, and its per-CPU counters the totals that never go down (`counters`).
 
+pub mod assured;
 pub mod counters;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,7 +13,7 @@ use ctguard_app::{live::LiveSample, seed::ssr::SharedHistory, trend::Point};
 use ctguard_protocol::KernelLogSummary;
 use tokio::{sync::watch, task::JoinHandle, time::MissedTickBehavior};
 
-use self::counters::CounterTracker;
+use self::{assured::AssuredWalker, counters::CounterTracker};
 use crate::helper_client::HelperClient;
 
 /// The kernel log is read once per this many status readings: walking it costs more than the
@@ -42,6 +44,7 @@ async fn run(
     let mut readings: u64 = 0;
     // Kept across helper outages and restarts: the kernel's counters go on meanwhile.
     let mut tracker = CounterTracker::default();
+    let mut walker = AssuredWalker::new(&client);
     loop {
         ticker.tick().await;
         let at_ms = now_ms();
@@ -69,6 +72,7 @@ async fn run(
                     kernel_log,
                     helper,
                     counters,
+                    assured: walker.poll().await,
                 }
             }
             Err(error) => {

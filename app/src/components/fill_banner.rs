@@ -1,29 +1,38 @@
-//! The banner shown while the table's fill is at or above the warning or critical threshold.
+//! The banner shown while the table's fill is at or above the warning or critical threshold,
+//! saying what that does to new connections: it depends on the assured share of the limit (what
+//! the kernel cannot evict) and on whether conntrack is dropping packets now.
 
 use ctguard_protocol::ConntrackStatus;
 use leptos::prelude::*;
 
 use crate::{
     format,
-    thresholds::{Severity, Thresholds},
+    live::AssuredReading,
+    thresholds::{self, Severity, Thresholds},
 };
 
 #[component]
-pub fn FillBanner(status: ConntrackStatus, thresholds: Thresholds) -> impl IntoView {
+pub fn FillBanner(
+    status: ConntrackStatus,
+    thresholds: Thresholds,
+    assured: Option<AssuredReading>,
+    /// Whether conntrack's `drop` counter rose over the rate window.
+    dropping: bool,
+) -> impl IntoView {
     let percent = status.fill_percent();
     let severity = thresholds.severity(percent);
-    let (headline, limit, consequence) = match severity {
+    let (headline, limit) = match severity {
         Severity::Normal => return None,
-        Severity::Warning => (
-            "Warning: ",
-            thresholds.warning_percent,
-            "When it is full, the kernel drops new connections.",
-        ),
-        Severity::Critical => (
-            "Critical: ",
-            thresholds.critical_percent,
-            "New connections are about to be dropped (or are being dropped already).",
-        ),
+        Severity::Warning => ("Warning: ", thresholds.warning_percent),
+        Severity::Critical => ("Critical: ", thresholds.critical_percent),
+    };
+    let assured_percent = assured.map(|reading| reading.percent_of(status.max));
+    let eviction = thresholds.eviction(assured_percent);
+    let consequence = thresholds::consequence(eviction, assured_percent, dropping);
+    let eviction_class = match eviction {
+        thresholds::Eviction::Unknown => "unknown",
+        thresholds::Eviction::Room => "room",
+        thresholds::Eviction::Unevictable => "unevictable",
     };
     Some(view! {
         <div
@@ -31,6 +40,8 @@ pub fn FillBanner(status: ConntrackStatus, thresholds: Thresholds) -> impl IntoV
             role="alert"
             data-testid="fill-banner"
             data-severity=severity.class()
+            data-eviction=eviction_class
+            data-dropping=dropping.to_string()
         >
             <strong>{headline}</strong>
             {format!(

@@ -16,7 +16,7 @@ use crate::{
     live::{LiveSample, follow_live_samples},
     seed::{DashboardSeed, load_dashboard},
     thresholds::Thresholds,
-    trend::Point,
+    trend::{self, Point},
 };
 
 #[component]
@@ -89,10 +89,11 @@ fn SampleView(sample: LiveSample, thresholds: Thresholds, history: History) -> i
             at_ms,
             status,
             kernel_log,
+            assured,
             ..
         } => view! {
-            <FillBanner status=status.clone() thresholds/>
-            <FillGauge status=status.clone() at_ms thresholds/>
+            <FillBanner status=status.clone() thresholds assured dropping=dropping(&history)/>
+            <FillGauge status=status.clone() at_ms thresholds assured/>
             <TrendPanel history kernel_log/>
             <StatList status/>
         }
@@ -102,6 +103,14 @@ fn SampleView(sample: LiveSample, thresholds: Thresholds, history: History) -> i
         {now}
         {charts}
     }
+}
+
+/// Whether conntrack's `drop` total rose over the rates' window (the sampler's never-falling
+/// totals, so a wrap is no rise).
+fn dropping(history: &History) -> bool {
+    trend::window(&history.recent, trend::RATE_WINDOW_MS)
+        .and_then(|(older, newer)| trend::rates(older, newer))
+        .is_some_and(|rates| rates.drop > 0.0)
 }
 
 #[component]
