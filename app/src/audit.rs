@@ -110,15 +110,52 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
+/// Where a page starts: a record's time and id (the order the log is shown in). Pages link by
+/// cursor, not by offset, so a deep page costs what the first does (an offset is read and thrown
+/// away row by row). Its text form in the address is `AT.ID`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCursor {
+    pub at: i64,
+    pub id: i64,
+}
+
+impl AuditCursor {
+    pub fn of(entry: &AuditEntry) -> Self {
+        Self {
+            at: entry.at,
+            id: entry.id,
+        }
+    }
+
+    /// `AT.ID`, as [`Self::fmt`] writes it; anything else is no cursor.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (at, id) = text.split_once('.')?;
+        Some(Self {
+            at: at.parse().ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for AuditCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.at, self.id)
+    }
+}
+
 /// One page of the log, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuditQuery {
     pub filter: AuditFilter,
-    /// Zero-based.
+    /// Zero-based; without a cursor, the page is found by offset (a bookmark of an old link).
     pub page: u32,
     /// Clamped to 1..=[`MAX_PAGE_SIZE`]; 0 means [`DEFAULT_PAGE_SIZE`].
     pub page_size: u32,
+    /// The records older than this one (the "Older" link).
+    pub before: Option<AuditCursor>,
+    /// The records newer than this one (the "Newer" link); `before` wins when both are given.
+    pub after: Option<AuditCursor>,
 }
 
 impl AuditQuery {
@@ -148,6 +185,18 @@ pub struct AuditEntry {
     pub journal_id: Option<String>,
     /// A successful sysctl change the Revert button can undo.
     pub revertible: bool,
+    /// How many events the record stands for: repeated refusals (throttled sign-ins, forbidden
+    /// requests) are folded into one record per key and minute; every other record is 1.
+    pub count: i64,
+    /// The last of those events (Unix seconds); `at` is the first.
+    pub last_at: Option<i64>,
+}
+
+impl AuditEntry {
+    /// "×312" for a record that stands for more than one event, else nothing.
+    pub fn times(&self) -> Option<String> {
+        (self.count > 1).then(|| format!("×{}", crate::format::thousands(self.count as u64)))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +206,8 @@ pub struct AuditPage {
     pub page_size: u32,
     /// Whether an older page exists.
     pub has_more: bool,
+    /// Whether a newer page exists.
+    pub has_newer: bool,
 }
 
 /// The helper's journal as the Audit page reports it: the helper's own check of the chain (with
@@ -320,6 +371,19 @@ mod tests {
             "the whole minute"
         );
         assert_eq!(range("", "1764075845"), (None, Some(1_764_075_845)));
+    }
+
+    #[test]
+    fn a_cursor_reads_back_what_it_writes_and_nothing_else() {
+        let cursor = AuditCursor {
+            at: 1_764_075_845,
+            id: 42,
+        };
+        assert_eq!(cursor.to_string(), "1764075845.42");
+        assert_eq!(AuditCursor::parse("1764075845.42"), Some(cursor));
+        for bad in ["", "1764075845", "a.b", "1.2.3", ".4"] {
+            assert_eq!(AuditCursor::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

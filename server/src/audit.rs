@@ -1,11 +1,26 @@
 //! The audit store: every attempt to sign in or change something, with who, from where, what, and
-//! how it ended. Written before the answer goes out; never holds a secret.
+//! how it ended. Written before the answer goes out; never holds a secret. Cheap repeated refusals
+//! are folded per key and minute (`aggregate`), old records archived and removed (`retention`).
 
-use ctguard_app::{audit::ValidFilter, auth::CurrentUser};
+pub mod aggregate;
+pub mod retention;
+
+use ctguard_app::{
+    audit::{AuditCursor, ValidFilter},
+    auth::CurrentUser,
+};
 use ctguard_protocol::{JournalRef, RecordHash};
-use sqlx::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use crate::client::ClientInfo;
+
+/// Which page of a search: by offset (old bookmarks), or older / newer than a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAt {
+    Offset(i64),
+    Before(AuditCursor),
+    After(AuditCursor),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -123,10 +138,14 @@ pub struct AuditRecord {
     pub journal_id: Option<String>,
     pub journal_hash: Option<String>,
     pub arguments: Option<String>,
+    /// How many events the record stands for (1 unless folded, see [`aggregate`]).
+    pub count: i64,
+    /// The last folded event's time; `at` is the first. `None` for a record never folded.
+    pub last_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, at, actor, role, client_addr, user_agent, action, target, outcome, \
-                       detail, preview, journal_id, journal_hash, arguments";
+                       detail, preview, journal_id, journal_hash, arguments, count, last_at";
 
 #[derive(Debug, Clone)]
 pub struct AuditStore {
@@ -211,38 +230,59 @@ impl AuditStore {
         query.bind(limit).fetch_all(&self.pool).await
     }
 
-    /// The records `filter` matches, newest first, skipping `offset` and returning at most `limit`.
+    /// The records `filter` matches, newest first, at most `limit`, from where `page` says.
+    ///
+    /// Only the conditions the filter sets are written into the query (a `? IS NULL OR actor = ?`
+    /// form would keep SQLite from using any index), so each filter meets its index
+    /// (`20261202000021_audit_indexes.sql`) and is read in order; a cursor is a range on that
+    /// index (`at <= ?` bounds it, the `OR` only settles records of the same second).
     pub async fn search(
         &self,
         filter: &ValidFilter,
         limit: i64,
-        offset: i64,
+        page: PageAt,
     ) -> Result<Vec<AuditRecord>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS}
-             FROM audit
-             WHERE (? IS NULL OR actor = ?)
-               AND (? IS NULL OR action = ?)
-               AND (? IS NULL OR outcome = ?)
-               AND (? IS NULL OR at >= ?)
-               AND (? IS NULL OR at <= ?)
-             ORDER BY at DESC, id DESC
-             LIMIT ? OFFSET ?"
-        ))
-        .bind(&filter.actor)
-        .bind(&filter.actor)
-        .bind(&filter.action)
-        .bind(&filter.action)
-        .bind(&filter.outcome)
-        .bind(&filter.outcome)
-        .bind(filter.from)
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(filter.to)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await
+        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM audit WHERE 1"));
+        push_filter(&mut query, filter);
+        let newest_first = match page {
+            PageAt::Offset(_) => true,
+            PageAt::Before(cursor) => {
+                query
+                    .push(" AND at <= ")
+                    .push_bind(cursor.at)
+                    .push(" AND (at < ")
+                    .push_bind(cursor.at)
+                    .push(" OR id < ")
+                    .push_bind(cursor.id)
+                    .push(")");
+                true
+            }
+            PageAt::After(cursor) => {
+                query
+                    .push(" AND at >= ")
+                    .push_bind(cursor.at)
+                    .push(" AND (at > ")
+                    .push_bind(cursor.at)
+                    .push(" OR id > ")
+                    .push_bind(cursor.id)
+                    .push(")");
+                false
+            }
+        };
+        query.push(if newest_first {
+            " ORDER BY at DESC, id DESC LIMIT "
+        } else {
+            " ORDER BY at ASC, id ASC LIMIT "
+        });
+        query.push_bind(limit);
+        if let PageAt::Offset(offset) = page {
+            query.push(" OFFSET ").push_bind(offset);
+        }
+        let mut records: Vec<AuditRecord> = query.build_query_as().fetch_all(&self.pool).await?;
+        if !newest_first {
+            records.reverse();
+        }
+        Ok(records)
     }
 
     /// Writes the record of a change about to be made, as pending: the change goes ahead only
@@ -323,5 +363,26 @@ impl AuditStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(highest.and_then(|seq| u64::try_from(seq).ok()))
+    }
+}
+
+/// The filter's conditions, only those it sets (see [`AuditStore::search`]).
+fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &ValidFilter) {
+    for (column, value) in [
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+        ("outcome", &filter.outcome),
+    ] {
+        if let Some(value) = value {
+            query
+                .push(format!(" AND {column} = "))
+                .push_bind(value.clone());
+        }
+    }
+    if let Some(from) = filter.from {
+        query.push(" AND at >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        query.push(" AND at <= ").push_bind(to);
     }
 }

@@ -14,7 +14,7 @@ use ctguard_app::{
 };
 
 use crate::{
-    audit::{AuditEvent, AuditRecord, AuditStore, Outcome},
+    audit::{AuditEvent, AuditRecord, AuditStore, Outcome, PageAt},
     client::ClientInfo,
     clock::SharedClock,
 };
@@ -22,7 +22,7 @@ use crate::{
 /// At most this many rows per export (newest first); narrow the filter for older ones.
 pub const MAX_EXPORT_ROWS: i64 = 100_000;
 
-const HEADER: [&str; 11] = [
+const HEADER: [&str; 13] = [
     "time_utc",
     "user",
     "role",
@@ -34,6 +34,10 @@ const HEADER: [&str; 11] = [
     "detail",
     "preview",
     "helper_journal",
+    // Repeated refusals folded into one record: how many, and the last one's time (`time_utc`
+    // is the first's).
+    "count",
+    "last_time_utc",
 ];
 
 /// What the export handler needs.
@@ -80,6 +84,8 @@ pub fn to_csv(records: &[AuditRecord]) -> Result<Vec<u8>, ExportError> {
             optional(&record.detail),
             optional(&record.preview),
             optional(&record.journal_id),
+            record.count.to_string(),
+            utc::datetime(record.last_at.unwrap_or(record.at)),
         ];
         writer.write_record(row.iter().map(|cell| neutralise(cell).into_owned()))?;
     }
@@ -102,7 +108,11 @@ pub async fn audit_csv(
         Ok(valid) => valid,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
-    let records = match export.audit.search(&valid, MAX_EXPORT_ROWS, 0).await {
+    let records = match export
+        .audit
+        .search(&valid, MAX_EXPORT_ROWS, PageAt::Offset(0))
+        .await
+    {
         Ok(records) => records,
         Err(error) => {
             tracing::error!(%error, "reading the audit log for export failed");
@@ -182,19 +192,21 @@ mod tests {
             journal_id: None,
             journal_hash: None,
             arguments: None,
+            count: 1,
+            last_at: None,
         };
         let text = String::from_utf8(to_csv(&[record]).expect("csv")).expect("utf-8");
         let mut lines = text.splitn(2, '\n');
         assert_eq!(
             lines.next(),
             Some(
-                "time_utc,user,role,client_addr,user_agent,action,target,outcome,detail,preview,helper_journal"
+                "time_utc,user,role,client_addr,user_agent,action,target,outcome,detail,preview,helper_journal,count,last_time_utc"
             )
         );
         assert_eq!(
             lines.next(),
             Some(
-                "1970-01-01 00:00:00,\"'=HYPERLINK(\"\"x\"\")\",,192.0.2.1,\"a, b\",login,,failed,\"line one\nline two\",,\n"
+                "1970-01-01 00:00:00,\"'=HYPERLINK(\"\"x\"\")\",,192.0.2.1,\"a, b\",login,,failed,\"line one\nline two\",,,1,1970-01-01 00:00:00\n"
             )
         );
     }

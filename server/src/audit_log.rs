@@ -8,7 +8,7 @@ use ctguard_app::audit::{
 use ctguard_protocol::{JournalRef, Request, Response};
 
 use crate::{
-    audit::{AuditRecord, AuditStore},
+    audit::{AuditRecord, AuditStore, PageAt},
     helper_client::HelperClient,
 };
 
@@ -37,6 +37,8 @@ impl From<AuditRecord> for AuditEntry {
             revertible,
             preview: record.preview,
             journal_id: record.journal_id,
+            count: record.count,
+            last_at: record.last_at,
         }
     }
 }
@@ -46,23 +48,45 @@ impl AuditLog for AuditReader {
     async fn query(&self, query: AuditQuery) -> Result<AuditPage, AuditError> {
         let filter = query.filter.validate().map_err(AuditError::Invalid)?;
         let page_size = query.effective_page_size();
-        let offset = i64::from(query.page) * i64::from(page_size);
-        // One more than a page tells whether an older page exists.
+        let size = page_size as usize;
+        let at = match (query.before, query.after) {
+            (Some(cursor), _) => PageAt::Before(cursor),
+            (None, Some(cursor)) => PageAt::After(cursor),
+            (None, None) => PageAt::Offset(i64::from(query.page) * i64::from(page_size)),
+        };
+        // One more than a page tells whether another page lies beyond it.
         let mut records = self
             .audit
-            .search(&filter, i64::from(page_size) + 1, offset)
+            .search(&filter, i64::from(page_size) + 1, at)
             .await
             .map_err(|error| {
                 tracing::error!(%error, "reading the audit log failed");
                 AuditError::Internal
             })?;
-        let has_more = records.len() > page_size as usize;
-        records.truncate(page_size as usize);
+        let beyond = records.len() > size;
+        let (has_more, has_newer) = match at {
+            PageAt::Offset(offset) => {
+                records.truncate(size);
+                (beyond, offset > 0)
+            }
+            PageAt::Before(_) => {
+                records.truncate(size);
+                (beyond, true)
+            }
+            PageAt::After(_) => {
+                // Newest first: the record beyond the page is its first.
+                if beyond {
+                    records.remove(0);
+                }
+                (true, beyond)
+            }
+        };
         Ok(AuditPage {
             entries: records.into_iter().map(AuditEntry::from).collect(),
             page: query.page,
             page_size,
             has_more,
+            has_newer,
         })
     }
 

@@ -121,6 +121,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CTGUARD_CONFIRMATION_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(2..=900))]
     pub confirmation_secs: u64,
 
+    /// Days the audit log keeps a record; older ones are archived to a CSV file in the state
+    /// directory (`audit-archive/`), then deleted, by an hourly sweep. 0 keeps them for ever.
+    #[arg(long, env = "CTGUARD_AUDIT_RETENTION_DAYS", default_value_t = crate::audit::retention::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub audit_retention_days: u32,
+
     /// A file holding the bearer token `/metrics` then requires (Prometheus' `authorization:
     /// credentials_file`). Without it, `/metrics` answers anyone who reaches the port.
     #[arg(long, env = "CTGUARD_METRICS_TOKEN_FILE")]
@@ -208,6 +213,7 @@ impl ServeArgs {
             },
             confirmation_lifetime: Duration::from_secs(self.confirmation_secs),
             metrics_token,
+            audit_retention_days: self.audit_retention_days,
         })
     }
 }
@@ -231,6 +237,8 @@ pub struct Settings {
     pub confirmation_lifetime: Duration,
     /// The bearer token `/metrics` requires; `None`: it is public.
     pub metrics_token: Option<MetricsToken>,
+    /// Days an audit record is kept before it is archived and deleted; 0: for ever.
+    pub audit_retention_days: u32,
 }
 
 #[derive(Debug, Clone)]

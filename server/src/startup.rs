@@ -39,7 +39,7 @@ use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::{
     account_admin::AccountAdministration,
-    audit::AuditStore,
+    audit::{AuditStore, retention::Retention},
     audit_export::{AuditExport, audit_csv},
     audit_log::AuditReader,
     auth::{
@@ -135,6 +135,12 @@ impl Application {
         let users = UserStore::new(pool.clone());
         let logins = LoginStore::new(pool.clone());
         let audit = AuditStore::new(pool.clone());
+        let retention = Retention::in_state_dir(
+            audit.clone(),
+            &settings.state_dir,
+            settings.audit_retention_days,
+        )
+        .spawn(clock.clone());
         let refusals = RefusalAudit {
             audit: audit.clone(),
             clock: clock.clone(),
@@ -258,7 +264,10 @@ impl Application {
             local_addr,
             router,
             sampler,
-            background: vec![saver, expired_sessions, login_sweeper],
+            background: [saver, expired_sessions, login_sweeper]
+                .into_iter()
+                .chain(retention)
+                .collect(),
             store,
             history,
         })

@@ -240,6 +240,7 @@ async fn start(
             ctguard_server::confirmation::TOKEN_LIFETIME_SECS as u64,
         ),
         metrics_token: None,
+        audit_retention_days: ctguard_server::audit::retention::DEFAULT_DAYS,
     };
     adjust(&mut settings);
     let server_clock: SharedClock = match which_clock {

@@ -7,8 +7,8 @@ use leptos_router::hooks::use_query_map;
 
 use crate::{
     audit::{
-        AuditEntry, AuditFilter, AuditPage, AuditQuery, JournalReport, OUTCOMES, journal_status,
-        query_audit,
+        AuditCursor, AuditEntry, AuditFilter, AuditPage, AuditQuery, JournalReport, OUTCOMES,
+        journal_status, query_audit,
     },
     components::operation_flow::{OperationFeedback, OperationFlow, clean_error},
     format,
@@ -32,6 +32,8 @@ pub fn AuditPage() -> impl IntoView {
                 },
                 page: field("page").parse().unwrap_or(0),
                 page_size: 0,
+                before: AuditCursor::parse(&field("before")),
+                after: AuditCursor::parse(&field("after")),
             }
         })
     });
@@ -122,17 +124,26 @@ fn FilterForm(filter: AuditFilter) -> impl IntoView {
 
 #[component]
 fn Records(page: AuditPage, filter: AuditFilter, flow: OperationFlow) -> impl IntoView {
-    let link = |number: u32| {
-        let query = filter.query_string();
-        match (query.is_empty(), number) {
-            (true, 0) => "/audit".to_owned(),
-            (true, n) => format!("/audit?page={n}"),
-            (false, 0) => format!("/audit?{query}"),
-            (false, n) => format!("/audit?{query}&page={n}"),
+    // Pages link by cursor (the first or last record shown), so a deep page is as fast as the
+    // first; the page number is only a label. The first page needs no cursor.
+    let link = |number: u32, cursor: Option<(&str, AuditCursor)>| {
+        let mut query = filter.query_string();
+        if let (Some((name, cursor)), true) = (cursor, number > 0) {
+            let sep = if query.is_empty() { "" } else { "&" };
+            query = format!("{query}{sep}page={number}&{name}={cursor}");
+        }
+        match query.is_empty() {
+            true => "/audit".to_owned(),
+            false => format!("/audit?{query}"),
         }
     };
-    let newer = (page.page > 0).then(|| link(page.page - 1));
-    let older = page.has_more.then(|| link(page.page + 1));
+    let first = page.entries.first().map(AuditCursor::of);
+    let last = page.entries.last().map(AuditCursor::of);
+    let newer = (page.has_newer || page.page > 0)
+        .then(|| link(page.page.saturating_sub(1), first.map(|c| ("after", c))));
+    let older = page
+        .has_more
+        .then(|| link(page.page + 1, last.map(|c| ("before", c))));
     let empty = page.entries.is_empty();
     view! {
         <table class="data" data-testid="audit">
@@ -140,6 +151,7 @@ fn Records(page: AuditPage, filter: AuditFilter, flow: OperationFlow) -> impl In
             <thead>
                 <tr>
                     <th scope="col">"Time (UTC)"</th>
+                    <th scope="col">"Times"</th>
                     <th scope="col">"User"</th>
                     <th scope="col">"Role"</th>
                     <th scope="col">"Client"</th>
@@ -257,6 +269,19 @@ fn JournalChain(status: Result<JournalReport, ServerFnError>) -> impl IntoView {
 #[component]
 fn Row(entry: AuditEntry, flow: OperationFlow) -> impl IntoView {
     let dash = |value: Option<String>| value.unwrap_or_else(|| "—".to_owned());
+    let stamp = |at: i64| {
+        view! {
+            <time datetime=format!("{}Z", utc::datetime(at).replace(' ', "T"))>
+                {utc::datetime(at)}
+            </time>
+        }
+    };
+    // A folded record covers its first to its last event.
+    let until = entry
+        .last_at
+        .filter(|last| entry.count > 1 && *last != entry.at)
+        .map(|last| view! { " – " {stamp(last)} });
+    let times = entry.times();
     let audit_id = entry.id;
     let action = entry.action.clone();
     let revert = entry.revertible.then(|| {
@@ -275,11 +300,11 @@ fn Row(entry: AuditEntry, flow: OperationFlow) -> impl IntoView {
             data-testid=format!("audit-{}", entry.id)
             data-outcome=entry.outcome.clone()
             data-action=action
+            data-count=entry.count.to_string()
         >
-            <td>
-                <time datetime=format!("{}Z", utc::datetime(entry.at).replace(' ', "T"))>
-                    {utc::datetime(entry.at)}
-                </time>
+            <td>{stamp(entry.at)} {until}</td>
+            <td class="count" data-testid="count">
+                {times}
             </td>
             <td>{dash(entry.actor)}</td>
             <td>{dash(entry.role)}</td>

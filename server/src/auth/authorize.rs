@@ -55,7 +55,8 @@ impl RefusalAudit {
         let event = AuditEvent::by(user, &client, "forbidden", Outcome::Refused)
             .target(&path)
             .detail(&detail);
-        if let Err(error) = self.audit.record(self.clock.now(), event).await {
+        // Folded per minute: a signed-in user can repeat a refused request cheaply.
+        if let Err(error) = self.audit.record_aggregated(self.clock.now(), event).await {
             tracing::error!(%error, "cannot audit a refused request");
         }
     }

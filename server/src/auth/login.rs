@@ -153,9 +153,10 @@ pub async fn sign_in(
         Err(Locked { retry_after }) => {
             // `?`: the name is what the client typed; quoted and escaped, it cannot end the line.
             tracing::warn!(user = ?attempted, client = %client.addr, retry_after, "login throttled");
+            // Folded per minute: a locked-out attacker's retries cannot flood the audit log.
             let _ = service
                 .audit
-                .record(
+                .record_aggregated(
                     now,
                     audit(Outcome::Refused, "throttled: too many failed attempts"),
                 )
@@ -430,7 +431,7 @@ pub async fn second_factor(
             tracing::warn!(user = ?pending.username, client = %client.addr, retry_after, "second factor throttled");
             let _ = service
                 .audit
-                .record(
+                .record_aggregated(
                     now,
                     AuditEvent {
                         action: "login.second_factor",
