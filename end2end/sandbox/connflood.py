@@ -6,6 +6,9 @@ This file owns the two ends of the "assured" flood that end2end/sandbox/sandbox.
   serve  in the guest namespace: accepts every connection on one port and holds it;
   flood  in the internet namespace: from one source address, opens connections to it until the
          router's conntrack table is full, holds them, and keeps trying a few new ones per second.
+         With --max below the table's room it is a benign holder instead: a reverse proxy's
+         keep-alive pool (one source), or, with --source-count, the users behind a NAT (that
+         many consecutive addresses, connections spread over them).
 
 Why completed handshakes: the kernel evicts unreplied entries to make room (early_drop), but never
 ASSURED ones. A table full of assured entries is what makes it drop new connections and log
@@ -20,6 +23,7 @@ Only the standard library is used.
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import resource
 import sys
@@ -64,8 +68,9 @@ async def serve(bind: str, port: int, max_connections: int, seconds: float) -> N
 
 
 class Flood:
-    def __init__(self, source: str, host: str, port: int, max_connections: int) -> None:
-        self.source = source
+    def __init__(self, sources: list, host: str, port: int, max_connections: int) -> None:
+        self.sources = sources
+        self.attempts = 0
         self.host = host
         self.port = port
         self.max_connections = max_connections
@@ -75,9 +80,11 @@ class Flood:
 
     async def attempt(self) -> bool:
         self.pending += 1
+        source = self.sources[self.attempts % len(self.sources)]
+        self.attempts += 1
         try:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, local_addr=(self.source, 0)),
+                asyncio.open_connection(self.host, self.port, local_addr=(source, 0)),
                 timeout=CONNECT_TIMEOUT_SECONDS,
             )
             self.held.append(writer)
@@ -98,7 +105,9 @@ class Flood:
 
 
 async def flood(args: argparse.Namespace) -> None:
-    state = Flood(args.source, args.to, args.port, args.max)
+    first = ipaddress.ip_address(args.source)
+    sources = [str(first + i) for i in range(args.source_count)]
+    state = Flood(sources, args.to, args.port, args.max)
     deadline = time.monotonic() + args.seconds
 
     def report() -> None:
@@ -110,7 +119,8 @@ async def flood(args: argparse.Namespace) -> None:
     tasks = set()
     full = False
     while not full and time.monotonic() < deadline:
-        while len(tasks) < FILL_CONCURRENCY and state.room() > 0:
+        # Tasks not yet started are not `pending` yet: count every one in flight.
+        while len(tasks) < FILL_CONCURRENCY and state.room() - len(tasks) > 0:
             tasks.add(asyncio.ensure_future(state.attempt()))
         if not tasks:
             break
@@ -143,6 +153,9 @@ def main() -> int:
     serve_args.add_argument("--seconds", type=float, required=True)
     flood_args = sub.add_parser("flood", help="open and hold connections until the table is full")
     flood_args.add_argument("--source", required=True)
+    flood_args.add_argument(
+        "--source-count", type=int, default=1, help="consecutive source addresses from --source"
+    )
     flood_args.add_argument("--to", required=True)
     flood_args.add_argument("--port", type=int, required=True)
     flood_args.add_argument("--max", type=int, required=True)
@@ -155,6 +168,8 @@ def main() -> int:
         parser.error(f"--max must be 1..{HARD_MAX_CONNECTIONS}")
     if not 0 < args.seconds <= HARD_MAX_SECONDS:
         parser.error(f"--seconds must be in (0, {HARD_MAX_SECONDS}]")
+    if args.mode == "flood" and not 1 <= args.source_count <= 1024:
+        parser.error("--source-count must be 1..1024")
     raise_fd_limit(args.max)
     if args.mode == "serve":
         asyncio.run(serve(args.bind, args.port, args.max, args.seconds))

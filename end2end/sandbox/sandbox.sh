@@ -17,9 +17,13 @@
 #                  203.0.113.77 connection flooder                          NAT for the guests)
 #                  203.0.113.88 scanner
 #                  203.0.113.53 DNS reflector
+#                  203.0.113.20 reverse proxy (busy-host), 203.0.113.40 monitor (busy-host)
 #   ctg-guest eth0 198.51.100.10 server       <->  veth-guest 198.51.100.1
 #                  198.51.100.23 compromised guest
+#                  198.51.100.128/25 (a local route: any address of it) the NAT's users
 #   (198.51.100.99 is routed to the guest side but nobody answers there: the scan's target)
+#   198.18.0.0/15 (RFC 2544's benchmarking range) is routed by ctg-host to ctg-inet, which owns
+#   none of it: the spoofed sources of the distributed attacks (spoof.py), whose answers vanish there.
 #
 # Usage: sandbox.sh up | down | status | count | flush | client-check | flows N [PORT [SRC]]
 #                   | limit N | limit restore | scenario NAME [ARG]
@@ -53,7 +57,23 @@
 #   scenario compromised-guest N
 #                 N TCP SYNs from the guest 198.51.100.23 to port 23 of random 203.0.113.x
 #                 addresses, source-NATed by ctg-host: an infected guest scanning the internet.
-#   scenario stop stop the assured flood's processes (their entries stay until they time out)
+#   scenario busy-host [SECONDS]
+#                 a benign busy host, for SECONDS (default 600): a reverse proxy 203.0.113.20
+#                 holding 400 keep-alive connections to 198.51.100.10:8082; 120 users behind the
+#                 NAT (198.51.100.130-249) holding 3 connections each to 203.0.113.10:443; a
+#                 monitor 203.0.113.40 scraping ports 9100-9129 of 198.51.100.10 every 10 s.
+#                 Every connection is answered. Returns once all are in the table.
+#   scenario distributed-reflection [SOURCES [PER]]
+#                 SOURCES (default 1200) reflectors of 198.18.0.0/16 send PER (default 3) UDP
+#                 answers each from source port 53 to random ports of 198.51.100.10: a DNS
+#                 reflection no single source shows (block it with udp to 198.51.100.10 sport 53).
+#   scenario syn-flood [RATE [SECONDS]]
+#                 spoofed SYNs from 198.19.0.0/16 to 198.51.100.10:80 (a listener answers),
+#                 RATE a second (default 100) for SECONDS (default 300), in the background: the
+#                 table holds about RATE x 60 half-open entries (SYN_RECV lasts 60 s). Returns
+#                 once RATE x 5 are there. Block it with tcp to 198.51.100.10 dport 80.
+#   scenario stop stop every scenario's background processes (their entries stay until they
+#                 time out)
 set -euo pipefail
 
 # CTGUARD_SANDBOX names the sandbox (default ctg): two sandboxes with different names can run side
@@ -72,7 +92,7 @@ fi
 
 readonly HOST_INET_IP=203.0.113.1
 readonly INET_IP=203.0.113.10
-readonly INET_EXTRA_IPS=(203.0.113.66 203.0.113.77 203.0.113.88 203.0.113.53)
+readonly INET_EXTRA_IPS=(203.0.113.66 203.0.113.77 203.0.113.88 203.0.113.53 203.0.113.20 203.0.113.40)
 readonly HOST_GUEST_IP=198.51.100.1
 readonly GUEST_IP=198.51.100.10
 readonly GUEST_COMPROMISED_IP=198.51.100.23
@@ -81,13 +101,30 @@ readonly NOBODY_IP=198.51.100.99
 readonly FLOODER_IP=203.0.113.77
 readonly SCANNER_IP=203.0.113.88
 readonly REFLECTOR_IP=203.0.113.53
+readonly PROXY_IP=203.0.113.20
+readonly PROXY_PORT=8082
+readonly PROXY_CONNECTIONS=400
+readonly NAT_USERS_NET=198.51.100.128/25
+readonly NAT_USERS_FIRST=198.51.100.130
+readonly NAT_USERS=120
+readonly NAT_USER_CONNECTIONS=3
+readonly WEB_PORT=443
+readonly MONITOR_IP=203.0.113.40
+readonly MONITOR_PORTS=9100-9129
+readonly SPOOF_NET=198.18.0.0/15
+readonly REFLECTORS_NET=198.18.0.0/16
+readonly SYN_SOURCES_NET=198.19.0.0/16
+readonly SYN_PORT=80
 readonly HOLD_PORT=8081
 # The assured flood holds one socket per entry: beyond this the table is too big to fill that way.
 readonly ASSURED_FLOOD_MAX_LIMIT=20000
 readonly LIMIT_MIN=1024
 readonly LIMIT_MAX=1048576
 readonly MAX_PATH=/proc/sys/net/netfilter/nf_conntrack_max
-readonly CONNFLOOD=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/connflood.py
+readonly SANDBOX_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly CONNFLOOD=$SANDBOX_DIR/connflood.py
+readonly BUSY=$SANDBOX_DIR/busy.py
+readonly SPOOF=$SANDBOX_DIR/spoof.py
 
 readonly LISTEN_PORT=8080
 readonly LISTEN_ANSWER=ctguard-sandbox-ok
@@ -300,6 +337,10 @@ cmd_up() {
     in_ns "$NS_GUEST" ip addr add "${GUEST_COMPROMISED_IP}/24" dev eth0
     in_ns "$NS_GUEST" ip link set eth0 up
     in_ns "$NS_GUEST" ip route add default via "$HOST_GUEST_IP" dev eth0
+    # Any address of the /25 is the guest's own (and answered by ARP): the NAT's users.
+    in_ns "$NS_GUEST" ip route add local "$NAT_USERS_NET" dev lo
+    # The spoofed sources' range leads back into ctg-inet, where nobody owns it.
+    in_ns "$NS_HOST" ip route add "$SPOOF_NET" via "$INET_IP" dev veth-inet
 
     # ctg-host: router with conntrack active (per-namespace sysctls only)
     in_ns "$NS_HOST" sysctl -q -w net.ipv4.ip_forward=1
@@ -399,7 +440,7 @@ scenario_assured_flood() {
     if ((limit > ASSURED_FLOOD_MAX_LIMIT)); then
         die "assured-flood: nf_conntrack_max is $limit; lower it first (e.g. $0 limit 4096, at most $ASSURED_FLOOD_MAX_LIMIT)"
     fi
-    scenario_stop
+    stop_background flood flood-server
     # Sockets held on both ends: the limit plus room for the entries already there.
     start_background flood-server "$NS_GUEST" python3 "$CONNFLOOD" serve \
         --bind "$GUEST_IP" --port "$HOLD_PORT" --max $((limit + 1024)) --seconds $((seconds + 30))
@@ -423,9 +464,95 @@ scenario_assured_flood() {
     die "assured-flood: the table did not fill within 60 s ($count of $limit)"
 }
 
+# Waits (bounded) until COMMAND's output, a number, reaches N. wait_for N SECONDS WHAT COMMAND...
+wait_for() {
+    local want=$1 seconds=$2 what=$3 i got=0
+    shift 3
+    for ((i = 0; i < seconds * 10; i++)); do
+        got=$("$@" || true)
+        ((got >= want)) && return 0
+        sleep 0.1
+    done
+    die "$what: $got of $want after ${seconds}s"
+}
+
+host_entries() { # conntrack -L filter arguments: how many entries of the router's table match
+    in_ns "$NS_HOST" conntrack -L "$@" 2>/dev/null | grep -c . || true
+}
+
+scenario_busy_host() {
+    local seconds=${1:-600}
+    if ! [[ $seconds =~ ^[0-9]+$ ]] || ((seconds < 10 || seconds > 1800)); then
+        die "busy-host: SECONDS must be 10..1800"
+    fi
+    local users=$((NAT_USERS * NAT_USER_CONNECTIONS)) hold=$((seconds + 30))
+    # The reverse proxy's backend and its keep-alive pool.
+    start_background proxy-server "$NS_GUEST" python3 "$CONNFLOOD" serve \
+        --bind "$GUEST_IP" --port "$PROXY_PORT" --max $((PROXY_CONNECTIONS + 64)) --seconds "$hold"
+    # The web service the NAT's users hold connections to.
+    start_background web-server "$NS_INET" python3 "$CONNFLOOD" serve \
+        --bind "$INET_IP" --port "$WEB_PORT" --max $((users + 64)) --seconds "$hold"
+    start_background monitor-answer "$NS_GUEST" python3 "$BUSY" answer \
+        --bind "$GUEST_IP" --ports "$MONITOR_PORTS" --seconds "$hold"
+    wait_for 1 5 "busy-host: the proxy's backend" \
+        bash -c "ip netns exec $NS_GUEST ss -Hltn 'sport = :$PROXY_PORT' | grep -c ."
+    wait_for 1 5 "busy-host: the web service" \
+        bash -c "ip netns exec $NS_INET ss -Hltn 'sport = :$WEB_PORT' | grep -c ."
+    wait_for 30 5 "busy-host: the monitor's exporters" \
+        bash -c "ip netns exec $NS_GUEST ss -Hltn 'sport >= :9100 and sport <= :9129' | grep -c ."
+    start_background proxy "$NS_INET" python3 "$CONNFLOOD" flood --source "$PROXY_IP" \
+        --to "$GUEST_IP" --port "$PROXY_PORT" --max "$PROXY_CONNECTIONS" --rate 0 --seconds "$seconds"
+    start_background nat-users "$NS_GUEST" python3 "$CONNFLOOD" flood --source "$NAT_USERS_FIRST" \
+        --source-count "$NAT_USERS" --to "$INET_IP" --port "$WEB_PORT" --max "$users" --rate 0 \
+        --seconds "$seconds"
+    start_background monitor "$NS_INET" python3 "$BUSY" scrape --source "$MONITOR_IP" \
+        --to "$GUEST_IP" --ports "$MONITOR_PORTS" --interval 10 --seconds "$seconds"
+    wait_for "$PROXY_CONNECTIONS" 30 "busy-host: the proxy's connections" \
+        host_entries -s "$PROXY_IP" -p tcp --state ESTABLISHED
+    wait_for "$users" 30 "busy-host: the NAT's users' connections" \
+        host_entries -d "$INET_IP" -p tcp --dport "$WEB_PORT" --state ESTABLISHED
+    wait_for 30 30 "busy-host: the monitor's first scrape" host_entries -s "$MONITOR_IP" -p tcp
+    log "busy-host: proxy $PROXY_IP holds $PROXY_CONNECTIONS, $NAT_USERS NAT users hold $users, monitor $MONITOR_IP scrapes $MONITOR_PORTS; for ${seconds}s"
+}
+
+scenario_distributed_reflection() {
+    local sources=${1:-1200} per=${2:-3}
+    if ! [[ $sources =~ ^[0-9]+$ && $per =~ ^[0-9]+$ ]] || ((sources < 1 || per < 1 || sources * per > FLOWS_MAX)); then
+        die "distributed-reflection: SOURCES x PER must be 1..${FLOWS_MAX}"
+    fi
+    timeout --kill-after=5 $((20 + sources * per / 2000)) ip netns exec "$NS_INET" python3 "$SPOOF" \
+        reflection --from "$REFLECTORS_NET" --to "$GUEST_IP" --sources "$sources" --per-source "$per" \
+        --sport 53 --rate 5000 --seconds $((10 + sources * per / 2000)) </dev/null >/dev/null 2>&1 ||
+        die "distributed-reflection: spoof.py failed"
+}
+
+scenario_syn_flood() {
+    local rate=${1:-100} seconds=${2:-300}
+    if ! [[ $rate =~ ^[0-9]+$ && $seconds =~ ^[0-9]+$ ]] || ((rate < 1 || rate > 1000 || seconds < 10 || seconds > 900)); then
+        die "syn-flood: RATE must be 1..1000 and SECONDS 10..900"
+    fi
+    if ! in_ns "$NS_GUEST" ss -Hltn "sport = :${SYN_PORT}" | grep -q .; then
+        # The victim's service: it answers every SYN (with a SYN cookie once its backlog is full).
+        start_background syn-target "$NS_GUEST" socat -T5 \
+            "TCP-LISTEN:${SYN_PORT},bind=${GUEST_IP},reuseaddr,fork,backlog=128" "EXEC:echo ${LISTEN_ANSWER}"
+        wait_for 1 5 "syn-flood: the victim's listener" \
+            bash -c "ip netns exec $NS_GUEST ss -Hltn 'sport = :$SYN_PORT' | grep -c ."
+    fi
+    start_background syn-flood "$NS_INET" python3 "$SPOOF" syn --from "$SYN_SOURCES_NET" \
+        --to "$GUEST_IP" --port "$SYN_PORT" --rate "$rate" --seconds "$seconds"
+    wait_for $((rate * 5)) 20 "syn-flood: half-open entries" \
+        host_entries -d "$GUEST_IP" -p tcp --dport "$SYN_PORT"
+    log "syn-flood: $rate SYNs/s from $SYN_SOURCES_NET to $GUEST_IP:$SYN_PORT for ${seconds}s"
+}
+
 scenario_stop() {
+    stop_background flood flood-server proxy proxy-server nat-users web-server monitor \
+        monitor-answer syn-flood syn-target
+}
+
+stop_background() { # NAME...: the background processes start_background recorded by these names
     local name pids=()
-    for name in flood flood-server; do
+    for name in "$@"; do
         [[ -r $STATE_DIR/$name.pid ]] && pids+=("$(cat "$STATE_DIR/$name.pid")")
         rm -f -- "$STATE_DIR/$name.pid"
     done
@@ -441,6 +568,9 @@ cmd_scenario() {
     (($# > 0)) && shift
     case $name in
         assured-flood) scenario_assured_flood "$@" ;;
+        busy-host) scenario_busy_host "$@" ;;
+        distributed-reflection) scenario_distributed_reflection "$@" ;;
+        syn-flood) scenario_syn_flood "$@" ;;
         dns-reflection)
             n=$(packet_count "${1:-}")
             # -k keeps source port 53; ++1024 walks the destination ports from 1024.
@@ -455,7 +585,7 @@ cmd_scenario() {
             hping "$NS_GUEST" "$n" -S -I eth0 -a "$GUEST_COMPROMISED_IP" -p 23 --rand-dest 203.0.113.x
             ;;
         stop) scenario_stop ;;
-        *) die "scenario: unknown name '$name' (assured-flood, dns-reflection, scan, compromised-guest, stop)" ;;
+        *) die "scenario: unknown name '$name' (assured-flood, busy-host, distributed-reflection, syn-flood, dns-reflection, scan, compromised-guest, stop)" ;;
     esac
 }
 
@@ -506,7 +636,7 @@ main() {
         client-check) (($# == 0)) || usage; cmd_client_check ;;
         flows) (($# >= 1 && $# <= 3)) || usage; cmd_flows "$@" ;;
         limit) (($# == 1)) || usage; cmd_limit "$@" ;;
-        scenario) (($# >= 1 && $# <= 2)) || usage; cmd_scenario "$@" ;;
+        scenario) (($# >= 1 && $# <= 3)) || usage; cmd_scenario "$@" ;;
         -h | --help | help) usage ;;
         *) usage ;;
     esac
