@@ -373,6 +373,25 @@ mod tests {
     }
 
     #[test]
+    fn drop_is_what_conntrack_dropped_not_a_full_table_alone() {
+        assert!(DROP_MEANING.starts_with("packets conntrack dropped"));
+        assert!(DROP_MEANING.contains("mostly for a full table"));
+        assert!(DROP_MEANING.contains("see insert_failed"));
+    }
+
+    #[test]
+    fn chaintoolong_means_too_few_buckets_and_clash_resolve_is_harmless() {
+        assert!(CHAINTOOLONG_MEANING.contains("too few buckets"));
+        assert!(
+            CLASH_RESOLVE_MEANING.contains("nothing") || CLASH_RESOLVE_MEANING.contains("harmless")
+        );
+        assert!(
+            !CLASH_RESOLVE_MEANING.contains("dropped"),
+            "a resolved clash drops nothing"
+        );
+    }
+
+    #[test]
     fn readings_out_of_order_give_no_rates() {
         assert_eq!(rates(&point(5, 1, 10), &point(5, 2, 10)), None);
         assert_eq!(rates(&point(6, 1, 10), &point(5, 2, 10)), None);

@@ -422,6 +422,36 @@ mod tests {
         assert!(rules.contains("early_drop skips them"));
     }
 
+    #[test]
+    fn the_kernel_log_and_assured_help_texts_say_whose_and_what() {
+        let text = render(&LiveSample::Up {
+            at_ms: 0,
+            status: reading([0, 0]),
+            kernel_log: Some(ctguard_protocol::KernelLogSummary::default()),
+            helper: HelperHealth::default(),
+            counters: ConntrackStats::default(),
+            assured: Some(AssuredReading {
+                at_ms: 0,
+                assured: 0,
+                entries: 0,
+            }),
+        });
+        let help = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("# HELP {name} ")))
+                .unwrap_or_else(|| panic!("{name} not exported"))
+                .to_owned()
+        };
+        assert!(help("ctguard_kernel_log_table_full_messages").contains("this namespace's table"));
+        assert!(help("ctguard_kernel_log_table_full_messages").contains("initial namespace"));
+        assert!(
+            help("ctguard_kernel_log_suppressed_messages")
+                .contains("Network messages of every kind")
+        );
+        assert!(help("ctguard_kernel_log_unattributed_table_full_messages").contains("6.17"));
+        assert!(help("ctguard_conntrack_assured_entries").contains("early_drop skips them"));
+    }
+
     /// Each rule's `expr:`, also when folded over several lines (`expr: >-`).
     fn alert_expressions(rules: &str) -> Vec<String> {
         let mut expressions = Vec::new();

@@ -36,7 +36,13 @@ pub fn FillGauge(
         }
     });
     view! {
-        <section class="gauge-card" aria-label="Table fill" data-testid="gauge" data-severity=severity>
+        <section
+            class="gauge-card"
+            aria-label="Table fill"
+            data-testid="gauge"
+            data-severity=severity
+            data-at-ms=at_ms.to_string()
+        >
             <div
                 class=format!("gauge {severity}")
                 role="meter"
@@ -91,7 +97,9 @@ fn assured_line(status: &ConntrackStatus, assured: Option<AssuredReading>) -> An
                 {format::percent(reading.percent_of(status.max))}
             </span>
             " of the limit: cannot be evicted · counted "
-            {format::clock_utc(reading.at_ms)}
+            <span data-testid="assured-at" data-value=reading.at_ms.to_string()>
+                {format::clock_utc(reading.at_ms)}
+            </span>
             " in a walk of "
             {format::thousands(reading.entries)}
             " entries"

@@ -15,7 +15,12 @@ pub fn StatList(status: ConntrackStatus) -> impl IntoView {
             view! {
                 <div class="stat">
                     <dt>{figure.label}</dt>
-                    <dd data-testid=figure.testid>{figure.value}</dd>
+                    <dd
+                        data-testid=figure.testid
+                        data-value=figure.raw.map(|raw| raw.to_string()).unwrap_or_default()
+                    >
+                        {figure.value}
+                    </dd>
                     <dd class="hint">{figure.hint}</dd>
                 </div>
             }
@@ -70,6 +75,8 @@ pub struct MemoryFigure {
     pub label: &'static str,
     pub testid: &'static str,
     pub value: String,
+    /// The figure unformatted (bytes), for whoever checks it against the kernel.
+    pub raw: Option<u64>,
     pub hint: String,
 }
 
@@ -85,6 +92,7 @@ pub fn memory_figures(status: &ConntrackStatus) -> Vec<MemoryFigure> {
             label: "memory in use",
             testid: "memory",
             value: format::bytes(bytes),
+            raw: Some(bytes),
             hint: format!(
                 "by the nf_conntrack slab: {} entries of every namespace on this host, with \
                  their extension areas, and the hash ({hash})",
@@ -95,6 +103,7 @@ pub fn memory_figures(status: &ConntrackStatus) -> Vec<MemoryFigure> {
             label: "memory in use",
             testid: "memory",
             value: unknown(),
+            raw: None,
             hint: "the slab could not be read (/proc/slabinfo)".to_owned(),
         },
     };
@@ -102,6 +111,7 @@ pub fn memory_figures(status: &ConntrackStatus) -> Vec<MemoryFigure> {
         label: "this namespace's entries",
         testid: "memory-namespace",
         value: status.table_bytes().map_or_else(unknown, format::bytes),
+        raw: status.table_bytes(),
         hint: format!(
             "{} entries of this namespace's table",
             format::thousands(status.count)
@@ -113,6 +123,7 @@ pub fn memory_figures(status: &ConntrackStatus) -> Vec<MemoryFigure> {
         value: status
             .full_table_bytes()
             .map_or_else(unknown, format::bytes),
+        raw: status.full_table_bytes(),
         hint: format!(
             "this namespace's table at {} entries, with the hash ({hash}); each namespace may \
              hold up to the limit, so N namespaces up to N times the entries",
@@ -125,6 +136,7 @@ pub fn memory_figures(status: &ConntrackStatus) -> Vec<MemoryFigure> {
         value: status
             .entry_bytes
             .map_or_else(unknown, |bytes| format!("{bytes} B")),
+        raw: status.entry_bytes,
         hint: entry_hint(status),
     };
     vec![in_use, namespace, at_limit, entry]

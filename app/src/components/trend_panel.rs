@@ -26,6 +26,10 @@ pub fn TrendPanel(history: History, kernel_log: Option<KernelLogSummary>) -> imp
     };
     let log_text = kernel_log.map_or_else(KernelLogText::unread, |log| KernelLogText::of(&log));
     let table_full = kernel_log.map_or(0, |log| log.table_full).to_string();
+    let netns = kernel_log
+        .and_then(|log| log.netns_inode)
+        .map(|inode| inode.to_string())
+        .unwrap_or_default();
     view! {
         <section class="trend" aria-label="Rates and forecast">
             <div class=format!("forecast {}", forecast.kind())>
@@ -62,7 +66,11 @@ pub fn TrendPanel(history: History, kernel_log: Option<KernelLogSummary>) -> imp
                 />
                 <div class="stat">
                     <dt>"kernel log: table full"</dt>
-                    <dd data-testid="kernel-log-table-full" data-value=table_full>
+                    <dd
+                        data-testid="kernel-log-table-full"
+                        data-value=table_full
+                        data-netns=netns
+                    >
                         {log_text.headline}
                     </dd>
                     <dd class="hint" data-testid="kernel-log-tables">{log_text.tables}</dd>

@@ -74,7 +74,7 @@ fn counter_mut<'a>(stats: &'a mut ConntrackStats, column: &str) -> Option<&'a mu
         "search_restart" => &mut stats.search_restart,
         "icmp_error" => &mut stats.error,
         "clashres" => &mut stats.clash_resolve,
-        // 6.x prints chaintoolong under this name, where delete_list was (`ct_cpu_seq_show`).
+        // Since 5.15 `ct_cpu_seq_show` prints chaintoolong under this name, where delete_list was.
         "chainlength" => &mut stats.chaintoolong,
         _ => return None,
     })
@@ -84,7 +84,8 @@ fn counter_mut<'a>(stats: &'a mut ConntrackStats, column: &str) -> Option<&'a mu
 pub(crate) mod tests {
     use super::*;
 
-    /// A 5.x layout (clashres, but still delete_list: before the chain-length bound), two CPUs.
+    /// The layout of 5.9 to 5.14 (5.10 LTS): clashres, but still delete_list, which 5.15 replaced
+    /// with chainlength when it bounded the chains; two CPUs.
     pub(crate) const TWO_CPUS: &str = "\
 entries  clashres found new invalid ignore delete delete_list insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
 00010000  00000000 00000001 00000000 00000010 00000000 00000000 00000000 00000100 00000002 00000900 0000000a 00000000  00000000 00000000 00000000 00000003
