@@ -72,6 +72,7 @@ phase() { # viewers
     node "$repo/bench/sse-clients.mjs" "$n" "$seconds" "$url")
   drops1=$(drops)
   count=$(ip netns exec ctg-host conntrack -C)
+  echo "clients' report ($n viewers): $result" >&2
   if ((drops1 <= drops0)); then
     echo "under-attack.sh: FAILED: the kernel dropped nothing during the $n-viewer phase: not under attack ($result)" >&2
     exit 1
