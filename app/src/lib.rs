@@ -23,6 +23,7 @@ pub mod trend;
 pub mod tuning;
 pub mod users;
 pub mod utc;
+pub mod walk_wait;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};

@@ -71,6 +71,9 @@ pub struct AssuredReading {
     pub assured: u64,
     /// Every entry the walk saw (the count moves on while it walks).
     pub entries: u64,
+    /// How long the walk took, in milliseconds (what the next one will roughly take).
+    #[serde(default)]
+    pub walk_ms: u64,
 }
 
 impl AssuredReading {

@@ -387,6 +387,7 @@ mod tests {
                 at_ms: 0,
                 assured: 3,
                 entries: 10,
+                walk_ms: 0,
             }),
         });
         let expressions = alert_expressions(rules);
@@ -434,6 +435,7 @@ mod tests {
                 at_ms: 0,
                 assured: 0,
                 entries: 0,
+                walk_ms: 0,
             }),
         });
         let help = |name: &str| {

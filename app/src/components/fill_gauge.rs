@@ -135,6 +135,7 @@ mod tests {
             at_ms: 0,
             assured: 1_024,
             entries: 2_048,
+            walk_ms: 0,
         };
         assert_eq!(reading.percent_of(4_096), 25.0);
         assert_eq!(reading.percent_of(0), 0.0);

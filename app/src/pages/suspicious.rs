@@ -21,6 +21,7 @@ use crate::{
     operations::{EntriesView, Operation, SuspectsView, entries_of, suspects},
     session::current_user_query,
     suspicion::{self, EarlierWalk, HeldOpenVerdict, Reason, Suspect, TableFill, Victim},
+    walk_wait::walk_wait_words,
 };
 
 /// How long after a walk that found connections held open at a near-full table the page walks
@@ -74,6 +75,13 @@ pub fn SuspiciousPage() -> impl IntoView {
         |_| async { (suspects().await, latest_sample().await) },
     );
     let user = Resource::new(|| (), |_| current_user_query());
+    // What the wait is for and roughly how long, from the newest live sample (its own request:
+    // it comes back at once, while the walk behind `suspects` may take seconds).
+    let live = Resource::new(move || refresh.get(), |_| latest_sample());
+    let waiting = move || walk_wait_words(live.get().and_then(Result::ok).as_ref());
+    let walking = RwSignal::new(false);
+    // The first walk's wait is the fallback's to show; a refresh's, the line above the table.
+    let shown_once = RwSignal::new(false);
     let selected = RwSignal::new(None::<IpAddr>);
     let blocking = RwSignal::new(None::<BlockSuggestion>);
     // The previous, different walk the held-open judgement compares with, and how many walks in
@@ -88,7 +96,15 @@ pub fn SuspiciousPage() -> impl IntoView {
             <button type="button" on:click=move |_| refresh.update(|n| *n += 1)>"Refresh"</button>
         </p>
         <OperationFeedback flow/>
-        <Transition fallback=|| view! { <p class="muted">"Walking the table…"</p> }>
+        <Show when=move || walking.get() && shown_once.get()>
+            <p class="muted" data-testid="walk-wait" role="status">{waiting}</p>
+        </Show>
+        <Transition
+            fallback=move || {
+                view! { <p class="muted" data-testid="walk-wait" role="status">{waiting}</p> }
+            }
+            set_pending=walking
+        >
             {move || Suspend::new(async move {
                 let may_block = matches!(
                     user.await,
@@ -96,6 +112,9 @@ pub fn SuspiciousPage() -> impl IntoView {
                 );
                 match view_data.await {
                     (Ok(mut data), sample) => {
+                        if !shown_once.get_untracked() {
+                            shown_once.set(true);
+                        }
                         let fill = fill_of(&sample);
                         let previous = earlier
                             .get_value()

@@ -81,6 +81,7 @@ async fn walk(client: &HelperClient) -> Result<(AssuredReading, u64), String> {
                 at_ms: snapshot.taken_unix_ms,
                 assured: snapshot.total.assured,
                 entries: snapshot.total.entries,
+                walk_ms: snapshot.walk_ms,
             },
             snapshot.walk_ms,
         )),
