@@ -471,4 +471,19 @@ fn an_event_listener_or_nat_adds_the_extension_area() {
     let status = status_of(&helper);
     assert_eq!(status.memory.extensions, vec![EntryExtension::Nat]);
     assert_eq!(status.entry_bytes, Some(object + 128));
+
+    // So is a helper the ruleset assigns (an FTP helper object and the rule that sets it).
+    let helped = Netns::new("ext-helper");
+    helped.exec(
+        "nft",
+        &[
+            "add table inet f; add ct helper inet f ftp-standard { type \"ftp\" protocol tcp; }; \
+           add chain inet f pre { type filter hook prerouting priority filter; }; \
+           add rule inet f pre tcp dport 21 ct helper set \"ftp-standard\"",
+        ],
+    );
+    let helper = HelperProcess::start(&["--group", "root", "--netns", &helped.name]);
+    let status = status_of(&helper);
+    assert_eq!(status.memory.extensions, vec![EntryExtension::RuleHelpers]);
+    assert_eq!(status.entry_bytes, Some(object + 128));
 }

@@ -12,8 +12,8 @@
 //! (`deny_unknown_fields`), so a typo or a newer peer fails loudly instead of being half-understood:
 //!
 //! ```text
-//! client → helper   {"request":"hello","protocol_version":7}
-//! helper → client   {"response":"welcome","protocol_version":7,"helper_version":"0.1.0","netns":"ctg-host"}
+//! client → helper   {"request":"hello","protocol_version":8}
+//! helper → client   {"response":"welcome","protocol_version":8,"helper_version":"0.1.0","netns":"ctg-host"}
 //! client → helper   {"request":"status"}
 //! helper → client   {"response":"status","status":{"count":12,"max":262144,...},
 //!                    "helper":{"blocks_active":1,"journal_write_failures":0}}
@@ -98,8 +98,9 @@ pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Sid
 /// journal event `segment_started`. 6: the error `internal` (the helper's own failure, such as a
 /// worker task that panicked; before, it was reported as `kernel_read`); `sysctls` answers carry
 /// `module` ([`ConntrackModule`]). 7: `snapshot` answers carry `destination_sources` and
-/// `destination_services` (groups with their distinct sources).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// `destination_services` (groups with their distinct sources). 8: the entry extension
+/// `rule_helpers`.
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,
 /// never raw table dumps, so 1 MiB leaves ample room while bounding what a confused peer can make us

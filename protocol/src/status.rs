@@ -92,6 +92,9 @@ pub enum EntryExtension {
     Nat,
     /// `nf_conntrack_helper = 1` (kernels before 6.0): helpers assigned to entries by port.
     AutomaticHelpers,
+    /// Helpers the ruleset assigns (nftables `ct helper` objects, `ct helper set`): the entries
+    /// they are set on carry the helper's extension.
+    RuleHelpers,
 }
 
 impl EntryExtension {
@@ -104,6 +107,9 @@ impl EntryExtension {
             Self::EventListener => "a conntrack event listener",
             Self::Nat => "NAT",
             Self::AutomaticHelpers => "automatic helpers (nf_conntrack_helper)",
+            Self::RuleHelpers => {
+                "helpers the ruleset assigns (ct helper: only on the entries they are set on)"
+            }
         }
     }
 }

@@ -21,20 +21,28 @@ pub const EXTENSION_BYTES: u64 = 128;
 const NETLINK_NETFILTER: u32 = 12;
 /// NFNLGRP_CONNTRACK_NEW, _UPDATE and _DESTROY (groups 1-3: bits 0-2 of the `Groups` column).
 const CONNTRACK_EVENT_GROUPS: u32 = 0b111;
-/// How long a look at the namespace's NAT chains is reused: `nft` is a process, the status is
-/// read every second, and NAT chains come and go with configuration, not traffic.
+/// How long a look at the namespace's ruleset (NAT chains, helpers) is reused: `nft` is a
+/// process, the status is read every second, and rules come and go with configuration, not
+/// traffic.
 const NAT_RECHECK: Duration = Duration::from_secs(60);
 const NFT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether the namespace has NAT chains, and how that is found out.
+/// What the namespace's ruleset shows that gives entries an extension area.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RulesetNeeds {
+    pub nat: bool,
+    pub helpers: bool,
+}
+
+/// Whether the namespace has NAT chains (and rule-assigned helpers), and how that is found out.
 #[derive(Debug, Clone)]
 pub enum NatProbe {
     /// Only iptables-legacy's `net/ip_tables_names` under the root (fixtures).
     TablesOnly,
-    /// Also `nft list chains`, at most once per [`NAT_RECHECK`].
+    /// Also `nft list ruleset`, at most once per [`NAT_RECHECK`].
     Nft {
         program: PathBuf,
-        last: Arc<Mutex<Option<(Instant, bool)>>>,
+        last: Arc<Mutex<Option<(Instant, RulesetNeeds)>>>,
     },
 }
 
@@ -46,21 +54,28 @@ impl NatProbe {
         }
     }
 
-    fn has_nat(&self, root: &Path) -> bool {
+    fn ruleset_needs(&self, root: &Path) -> RulesetNeeds {
         let legacy = ["net/ip_tables_names", "net/ip6_tables_names"]
             .iter()
             .any(|names| {
                 std::fs::read_to_string(root.join(names))
                     .is_ok_and(|text| text.lines().any(|table| table.trim() == "nat"))
             });
-        match self {
-            Self::TablesOnly => legacy,
-            Self::Nft { program, last } => legacy || nft_has_nat(program, last),
+        let nft = match self {
+            Self::TablesOnly => RulesetNeeds::default(),
+            Self::Nft { program, last } => nft_ruleset_needs(program, last),
+        };
+        RulesetNeeds {
+            nat: legacy || nft.nat,
+            helpers: nft.helpers,
         }
     }
 }
 
-fn nft_has_nat(program: &Path, last: &Mutex<Option<(Instant, bool)>>) -> bool {
+fn nft_ruleset_needs(
+    program: &Path,
+    last: &Mutex<Option<(Instant, RulesetNeeds)>>,
+) -> RulesetNeeds {
     let mut last = last
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -71,28 +86,42 @@ fn nft_has_nat(program: &Path, last: &Mutex<Option<(Instant, bool)>>) -> bool {
     }
     let found = match child::run(
         program,
-        &["list", "chains"],
+        &["list", "ruleset"],
         None,
         child::Stdout::Keep,
         NFT_TIMEOUT,
     ) {
         Ok(finished) if finished.status.success() => {
-            has_nat_chain(&String::from_utf8_lossy(&finished.stdout))
+            let listing = String::from_utf8_lossy(&finished.stdout);
+            RulesetNeeds {
+                nat: has_nat_chain(&listing),
+                helpers: has_rule_helper(&listing),
+            }
         }
         Ok(finished) => {
-            tracing::debug!(stderr = %finished.stderr, "nft list chains failed");
-            false
+            tracing::debug!(stderr = %finished.stderr, "nft list ruleset failed");
+            RulesetNeeds::default()
         }
         Err(error) => {
-            tracing::debug!(%error, "nft list chains failed");
-            false
+            tracing::debug!(%error, "nft list ruleset failed");
+            RulesetNeeds::default()
         }
     };
     *last = Some((Instant::now(), found));
     found
 }
 
-/// Whether `nft list chains` lists a NAT base chain (`type nat hook ...`).
+/// Whether the ruleset assigns a conntrack helper: a `ct helper` object (`ct helper NAME {`) or
+/// a `ct helper set` statement (iptables-nft's `-j CT --helper` shows as the latter's xt form,
+/// not caught here).
+pub fn has_rule_helper(listing: &str) -> bool {
+    listing.lines().any(|line| {
+        let line = line.trim_start();
+        line.starts_with("ct helper ") || line.contains("ct helper set ")
+    })
+}
+
+/// Whether an `nft list` listing has a NAT base chain (`type nat hook ...`).
 pub fn has_nat_chain(listing: &str) -> bool {
     listing
         .lines()
@@ -139,8 +168,12 @@ pub fn detect(root: &Path, nat: &NatProbe) -> Vec<EntryExtension> {
         // 0, or no events in this kernel (CONFIG_NF_CONNTRACK_EVENTS off).
         _ => {}
     }
-    if nat.has_nat(root) {
+    let ruleset = nat.ruleset_needs(root);
+    if ruleset.nat {
         found.push(EntryExtension::Nat);
+    }
+    if ruleset.helpers {
+        found.push(EntryExtension::RuleHelpers);
     }
     // Removed in 6.0; where it exists and is on, every entry on a helper's port gets one.
     if sysctl("nf_conntrack_helper").unwrap_or(0) != 0 {
@@ -230,6 +263,16 @@ sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops 
             ("net/netlink", LISTENING),
         ]);
         assert_eq!(detect(off.path(), &NatProbe::TablesOnly), vec![]);
+    }
+
+    #[test]
+    fn helpers_the_ruleset_assigns_are_found_and_a_mention_elsewhere_is_not() {
+        let ruleset = "table inet filter {\n\tct helper ftp-standard {\n\t\ttype \"ftp\" protocol tcp\n\t\tl3proto inet\n\t}\n\tchain pre {\n\t\ttype filter hook prerouting priority filter; policy accept;\n\t\ttcp dport 21 ct helper set \"ftp-standard\"\n\t}\n}\n";
+        assert!(has_rule_helper(ruleset));
+        let set_only = "\t\ttcp dport 21 ct helper set \"ftp\"\n";
+        assert!(has_rule_helper(set_only));
+        let plain = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tct state established accept comment \"no helpers here\"\n\t}\n}\n";
+        assert!(!has_rule_helper(plain));
     }
 
     #[test]
