@@ -576,26 +576,13 @@ async fn two_previews_of_one_account_confirmed_at_once_change_it_once() {
     }
 }
 
-/// Makes every new audit record fail to write (a full disk, a broken database): a real SQLite
-/// trigger on the real store.
-async fn break_the_audit_log(app: &support::TestApp) {
-    let pool = db::open(&app.database).await.unwrap();
-    sqlx::query(
-        "CREATE TRIGGER audit_unwritable BEFORE INSERT ON audit
-         BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn an_account_change_that_cannot_be_audited_is_not_made() {
     let app = spawn_app().await;
     let admin = app.signed_in(Role::Admin).await;
     let vera = app.signed_in(Role::Viewer).await;
     let token = app.preview_user_change(&admin, disable("vera")).await;
-    break_the_audit_log(&app).await;
+    support::break_the_audit_log(&app).await;
     let response = app
         .post_json(
             &admin,
@@ -622,7 +609,7 @@ async fn an_account_change_that_cannot_be_audited_is_not_made() {
 #[tokio::test]
 async fn a_sign_in_that_cannot_be_audited_is_refused() {
     let app = spawn_app().await;
-    break_the_audit_log(&app).await;
+    support::break_the_audit_log(&app).await;
     let browser = app.browser();
     let response = app.sign_in(&browser, "vera", &password_of("vera")).await;
     assert!(

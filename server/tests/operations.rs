@@ -264,19 +264,6 @@ async fn a_crowd_of_viewers_drilling_down_at_once_is_answered_in_turn_and_the_da
     );
 }
 
-/// Makes every new audit record fail to write, as a full disk or a broken database would: a real
-/// SQLite trigger on the real store.
-async fn break_the_audit_log(app: &TestApp) {
-    let pool = db::open(&app.database).await.unwrap();
-    sqlx::query(
-        "CREATE TRIGGER audit_unwritable BEFORE INSERT ON audit
-         BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-}
-
 async fn confirmed(app: &TestApp, client: &reqwest::Client, operation: Value) -> reqwest::Response {
     let shown: ctguard_app::confirm::Preview = preview(app, client, operation.clone())
         .await
@@ -296,7 +283,7 @@ async fn a_change_whose_audit_record_cannot_be_written_is_not_asked_of_the_helpe
         .json()
         .await
         .unwrap();
-    break_the_audit_log(&app).await;
+    support::break_the_audit_log(&app).await;
     let response = apply(&app, &operator, &shown.token, block("from 203.0.113.70")).await;
     assert_eq!(response.status(), 503);
     let text = response.text().await.unwrap();

@@ -567,6 +567,19 @@ pub fn sample_sysctls() -> BTreeMap<SysctlKey, u64> {
         .collect()
 }
 
+/// Makes every new audit record fail to write, as a full disk or a broken database would: a real
+/// SQLite trigger on the real store.
+pub async fn break_the_audit_log(app: &TestApp) {
+    let pool = ctguard_server::db::open(&app.database).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER audit_unwritable BEFORE INSERT ON audit
+         BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
 /// A stand-in record hash, distinct per record and per version of the "journal".
 fn fake_record_hash(seq: u64, version: &str) -> ctguard_protocol::RecordHash {
     use std::hash::{Hash, Hasher};
