@@ -606,3 +606,26 @@ fn hashsize_persistence(
         }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persisted_buckets_name_modprobe_for_a_module_and_the_command_line_when_built_in() {
+        let module = hashsize_persistence(262_144, None, ConntrackModule::Loadable);
+        assert!(module.contains("hashsize module option"), "{module}");
+        assert!(!module.contains("kernel command line"), "{module}");
+        let built_in = hashsize_persistence(262_144, Some(65_536), ConntrackModule::BuiltIn);
+        assert!(
+            built_in.contains("no modprobe.d option is written")
+                && built_in.contains("nf_conntrack.hashsize=262144"),
+            "{built_in}"
+        );
+        let unknown = hashsize_persistence(262_144, None, ConntrackModule::Unknown);
+        assert!(
+            unknown.contains("hashsize module option") && unknown.contains("kernel command line"),
+            "{unknown}"
+        );
+    }
+}
