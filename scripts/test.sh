@@ -75,7 +75,9 @@ cargo build --release --locked -p ctguard-helper
 # The budget is on the first bundle, the wasm every page needs (the dashboard and the login page
 # need nothing else); the operator and admin pages come in chunks on their first visit
 # (BENCHMARKS.md, "Release wasm size"). The JS glue and the chunks are printed, not budgeted.
-wasm_budget=250000
+# 250,000 until 2026-12-02; raised by 20,000 for this stop's dashboard and login additions
+# (BENCHMARKS.md, "Release wasm size": what grew, and the plan to win it back).
+wasm_budget=270000
 step "wasm size budget: the first bundle, gzipped, at most $wasm_budget bytes"
 budget_failed=0
 pkg=target/site/pkg

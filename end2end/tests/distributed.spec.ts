@@ -149,3 +149,20 @@ test('a spoofed SYN flood names its victim; tcp to its port 80 is blocked', asyn
   expect(counters).toContain('v4_daddr_proto_dport');
   expect(clientConnects(), 'port 8080 of the guest is not blocked').toBe(true);
 });
+
+// Last in this file: the scoped blocks are lifted from the Blocks page, so the specs after it meet
+// the sandbox as they expect it (the reflection scenario sends to the same victim).
+test('the scoped blocks are lifted from the Blocks page and leave the kernel', async ({ page }) => {
+  await signIn(page, 'operator');
+  await page.getByRole('link', { name: 'Blocks' }).click();
+  for (const target of [`udp to ${VICTIM} sport 53`, `tcp to ${VICTIM} dport 80`]) {
+    const row = page.getByTestId(`block-${target}`);
+    await row.getByRole('button', { name: 'Unblock…' }).click();
+    const dialog = page.getByTestId('confirm-dialog');
+    await expect(dialog).toContainText(`Unblock ${target}`);
+    await dialog.getByRole('button', { name: 'Confirm' }).click();
+    await expect(page.getByTestId('operation-done')).toContainText(`Unblocked ${target}`);
+    await expect(row).toHaveCount(0);
+  }
+  expect(inHost('nft', 'list', 'table', 'inet', 'ctguard')).not.toContain(VICTIM);
+});
