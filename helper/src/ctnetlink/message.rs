@@ -98,7 +98,8 @@ pub fn read_datagram(
                     "NLMSG_DONE without its error code",
                 ))?;
                 return if errno < 0 {
-                    Err(CtnetlinkError::DumpFailed(-errno))
+                    // saturating: a hostile or corrupt i32::MIN must not panic (found by the fuzzer).
+                    Err(CtnetlinkError::DumpFailed(errno.saturating_neg()))
                 } else {
                     Ok(Progress::Done)
                 };
@@ -196,6 +197,21 @@ pub(crate) mod tests {
         let (outcome, _, _) = read(&message(NLMSG_DONE, 2, &[]));
         assert!(
             matches!(outcome, Err(CtnetlinkError::Malformed(_))),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn the_most_negative_error_code_is_an_error_not_a_panic() {
+        // The fuzzer's crash-5948e314: NLMSG_DONE carrying i32::MIN, whose negation overflows.
+        let (outcome, _, _) = read(&done(i32::MIN, 2));
+        assert!(
+            matches!(outcome, Err(CtnetlinkError::DumpFailed(i32::MAX))),
+            "{outcome:?}"
+        );
+        let (outcome, _, _) = read(&error(i32::MIN));
+        assert!(
+            matches!(outcome, Err(CtnetlinkError::Kernel(i32::MAX))),
             "{outcome:?}"
         );
     }
