@@ -123,6 +123,9 @@ impl Handler {
             Request::VerifyJournal { expect } => self.verify_journal(expect).await,
             Request::KernelLog {} => kernel_log().await,
             Request::ReadSysctls {} => self.read_sysctls().await,
+            Request::Creators { .. } => Err(HelperError::Unsupported {
+                request: "creators".into(),
+            }),
         };
         answer.unwrap_or_else(|error| Response::Error { error })
     }

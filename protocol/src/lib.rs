@@ -60,6 +60,7 @@
 
 pub mod address;
 pub mod block;
+pub mod creators;
 pub mod journal;
 pub mod kernel_log;
 pub mod message;
@@ -72,6 +73,7 @@ pub mod target;
 pub mod frame;
 
 pub use block::ActiveBlock;
+pub use creators::{CreatorCount, CreatorKey, CreatorList, CreatorWindow, Creators};
 pub use ipnet::IpNet;
 pub use journal::{
     JournalAction, JournalCheck, JournalEvent, JournalMismatch, JournalPage, JournalRecord,
@@ -99,8 +101,9 @@ pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Sid
 /// worker task that panicked; before, it was reported as `kernel_read`); `sysctls` answers carry
 /// `module` ([`ConntrackModule`]). 7: `snapshot` answers carry `destination_sources` and
 /// `destination_services` (groups with their distinct sources). 8: the entry extension
-/// `rule_helpers`.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// `rule_helpers`. 9: the request `creators` ([`Creators`]: new flows counted by the kernel per
+/// source, destination and service) and the error `too_many_creators`.
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,
 /// never raw table dumps, so 1 MiB leaves ample room while bounding what a confused peer can make us

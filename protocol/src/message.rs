@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     block::ActiveBlock,
+    creators::Creators,
     journal::{JournalCheck, JournalPage, JournalRecord, JournalRef},
     kernel_log::KernelLogSummary,
     snapshot::{ConntrackEntry, EntryFilter, Snapshot},
@@ -74,6 +75,9 @@ pub enum Request {
     KernelLog {},
     /// Every allowlisted sysctl's live and persisted value, each read where it lives. Read-only.
     ReadSysctls {},
+    /// The top `limit` creators of new entries per key over the last 10 s, minute and 10
+    /// minutes, from the kernel's counters (no walk of the table). Read-only.
+    Creators { limit: u16 },
 }
 
 impl Request {
@@ -93,6 +97,7 @@ impl Request {
             Self::VerifyJournal { .. } => "verify_journal",
             Self::KernelLog {} => "kernel_log",
             Self::ReadSysctls {} => "read_sysctls",
+            Self::Creators { .. } => "creators",
         }
     }
 }
@@ -166,6 +171,9 @@ pub enum Response {
         /// How nf_conntrack is in this kernel (how the hash size persists).
         module: ConntrackModule,
     },
+    Creators {
+        creators: Box<Creators>,
+    },
     Error {
         error: HelperError,
     },
@@ -225,6 +233,8 @@ pub enum HelperError {
     NotBlocked { target: BlockTarget },
     #[error("{max} blocks are in force, the most the helper holds; unblock some first")]
     TooManyBlocks { max: usize },
+    #[error("a creators answer lists at most {max} per key, not {given}")]
+    TooManyCreators { given: u16, max: u16 },
     #[error("a journal check takes at most {max} references, not {given}")]
     TooManyJournalRefs { given: usize, max: usize },
 

@@ -746,6 +746,11 @@ impl FakeHelper {
                                     },
                                 }
                             }
+                            Request::Creators { .. } => Response::Error {
+                                error: HelperError::Unsupported {
+                                    request: "creators".into(),
+                                },
+                            },
                             Request::ReadSysctls {} => Response::Sysctls {
                                 readings: kernel
                                     .lock()
