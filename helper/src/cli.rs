@@ -92,6 +92,33 @@ pub struct Cli {
     /// does) and falls back to /proc/net/stat/nf_conntrack; `netlink` and `procfs` use one only.
     #[arg(long, env = "CTGUARD_HELPER_STATS_SOURCE", value_enum, default_value_t = StatsSource::Auto)]
     pub stats_source: StatsSource,
+
+    /// Which new flows the counting table `ctguard_creators` counts per source, destination and
+    /// service. `ipv4-ipv6` makes conntrack track both families in the namespace (an nftables
+    /// `ct` match turns tracking on for its table's families): choose `ipv4` on a host that
+    /// tracks only IPv4, `off` for no counting table at all.
+    #[arg(long, env = "CTGUARD_HELPER_COUNT_CREATORS", value_enum, default_value_t = CountCreators::Ipv4Ipv6)]
+    pub count_creators: CountCreators,
+
+    /// The most keys each counting set holds; new flows of further keys are counted as
+    /// uncounted until idle keys expire (after 10 minutes).
+    #[arg(long, default_value_t = crate::creators::DEFAULT_SET_SIZE,
+        value_parser = clap::value_parser!(u32).range(i64::from(*crate::creators::SET_SIZE_RANGE.start())..=i64::from(*crate::creators::SET_SIZE_RANGE.end())))]
+    pub creator_set_size: u32,
+
+    /// How often the counting table is read, in seconds.
+    #[arg(long, default_value_t = crate::creators::DEFAULT_SAMPLE_SECS,
+        value_parser = clap::value_parser!(u64).range(*crate::creators::SAMPLE_SECS_RANGE.start()..=*crate::creators::SAMPLE_SECS_RANGE.end()))]
+    pub creator_sample_secs: u64,
+}
+
+/// `--count-creators`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CountCreators {
+    Off,
+    Ipv4,
+    #[value(name = "ipv4-ipv6")]
+    Ipv4Ipv6,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +163,15 @@ impl Cli {
                 write: Duration::from_secs(self.client_write_secs),
             },
             stats_source: self.stats_source,
+            counting: crate::creators::CountingConfig {
+                families: match self.count_creators {
+                    CountCreators::Off => None,
+                    CountCreators::Ipv4 => Some(crate::creators::Families::Ipv4),
+                    CountCreators::Ipv4Ipv6 => Some(crate::creators::Families::Both),
+                },
+                set_size: self.creator_set_size,
+                sample_every: Duration::from_secs(self.creator_sample_secs),
+            },
         })
     }
 }

@@ -19,6 +19,9 @@ pub struct HelperConfig {
     pub client_limits: crate::connection::ClientLimits,
     /// Where the per-CPU statistics come from (`--stats-source`).
     pub stats_source: crate::kernel::StatsSource,
+    /// The counting table of new flows (`--count-creators`, `--creator-set-size`,
+    /// `--creator-sample-secs`).
+    pub counting: crate::creators::CountingConfig,
 }
 
 /// A network namespace name as `ip netns` stores it under `/run/netns`: one path component.

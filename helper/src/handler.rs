@@ -11,6 +11,7 @@ use ctguard_protocol::{
 
 use crate::{
     blocks::{Blocks, Requester},
+    creators::Counting,
     journal::Journal,
     kernel::ProcFs,
     peer::PeerIdentity,
@@ -29,6 +30,7 @@ pub struct Handler {
     /// kernel walk it in parallel.
     entries_walk: tokio::sync::Mutex<()>,
     sysctls: Arc<Sysctls>,
+    counting: Arc<Counting>,
 }
 
 /// Runs blocking work off the async workers. A worker that panicked is the helper's own failure,
@@ -50,6 +52,7 @@ impl Handler {
         blocks: Arc<Blocks>,
         journal: Arc<Journal>,
         sysctls: Arc<Sysctls>,
+        counting: Arc<Counting>,
     ) -> Self {
         Self {
             procfs,
@@ -59,6 +62,7 @@ impl Handler {
             snapshots: SnapshotCache::new(std::time::Duration::from_secs(1)),
             entries_walk: tokio::sync::Mutex::new(()),
             sysctls,
+            counting,
         }
     }
 
@@ -123,9 +127,7 @@ impl Handler {
             Request::VerifyJournal { expect } => self.verify_journal(expect).await,
             Request::KernelLog {} => kernel_log().await,
             Request::ReadSysctls {} => self.read_sysctls().await,
-            Request::Creators { .. } => Err(HelperError::Unsupported {
-                request: "creators".into(),
-            }),
+            Request::Creators { limit } => self.creators(limit),
         };
         answer.unwrap_or_else(|error| Response::Error { error })
     }
@@ -231,6 +233,12 @@ impl Handler {
         Ok(Response::JournalCheck { check })
     }
 
+    /// From memory: the counters were read on the counting task's schedule.
+    fn creators(&self, limit: u16) -> Result<Response, HelperError> {
+        let creators = Box::new(self.counting.answer(limit)?);
+        Ok(Response::Creators { creators })
+    }
+
     async fn read_sysctls(&self) -> Result<Response, HelperError> {
         let sysctls = Arc::clone(&self.sysctls);
         let (readings, module) =
@@ -332,6 +340,11 @@ mod tests {
                 Arc::new(blocks),
                 journal,
                 Arc::new(sysctls),
+                Arc::new(Counting::new(crate::creators::CountingConfig {
+                    families: None,
+                    set_size: crate::creators::DEFAULT_SET_SIZE,
+                    sample_every: std::time::Duration::from_secs(10),
+                })),
             ),
             _dirs: (procfs, state),
         }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod conntrack;
+pub mod creators;
 pub mod ctnetlink;
 pub mod firewall;
 pub mod guard;

@@ -16,9 +16,9 @@ use tokio::{
 };
 
 use crate::{
-    blocks::Blocks, config::HelperConfig, connection, conntrack::ConntrackTool, firewall::nft::Nft,
-    guard, handler::Handler, journal::Journal, kernel::ProcFs, peer::PeerPolicy, state::BlockStore,
-    state_dir::StateDir, sysctl::Sysctls,
+    blocks::Blocks, config::HelperConfig, connection, conntrack::ConntrackTool, creators::Counting,
+    firewall::nft::Nft, guard, handler::Handler, journal::Journal, kernel::ProcFs,
+    peer::PeerPolicy, state::BlockStore, state_dir::StateDir, sysctl::Sysctls,
 };
 use ctguard_protocol::JournalEvent;
 
@@ -81,6 +81,8 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
         .watching(config.netns.as_ref().map(|n| n.to_string())),
     );
     sysctls.reapply_watched_namespace();
+    let counting = Arc::new(Counting::new(config.counting));
+    counting.spawn();
 
     let listener = bind(&config.socket, &config.group)?;
     let shared = Arc::new(Shared {
@@ -92,6 +94,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
             blocks,
             journal,
             sysctls,
+            Arc::clone(&counting),
         ),
     });
     tracing::info!(
@@ -129,6 +132,8 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
         }
     }
     tracing::info!("helper stopping");
+    let removing = Arc::clone(&counting);
+    let _ = tokio::task::spawn_blocking(move || removing.remove()).await;
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
 }

@@ -1,0 +1,277 @@
+//! Who creates conntrack entries, counted by the kernel: the helper's counting table
+//! `ctguard_creators` (installed at start, removed at a clean stop), read every few seconds into
+//! a bounded history, answered as the top creators of three trailing windows without walking
+//! the conntrack table.
+//!
+//! Why kernel counters and not ctnetlink events: events are lost (ENOBUFS) under exactly the load
+//! that matters, and a walk sees only who *holds* entries, missing flows that expire between two
+//! walks. A counter in a dynamic set loses nothing and costs one set update per new flow.
+
+pub mod ruleset;
+pub mod window;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use ctguard_protocol::{
+    Creators, HelperError,
+    creators::{MAX_CREATORS_PER_LIST, WINDOWS_SECS},
+};
+
+pub use ruleset::Families;
+use window::History;
+
+use crate::child;
+
+/// A listing of the largest allowed sets takes well under a second.
+const NFT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sets' size bounds (`--creator-set-size`): a listing of eight full sets stays far below
+/// what the helper reads of a child's output.
+pub const SET_SIZE_RANGE: std::ops::RangeInclusive<u32> = 64..=16_384;
+pub const DEFAULT_SET_SIZE: u32 = 4096;
+/// How often the counters are read (`--creator-sample-secs`); the shortest window is 10 s.
+pub const SAMPLE_SECS_RANGE: std::ops::RangeInclusive<u64> = 1..=10;
+pub const DEFAULT_SAMPLE_SECS: u64 = 10;
+
+/// What the helper counts, from its command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountingConfig {
+    /// `None`: counting is off (`--count-creators off`).
+    pub families: Option<Families>,
+    pub set_size: u32,
+    pub sample_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CountingError {
+    #[error(transparent)]
+    Run(#[from] child::ChildError),
+    #[error("nft refused the counting table: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Listing(#[from] ruleset::ListingError),
+}
+
+/// Why there are no counts, in words for the panel: fixed phrases, never a child's output
+/// (that goes to the helper's log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Problem {
+    SwitchedOff,
+    NotInstalled,
+    NotRead,
+}
+
+impl Problem {
+    fn words(self) -> &'static str {
+        match self {
+            Self::SwitchedOff => {
+                "counting is switched off (the helper runs with --count-creators off)"
+            }
+            Self::NotInstalled => "nftables refused the counting table; the helper's log says why",
+            Self::NotRead => "the counting table could not be read; the helper's log says why",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    history: Option<History>,
+    problem: Option<Problem>,
+    sampled_at: SystemTime,
+}
+
+/// The counting table and what was read of it.
+#[derive(Debug)]
+pub struct Counting {
+    config: CountingConfig,
+    nft: PathBuf,
+    state: Mutex<State>,
+}
+
+impl Counting {
+    pub fn new(config: CountingConfig) -> Self {
+        Self {
+            config,
+            nft: child::system_binary("nft"),
+            state: Mutex::new(State {
+                history: None,
+                problem: Some(if config.families.is_some() {
+                    Problem::NotInstalled
+                } else {
+                    Problem::SwitchedOff
+                }),
+                sampled_at: SystemTime::UNIX_EPOCH,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves only counts behind: still safe to read.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Replaces the table with an empty one and starts the history again. With counting off,
+    /// removes a table an earlier run left (either family).
+    pub fn install(&self) -> Result<(), CountingError> {
+        let Some(families) = self.config.families else {
+            for families in [Families::Ipv4, Families::Both] {
+                // Absent is the usual case; "table X; delete table X" succeeds either way.
+                let _ = self.nft_script(&ruleset::delete_script(families));
+            }
+            return Ok(());
+        };
+        let result = self.nft_script(&ruleset::script(families, self.config.set_size));
+        let mut state = self.state();
+        match &result {
+            Ok(()) => {
+                state.history = Some(History::installed(Instant::now(), WINDOWS_SECS[2]));
+                state.problem = None;
+                state.sampled_at = SystemTime::now();
+            }
+            Err(_) => {
+                state.history = None;
+                state.problem = Some(Problem::NotInstalled);
+            }
+        }
+        result
+    }
+
+    /// Removes the table (a clean stop): nothing keeps counting for a helper that is gone.
+    pub fn remove(&self) {
+        if let Some(families) = self.config.families
+            && let Err(error) = self.nft_script(&ruleset::delete_script(families))
+        {
+            tracing::warn!(%error, "could not remove the counting table");
+        }
+    }
+
+    fn nft_script(&self, script: &str) -> Result<(), CountingError> {
+        let finished = child::run(
+            &self.nft,
+            &["-f", "-"],
+            Some(script.as_bytes()),
+            child::Stdout::Discard,
+            NFT_TIMEOUT,
+        )?;
+        if finished.status.success() {
+            Ok(())
+        } else {
+            Err(CountingError::Refused(finished.stderr))
+        }
+    }
+
+    /// Reads the counters once into the history. A table that went missing (`nft flush
+    /// ruleset`) is put back, and its counts start again.
+    pub fn sample(&self) -> Result<(), CountingError> {
+        let Some(families) = self.config.families else {
+            return Ok(());
+        };
+        let family = match families {
+            Families::Ipv4 => "ip",
+            Families::Both => "inet",
+        };
+        let finished = child::run(
+            &self.nft,
+            &["-j", "list", "table", family, ruleset::TABLE],
+            None,
+            child::Stdout::Keep,
+            NFT_TIMEOUT,
+        )?;
+        let at = Instant::now();
+        if !finished.status.success() {
+            if finished.stderr.contains("No such file or directory") {
+                tracing::warn!("the counting table is gone; installing it again");
+                return self.install();
+            }
+            self.state().problem = Some(Problem::NotRead);
+            return Err(CountingError::Refused(finished.stderr));
+        }
+        let reading =
+            match ruleset::parse_listing(&String::from_utf8_lossy(&finished.stdout), families) {
+                Ok(reading) => reading,
+                Err(error) => {
+                    self.state().problem = Some(Problem::NotRead);
+                    return Err(error.into());
+                }
+            };
+        let mut state = self.state();
+        if reading.total < state.history.as_ref().map_or(0, History::newest_total) {
+            // Counters never go back: someone replaced the table. Start again from here.
+            tracing::warn!("the counting table was replaced; its counts start again");
+            state.history = Some(History::installed(at, WINDOWS_SECS[2]));
+        }
+        state
+            .history
+            .get_or_insert_with(|| History::installed(at, WINDOWS_SECS[2]))
+            .push(at, reading);
+        state.problem = None;
+        state.sampled_at = SystemTime::now();
+        Ok(())
+    }
+
+    /// The answer to `creators { limit }`, from memory.
+    pub fn answer(&self, limit: u16) -> Result<Creators, HelperError> {
+        if limit > MAX_CREATORS_PER_LIST {
+            return Err(HelperError::TooManyCreators {
+                given: limit,
+                max: MAX_CREATORS_PER_LIST,
+            });
+        }
+        let state = self.state();
+        let windows = state.history.as_ref().map_or_else(Vec::new, |history| {
+            WINDOWS_SECS
+                .iter()
+                .map(|&seconds| history.window(seconds, usize::from(limit)))
+                .collect()
+        });
+        Ok(Creators {
+            counting: state.history.is_some() && state.problem.is_none(),
+            problem: state.problem.map(|p| p.words().to_owned()),
+            set_capacity: self.config.set_size,
+            sample_secs: u32::try_from(self.config.sample_every.as_secs()).unwrap_or(u32::MAX),
+            sampled_at: state
+                .sampled_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            windows,
+        })
+    }
+
+    /// Installs the table and reads it every `sample_every` on the blocking pool, for the
+    /// helper's lifetime.
+    pub fn spawn(self: &Arc<Self>) {
+        if self.config.families.is_none() {
+            if let Err(error) = self.install() {
+                tracing::warn!(%error, "could not remove an old counting table");
+            }
+            return;
+        }
+        let counting = Arc::clone(self);
+        tokio::spawn(async move {
+            let installing = Arc::clone(&counting);
+            match tokio::task::spawn_blocking(move || installing.install()).await {
+                Ok(Ok(())) => tracing::info!("counting creators of entries"),
+                Ok(Err(error)) => tracing::error!(%error, "cannot install the counting table"),
+                Err(error) => tracing::error!(%error, "the counting task failed"),
+            }
+            let mut ticks = tokio::time::interval(counting.config.sample_every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await; // immediate: the table was just installed
+            loop {
+                ticks.tick().await;
+                let sampling = Arc::clone(&counting);
+                match tokio::task::spawn_blocking(move || sampling.sample()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "reading the counting table failed"),
+                    Err(error) => tracing::error!(%error, "the counting task failed"),
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,313 @@
+//! The readings of the counting table kept over time, and what they say about each trailing
+//! window: a key's new flows in a window are its counter now minus its counter at the window's
+//! start.
+//!
+//! Readings arrive every few seconds. The last 70 s are kept whole, so the 10 s and 1 min windows
+//! start within one reading of where they should; older readings are thinned to one per minute,
+//! so the 10 min window starts up to a minute early. Each window says how many seconds it really
+//! covers, and a rate divides by that.
+
+use std::{collections::VecDeque, time::Instant};
+
+use ctguard_protocol::{CreatorCount, CreatorKey, CreatorList, CreatorWindow};
+
+use super::ruleset::{CreatorId, Reading, SetReading};
+
+/// Readings younger than this are all kept.
+const KEEP_WHOLE_SECS: u64 = 70;
+/// Older readings are kept one per bucket of this many seconds.
+const THIN_BUCKET_SECS: u64 = 60;
+
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    reading: Reading,
+}
+
+/// The readings since the table was (re)installed, its empty first state included.
+#[derive(Debug, Clone)]
+pub struct History {
+    origin: Instant,
+    samples: VecDeque<Sample>,
+    longest_window_secs: u64,
+}
+
+impl History {
+    /// A table installed at `at`: every counter is zero there.
+    pub fn installed(at: Instant, longest_window_secs: u32) -> Self {
+        Self {
+            origin: at,
+            samples: VecDeque::from([Sample {
+                at,
+                reading: Reading::default(),
+            }]),
+            longest_window_secs: u64::from(longest_window_secs),
+        }
+    }
+
+    pub fn push(&mut self, at: Instant, reading: Reading) {
+        self.samples.push_back(Sample { at, reading });
+        self.thin();
+    }
+
+    /// The newest reading's total count of new flows.
+    pub fn newest_total(&self) -> u64 {
+        self.samples.back().map_or(0, |s| s.reading.total)
+    }
+
+    /// How many readings are kept (bounded whatever the uptime).
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    fn thin(&mut self) {
+        let Some(newest) = self.samples.back().map(|s| s.at) else {
+            return;
+        };
+        let mut kept = VecDeque::with_capacity(self.samples.len());
+        let mut last_bucket = None;
+        while let Some(sample) = self.samples.pop_back() {
+            let age = newest.duration_since(sample.at).as_secs();
+            if age >= self.longest_window_secs {
+                // The newest reading old enough to start the longest window; older ones are
+                // never needed again.
+                kept.push_front(sample);
+                break;
+            }
+            if age > KEEP_WHOLE_SECS {
+                let bucket = sample.at.duration_since(self.origin).as_secs() / THIN_BUCKET_SECS;
+                if last_bucket == Some(bucket) {
+                    continue;
+                }
+                last_bucket = Some(bucket);
+            }
+            kept.push_front(sample);
+        }
+        self.samples = kept;
+    }
+
+    /// The window of `seconds` ending at the newest reading, with at most `limit` creators per
+    /// key.
+    pub fn window(&self, seconds: u32, limit: usize) -> CreatorWindow {
+        let (Some(start), Some(end)) = (self.start_of(seconds), self.samples.back()) else {
+            return CreatorWindow {
+                seconds,
+                covered_secs: 0,
+                new_flows: 0,
+                lists: Vec::new(),
+            };
+        };
+        let covered = end.at.duration_since(start.at).as_secs_f64().round();
+        let empty = SetReading::default();
+        CreatorWindow {
+            seconds,
+            // Saturating float-to-int conversion; a window is at most minutes long.
+            covered_secs: covered as u32,
+            new_flows: end.reading.total.saturating_sub(start.reading.total),
+            lists: CreatorKey::ALL
+                .into_iter()
+                .map(|key| {
+                    let now = end.reading.sets.get(&key).unwrap_or(&empty);
+                    let then = start.reading.sets.get(&key).unwrap_or(&empty);
+                    list(key, now, then, limit)
+                })
+                .collect(),
+        }
+    }
+
+    /// The newest reading at least `seconds` older than the newest, or the oldest there is.
+    fn start_of(&self, seconds: u32) -> Option<&Sample> {
+        let newest = self.samples.back()?.at;
+        self.samples
+            .iter()
+            .rev()
+            .find(|s| newest.duration_since(s.at).as_secs_f64() >= f64::from(seconds) - 0.5)
+            .or_else(|| self.samples.front())
+    }
+}
+
+/// A key's creators between two readings. A counter lower than before belongs to an element
+/// that expired and came back (idle for the whole element timeout, so nothing of its old count
+/// falls in the window): its whole count is new.
+fn list(key: CreatorKey, now: &SetReading, then: &SetReading, limit: usize) -> CreatorList {
+    let mut counts: Vec<(CreatorId, u64)> = now
+        .elements
+        .iter()
+        .filter_map(|(id, count)| {
+            let before = then
+                .elements
+                .binary_search_by_key(id, |(id, _)| *id)
+                .map_or(0, |i| then.elements[i].1);
+            let created = if before <= *count {
+                count - before
+            } else {
+                *count
+            };
+            (created > 0).then_some((*id, created))
+        })
+        .collect();
+    counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let rest = counts.iter().skip(limit).map(|(_, n)| n).sum();
+    counts.truncate(limit);
+    CreatorList {
+        key,
+        top: counts
+            .into_iter()
+            .map(|(id, new_flows)| CreatorCount {
+                address: id.address,
+                protocol: id.protocol,
+                port: id.port,
+                new_flows,
+            })
+            .collect(),
+        rest,
+        uncounted: now.uncounted.saturating_sub(then.uncounted),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, time::Duration};
+
+    use super::*;
+
+    fn source(last_octet: u8) -> CreatorId {
+        CreatorId {
+            address: std::net::IpAddr::from([192, 0, 2, last_octet]),
+            protocol: None,
+            port: None,
+        }
+    }
+
+    fn reading(total: u64, sources: &[(u8, u64)], uncounted: u64) -> Reading {
+        let mut elements: Vec<_> = sources.iter().map(|&(o, n)| (source(o), n)).collect();
+        elements.sort_unstable_by_key(|(id, _)| *id);
+        Reading {
+            total,
+            sets: BTreeMap::from([(
+                CreatorKey::Source,
+                SetReading {
+                    elements,
+                    uncounted,
+                },
+            )]),
+        }
+    }
+
+    fn top(window: &CreatorWindow) -> Vec<(u8, u64)> {
+        window
+            .list(CreatorKey::Source)
+            .expect("a source list")
+            .top
+            .iter()
+            .map(|c| match c.address {
+                std::net::IpAddr::V4(v4) => (v4.octets()[3], c.new_flows),
+                std::net::IpAddr::V6(_) => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_window_counts_from_its_own_start() {
+        let t0 = Instant::now();
+        let mut history = History::installed(t0, 600);
+        // .7 creates 100 per 10 s throughout; .9 made 500 in the first 10 s only.
+        history.push(
+            t0 + Duration::from_secs(10),
+            reading(600, &[(7, 100), (9, 500)], 0),
+        );
+        for step in 2..=6u64 {
+            history.push(
+                t0 + Duration::from_secs(10 * step),
+                reading(500 + 100 * step, &[(7, 100 * step), (9, 500)], 0),
+            );
+        }
+        let last_10s = history.window(10, 10);
+        assert_eq!((last_10s.covered_secs, last_10s.new_flows), (10, 100));
+        assert_eq!(top(&last_10s), [(7, 100)], ".9 is idle now");
+        let last_minute = history.window(60, 10);
+        assert_eq!(
+            (last_minute.covered_secs, last_minute.new_flows),
+            (60, 1100)
+        );
+        assert_eq!(top(&last_minute), [(7, 600), (9, 500)]);
+        assert_eq!(last_minute.per_second(600), 10);
+        let ten_minutes = history.window(600, 10);
+        assert_eq!(
+            ten_minutes.covered_secs, 60,
+            "only a minute counted so far: says so"
+        );
+    }
+
+    #[test]
+    fn the_top_is_bounded_and_the_rest_and_overflow_add_up() {
+        let t0 = Instant::now();
+        let mut history = History::installed(t0, 600);
+        history.push(
+            t0 + Duration::from_secs(10),
+            reading(1000, &[(1, 10), (2, 300), (3, 20), (4, 70)], 600),
+        );
+        let window = history.window(10, 2);
+        assert_eq!(top(&window), [(2, 300), (4, 70)], "biggest first");
+        let list = window.list(CreatorKey::Source).expect("a source list");
+        assert_eq!(list.rest, 30);
+        assert_eq!(list.uncounted, 600);
+        assert_eq!(
+            300 + 70 + list.rest + list.uncounted,
+            window.new_flows,
+            "every flow is somewhere"
+        );
+    }
+
+    #[test]
+    fn a_counter_that_went_back_is_an_element_that_came_back() {
+        let t0 = Instant::now();
+        let mut history = History::installed(t0, 600);
+        history.push(t0 + Duration::from_secs(10), reading(50, &[(5, 50)], 0));
+        history.push(t0 + Duration::from_secs(20), reading(53, &[(5, 3)], 0));
+        assert_eq!(top(&history.window(10, 10)), [(5, 3)]);
+    }
+
+    #[test]
+    fn a_long_uptime_keeps_a_bounded_history_that_still_reaches_ten_minutes_back() {
+        let t0 = Instant::now();
+        let mut history = History::installed(t0, 600);
+        for step in 1..=720u64 {
+            // Two hours at one reading per 10 s, .7 creating 1 per second.
+            history.push(
+                t0 + Duration::from_secs(10 * step),
+                reading(10 * step, &[(7, 10 * step)], 0),
+            );
+        }
+        assert!(
+            history.len() <= 8 + 11 + 1,
+            "{} readings kept",
+            history.len()
+        );
+        let ten_minutes = history.window(600, 10);
+        assert!(
+            (600..=660).contains(&ten_minutes.covered_secs),
+            "{}",
+            ten_minutes.covered_secs
+        );
+        assert_eq!(
+            ten_minutes.new_flows,
+            u64::from(ten_minutes.covered_secs),
+            "1 per second"
+        );
+        assert_eq!(history.window(60, 10).covered_secs, 60);
+        assert_eq!(history.window(10, 10).covered_secs, 10);
+    }
+
+    #[test]
+    fn nothing_counted_yet_is_an_empty_window_not_a_rate() {
+        let history = History::installed(Instant::now(), 600);
+        let window = history.window(60, 10);
+        assert_eq!((window.covered_secs, window.new_flows), (0, 0));
+        assert_eq!(window.per_second(0), 0);
+    }
+}

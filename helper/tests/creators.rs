@@ -1,0 +1,310 @@
+//! Creators of entries against a real kernel: the router namespace of the block tests, floods
+//! of known size from known sources, the helper's counting table read back through the socket
+//! and checked against `conntrack -C` and nft's own listing in the same window.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use ctguard_protocol::{
+    CreatorKey, Creators, HelperError, Protocol, Request, Response, creators::WINDOWS_SECS,
+};
+use support::{
+    Connection, HelperProcess, have_root,
+    topology::{ATTACKER, CLIENT, GUEST, Topology},
+    wait_for,
+};
+
+fn helper_for(topology: &Topology, extra: &[&str]) -> HelperProcess {
+    let mut args = vec![
+        "--group",
+        "root",
+        "--netns",
+        &topology.router.name,
+        "--creator-sample-secs",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    HelperProcess::start(&args)
+}
+
+fn creators(session: &mut Connection, limit: u16) -> Creators {
+    match session.ask(&Request::Creators { limit }) {
+        Response::Creators { creators } => *creators,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The new flows `address` created in the last minute, by one key's list.
+fn created_by(creators: &Creators, key: CreatorKey, address: &str) -> u64 {
+    let window = creators.window(60).unwrap();
+    window
+        .list(key)
+        .unwrap()
+        .top
+        .iter()
+        .filter(|c| c.address.to_string() == address)
+        .map(|c| c.new_flows)
+        .sum()
+}
+
+/// Asks until the counts show `condition`, within the deadline: a reading comes every second.
+fn creators_when(
+    session: &mut Connection,
+    what: &str,
+    condition: impl Fn(&Creators) -> bool,
+) -> Creators {
+    let mut last = None;
+    wait_for(what, Duration::from_secs(20), || {
+        let answer = creators(session, 10);
+        let met = condition(&answer);
+        last = Some(answer);
+        met
+    });
+    last.unwrap()
+}
+
+fn router_tables(net: &Topology) -> String {
+    net.router.exec("nft", &["list", "tables"])
+}
+
+#[test]
+fn each_new_flow_counts_once_for_its_source_destination_and_service() {
+    if !have_root("each_new_flow_counts_once_for_its_source_destination_and_service") {
+        return;
+    }
+    let net = Topology::new("crt");
+    let helper = helper_for(&net, &[]);
+    let mut session = helper.session();
+    creators_when(&mut session, "counting to start", |c| c.counting);
+    let before = net.router.conntrack_count();
+    // 600 flows from the attacker (one per source port, the seed's pattern) and 150 from the
+    // client's address, all to the guest's port 9999.
+    net.flood(ATTACKER, 600, 20000, false);
+    net.flood(CLIENT, 150, 40000, false);
+    let created = net.router.conntrack_count() - before;
+    let answer = creators_when(&mut session, "both floods in the counts", |c| {
+        created_by(c, CreatorKey::Source, ATTACKER) >= 600
+            && created_by(c, CreatorKey::Source, CLIENT) >= 150
+    });
+    assert_eq!(
+        created, 750,
+        "the kernel's own count of what the floods created"
+    );
+    assert_eq!(
+        created_by(&answer, CreatorKey::Source, ATTACKER),
+        600,
+        "exact: no event lost"
+    );
+    assert_eq!(created_by(&answer, CreatorKey::Source, CLIENT), 150);
+    assert_eq!(created_by(&answer, CreatorKey::Destination, GUEST), 750);
+    let window = answer.window(60).unwrap();
+    let sources = window.list(CreatorKey::Source).unwrap();
+    assert_eq!(
+        sources.top[0].address.to_string(),
+        ATTACKER,
+        "the biggest creator first"
+    );
+    let listed: u64 = sources.top.iter().map(|c| c.new_flows).sum();
+    assert_eq!(
+        listed + sources.rest + sources.uncounted,
+        window.new_flows,
+        "every new flow is in the list, its rest or its overflow"
+    );
+    assert_eq!(
+        window.new_flows, created,
+        "the table's total is conntrack's count"
+    );
+    // One source port per flow: the attacker's service key is (guest port 9999) for each.
+    let services = window.list(CreatorKey::SourceDestinationPort).unwrap();
+    let attacker_to_9999 = services
+        .top
+        .iter()
+        .find(|c| c.address.to_string() == ATTACKER)
+        .unwrap();
+    assert_eq!(
+        (
+            attacker_to_9999.protocol,
+            attacker_to_9999.port,
+            attacker_to_9999.new_flows
+        ),
+        (Some(Protocol::Udp), Some(9999), 600)
+    );
+    assert_eq!(answer.windows.len(), WINDOWS_SECS.len());
+    assert!(
+        window.covered_secs >= 1 && window.covered_secs <= 60,
+        "{}",
+        window.covered_secs
+    );
+}
+
+#[test]
+fn flows_that_expired_before_any_walk_are_still_named_by_their_creator() {
+    if !have_root("flows_that_expired_before_any_walk_are_still_named_by_their_creator") {
+        return;
+    }
+    let net = Topology::new("crtexp");
+    // Unreplied UDP entries live 1 s on this router instead of 30.
+    net.router.exec(
+        "sysctl",
+        &["-qw", "net.netfilter.nf_conntrack_udp_timeout=1"],
+    );
+    let helper = helper_for(&net, &[]);
+    let mut session = helper.session();
+    creators_when(&mut session, "counting to start", |c| c.counting);
+    net.flood(ATTACKER, 400, 20000, false);
+    wait_for(
+        "the flood's entries to expire",
+        Duration::from_secs(20),
+        || net.entries_from(ATTACKER, None) == 0,
+    );
+    let snapshot = session.ask(&Request::Snapshot {});
+    let Response::Snapshot { snapshot } = snapshot else {
+        panic!("{snapshot:?}");
+    };
+    assert!(
+        snapshot
+            .sources
+            .top
+            .iter()
+            .all(|g| g.key.to_string() != ATTACKER),
+        "a walk now sees none of the attacker's entries"
+    );
+    let answer = creators_when(&mut session, "the expired flood in the counts", |c| {
+        created_by(c, CreatorKey::Source, ATTACKER) >= 400
+    });
+    assert_eq!(created_by(&answer, CreatorKey::Source, ATTACKER), 400);
+}
+
+#[test]
+fn a_full_set_counts_the_rest_as_uncounted_and_holds_no_more_than_its_size() {
+    if !have_root("a_full_set_counts_the_rest_as_uncounted_and_holds_no_more_than_its_size") {
+        return;
+    }
+    let net = Topology::new("crtfull");
+    let helper = helper_for(&net, &["--creator-set-size", "64"]);
+    let mut session = helper.session();
+    creators_when(&mut session, "counting to start", |c| c.counting);
+    // 300 flows from 300 distinct sources of 203.0.113.0/24-and-beyond: random sources.
+    let status = Command::new("ip")
+        .args(["netns", "exec", &net.inet.name, "timeout", "20", "hping3"])
+        .args([
+            "--udp",
+            "-q",
+            "-I",
+            "eth0",
+            "--rand-source",
+            "-c",
+            "300",
+            "-i",
+            "u200",
+        ])
+        .args(["-p", "9999", GUEST])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(matches!(status.code(), Some(0 | 1)), "{status}");
+    let answer = creators_when(&mut session, "the random sources in the counts", |c| {
+        let window = c.window(60).unwrap();
+        let sources = window.list(CreatorKey::Source).unwrap();
+        window.new_flows >= 300 && sources.uncounted > 0
+    });
+    let window = answer.window(60).unwrap();
+    let sources = window.list(CreatorKey::Source).unwrap();
+    let listed: u64 = sources.top.iter().map(|c| c.new_flows).sum();
+    assert_eq!(listed + sources.rest + sources.uncounted, window.new_flows);
+    let held = net.router.exec(
+        "nft",
+        &["-j", "list", "set", "inet", "ctguard_creators", "v4_source"],
+    );
+    let elements = held.matches("\"elem\": {").count() + held.matches("\"elem\":{").count();
+    assert_eq!(elements, 64, "the set is full at its size and no bigger");
+    assert_eq!(
+        listed + sources.rest,
+        64,
+        "one flow per random source was counted"
+    );
+    assert_eq!(answer.set_capacity, 64);
+}
+
+#[test]
+fn the_table_goes_with_a_clean_stop_and_comes_back_after_a_flush() {
+    if !have_root("the_table_goes_with_a_clean_stop_and_comes_back_after_a_flush") {
+        return;
+    }
+    let net = Topology::new("crtlife");
+    let helper = helper_for(&net, &[]);
+    let mut session = helper.session();
+    creators_when(&mut session, "counting to start", |c| c.counting);
+    assert!(router_tables(&net).contains("table inet ctguard_creators"));
+    net.router.exec("nft", &["flush ruleset"]);
+    net.load_router_ruleset();
+    wait_for(
+        "the counting table to come back",
+        Duration::from_secs(20),
+        || router_tables(&net).contains("table inet ctguard_creators"),
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &helper.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for(
+        "the helper to remove its counting table",
+        Duration::from_secs(20),
+        || !router_tables(&net).contains("ctguard_creators"),
+    );
+}
+
+#[test]
+fn counting_off_leaves_no_table_and_says_so_and_big_asks_are_refused() {
+    if !have_root("counting_off_leaves_no_table_and_says_so_and_big_asks_are_refused") {
+        return;
+    }
+    let net = Topology::new("crtoff");
+    // A table an earlier run left behind goes too.
+    net.router.exec("nft", &["add table inet ctguard_creators"]);
+    let helper = helper_for(&net, &["--count-creators", "off"]);
+    let mut session = helper.session();
+    wait_for("the old table to go", Duration::from_secs(10), || {
+        !router_tables(&net).contains("ctguard_creators")
+    });
+    let answer = creators(&mut session, 10);
+    assert!(!answer.counting);
+    assert!(answer.windows.is_empty());
+    assert!(answer.problem.unwrap().contains("--count-creators off"));
+    let refused = session.ask(&Request::Creators { limit: 51 });
+    assert!(
+        matches!(
+            refused,
+            Response::Error {
+                error: HelperError::TooManyCreators { given: 51, max: 50 }
+            }
+        ),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn ipv4_only_counting_turns_no_ipv6_tracking_on() {
+    if !have_root("ipv4_only_counting_turns_no_ipv6_tracking_on") {
+        return;
+    }
+    let net = Topology::new("crtv4");
+    let helper = helper_for(&net, &["--count-creators", "ipv4"]);
+    let mut session = helper.session();
+    creators_when(&mut session, "counting to start", |c| c.counting);
+    let tables = router_tables(&net);
+    assert!(tables.contains("table ip ctguard_creators"), "{tables}");
+    assert!(!tables.contains("table inet ctguard_creators"), "{tables}");
+    net.flood(ATTACKER, 50, 20000, false);
+    creators_when(&mut session, "the flood in the counts", |c| {
+        created_by(c, CreatorKey::Source, ATTACKER) == 50
+    });
+}
