@@ -192,7 +192,7 @@ impl Counting {
             self.state().problem = Some(Problem::NotRead);
             return Err(CountingError::Refused(finished.stderr));
         }
-        let reading =
+        let mut reading =
             match ruleset::parse_listing(&String::from_utf8_lossy(&finished.stdout), families) {
                 Ok(reading) => reading,
                 Err(error) => {
@@ -200,6 +200,22 @@ impl Counting {
                     return Err(error.into());
                 }
             };
+        // Right after the listing, so the two cover nearly the same moment.
+        match crate::ctnetlink::statistics() {
+            Ok(cpus) => {
+                reading.kernel_drops = cpus
+                    .iter()
+                    // The kernel's counters are `unsigned int`s, carried in u64s.
+                    .map(|cpu| (cpu.cpu, u32::try_from(cpu.stats.drop).unwrap_or(u32::MAX)))
+                    .collect();
+            }
+            Err(error) => tracing::debug!(%error, "no drop statistic beside the counts"),
+        }
+        tracing::debug!(
+            total = reading.total,
+            kernel_drops = ?reading.kernel_drops,
+            "counting table read"
+        );
         let mut state = self.state();
         if reading.total < state.history.as_ref().map_or(0, History::newest_total) {
             // Counters never go back: someone replaced the table. Start again from here.

@@ -20,6 +20,16 @@ use support::{
     wait_for,
 };
 
+/// The full-table test lowers the global nf_conntrack_max, which every namespace's table obeys:
+/// it runs alone (write), the others beside each other (read).
+static GLOBAL_TABLE_LIMIT: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_limit() -> std::sync::RwLockReadGuard<'static, ()> {
+    GLOBAL_TABLE_LIMIT
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn helper_for(topology: &Topology, extra: &[&str]) -> HelperProcess {
     let mut args = vec![
         "--group",
@@ -78,6 +88,7 @@ fn each_new_flow_counts_once_for_its_source_destination_and_service() {
     if !have_root("each_new_flow_counts_once_for_its_source_destination_and_service") {
         return;
     }
+    let _limit = shared_limit();
     let net = Topology::new("crt");
     let helper = helper_for(&net, &[]);
     let mut session = helper.session();
@@ -148,6 +159,7 @@ fn flows_that_expired_before_any_walk_are_still_named_by_their_creator() {
     if !have_root("flows_that_expired_before_any_walk_are_still_named_by_their_creator") {
         return;
     }
+    let _limit = shared_limit();
     let net = Topology::new("crtexp");
     // Unreplied UDP entries live 1 s on this router instead of 30.
     net.router.exec(
@@ -186,6 +198,7 @@ fn a_full_set_counts_the_rest_as_uncounted_and_holds_no_more_than_its_size() {
     if !have_root("a_full_set_counts_the_rest_as_uncounted_and_holds_no_more_than_its_size") {
         return;
     }
+    let _limit = shared_limit();
     let net = Topology::new("crtfull");
     let helper = helper_for(&net, &["--creator-set-size", "64"]);
     let mut session = helper.session();
@@ -238,6 +251,7 @@ fn the_table_goes_with_a_clean_stop_and_comes_back_after_a_flush() {
     if !have_root("the_table_goes_with_a_clean_stop_and_comes_back_after_a_flush") {
         return;
     }
+    let _limit = shared_limit();
     let net = Topology::new("crtlife");
     let helper = helper_for(&net, &[]);
     let mut session = helper.session();
@@ -267,6 +281,7 @@ fn counting_off_leaves_no_table_and_says_so_and_big_asks_are_refused() {
     if !have_root("counting_off_leaves_no_table_and_says_so_and_big_asks_are_refused") {
         return;
     }
+    let _limit = shared_limit();
     let net = Topology::new("crtoff");
     // A table an earlier run left behind goes too.
     net.router.exec("nft", &["add table inet ctguard_creators"]);
@@ -296,6 +311,7 @@ fn ipv4_only_counting_turns_no_ipv6_tracking_on() {
     if !have_root("ipv4_only_counting_turns_no_ipv6_tracking_on") {
         return;
     }
+    let _limit = shared_limit();
     let net = Topology::new("crtv4");
     let helper = helper_for(&net, &["--count-creators", "ipv4"]);
     let mut session = helper.session();
@@ -307,4 +323,160 @@ fn ipv4_only_counting_turns_no_ipv6_tracking_on() {
     creators_when(&mut session, "the flood in the counts", |c| {
         created_by(c, CreatorKey::Source, ATTACKER) == 50
     });
+}
+
+/// Puts the global nf_conntrack_max back however the test ends.
+struct GlobalLimit(String);
+
+const MAX_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+
+impl GlobalLimit {
+    fn set(limit: u32) -> Self {
+        let saved = std::fs::read_to_string(MAX_PATH).unwrap().trim().to_owned();
+        std::fs::write(MAX_PATH, limit.to_string()).unwrap();
+        Self(saved)
+    }
+}
+
+impl Drop for GlobalLimit {
+    fn drop(&mut self) {
+        let _ = std::fs::write(MAX_PATH, &self.0);
+    }
+}
+
+/// connflood.py of the end-to-end sandbox: completed handshakes, held (the kernel never evicts
+/// assured entries, so a table full of them drops new flows).
+fn connflood(netns: &str, args: &[&str]) -> std::process::Child {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../end2end/sandbox/connflood.py"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", netns, "python3", script])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_full_table_names_whom_it_turns_away_as_the_kernels_drop_counter_counts() {
+    if !have_root("a_full_table_names_whom_it_turns_away_as_the_kernels_drop_counter_counts") {
+        return;
+    }
+    let _alone = GLOBAL_TABLE_LIMIT
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // nf_conntrack_max is global: take turns with the end-to-end sandbox and the benchmarks.
+    let lock = std::fs::File::create("/run/ctguard-sandbox.lock").unwrap();
+    let _turn = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let net = Topology::new("crtaway");
+    let helper = helper_for(&net, &[]);
+    let mut session = helper.session();
+    creators_when(&mut session, "counting to start", |c| c.counting);
+    let _limit = GlobalLimit::set(1024);
+    let mut server = connflood(
+        &net.guest.name,
+        &[
+            "serve",
+            "--bind",
+            GUEST,
+            "--port",
+            "8081",
+            "--max",
+            "2048",
+            "--seconds",
+            "90",
+        ],
+    );
+    wait_for("the holder's listener", Duration::from_secs(10), || {
+        net.guest
+            .exec("ss", &["-Hltn", "sport = :8081"])
+            .contains("8081")
+    });
+    let mut holder = connflood(
+        &net.inet.name,
+        &[
+            "flood",
+            "--source",
+            CLIENT,
+            "--to",
+            GUEST,
+            "--port",
+            "8081",
+            "--max",
+            "1100",
+            "--rate",
+            "0",
+            "--seconds",
+            "60",
+        ],
+    );
+    wait_for("the table to be full", Duration::from_secs(60), || {
+        net.router.conntrack_count() >= 1024
+    });
+    let drops_before = net.router.conntrack_stat_sum("drop");
+    net.flood(ATTACKER, 300, 20000, false);
+    let drops_after = net.router.conntrack_stat_sum("drop");
+    assert!(
+        drops_after - drops_before >= 300,
+        "the kernel dropped the flood: {drops_before} -> {drops_after}"
+    );
+    assert_eq!(
+        net.entries_from(ATTACKER, None),
+        0,
+        "none of it got an entry"
+    );
+    let answer = creators_when(&mut session, "the attacker among the turned away", |c| {
+        let away = &c.window(60).unwrap().turned_away;
+        away.top
+            .iter()
+            .any(|s| s.address.to_string() == ATTACKER && s.packets >= 300)
+    });
+    let away = &answer.window(60).unwrap().turned_away;
+    let attacker = away
+        .top
+        .iter()
+        .find(|s| s.address.to_string() == ATTACKER)
+        .unwrap();
+    assert_eq!(attacker.packets, 300, "each of its packets, once");
+    // The holder's own retries while it filled the table were refused too: counted, and all of
+    // it adds up to the kernel's statistic over the same minute (read a moment apart).
+    let counted = away.counted();
+    assert!(
+        counted.abs_diff(away.kernel_drops) <= counted / 100 + 2,
+        "counted {counted}, the kernel's drop statistic {}",
+        away.kernel_drops
+    );
+    assert_eq!(
+        created_by(&answer, CreatorKey::Source, ATTACKER),
+        0,
+        "a flow turned away created no entry"
+    );
+    let _ = holder.kill();
+    let _ = server.kill();
+    let _ = holder.wait();
+    let _ = server.wait();
+}
+
+#[test]
+fn a_busy_source_whose_flows_all_get_in_is_not_turned_away() {
+    if !have_root("a_busy_source_whose_flows_all_get_in_is_not_turned_away") {
+        return;
+    }
+    let _limit = shared_limit();
+    let net = Topology::new("crtbusy");
+    let helper = helper_for(&net, &[]);
+    let mut session = helper.session();
+    creators_when(&mut session, "counting to start", |c| c.counting);
+    // A reverse proxy's worth of new flows, with room in the table for all of them.
+    net.flood(CLIENT, 2000, 20000, false);
+    let answer = creators_when(&mut session, "the flows in the counts", |c| {
+        created_by(c, CreatorKey::Source, CLIENT) >= 2000
+    });
+    let away = &answer.window(60).unwrap().turned_away;
+    assert!(away.top.is_empty(), "{away:?}");
+    assert_eq!((away.counted(), away.kernel_drops), (0, 0));
 }

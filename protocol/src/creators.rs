@@ -74,6 +74,40 @@ pub struct CreatorList {
     pub uncounted: u64,
 }
 
+/// Who conntrack turned away in one window: per source, packets that could start a flow (a TCP
+/// SYN without ACK, or any packet of another protocol) counted before conntrack, less those
+/// counted again right after it. While the table is full these are the flows that found no
+/// room; the kernel counts the same drops in its `drop` statistic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnedAway {
+    /// Sources by packets dropped, biggest first.
+    pub top: Vec<TurnedAwaySource>,
+    /// Dropped packets of sources outside `top`.
+    pub rest: u64,
+    /// Dropped packets of sources the attempts set could not hold (it was full).
+    pub uncounted: u64,
+    /// conntrack's own `drop` statistic over the same window, summed over CPUs: the figure the
+    /// per-source counts should add up to.
+    pub kernel_drops: u64,
+}
+
+impl TurnedAway {
+    /// Every dropped packet the sets saw: listed, rest and uncounted.
+    pub fn counted(&self) -> u64 {
+        self.top.iter().map(|c| c.packets).sum::<u64>() + self.rest + self.uncounted
+    }
+}
+
+/// One source conntrack turned away, and how many of its packets (a flow's first packet, or
+/// its retries: each one found no room).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnedAwaySource {
+    pub address: IpAddr,
+    pub packets: u64,
+}
+
 /// Every key's creators over one trailing window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +122,8 @@ pub struct CreatorWindow {
     pub new_flows: u64,
     /// One list per [`CreatorKey`], in [`CreatorKey::ALL`] order.
     pub lists: Vec<CreatorList>,
+    /// Who conntrack refused in the window (its table full).
+    pub turned_away: TurnedAway,
 }
 
 /// The helper's answer: how it counts and what it counted.

@@ -2,12 +2,14 @@
 //! set per (address family, [`CreatorKey`]), each element counting the entries its key created,
 //! and one overflow counter per set for what a full set could not hold.
 //!
-//! The base chains hook prerouting and output at priority 0, after conntrack (-200) made the
-//! entry, and match `ct state new ct status ! confirmed`: only the first packet of a flow sees
+//! The counting chains hook prerouting and output at priority -199, right after conntrack (-200)
+//! made the entry (so addresses are the original tuple's, before any DNAT, as a walk reports
+//! them), and match `ct state new ct status ! confirmed`: only the first packet of a flow sees
 //! its entry unconfirmed (conntrack confirms it at the last hook), so each created entry counts
 //! once however many packets follow before a reply. Entries a later rule drops before they are
 //! confirmed count too: they were created. Blocked traffic never counts: the blocks table drops
-//! it at raw priority, before conntrack.
+//! it at raw priority, before conntrack. Who conntrack turned away is counted around it: see
+//! [`Stage`].
 //!
 //! `update @set { key counter }` adds the key when it is new (with a fresh counter) and refreshes
 //! its timeout; when the set is full the add fails, the rule breaks before `return`, and the next
@@ -114,54 +116,140 @@ fn has_service(key: CreatorKey) -> bool {
 /// The counter of every new flow, whatever its family or protocol.
 const TOTAL_COUNTER: &str = "new_flows";
 
+/// Right after conntrack (-200): entries are counted as conntrack made them, with the original
+/// tuple's addresses (before any DNAT at -100), the way a walk of the table reports them.
+const AFTER_CONNTRACK: i32 = -199;
+/// After the blocks table (-300), before conntrack: blocked traffic is not an attempt.
+const BEFORE_CONNTRACK: i32 = -250;
+
+/// The two per-source sets that name who is turned away: packets that could start a flow
+/// (a TCP segment with SYN and without ACK, or any packet of another protocol) counted before
+/// conntrack (`attempts`) and again right after it (`passed`). What conntrack dropped in
+/// between (its table full and early drop impossible, or its protocol tracker refusing the
+/// packet) is the difference, and the kernel counts the same drops in its `drop` statistic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Attempts,
+    Passed,
+}
+
+impl Stage {
+    fn set(self, ipv6: bool) -> String {
+        format!(
+            "{}_{}",
+            if ipv6 { "v6" } else { "v4" },
+            match self {
+                Self::Attempts => "attempts",
+                Self::Passed => "passed",
+            }
+        )
+    }
+
+    fn overflow_counter(self, ipv6: bool) -> String {
+        format!("{}_uncounted", self.set(ipv6))
+    }
+}
+
+/// `meta nfproto ...` where the table sees both families; nothing in a `table ip`, where nft
+/// refuses it.
+fn family_match(families: Families, ipv6: bool) -> &'static str {
+    match families {
+        Families::Both if ipv6 => "meta nfproto ipv6 ",
+        Families::Both => "meta nfproto ipv4 ",
+        Families::Ipv4 => "",
+    }
+}
+
+fn declare_set(s: &mut String, name: &str, type_expr: &str, capacity: u32) {
+    let _ = writeln!(
+        s,
+        "  set {name} {{\n    type {type_expr}; size {capacity}; flags dynamic, timeout; timeout {ELEMENT_TIMEOUT_SECS}s;\n  }}\n  counter {name}_uncounted {{\n  }}"
+    );
+}
+
 /// The whole table as one `nft -f` transaction that replaces whatever table was there (its
 /// counts start again from zero).
 pub fn script(families: Families, capacity: u32) -> String {
     let family = families.table_family();
     let sets = CountingSet::all(families);
+    let ipv6s: &[bool] = if families.ipv6() {
+        &[false, true]
+    } else {
+        &[false]
+    };
     let mut s = format!("table {family} {TABLE}\ndelete table {family} {TABLE}\n");
     let _ = writeln!(s, "table {family} {TABLE} {{");
     let _ = writeln!(s, "  counter {TOTAL_COUNTER} {{\n  }}");
     for set in &sets {
-        let _ = writeln!(
-            s,
-            "  set {} {{\n    type {}; size {capacity}; flags dynamic, timeout; timeout {ELEMENT_TIMEOUT_SECS}s;\n  }}",
-            set.name(),
-            set.type_expr()
-        );
-        let _ = writeln!(s, "  counter {} {{\n  }}", set.overflow_counter());
+        declare_set(&mut s, &set.name(), set.type_expr(), capacity);
+    }
+    for &ipv6 in ipv6s {
+        let address = if ipv6 { "ipv6_addr" } else { "ipv4_addr" };
+        for stage in [Stage::Attempts, Stage::Passed] {
+            declare_set(&mut s, &stage.set(ipv6), address, capacity);
+        }
     }
     for hook in ["prerouting", "output"] {
         let _ = writeln!(
             s,
-            "  chain {hook} {{\n    type filter hook {hook} priority 0; policy accept;\n    ct state new ct status ! confirmed jump count\n  }}"
+            "  chain {hook}_before {{\n    type filter hook {hook} priority {BEFORE_CONNTRACK}; policy accept;\n    jump attempts\n  }}"
+        );
+        let _ = writeln!(
+            s,
+            "  chain {hook} {{\n    type filter hook {hook} priority {AFTER_CONNTRACK}; policy accept;\n    jump passed\n    ct state new ct status ! confirmed jump count\n  }}"
         );
     }
     s.push_str("  chain count {\n");
     let _ = writeln!(s, "    counter name \"{TOTAL_COUNTER}\"");
     for set in &sets {
-        // A `table ip` sees only IPv4, and nft refuses `meta nfproto` there.
-        let family = match families {
-            Families::Both if set.ipv6 => "meta nfproto ipv6 ",
-            Families::Both => "meta nfproto ipv4 ",
-            Families::Ipv4 => "",
-        };
         let only_ports = if has_service(set.key) {
             "meta l4proto { tcp, udp } "
         } else {
             ""
         };
-        let _ = writeln!(s, "    {family}{only_ports}jump {}", set.name());
+        let _ = writeln!(
+            s,
+            "    {}{only_ports}jump {}",
+            family_match(families, set.ipv6),
+            set.name()
+        );
     }
     s.push_str("  }\n");
     for set in &sets {
         let _ = writeln!(
             s,
-            "  chain {name} {{\n    update @{name} {{ {key} counter }} return\n    counter name \"{overflow}\"\n  }}",
+            "  chain {name} {{\n    update @{name} {{ {key} counter }} return\n    counter name \"{name}_uncounted\"\n  }}",
             name = set.name(),
             key = set.key_expr(),
-            overflow = set.overflow_counter()
         );
+    }
+    for stage in [Stage::Attempts, Stage::Passed] {
+        let chain = stage.set(false).replace("v4_", "");
+        let _ = writeln!(
+            s,
+            "  chain {chain} {{\n    meta l4proto tcp tcp flags & (syn | ack) != syn return"
+        );
+        for &ipv6 in ipv6s {
+            let _ = writeln!(
+                s,
+                "    {}jump {}",
+                family_match(families, ipv6),
+                stage.set(ipv6)
+            );
+        }
+        s.push_str("  }\n");
+        for &ipv6 in ipv6s {
+            let saddr = if ipv6 { "ip6 saddr" } else { "ip saddr" };
+            // No `saddr @attempts` condition here: a lookup that matches counts in the matched
+            // element's counter too (the per-element counters of the blocks' sets rely on it),
+            // which would count each passed packet as a second attempt.
+            let _ = writeln!(
+                s,
+                "  chain {name} {{\n    update @{name} {{ {saddr} counter }} return\n    counter name \"{overflow}\"\n  }}",
+                name = stage.set(ipv6),
+                overflow = stage.overflow_counter(ipv6),
+            );
+        }
     }
     s.push_str("}\n");
     s
@@ -188,11 +276,17 @@ pub struct SetReading {
     pub uncounted: u64,
 }
 
-/// One listing of the table.
+/// One listing of the table, with the kernel's drop statistic read beside it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reading {
     pub total: u64,
     pub sets: BTreeMap<CreatorKey, SetReading>,
+    /// Per source: packets that could start a flow, before conntrack.
+    pub attempts: SetReading,
+    /// Per source: the same packets, after conntrack let them through.
+    pub passed: SetReading,
+    /// conntrack's per-CPU `drop` counters (`unsigned int`s that wrap), by CPU.
+    pub kernel_drops: BTreeMap<u32, u32>,
 }
 
 /// Why a listing could not be read.
@@ -230,7 +324,7 @@ pub fn parse_listing(json: &str, families: Families) -> Result<Reading, ListingE
         .ok_or_else(|| ListingError::Missing(format!("counter {TOTAL_COUNTER}")))?;
     let mut reading = Reading {
         total,
-        sets: BTreeMap::new(),
+        ..Reading::default()
     };
     for set in CountingSet::all(families) {
         let name = set.name();
@@ -248,7 +342,36 @@ pub fn parse_listing(json: &str, families: Families) -> Result<Reading, ListingE
             }
         }
     }
-    for set in reading.sets.values_mut() {
+    for stage in [Stage::Attempts, Stage::Passed] {
+        for ipv6 in [false, true] {
+            if ipv6 && !families.ipv6() {
+                continue;
+            }
+            let name = stage.set(ipv6);
+            let listed = sets
+                .get(name.as_str())
+                .ok_or_else(|| ListingError::Missing(format!("set {name}")))?;
+            let overflow = stage.overflow_counter(ipv6);
+            let uncounted = *counters
+                .get(overflow.as_str())
+                .ok_or_else(|| ListingError::Missing(format!("counter {overflow}")))?;
+            let into = match stage {
+                Stage::Attempts => &mut reading.attempts,
+                Stage::Passed => &mut reading.passed,
+            };
+            into.uncounted += uncounted;
+            for element in listed["elem"].as_array().map_or(&[][..], Vec::as_slice) {
+                if let Some(counted) = element_count(element) {
+                    into.elements.push(counted);
+                }
+            }
+        }
+    }
+    for set in reading
+        .sets
+        .values_mut()
+        .chain([&mut reading.attempts, &mut reading.passed])
+    {
         set.elements.sort_unstable_by_key(|(id, _)| *id);
     }
     Ok(reading)
@@ -300,9 +423,9 @@ mod tests {
                 .count(),
             2
         );
-        assert!(script.contains("type filter hook prerouting priority 0;"));
-        assert!(script.contains("type filter hook output priority 0;"));
-        assert_eq!(script.matches("size 4096;").count(), 8, "{script}");
+        assert!(script.contains("type filter hook prerouting priority -199;"));
+        assert!(script.contains("type filter hook output priority -199;"));
+        assert_eq!(script.matches("size 4096;").count(), 8 + 4, "{script}");
         assert!(script.contains(
             "update @v4_destination_source_port { ip daddr . meta l4proto . th sport counter } return"
         ));
@@ -313,12 +436,45 @@ mod tests {
     }
 
     #[test]
+    fn attempts_are_counted_between_the_blocks_and_conntrack_and_again_right_after_it() {
+        let script = script(Families::Both, 4096);
+        assert_eq!(
+            script
+                .matches("priority -250; policy accept;\n    jump attempts")
+                .count(),
+            2
+        );
+        assert_eq!(
+            script
+                .matches("priority -199; policy accept;\n    jump passed")
+                .count(),
+            2
+        );
+        assert_eq!(
+            script
+                .matches("meta l4proto tcp tcp flags & (syn | ack) != syn return")
+                .count(),
+            2,
+            "only packets that could start a flow, in both stages: {script}"
+        );
+        assert!(script.contains("update @v6_attempts { ip6 saddr counter } return"));
+        assert!(script.contains("update @v4_passed { ip saddr counter } return"));
+        assert!(
+            !script.contains("@v4_attempts update"),
+            "a lookup would count twice: {script}"
+        );
+    }
+
+    #[test]
     fn ipv4_only_counting_is_a_table_ip_without_ipv6_sets() {
         let script = script(Families::Ipv4, 256);
         assert!(script.starts_with("table ip ctguard_creators\n"));
         assert!(!script.contains("v6_"), "{script}");
         assert!(!script.contains("ip6 "), "{script}");
-        assert!(!script.contains("nfproto"), "nft refuses it in a table ip: {script}");
+        assert!(
+            !script.contains("nfproto"),
+            "nft refuses it in a table ip: {script}"
+        );
         assert!(script.contains("    jump v4_source\n"), "{script}");
         assert_eq!(
             delete_script(Families::Ipv4),
@@ -336,6 +492,12 @@ mod tests {
             {{"counter": {{"family": "ip", "name": "v4_destination_uncounted", "table": "ctguard_creators", "packets": 0, "bytes": 0}}}},
             {{"counter": {{"family": "ip", "name": "v4_destination_source_port_uncounted", "table": "ctguard_creators", "packets": 0, "bytes": 0}}}},
             {{"counter": {{"family": "ip", "name": "v4_source_destination_port_uncounted", "table": "ctguard_creators", "packets": 0, "bytes": 0}}}},
+            {{"counter": {{"family": "ip", "name": "v4_attempts_uncounted", "table": "ctguard_creators", "packets": 9, "bytes": 0}}}},
+            {{"counter": {{"family": "ip", "name": "v4_passed_uncounted", "table": "ctguard_creators", "packets": 4, "bytes": 0}}}},
+            {{"set": {{"family": "ip", "name": "v4_attempts", "table": "ctguard_creators", "type": "ipv4_addr",
+              "elem": [{{"elem": {{"val": "203.0.113.66", "counter": {{"packets": 500, "bytes": 1}}}}}}]}}}},
+            {{"set": {{"family": "ip", "name": "v4_passed", "table": "ctguard_creators", "type": "ipv4_addr",
+              "elem": [{{"elem": {{"val": "203.0.113.66", "counter": {{"packets": 120, "bytes": 1}}}}}}]}}}},
             {{"set": {{"family": "ip", "name": "v4_source", "table": "ctguard_creators", "type": "ipv4_addr", "size": 4, "flags": ["timeout"], "timeout": 600,
               "elem": [{{"elem": {{"val": "10.99.0.12", "expires": 597, "counter": {{"packets": 2, "bytes": 58}}}}}},
                        {{"elem": {{"val": "10.99.0.11", "expires": 597, "counter": {{"packets": 1, "bytes": 29}}}}}}]}}}},

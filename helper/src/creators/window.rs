@@ -9,7 +9,12 @@
 
 use std::{collections::VecDeque, time::Instant};
 
-use ctguard_protocol::{CreatorCount, CreatorKey, CreatorList, CreatorWindow};
+use std::collections::BTreeMap;
+
+use ctguard_protocol::{
+    CreatorCount, CreatorKey, CreatorList, CreatorWindow,
+    creators::{TurnedAway, TurnedAwaySource},
+};
 
 use super::ruleset::{CreatorId, Reading, SetReading};
 
@@ -99,6 +104,7 @@ impl History {
                 covered_secs: 0,
                 new_flows: 0,
                 lists: Vec::new(),
+                turned_away: self.turned_away(seconds, limit),
             };
         };
         let covered = end.at.duration_since(start.at).as_secs_f64().round();
@@ -116,6 +122,74 @@ impl History {
                     list(key, now, then, limit)
                 })
                 .collect(),
+            turned_away: self.turned_away(seconds, limit),
+        }
+    }
+
+    /// Who conntrack turned away in the window of `seconds` ending at the newest reading.
+    pub fn turned_away(&self, seconds: u32, limit: usize) -> TurnedAway {
+        let (Some(start), Some(end)) = (self.start_of(seconds), self.samples.back()) else {
+            return TurnedAway {
+                top: Vec::new(),
+                rest: 0,
+                uncounted: 0,
+                kernel_drops: 0,
+            };
+        };
+        let (now, then) = (&end.reading, &start.reading);
+        let attempts = increases(&now.attempts, &then.attempts);
+        let passed: BTreeMap<CreatorId, u64> =
+            increases(&now.passed, &then.passed).into_iter().collect();
+        let mut dropped: Vec<(CreatorId, u64)> = attempts
+            .into_iter()
+            .filter_map(|(id, tried)| {
+                let through = passed.get(&id).copied().unwrap_or(0);
+                let refused = tried.saturating_sub(through);
+                (refused > 0).then_some((id, refused))
+            })
+            .collect();
+        dropped.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let rest = dropped.iter().skip(limit).map(|(_, n)| n).sum();
+        dropped.truncate(limit);
+        // A source the full attempts set could not hold tried in its overflow counter; its
+        // passed packets are in the passed set or that set's overflow. Both leave the sources'
+        // overflow.
+        let held = |id: &CreatorId| {
+            now.attempts
+                .elements
+                .binary_search_by_key(id, |(id, _)| *id)
+                .is_ok()
+        };
+        let passed_unheld: u64 = passed
+            .iter()
+            .filter(|(id, _)| !held(id))
+            .map(|(_, n)| n)
+            .sum();
+        let overflow_tried = now
+            .attempts
+            .uncounted
+            .saturating_sub(then.attempts.uncounted);
+        let overflow_through =
+            now.passed.uncounted.saturating_sub(then.passed.uncounted) + passed_unheld;
+        TurnedAway {
+            top: dropped
+                .into_iter()
+                .map(|(id, packets)| TurnedAwaySource {
+                    address: id.address,
+                    packets,
+                })
+                .collect(),
+            rest,
+            uncounted: overflow_tried.saturating_sub(overflow_through),
+            kernel_drops: now
+                .kernel_drops
+                .iter()
+                .map(|(cpu, &drops)| {
+                    // The kernel's per-CPU counters are `unsigned int`s: an increase is a
+                    // difference modulo 2^32. A CPU absent before counted from zero.
+                    u64::from(drops.wrapping_sub(then.kernel_drops.get(cpu).copied().unwrap_or(0)))
+                })
+                .sum(),
         }
     }
 
@@ -130,26 +204,30 @@ impl History {
     }
 }
 
-/// A key's creators between two readings. A counter lower than before belongs to an element
-/// that expired and came back (idle for the whole element timeout, so nothing of its old count
-/// falls in the window): its whole count is new.
-fn list(key: CreatorKey, now: &SetReading, then: &SetReading, limit: usize) -> CreatorList {
-    let mut counts: Vec<(CreatorId, u64)> = now
-        .elements
+/// Each element's increase between two readings, the ones that grew. A counter lower than
+/// before belongs to an element that expired and came back (idle for the whole element timeout,
+/// so nothing of its old count falls in the window): its whole count is new.
+fn increases(now: &SetReading, then: &SetReading) -> Vec<(CreatorId, u64)> {
+    now.elements
         .iter()
         .filter_map(|(id, count)| {
             let before = then
                 .elements
                 .binary_search_by_key(id, |(id, _)| *id)
                 .map_or(0, |i| then.elements[i].1);
-            let created = if before <= *count {
+            let grew = if before <= *count {
                 count - before
             } else {
                 *count
             };
-            (created > 0).then_some((*id, created))
+            (grew > 0).then_some((*id, grew))
         })
-        .collect();
+        .collect()
+}
+
+/// A key's creators between two readings.
+fn list(key: CreatorKey, now: &SetReading, then: &SetReading, limit: usize) -> CreatorList {
+    let mut counts = increases(now, then);
     counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let rest = counts.iter().skip(limit).map(|(_, n)| n).sum();
     counts.truncate(limit);
@@ -195,6 +273,7 @@ mod tests {
                     uncounted,
                 },
             )]),
+            ..Reading::default()
         }
     }
 
@@ -301,6 +380,63 @@ mod tests {
         );
         assert_eq!(history.window(60, 10).covered_secs, 60);
         assert_eq!(history.window(10, 10).covered_secs, 10);
+    }
+
+    fn stages(attempts: &[(u8, u64)], passed: &[(u8, u64)], drops: &[(u32, u32)]) -> Reading {
+        let set = |counts: &[(u8, u64)]| {
+            let mut elements: Vec<_> = counts.iter().map(|&(o, n)| (source(o), n)).collect();
+            elements.sort_unstable_by_key(|(id, _)| *id);
+            SetReading {
+                elements,
+                uncounted: 0,
+            }
+        };
+        Reading {
+            attempts: set(attempts),
+            passed: set(passed),
+            kernel_drops: drops.iter().copied().collect(),
+            ..Reading::default()
+        }
+    }
+
+    #[test]
+    fn turned_away_is_what_tried_less_what_passed_beside_the_kernels_drops() {
+        let t0 = Instant::now();
+        let mut history = History::installed(t0, 600);
+        history.push(
+            t0 + Duration::from_secs(10),
+            stages(
+                &[(66, 100), (10, 40)],
+                &[(66, 100), (10, 40)],
+                &[(0, 5), (1, u32::MAX - 1)],
+            ),
+        );
+        // The table filled: .66 tried 900 more and 100 got through; .10 was not refused.
+        history.push(
+            t0 + Duration::from_secs(20),
+            stages(
+                &[(66, 1000), (10, 45)],
+                &[(66, 200), (10, 45)],
+                &[(0, 405), (1, 399)],
+            ),
+        );
+        let away = history.turned_away(10, 10);
+        let named: Vec<_> = away
+            .top
+            .iter()
+            .map(|s| (s.address.to_string(), s.packets))
+            .collect();
+        assert_eq!(
+            named,
+            [("192.0.2.66".to_owned(), 800)],
+            "a busy source let through is not named"
+        );
+        assert_eq!(
+            away.kernel_drops,
+            400 + 401,
+            "CPU 1's counter wrapped past 2^32"
+        );
+        assert_eq!(away.counted(), 800);
     }
 
     #[test]
