@@ -17,6 +17,7 @@ use crate::{
     peer::PeerIdentity,
     snapshot::{self, SnapshotCache},
     sysctl::Sysctls,
+    trace::Tracer,
 };
 
 #[derive(Debug)]
@@ -31,6 +32,7 @@ pub struct Handler {
     entries_walk: tokio::sync::Mutex<()>,
     sysctls: Arc<Sysctls>,
     counting: Arc<Counting>,
+    tracer: Arc<Tracer>,
 }
 
 /// Runs blocking work off the async workers. A worker that panicked is the helper's own failure,
@@ -53,6 +55,7 @@ impl Handler {
         journal: Arc<Journal>,
         sysctls: Arc<Sysctls>,
         counting: Arc<Counting>,
+        tracer: Arc<Tracer>,
     ) -> Self {
         Self {
             procfs,
@@ -63,6 +66,7 @@ impl Handler {
             entries_walk: tokio::sync::Mutex::new(()),
             sysctls,
             counting,
+            tracer,
         }
     }
 
@@ -128,6 +132,22 @@ impl Handler {
             Request::KernelLog {} => kernel_log().await,
             Request::ReadSysctls {} => self.read_sysctls().await,
             Request::Creators { limit } => self.creators(limit),
+            Request::StartTrace {
+                filter,
+                seconds,
+                reason,
+                actor,
+                requested_by: by,
+            } => {
+                self.start_trace(filter, seconds, reason, who(actor, by))
+                    .await
+            }
+            Request::StopTrace {
+                reason,
+                actor,
+                requested_by: by,
+            } => self.stop_trace(reason, who(actor, by)).await,
+            Request::Trace {} => self.trace().await,
         };
         answer.unwrap_or_else(|error| Response::Error { error })
     }
@@ -239,6 +259,34 @@ impl Handler {
         Ok(Response::Creators { creators })
     }
 
+    async fn start_trace(
+        &self,
+        filter: BlockTarget,
+        seconds: u32,
+        reason: ShortText,
+        who: Requester,
+    ) -> Result<Response, HelperError> {
+        let tracer = Arc::clone(&self.tracer);
+        let (trace, journal) =
+            blocking(move || tracer.start(filter, seconds, reason, &who)).await?;
+        Ok(Response::TraceStarted { trace, journal })
+    }
+
+    async fn stop_trace(&self, reason: ShortText, who: Requester) -> Result<Response, HelperError> {
+        let tracer = Arc::clone(&self.tracer);
+        let (trace, journal) = blocking(move || tracer.stop(reason, &who)).await?;
+        Ok(Response::TraceStopped { trace, journal })
+    }
+
+    async fn trace(&self) -> Result<Response, HelperError> {
+        let tracer = Arc::clone(&self.tracer);
+        let reading = blocking(move || tracer.reading()).await?;
+        Ok(Response::Trace {
+            running: reading.as_ref().is_some_and(|(_, running)| *running),
+            reading: reading.map(|(reading, _)| Box::new(reading)),
+        })
+    }
+
     async fn read_sysctls(&self) -> Result<Response, HelperError> {
         let sysctls = Arc::clone(&self.sysctls);
         let (readings, module) =
@@ -338,13 +386,14 @@ mod tests {
                 ProcFs::at(procfs.path()),
                 None,
                 Arc::new(blocks),
-                journal,
+                Arc::clone(&journal),
                 Arc::new(sysctls),
                 Arc::new(Counting::new(crate::creators::CountingConfig {
                     families: None,
                     set_size: crate::creators::DEFAULT_SET_SIZE,
                     sample_every: std::time::Duration::from_secs(10),
                 })),
+                Arc::new(Tracer::new(Arc::clone(&journal))),
             ),
             _dirs: (procfs, state),
         }

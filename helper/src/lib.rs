@@ -24,3 +24,4 @@ pub mod state;
 pub mod state_dir;
 pub mod sysctl;
 pub mod telemetry;
+pub mod trace;

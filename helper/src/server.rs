@@ -18,7 +18,7 @@ use tokio::{
 use crate::{
     blocks::Blocks, config::HelperConfig, connection, conntrack::ConntrackTool, creators::Counting,
     firewall::nft::Nft, guard, handler::Handler, journal::Journal, kernel::ProcFs,
-    peer::PeerPolicy, state::BlockStore, state_dir::StateDir, sysctl::Sysctls,
+    peer::PeerPolicy, state::BlockStore, state_dir::StateDir, sysctl::Sysctls, trace::Tracer,
 };
 use ctguard_protocol::JournalEvent;
 
@@ -83,6 +83,11 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
     sysctls.reapply_watched_namespace();
     let counting = Arc::new(Counting::new(config.counting));
     counting.spawn();
+    let tracer = Arc::new(Tracer::new(Arc::clone(&journal)));
+    if let Err(error) = tracer.remove_leftover() {
+        tracing::error!(%error, "cannot remove a trace table an earlier run left");
+    }
+    tracer.spawn_expiry();
 
     let listener = bind(&config.socket, &config.group)?;
     let shared = Arc::new(Shared {
@@ -95,6 +100,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
             journal,
             sysctls,
             Arc::clone(&counting),
+            Arc::clone(&tracer),
         ),
     });
     tracing::info!(
@@ -134,6 +140,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
     tracing::info!("helper stopping");
     let removing = Arc::clone(&counting);
     let _ = tokio::task::spawn_blocking(move || removing.remove()).await;
+    let _ = tokio::task::spawn_blocking(move || tracer.stop_with_helper()).await;
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     sysctl::SysctlKey,
     target::{BlockDuration, BlockTarget, ShortText},
+    trace::TraceEnd,
 };
 
 /// The result of checking the helper's whole journal, record by record, as
@@ -154,6 +155,19 @@ pub enum JournalAction {
     DiscardSaved {
         target: BlockTarget,
         refusal: String,
+    },
+    /// A trace of the new flows matching `filter`, for `seconds`.
+    StartTrace {
+        filter: BlockTarget,
+        seconds: u32,
+        reason: ShortText,
+    },
+    /// A trace's end and its table's removal: stopped by a user (with their reason), expired,
+    /// or left by an earlier run (then the filter is unknown).
+    EndTrace {
+        filter: Option<BlockTarget>,
+        ended: TraceEnd,
+        reason: Option<ShortText>,
     },
 }
 

@@ -68,6 +68,7 @@ pub mod snapshot;
 pub mod status;
 pub mod sysctl;
 pub mod target;
+pub mod trace;
 
 #[cfg(feature = "codec")]
 pub mod frame;
@@ -102,7 +103,9 @@ pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Sid
 /// `module` ([`ConntrackModule`]). 7: `snapshot` answers carry `destination_sources` and
 /// `destination_services` (groups with their distinct sources). 8: the entry extension
 /// `rule_helpers`. 9: the request `creators` ([`Creators`]: new flows counted by the kernel per
-/// source, destination and service) and the error `too_many_creators`.
+/// source, destination and service) and the error `too_many_creators`; the requests
+/// `start_trace`, `stop_trace` and `trace` ([`trace`]), the errors `trace_running`,
+/// `trace_length` and `no_trace`, the journal actions `start_trace` and `end_trace`.
 pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,

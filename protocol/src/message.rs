@@ -14,6 +14,7 @@ use crate::{
     status::{ConntrackStatus, HelperHealth},
     sysctl::{ConntrackModule, SysctlKey, SysctlReading},
     target::{BlockDuration, BlockTarget, ShortText},
+    trace::{TraceInfo, TraceReading},
 };
 
 /// Everything a client can ask of the helper. The helper answers each variant in one exhaustive
@@ -78,6 +79,23 @@ pub enum Request {
     /// The top `limit` creators of new entries per key over the last 10 s, minute and 10
     /// minutes, from the kernel's counters (no walk of the table). Read-only.
     Creators { limit: u16 },
+    /// Counts the new flows matching `filter` by source, destination and destination port for
+    /// `seconds` (at most [`crate::trace::MAX_TRACE_SECS`]); one trace at a time.
+    StartTrace {
+        filter: BlockTarget,
+        seconds: u32,
+        reason: ShortText,
+        requested_by: IpAddr,
+        actor: ShortText,
+    },
+    /// Ends the running trace now and removes its table.
+    StopTrace {
+        reason: ShortText,
+        requested_by: IpAddr,
+        actor: ShortText,
+    },
+    /// The running trace's counts, or the last one's final counts. Read-only.
+    Trace {},
 }
 
 impl Request {
@@ -98,6 +116,9 @@ impl Request {
             Self::KernelLog {} => "kernel_log",
             Self::ReadSysctls {} => "read_sysctls",
             Self::Creators { .. } => "creators",
+            Self::StartTrace { .. } => "start_trace",
+            Self::StopTrace { .. } => "stop_trace",
+            Self::Trace {} => "trace",
         }
     }
 }
@@ -174,6 +195,20 @@ pub enum Response {
     Creators {
         creators: Box<Creators>,
     },
+    TraceStarted {
+        trace: TraceInfo,
+        journal: JournalRef,
+    },
+    TraceStopped {
+        trace: TraceInfo,
+        journal: JournalRef,
+    },
+    Trace {
+        /// `None` when no trace ran since the helper started.
+        reading: Option<Box<TraceReading>>,
+        /// Whether `reading` is of a trace still running.
+        running: bool,
+    },
     Error {
         error: HelperError,
     },
@@ -233,6 +268,12 @@ pub enum HelperError {
     NotBlocked { target: BlockTarget },
     #[error("{max} blocks are in force, the most the helper holds; unblock some first")]
     TooManyBlocks { max: usize },
+    #[error("a trace of {filter} is running; stop it first")]
+    TraceRunning { filter: BlockTarget },
+    #[error("a trace lasts 1 to {max} seconds, not {seconds}")]
+    TraceLength { seconds: u32, max: u32 },
+    #[error("no trace is running")]
+    NoTrace,
     #[error("a creators answer lists at most {max} per key, not {given}")]
     TooManyCreators { given: u16, max: u16 },
     #[error("a journal check takes at most {max} references, not {given}")]

@@ -79,7 +79,8 @@ impl SetKind {
         name
     }
 
-    fn type_expr(&self) -> String {
+    /// The set's element type, e.g. `ipv4_addr . inet_proto . inet_service`.
+    pub fn type_expr(&self) -> String {
         let mut ty = String::from(if self.ipv6 { "ipv6_addr" } else { "ipv4_addr" });
         if self.protocol {
             ty.push_str(" . inet_proto");
@@ -100,6 +101,12 @@ impl SetKind {
     }
 
     fn rule(&self) -> String {
+        format!("{} @{} drop", self.key_match(), self.name())
+    }
+
+    /// What of a packet the set's elements are matched against, e.g. `ip saddr . meta l4proto
+    /// . th dport` (the trace's filter matches the same way).
+    pub fn key_match(&self) -> String {
         let mut rule = format!(
             "{} {}",
             if self.ipv6 { "ip6" } else { "ip" },
@@ -112,7 +119,7 @@ impl SetKind {
             rule.push_str(" . th ");
             rule.push_str(side_word(port, "sport", "dport"));
         }
-        format!("{rule} @{} drop", self.name())
+        rule
     }
 }
 
