@@ -8,6 +8,7 @@ pub mod block_scope;
 pub mod clock;
 pub mod components;
 pub mod confirm;
+pub mod creators;
 pub mod format;
 pub mod history;
 pub mod lazy_pages;

@@ -50,6 +50,11 @@ pub enum LiveSample {
         /// has been made, or from a server that does not walk.
         #[serde(default)]
         assured: Option<AssuredReading>,
+        /// The biggest creator of new entries by source over the last minute, from the helper's
+        /// counters (read every 10 s, like the kernel log); `None` while the helper does not
+        /// count or nothing was created.
+        #[serde(default)]
+        top_creator: Option<TopCreator>,
     },
     HelperDown {
         at_ms: u64,
@@ -85,6 +90,16 @@ impl AssuredReading {
             self.assured as f64 * 100.0 / max as f64
         }
     }
+}
+
+/// The source creating new entries fastest (issue 15), for the dashboard's incident banner. The
+/// address goes as text: the dashboard only shows it, and parsing addresses would grow the first
+/// wasm bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopCreator {
+    pub address: String,
+    /// New entries per second over the last minute, rounded down.
+    pub per_second: u64,
 }
 
 /// Why the helper could not be read, in terms an operator can act on. Deliberately coarse: the

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use ctguard_protocol::{
-    Protocol, Side,
+    CreatorKey, Creators, Protocol, Side,
     snapshot::{Snapshot, SourceSpread, StateMix},
 };
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,11 @@ pub const REFLECTION_PERCENT: f64 = 50.0;
 pub use ctguard_protocol::snapshot::AMPLIFIERS;
 /// Below this many entries a source is noise, whatever its mix.
 pub const MIN_ENTRIES: u64 = 50;
+/// A source among the top creators (by source, over the last minute) that creates at least this
+/// many entries a second gets its rate among its reasons, as information: it is who keeps the
+/// table filling, short flows included. Below it a busy client's new connections are no news.
+/// Whatever its entries: a source whose flows expire between two walks holds few.
+pub const MANY_CREATED_PER_SECOND: u64 = 10;
 
 /// One reason, with the numbers behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +95,11 @@ pub enum Reason {
     /// A guest behind the host's NAT opening connections to many destinations.
     InternalSpray {
         destinations: u32,
+    },
+    /// Among the top creators of new entries over the last minute (the kernel's counters, not
+    /// the walk): information.
+    Creates {
+        per_second: u64,
     },
 }
 
@@ -135,7 +145,7 @@ impl Reason {
     /// than information.
     pub fn is_alarm(&self) -> bool {
         match self {
-            Self::LargeShare { .. } => false,
+            Self::LargeShare { .. } | Self::Creates { .. } => false,
             Self::HeldOpen { verdict, .. } => *verdict == HeldOpenVerdict::Flood,
             Self::ManyPorts { answered, .. } => !answered,
             _ => true,
@@ -200,6 +210,9 @@ impl Reason {
                 "an internal address (behind this host's NAT) opening connections to {}{destinations} destinations, mostly unanswered: compromised guest?",
                 approximately(*destinations as usize)
             ),
+            Self::Creates { per_second } => {
+                format!("{} (last minute)", crate::creators::creates(*per_second))
+            }
         }
     }
 }
@@ -363,6 +376,27 @@ fn sort(suspects: &mut [Suspect]) {
             .cmp(&alarms(a))
             .then(b.mix.entries.cmp(&a.mix.entries))
     });
+}
+
+/// Adds "creates N entries/s" to the reasons of each suspect that is also a top creator: listed
+/// among the sources of the helper's last-minute window with at least
+/// [`MANY_CREATED_PER_SECOND`]. Information only: the order stays.
+pub fn note_creators(suspects: &mut [Suspect], creators: &Creators) {
+    let Some(window) = creators.window(crate::creators::DEFAULT_WINDOW_SECS) else {
+        return;
+    };
+    let Some(list) = window.list(CreatorKey::Source) else {
+        return;
+    };
+    for suspect in suspects {
+        let Some(creator) = list.top.iter().find(|c| c.address == suspect.address) else {
+            continue;
+        };
+        let per_second = window.per_second(creator.new_flows);
+        if per_second >= MANY_CREATED_PER_SECOND {
+            suspect.reasons.push(Reason::Creates { per_second });
+        }
+    }
 }
 
 /// Judges every "held open" reason against the table's fill now and an earlier, different walk:
@@ -1049,6 +1083,97 @@ mod tests {
             vec![],
         ));
         assert!(!suspects[0].is_suspicious());
+    }
+
+    fn creators(counts: &[(IpAddr, u64)]) -> Creators {
+        use ctguard_protocol::{CreatorCount, CreatorList, CreatorWindow};
+        let list = CreatorList {
+            key: CreatorKey::Source,
+            top: counts
+                .iter()
+                .map(|&(address, new_flows)| CreatorCount {
+                    address,
+                    protocol: None,
+                    port: None,
+                    new_flows,
+                })
+                .collect(),
+            rest: 0,
+            uncounted: 0,
+        };
+        Creators {
+            counting: true,
+            problem: None,
+            set_capacity: 65_536,
+            sample_secs: 10,
+            sampled_at: 0,
+            windows: vec![CreatorWindow {
+                seconds: 60,
+                covered_secs: 60,
+                new_flows: counts.iter().map(|(_, n)| n).sum(),
+                lists: vec![list],
+                turned_away: ctguard_protocol::creators::TurnedAway {
+                    top: Vec::new(),
+                    rest: 0,
+                    uncounted: 0,
+                    kernel_drops: 0,
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn a_top_creator_gets_its_rate_among_its_reasons_a_busy_holder_that_creates_few_does_not() {
+        // The flooder's short flows expire between walks: it holds few entries and creates many.
+        // The client holds many keep-alive connections and opens one now and then.
+        let mut suspects = assess(&snapshot(
+            vec![(CLIENT, held(20_000)), (FLOODER, mix(60, 60, 0))],
+            vec![],
+        ));
+        let before: Vec<Suspect> = suspects.clone();
+        note_creators(
+            &mut suspects,
+            &creators(&[(FLOODER, 540_000), (CLIENT, 120)]),
+        );
+        let of = |address: IpAddr| {
+            suspects
+                .iter()
+                .find(|s| s.address == address)
+                .expect("listed")
+                .clone()
+        };
+        let flooder = of(FLOODER);
+        assert!(
+            flooder
+                .reasons
+                .contains(&Reason::Creates { per_second: 9_000 })
+        );
+        assert!(
+            flooder
+                .summary()
+                .contains("creates 9,000 entries/s (last minute)"),
+            "{}",
+            flooder.summary()
+        );
+        assert!(
+            !of(CLIENT)
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::Creates { .. })),
+            "2 entries/s is below the bar"
+        );
+        assert!(!Reason::Creates { per_second: 9_000 }.is_alarm());
+        assert_eq!(
+            before.iter().map(|s| s.address).collect::<Vec<_>>(),
+            suspects.iter().map(|s| s.address).collect::<Vec<_>>(),
+            "information: the order stays"
+        );
+        // Without a minute window (or without the source list), nothing is added.
+        let mut unchanged = before.clone();
+        let mut answer = creators(&[(FLOODER, 540_000)]);
+        answer.windows[0].seconds = 10;
+        note_creators(&mut unchanged, &answer);
+        assert_eq!(unchanged, before);
     }
 
     #[test]

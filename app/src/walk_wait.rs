@@ -72,6 +72,7 @@ mod tests {
                 entries,
                 walk_ms,
             }),
+            top_creator: None,
         }
     }
 

@@ -8,6 +8,7 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 use ctguard_app::thresholds::Thresholds;
+use ctguard_protocol::creators::MAX_CREATORS_PER_LIST;
 use leptos::config::{Env, LeptosOptions};
 
 use crate::{
@@ -130,7 +131,16 @@ pub struct ServeArgs {
     /// credentials_file`). Without it, `/metrics` answers anyone who reaches the port.
     #[arg(long, env = "CTGUARD_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+
+    /// The top creators of new entries per key (source, destination and the two with a service)
+    /// `/metrics` exports over the last minute, each a series labelled with its address: at most
+    /// 4 × this many. 0 exports none (the totals stay).
+    #[arg(long, env = "CTGUARD_METRICS_TOP_CREATORS", default_value_t = DEFAULT_METRICS_TOP_CREATORS, value_parser = clap::value_parser!(u16).range(0..=MAX_CREATORS_PER_LIST as i64))]
+    pub metrics_top_creators: u16,
 }
+
+/// `--metrics-top-creators` when not given.
+pub const DEFAULT_METRICS_TOP_CREATORS: u16 = 10;
 
 fn percent(text: &str) -> Result<f64, String> {
     let value: f64 = text
@@ -213,6 +223,7 @@ impl ServeArgs {
             },
             confirmation_lifetime: Duration::from_secs(self.confirmation_secs),
             metrics_token,
+            metrics_top_creators: self.metrics_top_creators,
             audit_retention_days: self.audit_retention_days,
         })
     }
@@ -237,6 +248,8 @@ pub struct Settings {
     pub confirmation_lifetime: Duration,
     /// The bearer token `/metrics` requires; `None`: it is public.
     pub metrics_token: Option<MetricsToken>,
+    /// The top creators per key `/metrics` exports (0..=50).
+    pub metrics_top_creators: u16,
     /// Days an audit record is kept before it is archived and deleted; 0: for ever.
     pub audit_retention_days: u32,
 }
@@ -308,6 +321,16 @@ mod tests {
         let inverted =
             parse(&["--warning-percent", "90", "--critical-percent", "85"]).expect_err("inverted");
         assert!(inverted.contains("must not be above"), "{inverted}");
+    }
+
+    #[test]
+    fn the_metrics_top_creators_default_to_10_and_stay_within_a_list() {
+        assert_eq!(parse(&[]).expect("defaults").metrics_top_creators, 10);
+        let none = parse(&["--metrics-top-creators", "0"]).expect("0 exports none");
+        assert_eq!(none.metrics_top_creators, 0);
+        let most = parse(&["--metrics-top-creators", "50"]).expect("a whole list");
+        assert_eq!(most.metrics_top_creators, 50);
+        assert!(parse(&["--metrics-top-creators", "51"]).is_err());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::{sync::Arc, time::Duration};
 
 use ctguard_app::live::HelperOutage;
 use ctguard_protocol::{
-    ConntrackStatus, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION, Request,
-    Response,
+    ConntrackStatus, Creators, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION,
+    Request, Response,
     frame::{self, FrameError},
 };
 use futures::{SinkExt, StreamExt};
@@ -141,6 +141,15 @@ impl HelperClient {
     pub async fn kernel_log(&self) -> Result<KernelLogSummary, HelperClientError> {
         match self.exchange(Request::KernelLog {}).await? {
             Response::KernelLog { log } => Ok(log),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The top `limit` creators of new entries per key and window (at most
+    /// [`ctguard_protocol::creators::MAX_CREATORS_PER_LIST`]), from the helper's memory: no walk.
+    pub async fn creators(&self, limit: u16) -> Result<Creators, HelperClientError> {
+        match self.exchange(Request::Creators { limit }).await? {
+            Response::Creators { creators } => Ok(*creators),
             other => Err(unexpected(&other)),
         }
     }

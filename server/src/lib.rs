@@ -10,6 +10,7 @@ pub mod client;
 pub mod clock;
 pub mod configuration;
 pub mod confirmation;
+pub mod creators;
 pub mod db;
 pub mod devices;
 pub mod domain;

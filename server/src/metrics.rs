@@ -2,7 +2,8 @@
 //!
 //! Hand-written rather than through the `metrics` crates: every value already sits in the sampler's
 //! newest sample, so rendering it is a dozen lines, with no global recorder to install and no
-//! dependency to keep in step. Nothing here asks the helper: scrapes cost it nothing.
+//! dependency to keep in step. Nothing here asks the helper: scrapes cost it nothing (the
+//! creators too are the sampler's newest answer).
 
 use std::{fmt::Write, sync::Arc};
 
@@ -11,10 +12,13 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use ctguard_app::live::{LiveSample, ssr::LiveFeed};
-use ctguard_protocol::ConntrackStats;
+use ctguard_app::{
+    creators::DEFAULT_WINDOW_SECS,
+    live::{LiveSample, ssr::LiveFeed},
+};
+use ctguard_protocol::{ConntrackStats, CreatorKey, Creators};
 
-use crate::{auth::login::LoginService, domain::MetricsToken};
+use crate::{auth::login::LoginService, domain::MetricsToken, sampler::CreatorsReceiver};
 
 pub const METRICS_PATH: &str = "/metrics";
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -23,10 +27,18 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug, Clone, Default)]
 pub struct MetricsAccess(pub Option<Arc<MetricsToken>>);
 
+/// The sampler's newest creators and how many per key to export (`--metrics-top-creators`).
+#[derive(Debug, Clone)]
+pub struct CreatorsMetrics {
+    pub feed: CreatorsReceiver,
+    pub top: u16,
+}
+
 pub async fn metrics(
     State(feed): State<LiveFeed>,
     State(access): State<MetricsAccess>,
     State(login): State<LoginService>,
+    State(creators): State<CreatorsMetrics>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(token) = &access.0 {
@@ -44,7 +56,13 @@ pub async fn metrics(
                 .into_response();
         }
     }
-    let mut text = render(&feed.latest());
+    let sample = feed.latest();
+    let mut text = render(&sample);
+    // Absent while the helper is down (like every reading of it) or does not count creators.
+    let newest = creators.feed.borrow().clone();
+    if let (LiveSample::Up { .. }, Some(newest)) = (&sample, newest) {
+        render_creators(&mut text, &newest, usize::from(creators.top));
+    }
     // The server's own: a login storm shows here, never above the hasher's bound.
     let _ = writeln!(
         text,
@@ -72,6 +90,8 @@ pub fn render(sample: &LiveSample) -> String {
         helper,
         counters,
         assured,
+        // The top creator is the dashboard's; `render_creators` exports them all.
+        top_creator: _,
     } = sample
     else {
         metric(
@@ -204,6 +224,81 @@ pub fn render(sample: &LiveSample) -> String {
     out
 }
 
+/// The creators of new entries over the last minute: every new flow's rate, and per key the top
+/// `top` creators' and the uncounted flows' rates (new flows per second over the seconds the
+/// window covers). At most `4 × top` creator series, one per key and listed creator: the labels
+/// are the key, the address and, for the keys with a service, its protocol and port (empty for
+/// the others). Nothing before the window has covered a second.
+pub fn render_creators(out: &mut String, creators: &Creators, top: usize) {
+    let Some(window) = creators
+        .window(DEFAULT_WINDOW_SECS)
+        .filter(|window| window.covered_secs > 0 && creators.counting)
+    else {
+        return;
+    };
+    let rate = |new_flows: u64| new_flows as f64 / f64::from(window.covered_secs);
+    let _ = writeln!(
+        out,
+        "# HELP ctguard_new_flows_per_second New conntrack entries per second over the last \
+         minute, every protocol and family, counted by the kernel as it creates them (the \
+         helper's counters, read every {} s).\n\
+         # TYPE ctguard_new_flows_per_second gauge\n\
+         ctguard_new_flows_per_second {}",
+        creators.sample_secs,
+        rate(window.new_flows)
+    );
+    let keys = CreatorKey::ALL.len();
+    let lists = || {
+        CreatorKey::ALL
+            .into_iter()
+            .filter_map(|key| window.list(key))
+    };
+    // `--metrics-top-creators 0`: no address at all, not even an empty family.
+    if top > 0 {
+        let _ = writeln!(
+            out,
+            "# HELP ctguard_creator_new_flows_per_second New conntrack entries per second over the \
+             last minute of the top {top} creators per key (source, destination, destination with \
+             the source port, source with the destination port; --metrics-top-creators): at most \
+             {} series, labelled with their address.\n\
+             # TYPE ctguard_creator_new_flows_per_second gauge",
+            top * keys
+        );
+    }
+    for list in lists() {
+        for creator in list.top.iter().take(top) {
+            let _ = writeln!(
+                out,
+                "ctguard_creator_new_flows_per_second{{key=\"{}\",address=\"{}\",protocol=\"{}\",port=\"{}\"}} {}",
+                list.key.as_str(),
+                creator.address,
+                creator.protocol.map_or("", |protocol| protocol.as_str()),
+                creator
+                    .port
+                    .map(|port| port.to_string())
+                    .unwrap_or_default(),
+                rate(creator.new_flows)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ctguard_creator_uncounted_flows_per_second New conntrack entries per second over \
+         the last minute that a key's counting set could not count because it was full (at most \
+         {} keys): one series per key.\n\
+         # TYPE ctguard_creator_uncounted_flows_per_second gauge",
+        creators.set_capacity
+    );
+    for list in lists() {
+        let _ = writeln!(
+            out,
+            "ctguard_creator_uncounted_flows_per_second{{key=\"{}\"}} {}",
+            list.key.as_str(),
+            rate(list.uncounted)
+        );
+    }
+}
+
 /// The counters `/metrics` exports, each with what it counts on 5.x/6.x kernels (the packet path
 /// no longer counts `insert`; `drop` is more than a full table).
 pub fn counter_metrics(counters: &ConntrackStats) -> [(&'static str, u64, &'static str); 10] {
@@ -328,6 +423,7 @@ mod tests {
                 helper: HelperHealth::default(),
                 counters,
                 assured: None,
+                top_creator: None,
             });
             let drop = exported(&text, "ctguard_conntrack_drop_total").expect("exported");
             assert!(drop >= last, "{drop} < {last}");
@@ -366,6 +462,7 @@ mod tests {
             helper: HelperHealth::default(),
             counters: ConntrackStats::default(),
             assured: None,
+            top_creator: None,
         });
         assert!(text.contains("# TYPE ctguard_conntrack_chaintoolong_total counter"));
         assert!(text.contains("this namespace's conntrack table"));
@@ -389,6 +486,7 @@ mod tests {
                 entries: 10,
                 walk_ms: 0,
             }),
+            top_creator: None,
         });
         let expressions = alert_expressions(rules);
         assert!(expressions.len() >= 4, "{rules}");
@@ -437,6 +535,7 @@ mod tests {
                 entries: 0,
                 walk_ms: 0,
             }),
+            top_creator: None,
         });
         let help = |name: &str| {
             text.lines()
@@ -452,6 +551,111 @@ mod tests {
         );
         assert!(help("ctguard_kernel_log_unattributed_table_full_messages").contains("6.17"));
         assert!(help("ctguard_conntrack_assured_entries").contains("early_drop skips them"));
+    }
+
+    fn creators_answer(counting: bool) -> ctguard_protocol::Creators {
+        use ctguard_protocol::{CreatorCount, CreatorList, CreatorWindow, Protocol};
+        let count = |last: u8, new_flows: u64, service: bool| CreatorCount {
+            address: std::net::IpAddr::from([192, 0, 2, last]),
+            protocol: service.then_some(Protocol::Udp),
+            port: service.then_some(53),
+            new_flows,
+        };
+        let window = |seconds: u32, covered_secs: u32| CreatorWindow {
+            seconds,
+            covered_secs,
+            new_flows: 90_000,
+            lists: CreatorKey::ALL
+                .into_iter()
+                .map(|key| CreatorList {
+                    key,
+                    top: (1..=3)
+                        .map(|i| {
+                            count(
+                                i,
+                                6_000 / u64::from(i),
+                                ctguard_app::creators::has_service(key),
+                            )
+                        })
+                        .collect(),
+                    rest: 10,
+                    uncounted: 30,
+                })
+                .collect(),
+            turned_away: ctguard_protocol::creators::TurnedAway {
+                top: Vec::new(),
+                rest: 0,
+                uncounted: 0,
+                kernel_drops: 0,
+            },
+        };
+        ctguard_protocol::Creators {
+            counting,
+            problem: None,
+            set_capacity: 65_536,
+            sample_secs: 10,
+            sampled_at: 0,
+            windows: vec![window(10, 10), window(60, 40), window(600, 40)],
+        }
+    }
+
+    #[test]
+    fn creators_are_exported_per_key_at_most_top_at_their_rates_over_what_the_window_covers() {
+        let mut text = String::new();
+        render_creators(&mut text, &creators_answer(true), 2);
+        // The minute window has covered 40 s so far: rates are over 40 s.
+        assert!(
+            text.contains("\nctguard_new_flows_per_second 2250\n"),
+            "{text}"
+        );
+        for key in CreatorKey::ALL {
+            let series: Vec<&str> = text
+                .lines()
+                .filter(|line| {
+                    line.starts_with(&format!(
+                        "ctguard_creator_new_flows_per_second{{key=\"{}\",",
+                        key.as_str()
+                    ))
+                })
+                .collect();
+            assert_eq!(series.len(), 2, "{key:?}: {text}");
+            assert!(series[0].ends_with(" 150"), "{}", series[0]);
+            assert!(series[1].ends_with(" 75"), "{}", series[1]);
+            assert!(text.contains(&format!(
+                "ctguard_creator_uncounted_flows_per_second{{key=\"{}\"}} 0.75\n",
+                key.as_str()
+            )));
+        }
+        assert!(text.contains(
+            "ctguard_creator_new_flows_per_second{key=\"source\",address=\"192.0.2.1\",protocol=\"\",port=\"\"} 150\n"
+        ));
+        assert!(text.contains(
+            "ctguard_creator_new_flows_per_second{key=\"destination_source_port\",address=\"192.0.2.2\",protocol=\"udp\",port=\"53\"} 75\n"
+        ));
+        assert!(
+            text.contains("at most 8 series"),
+            "the bound in the help: {text}"
+        );
+        assert_eq!(text.matches("# TYPE ").count(), 3);
+
+        let mut none = String::new();
+        render_creators(&mut none, &creators_answer(true), 0);
+        assert!(!none.contains("address="), "0 exports no address: {none}");
+        assert!(
+            !none.contains("ctguard_creator_new_flows_per_second"),
+            "{none}"
+        );
+        assert!(none.contains("ctguard_creator_uncounted_flows_per_second{key=\"source\"}"));
+        assert!(none.contains("ctguard_new_flows_per_second 2250"));
+
+        let mut off = String::new();
+        render_creators(&mut off, &creators_answer(false), 10);
+        assert_eq!(off, "", "not counting: nothing");
+        let mut fresh = creators_answer(true);
+        fresh.windows[1].covered_secs = 0;
+        let mut early = String::new();
+        render_creators(&mut early, &fresh, 10);
+        assert_eq!(early, "", "nothing covered yet: no rate to give");
     }
 
     /// Each rule's `expr:`, also when folded over several lines (`expr: >-`).

@@ -57,6 +57,7 @@ use crate::{
     clock::{SharedClock, SystemClock},
     configuration::{HelperSettings, Settings},
     confirmation::Confirmations,
+    creators::{CREATORS_PATH, CreatorsApi, creators},
     db,
     devices::DeviceStore,
     hashing::PasswordHasher,
@@ -64,7 +65,7 @@ use crate::{
     history_store::HistoryStore,
     live_events::{LiveStreams, live_events},
     logins::LoginStore,
-    metrics::{METRICS_PATH, MetricsAccess, metrics},
+    metrics::{CreatorsMetrics, METRICS_PATH, MetricsAccess, metrics},
     sampler, security_headers,
     table_operations::TableOperator,
     users::UserStore,
@@ -80,6 +81,8 @@ pub struct AppState {
     pub login: LoginService,
     pub audit_export: AuditExport,
     pub metrics_access: MetricsAccess,
+    pub creators_metrics: CreatorsMetrics,
+    pub creators_api: CreatorsApi,
     pub live_streams: LiveStreams,
 }
 
@@ -115,11 +118,16 @@ impl Application {
         });
         let history = SharedHistory::new(History::from_minutes(minutes, sampler::now_ms()));
         let lanes = HelperLanes::new();
-        let (feed, sampler) = sampler::spawn(
+        let (feed, creators_feed, sampler) = sampler::spawn(
             HelperClient::new(settings.helper.clone(), lanes.clone(), Lane::Sampler),
             settings.sample_interval,
             history.clone(),
+            settings.metrics_top_creators,
         );
+        // The helper answers creators from memory: a status read's deadline, in the reads lane.
+        let creators_api = CreatorsApi {
+            helper: HelperClient::new(settings.helper.clone(), lanes.clone(), Lane::Reads),
+        };
         let saver = store
             .clone()
             .spawn_saver(history.clone(), settings.history_save_interval);
@@ -226,6 +234,11 @@ impl Application {
             login,
             audit_export,
             metrics_access: MetricsAccess(settings.metrics_token.clone().map(Arc::new)),
+            creators_metrics: CreatorsMetrics {
+                feed: creators_feed,
+                top: settings.metrics_top_creators,
+            },
+            creators_api,
             live_streams: LiveStreams::new(authenticator.clone()),
         };
 
@@ -364,6 +377,7 @@ fn handler_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![
         (Method::GET, LIVE_EVENTS_PATH, get(live_events)),
         (Method::GET, METRICS_PATH, get(metrics)),
+        (Method::GET, CREATORS_PATH, get(creators)),
         (Method::POST, SIGN_IN_PATH, post(sign_in)),
         (Method::POST, SECOND_FACTOR_PATH, post(second_factor)),
         (Method::POST, LOGOUT_PATH, post(sign_out)),

@@ -10,6 +10,7 @@ use std::{str::FromStr, sync::Arc};
 
 use ctguard_app::{
     confirm::Preview,
+    creators::{CREATORS_LISTED, CreatorsView},
     format,
     operations::{DRILL_DOWN_LIMIT, EntriesView, Operation, SuspectsView, ssr::TableOperations},
     suspicion,
@@ -477,17 +478,35 @@ impl TableOperations for TableOperator {
             .await
             .map_err(from_helper)?
         {
-            Response::Snapshot { snapshot } => Ok(SuspectsView {
-                taken_unix_ms: snapshot.taken_unix_ms,
-                walk_ms: snapshot.walk_ms,
-                total: snapshot.total,
-                suspects: suspicion::assess(&snapshot),
-                victims: suspicion::assess_victims(&snapshot),
-                dports: snapshot.dports,
-                protocols: snapshot.protocols,
-            }),
+            Response::Snapshot { snapshot } => {
+                let mut suspects = suspicion::assess(&snapshot);
+                // Who of them also creates entries fast (the helper's counters, right after the
+                // walk); without them the walk's reasons stand alone.
+                match crate::creators::ask(&self.helper, CREATORS_LISTED).await {
+                    Ok(CreatorsView::Available { creators }) => {
+                        suspicion::note_creators(&mut suspects, &creators);
+                    }
+                    Ok(CreatorsView::Unavailable { .. }) => {}
+                    Err(error) => tracing::debug!(%error, "creators unavailable for the suspects"),
+                }
+                Ok(SuspectsView {
+                    taken_unix_ms: snapshot.taken_unix_ms,
+                    walk_ms: snapshot.walk_ms,
+                    total: snapshot.total,
+                    suspects,
+                    victims: suspicion::assess_victims(&snapshot),
+                    dports: snapshot.dports,
+                    protocols: snapshot.protocols,
+                })
+            }
             other => Err(from_helper(unexpected(&other))),
         }
+    }
+
+    async fn creators(&self) -> Result<CreatorsView, AdminError> {
+        crate::creators::ask(&self.helper, CREATORS_LISTED)
+            .await
+            .map_err(from_helper)
     }
 
     async fn entries_of(&self, network: String) -> Result<EntriesView, AdminError> {

@@ -21,8 +21,12 @@ use ctguard_app::{
     thresholds::Thresholds,
 };
 use ctguard_protocol::{
-    ConntrackStats, ConntrackStatus, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION,
-    Request, Response, SysctlKey, SysctlReading, frame,
+    ConntrackStats, ConntrackStatus, CreatorCount, CreatorKey, CreatorList, CreatorWindow,
+    Creators, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION, Protocol, Request,
+    Response, SysctlKey, SysctlReading,
+    creators::MAX_CREATORS_PER_LIST,
+    frame,
+    snapshot::{Group, Snapshot, StateMix, TopList},
 };
 use ctguard_server::{
     auth::SessionPolicy,
@@ -240,6 +244,7 @@ async fn start(
             ctguard_server::confirmation::TOKEN_LIFETIME_SECS as u64,
         ),
         metrics_token: None,
+        metrics_top_creators: ctguard_server::configuration::DEFAULT_METRICS_TOP_CREATORS,
         audit_retention_days: ctguard_server::audit::retention::DEFAULT_DAYS,
     };
     adjust(&mut settings);
@@ -591,6 +596,156 @@ fn fake_record_hash(seq: u64, version: &str) -> ctguard_protocol::RecordHash {
         .unwrap()
 }
 
+/// A creators answer cut to `limit` per list, as the helper cuts it: the rest of each list's
+/// new flows go to its `rest`.
+fn cut_to(mut answer: Creators, limit: u16) -> Creators {
+    for list in answer.windows.iter_mut().flat_map(|w| w.lists.iter_mut()) {
+        let cut = list.top.split_off(usize::from(limit).min(list.top.len()));
+        list.rest += cut.iter().map(|c| c.new_flows).sum::<u64>();
+    }
+    answer
+}
+
+/// An address that floods with short flows: it holds few entries (they expire between walks)
+/// and creates 9,000 a second over the last minute.
+pub const FLOODER: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 66));
+/// A busy reverse proxy: it holds many keep-alive connections and creates 2 entries a second.
+pub const BUSY: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 10));
+
+/// What a counting helper answers: every window covered, [`FLOODER`] the top source at
+/// 540,000 new flows a minute (9,000/s), [`BUSY`] the tenth at 120 (2/s); twelve creators per
+/// key, so a limit of 10 or less cuts the lists; 600 uncounted flows a minute per key (10/s).
+pub fn sample_creators() -> Creators {
+    let window = |seconds: u32| {
+        // The counts of the minute window, scaled to the window's length.
+        let scale = |count: u64| count * u64::from(seconds) / 60;
+        let lists = CreatorKey::ALL
+            .into_iter()
+            .map(|key| {
+                let service = ctguard_app::creators::has_service(key);
+                let creator = |address: std::net::IpAddr, new_flows: u64| CreatorCount {
+                    address,
+                    protocol: service.then_some(Protocol::Udp),
+                    port: service.then_some(53),
+                    new_flows: scale(new_flows),
+                };
+                let mut top = vec![creator(FLOODER, 540_000)];
+                // 60,000 down to 18,000 a minute (1,000/s to 300/s).
+                top.extend((1..=8).map(|i| {
+                    creator(
+                        std::net::IpAddr::from([192, 0, 2, i]),
+                        6_000 * u64::from(11 - i),
+                    )
+                }));
+                top.push(creator(BUSY, 120));
+                top.push(creator(std::net::IpAddr::from([192, 0, 2, 100]), 60));
+                top.push(creator(std::net::IpAddr::from([192, 0, 2, 101]), 30));
+                CreatorList {
+                    key,
+                    top,
+                    rest: scale(1_200),
+                    uncounted: scale(600),
+                }
+            })
+            .collect();
+        CreatorWindow {
+            seconds,
+            covered_secs: seconds,
+            new_flows: scale(1_200_000),
+            lists,
+            turned_away: ctguard_protocol::creators::TurnedAway {
+                top: Vec::new(),
+                rest: 0,
+                uncounted: 0,
+                kernel_drops: 0,
+            },
+        }
+    };
+    Creators {
+        counting: true,
+        problem: None,
+        set_capacity: 65_536,
+        sample_secs: 10,
+        sampled_at: 1_795_698_245,
+        windows: ctguard_protocol::creators::WINDOWS_SECS
+            .into_iter()
+            .map(window)
+            .collect(),
+    }
+}
+
+/// A walk of a table [`BUSY`] holds most of, all assured (a large share, held open), beside
+/// [`FLOODER`]'s 60 unreplied entries: what is left of its short flows at the walk.
+pub fn sample_snapshot() -> Snapshot {
+    let list = |top: Vec<Group<std::net::IpAddr>>| TopList {
+        distinct: top.len() as u64,
+        top,
+        rest: StateMix::default(),
+    };
+    let busy = StateMix {
+        entries: 20_000,
+        assured: 19_900,
+        established: 19_900,
+        ..StateMix::default()
+    };
+    let flooder = StateMix {
+        entries: 60,
+        unreplied: 60,
+        ..StateMix::default()
+    };
+    Snapshot {
+        taken_unix_ms: 1_795_698_245_000,
+        walk_ms: 12,
+        total: StateMix {
+            entries: 20_060,
+            unreplied: 60,
+            assured: 19_900,
+            established: 19_900,
+            ..StateMix::default()
+        },
+        sources: list(vec![
+            Group {
+                key: BUSY,
+                mix: busy,
+            },
+            Group {
+                key: FLOODER,
+                mix: flooder,
+            },
+        ]),
+        destinations: list(Vec::new()),
+        dports: TopList {
+            top: Vec::new(),
+            rest: StateMix::default(),
+            distinct: 0,
+        },
+        source_dports: TopList {
+            top: Vec::new(),
+            rest: StateMix::default(),
+            distinct: 0,
+        },
+        source_sports: TopList {
+            top: Vec::new(),
+            rest: StateMix::default(),
+            distinct: 0,
+        },
+        source_spread: Vec::new(),
+        protocols: TopList {
+            top: Vec::new(),
+            rest: StateMix::default(),
+            distinct: 0,
+        },
+        tcp_states: TopList {
+            top: Vec::new(),
+            rest: StateMix::default(),
+            distinct: 0,
+        },
+        destination_sources: Default::default(),
+        destination_services: Default::default(),
+    }
+}
+
 /// Connections the real helper serves at once (`helper/src/server.rs`); the stand-in too.
 pub const HELPER_MAX_CONNECTIONS: usize = 32;
 
@@ -611,6 +766,13 @@ pub struct FakeHelper {
     pub journal: Arc<Mutex<BTreeMap<u64, ctguard_protocol::RecordHash>>>,
     /// The references the last `verify_journal` asked about.
     pub journal_checked: Arc<Mutex<Vec<ctguard_protocol::JournalRef>>>,
+    /// The answer to `creators` (each list cut to the limit asked, the rest folded into `rest`),
+    /// or `None` (the default): refused as unsupported, as today's real helper does.
+    pub creators: Arc<Mutex<Option<Creators>>>,
+    /// The limit of every `creators` request, in order.
+    pub creators_asked: Arc<Mutex<Vec<u16>>>,
+    /// The answer to `snapshot`, or `None` (the default): refused as unsupported.
+    pub snapshot: Arc<Mutex<Option<Snapshot>>>,
     task: JoinHandle<()>,
     socket: PathBuf,
 }
@@ -641,6 +803,14 @@ impl FakeHelper {
         let journal: Arc<Mutex<BTreeMap<u64, ctguard_protocol::RecordHash>>> = Arc::default();
         let journal_checked: Arc<Mutex<Vec<ctguard_protocol::JournalRef>>> = Arc::default();
         let (records, checked) = (Arc::clone(&journal), Arc::clone(&journal_checked));
+        let creators: Arc<Mutex<Option<Creators>>> = Arc::default();
+        let creators_asked: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let snapshot: Arc<Mutex<Option<Snapshot>>> = Arc::default();
+        let (counting, asked, walk) = (
+            Arc::clone(&creators),
+            Arc::clone(&creators_asked),
+            Arc::clone(&snapshot),
+        );
         // As the real helper: more connections at once than it serves are closed unanswered.
         let slots = Arc::new(tokio::sync::Semaphore::new(HELPER_MAX_CONNECTIONS));
         let task = tokio::spawn(async move {
@@ -656,6 +826,8 @@ impl FakeHelper {
                 let delay = Arc::clone(&delay);
                 let walk_delay = Arc::clone(&walk_delay);
                 let (records, checked) = (Arc::clone(&records), Arc::clone(&checked));
+                let (counting, asked, walk) =
+                    (Arc::clone(&counting), Arc::clone(&asked), Arc::clone(&walk));
                 tokio::spawn(async move {
                     // Names journal record `seq` in an answer, as the helper's journal holds it.
                     let journaled = |seq: u64| {
@@ -746,11 +918,46 @@ impl FakeHelper {
                                     },
                                 }
                             }
-                            Request::Creators { .. } => Response::Error {
+                            Request::StartTrace { .. }
+                            | Request::StopTrace { .. }
+                            | Request::Trace {} => Response::Error {
                                 error: HelperError::Unsupported {
-                                    request: "creators".into(),
+                                    request: request.name().into(),
                                 },
                             },
+                            Request::Creators { limit } => {
+                                asked.lock().unwrap().push(limit);
+                                let answer = counting.lock().unwrap().clone();
+                                match answer {
+                                    _ if limit > MAX_CREATORS_PER_LIST => Response::Error {
+                                        error: HelperError::TooManyCreators {
+                                            given: limit,
+                                            max: MAX_CREATORS_PER_LIST,
+                                        },
+                                    },
+                                    Some(answer) => Response::Creators {
+                                        creators: Box::new(cut_to(answer, limit)),
+                                    },
+                                    None => Response::Error {
+                                        error: HelperError::Unsupported {
+                                            request: "creators".into(),
+                                        },
+                                    },
+                                }
+                            }
+                            Request::Snapshot {} => {
+                                let answer = walk.lock().unwrap().clone();
+                                match answer {
+                                    Some(snapshot) => Response::Snapshot {
+                                        snapshot: Box::new(snapshot),
+                                    },
+                                    None => Response::Error {
+                                        error: HelperError::Unsupported {
+                                            request: "snapshot".into(),
+                                        },
+                                    },
+                                }
+                            }
                             Request::ReadSysctls {} => Response::Sysctls {
                                 readings: kernel
                                     .lock()
@@ -779,8 +986,7 @@ impl FakeHelper {
                                     journal: journaled(77),
                                 }
                             }
-                            request @ (Request::Snapshot {}
-                            | Request::Unblock { .. }
+                            request @ (Request::Unblock { .. }
                             | Request::DeleteEntries { .. }
                             | Request::Journal { .. }) => Response::Error {
                                 error: HelperError::Unsupported {
@@ -807,9 +1013,22 @@ impl FakeHelper {
             walk_delay_ms,
             journal,
             journal_checked,
+            creators,
+            creators_asked,
+            snapshot,
             task,
             socket: socket.to_owned(),
         }
+    }
+
+    /// From now on `creators` is answered with `answer` (`None`: refused as unsupported).
+    pub fn answer_creators(&self, answer: Option<Creators>) {
+        *self.creators.lock().unwrap() = answer;
+    }
+
+    /// From now on `snapshot` is answered with `answer` (`None`: refused as unsupported).
+    pub fn answer_snapshot(&self, answer: Option<Snapshot>) {
+        *self.snapshot.lock().unwrap() = answer;
     }
 
     pub fn requests(&self) -> u64 {

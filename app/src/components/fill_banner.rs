@@ -1,13 +1,14 @@
 //! The banner shown while the table's fill is at or above the warning or critical threshold,
 //! saying what that does to new connections: it depends on the assured share of the limit (what
-//! the kernel cannot evict) and on whether conntrack is dropping packets now.
+//! the kernel cannot evict) and on whether conntrack is dropping packets now; and who creates
+//! entries fastest, when the helper counts them.
 
 use ctguard_protocol::ConntrackStatus;
 use leptos::prelude::*;
 
 use crate::{
-    format,
-    live::AssuredReading,
+    creators, format,
+    live::{AssuredReading, TopCreator},
     thresholds::{self, Severity, Thresholds},
 };
 
@@ -18,6 +19,8 @@ pub fn FillBanner(
     assured: Option<AssuredReading>,
     /// Whether conntrack's `drop` counter rose over the rate window.
     dropping: bool,
+    /// Who creates entries fastest (last minute, by source), when the helper counts them.
+    top_creator: Option<TopCreator>,
 ) -> impl IntoView {
     let percent = status.fill_percent();
     let severity = thresholds.severity(percent);
@@ -49,6 +52,19 @@ pub fn FillBanner(
                 format::percent(percent),
             )}
             {consequence}
+            {top_creator
+                .map(|top| {
+                    view! {
+                        <p data-testid="top-creator">
+                            {format!(
+                                "Top creator of new entries over the last minute: {} {}. ",
+                                top.address,
+                                creators::creates(top.per_second),
+                            )}
+                            <a href="/suspicious">"Suspicious sources"</a>
+                        </p>
+                    }
+                })}
         </div>
     })
 }

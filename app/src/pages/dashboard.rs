@@ -90,9 +90,16 @@ fn SampleView(sample: LiveSample, thresholds: Thresholds, history: History) -> i
             status,
             kernel_log,
             assured,
+            top_creator,
             ..
         } => view! {
-            <FillBanner status=status.clone() thresholds assured dropping=dropping(&history)/>
+            <FillBanner
+                status=status.clone()
+                thresholds
+                assured
+                dropping=dropping(&history)
+                top_creator
+            />
             <FillGauge status=status.clone() at_ms thresholds assured/>
             <TrendPanel history kernel_log/>
             <StatList status/>

@@ -3,11 +3,15 @@
 //! Connections held open are judged against the live fill and, when the table is near full, a
 //! second walk a few seconds later (does the source keep adding them?). Below the sources, the
 //! destinations many sources converge on (a distributed reflection, a spoofed SYN flood), each
-//! with the block scoped to the victim.
+//! with the block scoped to the victim. Then the creators: who makes new entries fastest, from
+//! the helper's kernel counters (no walk), per source, destination and service, over a chosen
+//! window.
 
 use std::{net::IpAddr, time::Duration};
 
 use leptos::prelude::*;
+
+use ctguard_protocol::{CreatorKey, CreatorList, CreatorWindow, Creators};
 
 use crate::{
     auth::Action,
@@ -16,9 +20,10 @@ use crate::{
         block_form::BlockForm,
         operation_flow::{OperationFeedback, OperationFlow, clean_error},
     },
+    creators::{self as creating, CreatorsView, DEFAULT_WINDOW_SECS, WINDOW_CHOICES},
     format,
     live::{LiveSample, latest_sample},
-    operations::{EntriesView, Operation, SuspectsView, entries_of, suspects},
+    operations::{EntriesView, Operation, SuspectsView, entries_of, list_creators, suspects},
     session::current_user_query,
     suspicion::{self, EarlierWalk, HeldOpenVerdict, Reason, Suspect, TableFill, Victim},
     walk_wait::walk_wait_words,
@@ -150,6 +155,7 @@ pub fn SuspiciousPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <CreatorsSection refresh/>
         {move || {
             blocking
                 .get()
@@ -402,6 +408,150 @@ fn VictimTable(
                         }
                     })
                     .collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+/// Who creates entries fastest: the helper's counters, asked apart from the walk (they come back
+/// at once, while a walk may take seconds), one table per key for the chosen window.
+#[component]
+fn CreatorsSection(refresh: RwSignal<u32>) -> impl IntoView {
+    let answer = Resource::new(move || refresh.get(), |_| list_creators());
+    let window = RwSignal::new(DEFAULT_WINDOW_SECS);
+    view! {
+        <section aria-labelledby="creators-heading" data-testid="creators">
+            <h2 id="creators-heading">"Creators"</h2>
+            <p class="muted small">
+                "The holders above are who has entries now, from one walk of the table. Creators \
+                 are who makes new entries fastest: the kernel counts each entry as it is created \
+                 and the helper reads the counts every 10 s, so short flows that come and go \
+                 between two walks show here even when they hold little."
+            </p>
+            <fieldset class="window-choice">
+                <legend>"Window"</legend>
+                {WINDOW_CHOICES
+                    .iter()
+                    .map(|&(seconds, label)| {
+                        view! {
+                            <label>
+                                <input
+                                    type="radio"
+                                    name="creators-window"
+                                    value=seconds.to_string()
+                                    checked=seconds == DEFAULT_WINDOW_SECS
+                                    on:change=move |_| window.set(seconds)
+                                />
+                                {label}
+                            </label>
+                        }
+                    })
+                    .collect_view()}
+            </fieldset>
+            <Transition fallback=|| view! { <p class="muted">"Reading the counters…"</p> }>
+                {move || Suspend::new(async move {
+                    match answer.await {
+                        Ok(CreatorsView::Available { creators }) => {
+                            view! { <CreatorTables creators window/> }.into_any()
+                        }
+                        Ok(CreatorsView::Unavailable { reason }) => {
+                            view! {
+                                <p class="banner info" role="status" data-testid="creators-unavailable">
+                                    {reason.explain()}
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => {
+                            view! { <p class="banner critical" role="alert">{clean_error(&error)}</p> }
+                                .into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn CreatorTables(creators: Creators, window: RwSignal<u32>) -> impl IntoView {
+    let sampled = format!(
+        "counters read every {} s, newest at {}; each counting set holds up to {} keys, and new \
+         entries of keys beyond that are uncounted",
+        creators.sample_secs,
+        format::clock_utc(creators.sampled_at.saturating_mul(1000)),
+        format::thousands(u64::from(creators.set_capacity)),
+    );
+    move || {
+        let seconds = window.get();
+        let Some(shown) = creators.window(seconds) else {
+            return view! { <p class="muted">"The helper did not count this window."</p> }
+                .into_any();
+        };
+        let covered = if shown.covered_secs < shown.seconds {
+            format!(" (counted for {} s so far)", shown.covered_secs)
+        } else {
+            String::new()
+        };
+        view! {
+            <p data-testid="creators-total">
+                {format!(
+                    "All new entries over {}{covered}: {} ({sampled}).",
+                    creating::window_words(seconds),
+                    creating::rate(shown, shown.new_flows),
+                )}
+            </p>
+            <div class="two-columns">
+                {CreatorKey::ALL
+                    .iter()
+                    .filter_map(|&key| shown.list(key))
+                    .map(|list| creator_table(shown, list))
+                    .collect_view()}
+            </div>
+        }
+        .into_any()
+    }
+}
+
+fn creator_table(window: &CreatorWindow, list: &CreatorList) -> impl IntoView + use<> {
+    let key = list.key;
+    let service = creating::has_service(key);
+    let line = move |label: &'static str, new_flows: u64| {
+        view! {
+            <tr class="muted">
+                <th scope="row">{label}</th>
+                {service.then(|| view! { <td></td> })}
+                <td>{creating::rate(window, new_flows)}</td>
+            </tr>
+        }
+    };
+    let rows = list
+        .top
+        .iter()
+        .map(|creator| {
+            view! {
+                <tr>
+                    <th scope="row">{creator.address.to_string()}</th>
+                    {service.then(|| view! { <td>{creating::service(key, creator)}</td> })}
+                    <td>{creating::creates(window.per_second(creator.new_flows))}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="data compact" data-testid=format!("creators-{}", key.as_str())>
+            <caption>{creating::key_title(key)}</caption>
+            <thead>
+                <tr>
+                    <th scope="col">"Address"</th>
+                    {service.then(|| view! { <th scope="col">"Service"</th> })}
+                    <th scope="col">"New entries"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {rows}
+                {line("everyone else", list.rest)}
+                {(list.uncounted > 0).then(|| line("uncounted (set full)", list.uncounted))}
             </tbody>
         </table>
     }

@@ -19,8 +19,8 @@ use ctguard_app::{
     auth::{Action, CurrentUser},
     live::{LIVE_EVENTS_PATH, LatestSample},
     operations::{
-        ActiveBlocks, ApplyOperation, ApplyTuning, EntriesOf, PreviewOperation, PreviewTuning,
-        Suspects,
+        ActiveBlocks, ApplyOperation, ApplyTuning, EntriesOf, ListCreators, PreviewOperation,
+        PreviewTuning, Suspects,
     },
     seed::LoadDashboard,
     session::{
@@ -104,11 +104,18 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, LIVE_EVENTS_PATH, Requires(ViewTable)),
         route(Method::POST, LatestSample::PATH, Requires(ViewTable)),
         route(Method::POST, LoadDashboard::PATH, Requires(ViewTable)),
-        // For Prometheus, which does not sign in: counters only, no addresses (see README).
+        // For Prometheus, which does not sign in: counters, and the addresses of the top
+        // creators only as `--metrics-top-creators` allows (see README, SECURITY.md).
         route(Method::GET, crate::metrics::METRICS_PATH, Public),
         route(Method::GET, "/suspicious", Requires(ViewTable)),
         route(Method::POST, Suspects::PATH, Requires(ViewTable)),
         route(Method::POST, EntriesOf::PATH, Requires(ViewTable)),
+        route(Method::POST, ListCreators::PATH, Requires(ViewTable)),
+        route(
+            Method::GET,
+            crate::creators::CREATORS_PATH,
+            Requires(ViewTable),
+        ),
         route(Method::GET, "/blocks", Requires(ViewTable)),
         // Viewers see the settings and the advice; changing them is `Tune`.
         route(Method::GET, "/tuning", Requires(ViewTable)),
