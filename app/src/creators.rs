@@ -4,7 +4,10 @@
 //! are who makes them fastest, counted by the kernel as each entry is created, so the short flows
 //! that expire between two walks show here too.
 
-use ctguard_protocol::{CreatorCount, CreatorKey, CreatorWindow, Creators};
+use ctguard_protocol::{
+    CreatorCount, CreatorKey, CreatorWindow, Creators,
+    creators::{TurnedAway, TurnedAwaySource},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::format;
@@ -152,6 +155,45 @@ pub fn top_source(creators: &Creators) -> Option<(CreatorCount, u64)> {
     (top.new_flows > 0).then(|| (top, window.per_second(top.new_flows)))
 }
 
+/// Packets conntrack refused, in words: `1,200 packets refused`, `1 packet refused`.
+pub fn refused(packets: u64) -> String {
+    match packets {
+        1 => "1 packet refused".to_owned(),
+        n => format!("{} packets refused", format::thousands(n)),
+    }
+}
+
+/// Packets of `window` as a rate in words: `200 packets/s`, `1 packet/s`, `under 1 packet/s`.
+pub fn packet_rate(window: &CreatorWindow, packets: u64) -> String {
+    match window.per_second(packets) {
+        0 if packets > 0 => "under 1 packet/s".to_owned(),
+        1 => "1 packet/s".to_owned(),
+        n => format!("{} packets/s", format::thousands(n)),
+    }
+}
+
+/// The counted total beside the kernel's own drop statistic over the same window.
+pub fn kernel_comparison(turned_away: &TurnedAway) -> String {
+    format!(
+        "Counted per source: {} in all; the kernel counted {} {} in the same window.",
+        refused(turned_away.counted()),
+        format::thousands(turned_away.kernel_drops),
+        if turned_away.kernel_drops == 1 {
+            "drop"
+        } else {
+            "drops"
+        },
+    )
+}
+
+/// The source conntrack turned away most over [`DEFAULT_WINDOW_SECS`] (its table full), with
+/// its packets per second (rounded down); `None` when nobody was turned away.
+pub fn top_turned_away(creators: &Creators) -> Option<(TurnedAwaySource, u64)> {
+    let window = creators.window(DEFAULT_WINDOW_SECS)?;
+    let top = *window.turned_away.top.first()?;
+    (top.packets > 0).then(|| (top, window.per_second(top.packets)))
+}
+
 /// The window's length in words: `the last minute`.
 pub fn window_words(seconds: u32) -> String {
     match seconds {
@@ -295,6 +337,44 @@ mod tests {
             }
             .explain(),
             "Creators are not available: the helper's counting table is not in place (nft said no)."
+        );
+    }
+
+    #[test]
+    fn the_turned_away_read_as_packets_refused_beside_the_kernels_drops() {
+        let mut shown = window(60);
+        shown.turned_away = TurnedAway {
+            top: vec![TurnedAwaySource {
+                address: ADDRESS,
+                packets: 12_000,
+            }],
+            rest: 59,
+            uncounted: 1,
+            kernel_drops: 12_100,
+        };
+        assert_eq!(refused(12_000), "12,000 packets refused");
+        assert_eq!(refused(1), "1 packet refused");
+        assert_eq!(packet_rate(&shown, 12_000), "200 packets/s");
+        assert_eq!(packet_rate(&shown, 30), "under 1 packet/s");
+        assert_eq!(
+            kernel_comparison(&shown.turned_away),
+            "Counted per source: 12,060 packets refused in all; the kernel counted 12,100 drops \
+             in the same window."
+        );
+        let creators = |shown: CreatorWindow| Creators {
+            counting: true,
+            problem: None,
+            set_capacity: 65_536,
+            sample_secs: 10,
+            sampled_at: 0,
+            windows: vec![shown],
+        };
+        let (top, rate) = top_turned_away(&creators(shown)).expect("a top source");
+        assert_eq!((top.address, rate), (ADDRESS, 200));
+        assert_eq!(
+            top_turned_away(&creators(window(60))),
+            None,
+            "nobody refused"
         );
     }
 

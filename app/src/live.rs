@@ -55,6 +55,10 @@ pub enum LiveSample {
         /// count or nothing was created.
         #[serde(default)]
         top_creator: Option<TopCreator>,
+        /// The source conntrack turned away most over the last minute (its table full), from
+        /// the same answer; `None` while nobody was, or the helper does not count.
+        #[serde(default)]
+        top_turned_away: Option<TopTurnedAway>,
     },
     HelperDown {
         at_ms: u64,
@@ -99,6 +103,17 @@ impl AssuredReading {
 pub struct TopCreator {
     pub address: String,
     /// New entries per second over the last minute, rounded down.
+    pub per_second: u64,
+}
+
+/// The source conntrack turned away most over the last minute (issue 15), for the dashboard's
+/// incident banner; the address as text, as [`TopCreator`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopTurnedAway {
+    pub address: String,
+    /// Packets refused over the last minute.
+    pub packets: u64,
+    /// Those packets per second, rounded down.
     pub per_second: u64,
 }
 

@@ -73,6 +73,7 @@ mod tests {
                 walk_ms,
             }),
             top_creator: None,
+            top_turned_away: None,
         }
     }
 

@@ -92,6 +92,7 @@ pub fn render(sample: &LiveSample) -> String {
         assured,
         // The top creator is the dashboard's; `render_creators` exports them all.
         top_creator: _,
+        top_turned_away: _,
     } = sample
     else {
         metric(
@@ -424,6 +425,7 @@ mod tests {
                 counters,
                 assured: None,
                 top_creator: None,
+                top_turned_away: None,
             });
             let drop = exported(&text, "ctguard_conntrack_drop_total").expect("exported");
             assert!(drop >= last, "{drop} < {last}");
@@ -463,6 +465,7 @@ mod tests {
             counters: ConntrackStats::default(),
             assured: None,
             top_creator: None,
+            top_turned_away: None,
         });
         assert!(text.contains("# TYPE ctguard_conntrack_chaintoolong_total counter"));
         assert!(text.contains("this namespace's conntrack table"));
@@ -487,6 +490,7 @@ mod tests {
                 walk_ms: 0,
             }),
             top_creator: None,
+            top_turned_away: None,
         });
         let expressions = alert_expressions(rules);
         assert!(expressions.len() >= 4, "{rules}");
@@ -536,6 +540,7 @@ mod tests {
                 walk_ms: 0,
             }),
             top_creator: None,
+            top_turned_away: None,
         });
         let help = |name: &str| {
             text.lines()

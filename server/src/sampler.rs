@@ -15,8 +15,8 @@ use std::{
 };
 
 use ctguard_app::{
-    creators::{CreatorsView, top_source},
-    live::{LiveSample, TopCreator},
+    creators::{CreatorsView, top_source, top_turned_away},
+    live::{LiveSample, TopCreator, TopTurnedAway},
     seed::ssr::SharedHistory,
     trend::Point,
 };
@@ -73,6 +73,7 @@ async fn run(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut kernel_log: Option<KernelLogSummary> = None;
     let mut top_creator: Option<TopCreator> = None;
+    let mut turned_away: Option<TopTurnedAway> = None;
     let mut readings: u64 = 0;
     // Kept across helper outages and restarts: the kernel's counters go on meanwhile.
     let mut tracker = CounterTracker::default();
@@ -101,6 +102,13 @@ async fn run(
                             per_second,
                         })
                     });
+                    turned_away = creators.as_deref().and_then(|creators| {
+                        top_turned_away(creators).map(|(top, per_second)| TopTurnedAway {
+                            address: top.address.to_string(),
+                            packets: top.packets,
+                            per_second,
+                        })
+                    });
                     creators_sender.send_replace(creators);
                 }
                 readings += 1;
@@ -114,12 +122,14 @@ async fn run(
                     counters,
                     assured: walker.poll().await,
                     top_creator: top_creator.clone(),
+                    top_turned_away: turned_away.clone(),
                 }
             }
             Err(error) => {
                 // Read the kernel log (and the creators) again as soon as the helper is back.
                 readings = 0;
                 top_creator = None;
+                turned_away = None;
                 creators_sender.send_replace(None);
                 let since_ms = match previous {
                     LiveSample::HelperDown { since_ms, .. } => since_ms,

@@ -12,11 +12,14 @@ mod support;
 use ctguard_app::{
     auth::Role,
     creators::{CreatorsUnavailable, CreatorsView},
-    live::{LiveSample, TopCreator},
+    live::{LiveSample, TopCreator, TopTurnedAway},
     operations::{ListCreators, Suspects, SuspectsView},
     suspicion::Reason,
 };
-use ctguard_protocol::{CreatorKey, Creators};
+use ctguard_protocol::{
+    CreatorKey, Creators,
+    creators::{TurnedAway, TurnedAwaySource},
+};
 use leptos::server_fn::ServerFn;
 use support::{
     BUSY, FLOODER, FakeHelper, LiveEvents, TestApp, body, eventually, location, sample_creators,
@@ -412,4 +415,105 @@ async fn during_an_incident_the_dashboard_names_the_top_creator() {
         .await;
     let html = body(calm.get(&viewer, "/").await).await;
     assert!(!html.contains(r#"data-testid="top-creator""#));
+}
+
+/// [`sample_creators`] with [`FLOODER`] turned away in every window: 200 packets a second, 1 a
+/// second from everyone else and a few uncounted, beside the kernel's drop statistic.
+fn creators_turning_away_the_flooder() -> Creators {
+    let mut answer = sample_creators();
+    for window in &mut answer.windows {
+        let scale = |per_second: u64| per_second * u64::from(window.covered_secs);
+        window.turned_away = TurnedAway {
+            top: vec![TurnedAwaySource {
+                address: FLOODER,
+                packets: scale(200),
+            }],
+            rest: scale(1),
+            uncounted: 5,
+            kernel_drops: scale(201) + 5,
+        };
+    }
+    answer
+}
+
+#[tokio::test]
+async fn the_suspicious_page_names_who_conntrack_turned_away_and_the_kernels_drops() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 5_000);
+    helper.answer_creators(Some(creators_turning_away_the_flooder()));
+    let viewer = app.signed_in(Role::Viewer).await;
+    let html = body(app.get(&viewer, "/suspicious").await).await;
+    assert!(html.contains("Turned away (table full)"), "{html}");
+    assert!(
+        html.contains(r#"data-testid="turned-away-sources""#),
+        "{html}"
+    );
+    assert!(!html.contains(r#"data-testid="turned-away-none""#));
+    // The minute window: 12,000 of the flooder's packets, 200 a second.
+    assert!(html.contains("12,000 packets refused"), "{html}");
+    assert!(html.contains("200 packets/s"), "{html}");
+    assert!(
+        html.contains(
+            "Counted per source: 12,065 packets refused in all; the kernel counted 12,065 drops \
+             in the same window."
+        ),
+        "{html}"
+    );
+
+    // A benign window: nothing dropped, no name, said plainly.
+    helper.answer_creators(Some(sample_creators()));
+    let html = body(app.get(&viewer, "/suspicious").await).await;
+    assert!(html.contains(r#"data-testid="turned-away-none""#), "{html}");
+    assert!(html.contains(
+        "Nobody was turned away over the last minute: conntrack found room for every new flow."
+    ));
+    assert!(!html.contains("packets refused"), "{html}");
+}
+
+#[tokio::test]
+async fn during_an_incident_the_dashboard_names_who_was_turned_away_and_not_when_nobody_was() {
+    let app = spawn_app().await;
+    let helper = FakeHelper::start(&app.helper_socket, 64_000);
+    helper.answer_creators(Some(creators_turning_away_the_flooder()));
+    let viewer = app.signed_in(Role::Viewer).await;
+    let mut events = LiveEvents::connect(&app, &viewer).await;
+    let top = TopTurnedAway {
+        address: FLOODER.to_string(),
+        packets: 12_000,
+        per_second: 200,
+    };
+    events
+        .until(
+            "a reading with the top turned away",
+            |sample| matches!(sample, LiveSample::Up { top_turned_away: Some(t), .. } if *t == top),
+        )
+        .await;
+    let html = body(app.get(&viewer, "/").await).await;
+    assert!(html.contains(r#"data-testid="top-turned-away""#), "{html}");
+    assert!(
+        html.contains(
+            "Turned away most over the last minute (table full): 203.0.113.66 (12,000 packets \
+             refused, 200/s)."
+        ),
+        "{html}"
+    );
+
+    // The same incident, but conntrack found room for everyone: no name.
+    helper.answer_creators(Some(sample_creators()));
+    until_creators_read(&mut events, &helper).await;
+    events
+        .until("a reading without anyone turned away", |sample| {
+            matches!(
+                sample,
+                LiveSample::Up {
+                    top_turned_away: None,
+                    top_creator: Some(_),
+                    ..
+                }
+            )
+        })
+        .await;
+    let html = body(app.get(&viewer, "/").await).await;
+    assert!(html.contains(r#"data-testid="fill-banner""#), "{html}");
+    assert!(!html.contains(r#"data-testid="top-turned-away""#), "{html}");
 }

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 
 use crate::{
     creators, format,
-    live::{AssuredReading, TopCreator},
+    live::{AssuredReading, TopCreator, TopTurnedAway},
     thresholds::{self, Severity, Thresholds},
 };
 
@@ -21,6 +21,8 @@ pub fn FillBanner(
     dropping: bool,
     /// Who creates entries fastest (last minute, by source), when the helper counts them.
     top_creator: Option<TopCreator>,
+    /// Who conntrack turned away most over the last minute (its table full), when anyone was.
+    top_turned_away: Option<TopTurnedAway>,
 ) -> impl IntoView {
     let percent = status.fill_percent();
     let severity = thresholds.severity(percent);
@@ -60,6 +62,20 @@ pub fn FillBanner(
                                 "Top creator of new entries over the last minute: {} {}. ",
                                 top.address,
                                 creators::creates(top.per_second),
+                            )}
+                            <a href="/suspicious">"Suspicious sources"</a>
+                        </p>
+                    }
+                })}
+            {top_turned_away
+                .map(|top| {
+                    view! {
+                        <p data-testid="top-turned-away">
+                            {format!(
+                                "Turned away most over the last minute (table full): {} ({}, {}/s). ",
+                                top.address,
+                                creators::refused(top.packets),
+                                format::thousands(top.per_second),
                             )}
                             <a href="/suspicious">"Suspicious sources"</a>
                         </p>

@@ -91,6 +91,7 @@ fn SampleView(sample: LiveSample, thresholds: Thresholds, history: History) -> i
             kernel_log,
             assured,
             top_creator,
+            top_turned_away,
             ..
         } => view! {
             <FillBanner
@@ -99,6 +100,7 @@ fn SampleView(sample: LiveSample, thresholds: Thresholds, history: History) -> i
                 assured
                 dropping=dropping(&history)
                 top_creator
+                top_turned_away
             />
             <FillGauge status=status.clone() at_ms thresholds assured/>
             <TrendPanel history kernel_log/>

@@ -508,9 +508,79 @@ fn CreatorTables(creators: Creators, window: RwSignal<u32>) -> impl IntoView {
                     .map(|list| creator_table(shown, list))
                     .collect_view()}
             </div>
+            {turned_away_table(shown)}
         }
         .into_any()
     }
+}
+
+/// Who conntrack turned away in the window (its table full): sources by packets refused, the
+/// rest and the uncounted, beside the kernel's own drop statistic.
+fn turned_away_table(window: &CreatorWindow) -> impl IntoView + use<> {
+    let turned_away = &window.turned_away;
+    let heading = view! { <h3 id="turned-away-heading">"Turned away (table full)"</h3> };
+    if turned_away.counted() == 0 && turned_away.kernel_drops == 0 {
+        return view! {
+            <section aria-labelledby="turned-away-heading" data-testid="turned-away">
+                {heading}
+                <p data-testid="turned-away-none">
+                    {format!(
+                        "Nobody was turned away over {}: conntrack found room for every new flow.",
+                        creating::window_words(window.seconds),
+                    )}
+                </p>
+            </section>
+        }
+        .into_any();
+    }
+    let line = move |label: &'static str, packets: u64| {
+        view! {
+            <tr class="muted">
+                <th scope="row">{label}</th>
+                <td>{creating::refused(packets)}</td>
+                <td>{creating::packet_rate(window, packets)}</td>
+            </tr>
+        }
+    };
+    let rows = turned_away
+        .top
+        .iter()
+        .map(|source| {
+            view! {
+                <tr>
+                    <th scope="row">{source.address.to_string()}</th>
+                    <td>{creating::refused(source.packets)}</td>
+                    <td>{creating::packet_rate(window, source.packets)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section aria-labelledby="turned-away-heading" data-testid="turned-away">
+            {heading}
+            <p class="muted">
+                "Packets that could start a flow which conntrack dropped because its table was \
+                 full, per source."
+            </p>
+            <table class="data compact" data-testid="turned-away-sources">
+                <thead>
+                    <tr>
+                        <th scope="col">"Source"</th>
+                        <th scope="col">"Refused"</th>
+                        <th scope="col">"Rate"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {rows}
+                    {line("everyone else", turned_away.rest)}
+                    {(turned_away.uncounted > 0)
+                        .then(|| line("uncounted (set full)", turned_away.uncounted))}
+                </tbody>
+            </table>
+            <p data-testid="turned-away-kernel">{creating::kernel_comparison(turned_away)}</p>
+        </section>
+    }
+    .into_any()
 }
 
 fn creator_table(window: &CreatorWindow, list: &CreatorList) -> impl IntoView + use<> {
