@@ -8,4 +8,5 @@ pub mod helper_banner;
 pub mod history_chart;
 pub mod operation_flow;
 pub mod stat_list;
+pub mod trace_panel;
 pub mod trend_panel;

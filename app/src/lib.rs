@@ -20,6 +20,7 @@ pub mod session;
 pub mod settings;
 pub mod suspicion;
 pub mod thresholds;
+pub mod trace;
 pub mod trend;
 pub mod tuning;
 pub mod users;

@@ -15,6 +15,7 @@ use crate::{
     confirm::Preview,
     creators::CreatorsView,
     suspicion::{Suspect, Victim},
+    trace::TraceView,
 };
 
 /// The Suspicious sources page's data: one snapshot, assessed.
@@ -77,6 +78,15 @@ pub enum Operation {
     RevertSysctl {
         audit_id: i64,
     },
+    /// Counts the new flows matching `filter` (a block target's text form, parsed on the server)
+    /// for `seconds`; nothing is logged to syslog (issue 15).
+    StartTrace {
+        filter: String,
+        seconds: u32,
+        reason: String,
+    },
+    /// Ends the running trace now.
+    StopTrace {},
 }
 
 impl Operation {
@@ -88,15 +98,19 @@ impl Operation {
             Self::DeleteEntries { .. } => "delete_entries",
             Self::SetSysctl { .. } => "set_sysctl",
             Self::RevertSysctl { .. } => "revert_sysctl",
+            Self::StartTrace { .. } => "start_trace",
+            Self::StopTrace {} => "stop_trace",
         }
     }
 
     /// What the role of whoever asks must allow.
     pub fn permission(&self) -> auth::Action {
         match self {
-            Self::Block { .. } | Self::Unblock { .. } | Self::DeleteEntries { .. } => {
-                auth::Action::Block
-            }
+            Self::Block { .. }
+            | Self::Unblock { .. }
+            | Self::DeleteEntries { .. }
+            | Self::StartTrace { .. }
+            | Self::StopTrace {} => auth::Action::Block,
             Self::SetSysctl { .. } | Self::RevertSysctl { .. } => auth::Action::Tune,
         }
     }
@@ -119,6 +133,17 @@ pub async fn list_creators() -> Result<CreatorsView, ServerFnError> {
     ssr::viewer()
         .await?
         .creators()
+        .await
+        .map_err(|e| e.into_server_error())
+}
+
+/// The running trace's counts, or the last one's final counts (issue 15): viewers and up; the
+/// page asks every [`crate::trace::POLL_SECS`] while a trace runs.
+#[server]
+pub async fn read_trace() -> Result<TraceView, ServerFnError> {
+    ssr::viewer()
+        .await?
+        .trace()
         .await
         .map_err(|e| e.into_server_error())
 }
@@ -196,7 +221,7 @@ pub mod ssr {
 
     use super::{EntriesView, Operation, SuspectsView};
     use crate::{
-        auth::Action, confirm::Preview, creators::CreatorsView, session::require,
+        auth::Action, confirm::Preview, creators::CreatorsView, session::require, trace::TraceView,
         users::ssr::AdminError,
     };
 
@@ -204,6 +229,7 @@ pub mod ssr {
     pub trait TableOperations: Send + Sync + std::fmt::Debug {
         async fn suspects(&self) -> Result<SuspectsView, AdminError>;
         async fn creators(&self) -> Result<CreatorsView, AdminError>;
+        async fn trace(&self) -> Result<TraceView, AdminError>;
         async fn entries_of(&self, network: String) -> Result<EntriesView, AdminError>;
         async fn blocks(&self) -> Result<Vec<ActiveBlock>, AdminError>;
         async fn preview(&self, operation: Operation) -> Result<Preview, AdminError>;

@@ -8,9 +8,10 @@ use std::{sync::Arc, time::Duration};
 
 use ctguard_app::live::HelperOutage;
 use ctguard_protocol::{
-    ConntrackStatus, Creators, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION,
-    Request, Response,
+    ConntrackStatus, Creators, HelperError, HelperHealth, JournalRef, KernelLogSummary,
+    PROTOCOL_VERSION, Request, Response,
     frame::{self, FrameError},
+    trace::{TraceInfo, TraceReading},
 };
 use futures::{SinkExt, StreamExt};
 use tokio::{net::UnixStream, sync::Semaphore};
@@ -150,6 +151,41 @@ impl HelperClient {
     pub async fn creators(&self, limit: u16) -> Result<Creators, HelperClientError> {
         match self.exchange(Request::Creators { limit }).await? {
             Response::Creators { creators } => Ok(*creators),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Starts a trace (issue 15), on the lane for confirmed changes: what it counts and until
+    /// when, and the helper's journal record of the start.
+    pub async fn start_trace(
+        &self,
+        request: Request,
+    ) -> Result<(TraceInfo, JournalRef), HelperClientError> {
+        match self.in_lane(Lane::Changes).exchange(request).await? {
+            Response::TraceStarted { trace, journal } => Ok((trace, journal)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Ends the running trace, on the lane for confirmed changes.
+    pub async fn stop_trace(
+        &self,
+        request: Request,
+    ) -> Result<(TraceInfo, JournalRef), HelperClientError> {
+        match self.in_lane(Lane::Changes).exchange(request).await? {
+            Response::TraceStopped { trace, journal } => Ok((trace, journal)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The running trace's counts (or the last one's), whether it still runs; on the reads lane.
+    pub async fn trace(&self) -> Result<(Option<Box<TraceReading>>, bool), HelperClientError> {
+        match self
+            .in_lane(Lane::Reads)
+            .exchange(Request::Trace {})
+            .await?
+        {
+            Response::Trace { reading, running } => Ok((reading, running)),
             other => Err(unexpected(&other)),
         }
     }

@@ -14,11 +14,12 @@ use ctguard_app::{
     format,
     operations::{DRILL_DOWN_LIMIT, EntriesView, Operation, SuspectsView, ssr::TableOperations},
     suspicion,
+    trace::TraceView,
     users::ssr::AdminError,
 };
 use ctguard_protocol::{
     ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalRef, Request, Response, ShortText,
-    snapshot::EntryFilter,
+    snapshot::EntryFilter, trace::MAX_TRACE_SECS,
 };
 
 use crate::{
@@ -52,6 +53,15 @@ fn from_helper(error: HelperClientError) -> AdminError {
         return from_helper(*cause);
     }
     match &error {
+        HelperClientError::Failed(HelperError::TraceRunning { filter }) => invalid(format!(
+            "A trace of {filter} is already running; stop it before starting another."
+        )),
+        HelperClientError::Failed(HelperError::NoTrace) => {
+            invalid("No trace is running (it may have just ended).")
+        }
+        HelperClientError::Failed(HelperError::TraceLength { max, .. }) => {
+            invalid(format!("A trace lasts 1 s to {} minutes.", max / 60))
+        }
         HelperClientError::Failed(refusal) if is_for_the_user(refusal) => {
             invalid(format!("The helper refused: {refusal}."))
         }
@@ -126,6 +136,8 @@ fn target_of(operation: &Operation) -> String {
         }
         Operation::Unblock { target } => format!("block target {target}"),
         Operation::SetSysctl { .. } | Operation::RevertSysctl { .. } => "sysctls".to_owned(),
+        // One trace at a time: a start and a stop hold the same lock.
+        Operation::StartTrace { .. } | Operation::StopTrace {} => "trace".to_owned(),
     }
 }
 
@@ -138,6 +150,35 @@ fn audit_target(operation: &Operation) -> String {
         Operation::Unblock { target } => target.to_string(),
         Operation::SetSysctl { key, .. } => key.name().to_owned(),
         Operation::RevertSysctl { audit_id } => format!("audit #{audit_id}"),
+        Operation::StartTrace { filter, .. } => filter.trim().to_owned(),
+        Operation::StopTrace {} => "trace".to_owned(),
+    }
+}
+
+/// A trace's filter: a block target's text form, with a sentence for each kind of mistake.
+fn parse_filter(text: &str) -> Result<BlockTarget, AdminError> {
+    if text.trim().is_empty() {
+        return Err(invalid(
+            "Say what to trace: an address or network, e.g. `to 198.51.100.10` or `udp from \
+             203.0.113.0/24 sport 53`.",
+        ));
+    }
+    BlockTarget::from_str(text.trim()).map_err(|e| {
+        invalid(format!(
+            "The filter `{}` is not understood: {e}.",
+            text.trim()
+        ))
+    })
+}
+
+fn trace_length(seconds: u32) -> Result<u32, AdminError> {
+    if (1..=MAX_TRACE_SECS).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(invalid(format!(
+            "A trace lasts 1 s to {} minutes.",
+            MAX_TRACE_SECS / 60
+        )))
     }
 }
 
@@ -306,6 +347,59 @@ impl TableOperator {
                     fingerprint: "entries".to_owned(),
                 })
             }
+            Operation::StartTrace {
+                filter,
+                seconds,
+                reason,
+            } => {
+                let filter = parse_filter(filter)?;
+                let seconds = trace_length(*seconds)?;
+                short_text(reason, "reason")?;
+                let (reading, running) = self.helper.trace().await.map_err(from_helper)?;
+                let until = self.clock.now().max(0) as u64 + u64::from(seconds);
+                let mut warnings = Vec::new();
+                if let Some(reading) = reading.as_deref().filter(|_| running) {
+                    warnings.push(format!(
+                        "A trace of {} is running until {}: the helper will refuse another.",
+                        reading.info.filter,
+                        format::clock_utc(reading.info.ends_at * 1000)
+                    ));
+                }
+                Ok(Plan {
+                    title: format!("Trace new flows {filter}"),
+                    changes: vec![
+                        format!(
+                            "count the new flows {filter} by source, destination and destination \
+                             port, in kernel counters"
+                        ),
+                        format!(
+                            "for {}, until {}; the trace ends by itself then",
+                            ctguard_app::trend::duration(u64::from(seconds)),
+                            format::clock_utc(until * 1000)
+                        ),
+                        "nothing is logged to syslog and no traffic is dropped; the helper \
+                         journals the start and the end"
+                            .to_owned(),
+                    ],
+                    warnings,
+                    fingerprint: format!("tracing:{running}"),
+                })
+            }
+            Operation::StopTrace {} => {
+                let (reading, running) = self.helper.trace().await.map_err(from_helper)?;
+                let reading = reading
+                    .filter(|_| running)
+                    .ok_or_else(|| invalid("No trace is running (it may have just ended)."))?;
+                Ok(Plan {
+                    title: format!("Stop the trace of {}", reading.info.filter),
+                    changes: vec![format!(
+                        "the trace ends now instead of at {}; its counts so far stay shown",
+                        format::clock_utc(reading.info.ends_at * 1000)
+                    )],
+                    warnings: Vec::new(),
+                    fingerprint: format!("trace:{}", reading.info.started_at),
+                })
+            }
             Operation::SetSysctl { .. } | Operation::RevertSysctl { .. } => {
                 let write = self
                     .resolve_sysctl(operation)
@@ -355,6 +449,48 @@ impl TableOperator {
                 requested_by,
                 actor,
             },
+            Operation::StartTrace {
+                filter,
+                seconds,
+                reason,
+            } => {
+                let (trace, journal) = self
+                    .helper
+                    .start_trace(Request::StartTrace {
+                        filter: parse_filter(filter)?,
+                        seconds: trace_length(*seconds)?,
+                        reason: short_text(reason, "reason")?,
+                        requested_by,
+                        actor,
+                    })
+                    .await
+                    .map_err(from_helper_change)?;
+                return Ok(Executed {
+                    message: format!(
+                        "Tracing new flows {} until {}; nothing is logged to syslog.",
+                        trace.filter,
+                        format::clock_utc(trace.ends_at * 1000)
+                    ),
+                    journal,
+                    arguments: None,
+                });
+            }
+            Operation::StopTrace {} => {
+                let (trace, journal) = self
+                    .helper
+                    .stop_trace(Request::StopTrace {
+                        reason: short_text("stopped from the panel", "reason")?,
+                        requested_by,
+                        actor,
+                    })
+                    .await
+                    .map_err(from_helper_change)?;
+                return Ok(Executed {
+                    message: format!("Stopped the trace of {}.", trace.filter),
+                    journal,
+                    arguments: None,
+                });
+            }
             // Resolved above.
             Operation::SetSysctl { .. } | Operation::RevertSysctl { .. } => {
                 return Err(AdminError::Internal);
@@ -507,6 +643,20 @@ impl TableOperations for TableOperator {
         crate::creators::ask(&self.helper, CREATORS_LISTED)
             .await
             .map_err(from_helper)
+    }
+
+    async fn trace(&self) -> Result<TraceView, AdminError> {
+        match self.helper.trace().await {
+            Ok((reading, running)) => Ok(TraceView::Reading {
+                reading,
+                running,
+                now: self.clock.now().max(0) as u64,
+            }),
+            Err(HelperClientError::Failed(
+                HelperError::Unsupported { .. } | HelperError::MalformedRequest { .. },
+            )) => Ok(TraceView::Unsupported),
+            Err(error) => Err(from_helper(error)),
+        }
     }
 
     async fn entries_of(&self, network: String) -> Result<EntriesView, AdminError> {

@@ -27,6 +27,7 @@ use ctguard_protocol::{
     creators::MAX_CREATORS_PER_LIST,
     frame,
     snapshot::{Group, Snapshot, StateMix, TopList},
+    trace::{MAX_TRACE_SECS, TraceCount, TraceInfo, TraceReading},
 };
 use ctguard_server::{
     auth::SessionPolicy,
@@ -675,6 +676,38 @@ pub fn sample_creators() -> Creators {
     }
 }
 
+/// What the stand-in's trace is doing.
+#[derive(Debug, Default)]
+pub struct FakeTrace {
+    pub reading: Option<TraceReading>,
+    pub running: bool,
+}
+
+/// A trace's counts: [`FLOODER`] opened most of the matching flows, to one destination port.
+pub fn sample_trace_reading(info: TraceInfo) -> TraceReading {
+    let count = |address: Option<std::net::IpAddr>, port: Option<u16>, new_flows: u64| TraceCount {
+        address,
+        protocol: port.map(|_| Protocol::Udp),
+        port,
+        new_flows,
+    };
+    TraceReading {
+        info,
+        new_flows: 9_120,
+        sources: vec![
+            count(Some(FLOODER), None, 9_000),
+            count(Some(BUSY), None, 120),
+        ],
+        destinations: vec![count(
+            Some(std::net::IpAddr::from([198, 51, 100, 10])),
+            None,
+            9_120,
+        )],
+        destination_ports: vec![count(None, Some(53), 9_120)],
+        uncounted_sources: 0,
+    }
+}
+
 /// A walk of a table [`BUSY`] holds most of, all assured (a large share, held open), beside
 /// [`FLOODER`]'s 60 unreplied entries: what is left of its short flows at the walk.
 pub fn sample_snapshot() -> Snapshot {
@@ -773,6 +806,11 @@ pub struct FakeHelper {
     pub creators_asked: Arc<Mutex<Vec<u16>>>,
     /// The answer to `snapshot`, or `None` (the default): refused as unsupported.
     pub snapshot: Arc<Mutex<Option<Snapshot>>>,
+    /// The trace: the last one's reading and whether it runs (started, stopped and read through
+    /// the protocol, one at a time, as the real helper).
+    pub trace: Arc<Mutex<FakeTrace>>,
+    /// The names of the `start_trace` and `stop_trace` requests it was asked, in order.
+    pub trace_requests: Arc<Mutex<Vec<&'static str>>>,
     task: JoinHandle<()>,
     socket: PathBuf,
 }
@@ -785,6 +823,11 @@ impl FakeHelper {
 
     pub fn sysctl(&self, key: SysctlKey) -> u64 {
         self.sysctls.lock().unwrap()[&key]
+    }
+
+    /// The running trace reaches its deadline: its counts stay, as the real helper's.
+    pub fn end_trace(&self) {
+        self.trace.lock().unwrap().running = false;
     }
 
     pub fn start(socket: &Path, count: u64) -> Self {
@@ -806,6 +849,9 @@ impl FakeHelper {
         let creators: Arc<Mutex<Option<Creators>>> = Arc::default();
         let creators_asked: Arc<Mutex<Vec<u16>>> = Arc::default();
         let snapshot: Arc<Mutex<Option<Snapshot>>> = Arc::default();
+        let trace: Arc<Mutex<FakeTrace>> = Arc::default();
+        let trace_requests: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+        let (tracing_state, traced) = (Arc::clone(&trace), Arc::clone(&trace_requests));
         let (counting, asked, walk) = (
             Arc::clone(&creators),
             Arc::clone(&creators_asked),
@@ -828,6 +874,7 @@ impl FakeHelper {
                 let (records, checked) = (Arc::clone(&records), Arc::clone(&checked));
                 let (counting, asked, walk) =
                     (Arc::clone(&counting), Arc::clone(&asked), Arc::clone(&walk));
+                let (tracing_state, traced) = (Arc::clone(&tracing_state), Arc::clone(&traced));
                 tokio::spawn(async move {
                     // Names journal record `seq` in an answer, as the helper's journal holds it.
                     let journaled = |seq: u64| {
@@ -845,9 +892,9 @@ impl FakeHelper {
                     while let Some(Ok(body)) = transport.next().await {
                         let request = frame::decode::<Request>(&body).unwrap();
                         let ms = match request {
-                            Request::Block { .. } | Request::SetSysctl { .. } => {
-                                delay.load(Ordering::SeqCst)
-                            }
+                            Request::Block { .. }
+                            | Request::SetSysctl { .. }
+                            | Request::StartTrace { .. } => delay.load(Ordering::SeqCst),
                             Request::Entries { .. } => walk_delay.load(Ordering::SeqCst),
                             _ => 0,
                         };
@@ -918,13 +965,63 @@ impl FakeHelper {
                                     },
                                 }
                             }
-                            Request::StartTrace { .. }
-                            | Request::StopTrace { .. }
-                            | Request::Trace {} => Response::Error {
-                                error: HelperError::Unsupported {
-                                    request: request.name().into(),
-                                },
-                            },
+                            Request::StartTrace {
+                                filter, seconds, ..
+                            } => {
+                                traced.lock().unwrap().push("start_trace");
+                                let mut trace = tracing_state.lock().unwrap();
+                                match &trace.reading {
+                                    Some(running) if trace.running => Response::Error {
+                                        error: HelperError::TraceRunning {
+                                            filter: running.info.filter,
+                                        },
+                                    },
+                                    _ if !(1..=MAX_TRACE_SECS).contains(&seconds) => {
+                                        Response::Error {
+                                            error: HelperError::TraceLength {
+                                                seconds,
+                                                max: MAX_TRACE_SECS,
+                                            },
+                                        }
+                                    }
+                                    _ => {
+                                        let info = TraceInfo {
+                                            filter,
+                                            started_at: 1_795_698_245,
+                                            ends_at: 1_795_698_245 + u64::from(seconds),
+                                        };
+                                        trace.reading = Some(sample_trace_reading(info));
+                                        trace.running = true;
+                                        Response::TraceStarted {
+                                            trace: info,
+                                            journal: journaled(50),
+                                        }
+                                    }
+                                }
+                            }
+                            Request::StopTrace { .. } => {
+                                traced.lock().unwrap().push("stop_trace");
+                                let mut trace = tracing_state.lock().unwrap();
+                                match trace.reading.as_ref().map(|r| r.info) {
+                                    Some(info) if trace.running => {
+                                        trace.running = false;
+                                        Response::TraceStopped {
+                                            trace: info,
+                                            journal: journaled(51),
+                                        }
+                                    }
+                                    _ => Response::Error {
+                                        error: HelperError::NoTrace,
+                                    },
+                                }
+                            }
+                            Request::Trace {} => {
+                                let trace = tracing_state.lock().unwrap();
+                                Response::Trace {
+                                    reading: trace.reading.clone().map(Box::new),
+                                    running: trace.running,
+                                }
+                            }
                             Request::Creators { limit } => {
                                 asked.lock().unwrap().push(limit);
                                 let answer = counting.lock().unwrap().clone();
@@ -1016,6 +1113,8 @@ impl FakeHelper {
             creators,
             creators_asked,
             snapshot,
+            trace,
+            trace_requests,
             task,
             socket: socket.to_owned(),
         }

@@ -19,6 +19,7 @@ use crate::{
     components::{
         block_form::BlockForm,
         operation_flow::{OperationFeedback, OperationFlow, clean_error},
+        trace_panel::TracePanel,
     },
     creators::{self as creating, CreatorsView, DEFAULT_WINDOW_SECS, WINDOW_CHOICES},
     format,
@@ -156,6 +157,12 @@ pub fn SuspiciousPage() -> impl IntoView {
             })}
         </Transition>
         <CreatorsSection refresh/>
+        <Suspense fallback=|| ()>
+        {move || Suspend::new(async move {
+            let may_trace = matches!(user.await, Ok(Some(ref u)) if u.may(Action::Block));
+            view! { <TracePanel flow may_trace/> }
+        })}
+        </Suspense>
         {move || {
             blocking
                 .get()

@@ -20,7 +20,7 @@ use ctguard_app::{
     live::{LIVE_EVENTS_PATH, LatestSample},
     operations::{
         ActiveBlocks, ApplyOperation, ApplyTuning, EntriesOf, ListCreators, PreviewOperation,
-        PreviewTuning, Suspects,
+        PreviewTuning, ReadTrace, Suspects,
     },
     seed::LoadDashboard,
     session::{
@@ -111,6 +111,8 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, Suspects::PATH, Requires(ViewTable)),
         route(Method::POST, EntriesOf::PATH, Requires(ViewTable)),
         route(Method::POST, ListCreators::PATH, Requires(ViewTable)),
+        // The running trace's counts; starting and stopping one are operations (`Block`).
+        route(Method::POST, ReadTrace::PATH, Requires(ViewTable)),
         route(
             Method::GET,
             crate::creators::CREATORS_PATH,
