@@ -63,7 +63,8 @@ pub fn FillBanner(
                                 top.address,
                                 creators::creates(top.per_second),
                             )}
-                            <a href="/suspicious">"Suspicious sources"</a>
+                            // Not "Suspicious sources": the navigation's link has that name.
+                            <a href="/suspicious">"See who creates entries"</a>
                         </p>
                     }
                 })}
@@ -77,7 +78,7 @@ pub fn FillBanner(
                                 creators::refused(top.packets),
                                 format::thousands(top.per_second),
                             )}
-                            <a href="/suspicious">"Suspicious sources"</a>
+                            <a href="/suspicious">"See who is turned away"</a>
                         </p>
                     }
                 })}
