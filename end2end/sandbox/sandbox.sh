@@ -72,6 +72,11 @@
 #                 RATE a second (default 100) for SECONDS (default 300), in the background: the
 #                 table holds about RATE x 60 half-open entries (SYN_RECV lasts 60 s). Returns
 #                 once RATE x 5 are there. Block it with tcp to 198.51.100.10 dport 80.
+#   scenario short-flows [N]
+#                 N (default 2000) UDP flows from 203.0.113.66 to 198.51.100.10:9997 while ctg-host
+#                 keeps unreplied UDP entries 1 s instead of 600: entries that expire before any walk
+#                 of the table sees them (the counting table still counts each one). Returns once
+#                 they are gone, with the timeout put back.
 #   scenario stop stop every scenario's background processes (their entries stay until they
 #                 time out)
 set -euo pipefail
@@ -100,6 +105,7 @@ readonly NOBODY_IP=198.51.100.99
 
 readonly FLOODER_IP=203.0.113.77
 readonly SCANNER_IP=203.0.113.88
+readonly SHORT_FLOWS_IP=203.0.113.66
 readonly REFLECTOR_IP=203.0.113.53
 readonly PROXY_IP=203.0.113.20
 readonly PROXY_PORT=8082
@@ -559,6 +565,26 @@ stop_background() { # NAME...: the background processes start_background recorde
     kill_pids "${pids[@]+"${pids[@]}"}"
 }
 
+# Flows that live one second: the creators view names their source, no walk does.
+scenario_short_flows() {
+    local n
+    n=$(packet_count "${1:-2000}")
+    in_ns "$NS_HOST" sysctl -q -w net.netfilter.nf_conntrack_udp_timeout=1
+    # Put back however the flood ends (an error exits through die).
+    trap 'in_ns "$NS_HOST" sysctl -q -w "net.netfilter.nf_conntrack_udp_timeout=${UDP_TIMEOUT}"' EXIT
+    hping "$NS_INET" "$n" --udp -I eth0 -a "$SHORT_FLOWS_IP" -s 30000 -p 9997 "$GUEST_IP"
+    local i left
+    for ((i = 0; i < 100; i++)); do
+        left=$(in_ns "$NS_HOST" conntrack -L -s "$SHORT_FLOWS_IP" -p udp --dport 9997 2>/dev/null | grep -c . || true)
+        ((left == 0)) && break
+        sleep 0.1
+    done
+    in_ns "$NS_HOST" sysctl -q -w "net.netfilter.nf_conntrack_udp_timeout=${UDP_TIMEOUT}"
+    trap - EXIT
+    ((left == 0)) || die "short-flows: $left entries still there after 10 s"
+    log "short-flows: $n flows from $SHORT_FLOWS_IP came and went"
+}
+
 cmd_scenario() {
     require_root
     require_tools hping3 timeout python3
@@ -571,6 +597,7 @@ cmd_scenario() {
         busy-host) scenario_busy_host "$@" ;;
         distributed-reflection) scenario_distributed_reflection "$@" ;;
         syn-flood) scenario_syn_flood "$@" ;;
+        short-flows) scenario_short_flows "$@" ;;
         dns-reflection)
             n=$(packet_count "${1:-}")
             # -k keeps source port 53; ++1024 walks the destination ports from 1024.
@@ -585,7 +612,7 @@ cmd_scenario() {
             hping "$NS_GUEST" "$n" -S -I eth0 -a "$GUEST_COMPROMISED_IP" -p 23 --rand-dest 203.0.113.x
             ;;
         stop) scenario_stop ;;
-        *) die "scenario: unknown name '$name' (assured-flood, busy-host, distributed-reflection, syn-flood, dns-reflection, scan, compromised-guest, stop)" ;;
+        *) die "scenario: unknown name '$name' (assured-flood, busy-host, distributed-reflection, syn-flood, short-flows, dns-reflection, scan, compromised-guest, stop)" ;;
     esac
 }
 
