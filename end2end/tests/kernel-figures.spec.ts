@@ -223,6 +223,30 @@ test.describe('a table full of assured entries', () => {
     await expect(banner).toContainText('The kernel is dropping new connections');
     await expect(banner).toContainText('assured entries, which it cannot evict');
 
+    // Who is turned away (issue 15, items 2 and 7): the flooder's new connections, counted per
+    // source before and after conntrack, named on the dashboard and on the Suspicious page,
+    // adding up to the kernel's own drop statistic over the same window.
+    const FLOODER = '203.0.113.77';
+    await expect(page.getByTestId('top-turned-away')).toContainText(FLOODER, { timeout: 30_000 });
+    const suspicious = await page.context().newPage();
+    const refused = suspicious.getByTestId('turned-away-sources').getByRole('row').filter({ hasText: FLOODER });
+    await expect
+      .poll(
+        async () => {
+          await suspicious.goto('/suspicious');
+          return refused.count();
+        },
+        { timeout: 30_000, intervals: [2_000] },
+      )
+      .toBe(1);
+    const comparison = (await suspicious.getByTestId('turned-away-kernel').textContent()) ?? '';
+    const [counted, kernel] = [...comparison.matchAll(/([\d,]+) (?:packets refused|drops?)/g)].map((m) =>
+      Number(m[1].replaceAll(',', '')),
+    );
+    expect(kernel).toBeGreaterThan(0);
+    expect(Math.abs(counted - kernel)).toBeLessThanOrEqual(Math.max(5, kernel * 0.02));
+    await suspicious.close();
+
     // Once the flooder stops trying, no new lines come: the page's count (read every 10 s) is
     // dmesg's for this namespace in the last 10 minutes.
     sandbox('scenario', 'stop');
