@@ -4,7 +4,14 @@
 # helper's Snapshot with the conntrack-tools and /proc/net/nf_conntrack text pipelines, printing
 # a Markdown table (record it in BENCHMARKS.md with this command line); then aggregates synthetic
 # flows from one /16 against random sources with the helper's seeded maps and the unseeded hash
-# it used before (CTGUARD_BENCH_AGGREGATE flows, default 1048576).
+# it used before (CTGUARD_BENCH_AGGREGATE flows, default 1048576). The counting table's figures
+# (issue 15, item 6; helper/tests/bench/creators.rs) come in the same run: on the same full table
+# and with every counting set full, the creators request against the walk and the conntrack -L
+# pipeline, and one reading of the sets' cost; a router's forwarded packets per second under a
+# flood with and without the table (CTGUARD_BENCH_FLOOD_SECS per window, default 3;
+# CTGUARD_BENCH_FLOOD_GENERATORS hping3 processes, default one per core); the counts against
+# the generator's known numbers and conntrack -C. CTGUARD_BENCH_ROUNDS sets every case's rounds
+# (default 3, and 4 for the flood). Run it at 262144 and 1048576.
 #
 #   scripts/bench.sh [ENTRIES]
 #

@@ -2,11 +2,16 @@
 //! a sandbox router's table to CTGUARD_BENCH_ENTRIES (default 262,144) and compares, in one run,
 //! the helper's Snapshot with the conntrack-tools pipeline
 //! (`conntrack -L | awk | sort | uniq -c | sort -rn | head`) and the /proc/net/nf_conntrack text
-//! pipeline, reporting ratios and the helper's peak RSS as a Markdown table.
+//! pipeline, reporting ratios and the helper's peak RSS as a Markdown table; then, on the same
+//! table, reads the creators against the walk and the pipeline, and measures the counting
+//! table's cost under a flood and its counts against a generator's (`bench/creators.rs`).
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
+
+#[path = "bench/creators.rs"]
+mod creators_bench;
 
 use std::{
     process::{Child, Command, Stdio},
@@ -341,6 +346,8 @@ fn snapshot_benchmark() {
         rule.as_secs_f64(),
         share * 100.0
     );
+    // The creators against the walk, at the size this run filled.
+    creators_bench::reading_vs_walk(&net, filled);
 }
 
 fn median(times: &[Duration]) -> Duration {
