@@ -173,10 +173,7 @@ impl Counting {
         let Some(families) = self.config.families else {
             return Ok(());
         };
-        let family = match families {
-            Families::Ipv4 => "ip",
-            Families::Both => "inet",
-        };
+        let family = families.table_family();
         let finished = child::run(
             &self.nft,
             &["-j", "list", "table", family, ruleset::TABLE],

@@ -17,7 +17,11 @@ use ctguard_protocol::{
     trace::{MAX_TRACE_SECS, TraceEnd, TraceInfo, TraceReading},
 };
 
-use crate::{blocks::Requester, child, journal::Journal};
+use crate::{
+    blocks::{Requester, now_unix},
+    child,
+    journal::Journal,
+};
 
 const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,12 +43,6 @@ fn firewall_error(detail: impl ToString) -> HelperError {
     HelperError::Firewall {
         detail: detail.to_string(),
     }
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Tracer {

@@ -75,6 +75,21 @@ async fn until_creators_read(events: &mut LiveEvents, helper: &FakeHelper) {
         .await;
 }
 
+/// Waits for a live reading that names a top creator (the sampler asks every 10 readings).
+async fn until_a_top_creator(events: &mut LiveEvents) {
+    events
+        .until("a reading with the top creator", |sample| {
+            matches!(
+                sample,
+                LiveSample::Up {
+                    top_creator: Some(_),
+                    ..
+                }
+            )
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn the_creators_need_a_session_and_serve_every_role_from_viewer_up() {
     let app = spawn_app().await;
@@ -225,17 +240,7 @@ async fn metrics_export_at_most_the_configured_creators_per_key_at_the_answers_r
     helper.answer_creators(Some(sample_creators()));
     let viewer = app.signed_in(Role::Viewer).await;
     let mut events = LiveEvents::connect(&app, &viewer).await;
-    events
-        .until("a reading with the top creator", |sample| {
-            matches!(
-                sample,
-                LiveSample::Up {
-                    top_creator: Some(_),
-                    ..
-                }
-            )
-        })
-        .await;
+    until_a_top_creator(&mut events).await;
     let (status, text) = app.get_text("/metrics").await;
     assert_eq!(status, 200);
     // The sampler asks for no more than it exports.
@@ -402,17 +407,7 @@ async fn during_an_incident_the_dashboard_names_the_top_creator() {
     calm_helper.answer_creators(Some(sample_creators()));
     let viewer = calm.signed_in(Role::Viewer).await;
     let mut events = LiveEvents::connect(&calm, &viewer).await;
-    events
-        .until("a reading with the top creator", |sample| {
-            matches!(
-                sample,
-                LiveSample::Up {
-                    top_creator: Some(_),
-                    ..
-                }
-            )
-        })
-        .await;
+    until_a_top_creator(&mut events).await;
     let html = body(calm.get(&viewer, "/").await).await;
     assert!(!html.contains(r#"data-testid="top-creator""#));
 }

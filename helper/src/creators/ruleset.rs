@@ -36,7 +36,8 @@ pub enum Families {
 }
 
 impl Families {
-    fn table_family(self) -> &'static str {
+    /// The nftables family of the counting table.
+    pub fn table_family(self) -> &'static str {
         match self {
             Self::Ipv4 => "ip",
             Self::Both => "inet",
