@@ -17,7 +17,7 @@ use std::{
 };
 
 use ctguard_protocol::{
-    Creators, HelperError,
+    CreatorWindow, Creators, HelperError,
     creators::{MAX_CREATORS_PER_LIST, WINDOWS_SECS},
 };
 
@@ -81,6 +81,9 @@ impl Problem {
 #[derive(Debug)]
 struct State {
     history: Option<History>,
+    /// The history's windows as of its newest reading, at the largest limit: each answer is a
+    /// copy of these cut to its own limit (computing them costs milliseconds with full sets).
+    windows: Vec<CreatorWindow>,
     problem: Option<Problem>,
     sampled_at: SystemTime,
 }
@@ -100,6 +103,7 @@ impl Counting {
             nft: child::system_binary("nft"),
             state: Mutex::new(State {
                 history: None,
+                windows: Vec::new(),
                 problem: Some(if config.families.is_some() {
                     Problem::NotInstalled
                 } else {
@@ -131,12 +135,15 @@ impl Counting {
         let mut state = self.state();
         match &result {
             Ok(()) => {
-                state.history = Some(History::installed(Instant::now(), WINDOWS_SECS[2]));
+                let history = History::installed(Instant::now(), WINDOWS_SECS[2]);
+                state.windows = history.windows();
+                state.history = Some(history);
                 state.problem = None;
                 state.sampled_at = SystemTime::now();
             }
             Err(_) => {
                 state.history = None;
+                state.windows = Vec::new();
                 state.problem = Some(Problem::NotInstalled);
             }
         }
@@ -220,10 +227,12 @@ impl Counting {
             tracing::warn!("the counting table was replaced; its counts start again");
             state.history = Some(History::installed(at, WINDOWS_SECS[2]));
         }
-        state
+        let history = state
             .history
-            .get_or_insert_with(|| History::installed(at, WINDOWS_SECS[2]))
-            .push(at, reading);
+            .get_or_insert_with(|| History::installed(at, WINDOWS_SECS[2]));
+        history.push(at, reading);
+        let windows = history.windows();
+        state.windows = windows;
         state.problem = None;
         state.sampled_at = SystemTime::now();
         Ok(())
@@ -238,12 +247,11 @@ impl Counting {
             });
         }
         let state = self.state();
-        let windows = state.history.as_ref().map_or_else(Vec::new, |history| {
-            WINDOWS_SECS
-                .iter()
-                .map(|&seconds| history.window(seconds, usize::from(limit)))
-                .collect()
-        });
+        let windows = state
+            .windows
+            .iter()
+            .map(|window| window::shortened(window, usize::from(limit)))
+            .collect();
         Ok(Creators {
             counting: state.history.is_some() && state.problem.is_none(),
             problem: state.problem.map(|p| p.words().to_owned()),

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use ctguard_protocol::{
     CreatorCount, CreatorKey, CreatorList, CreatorWindow,
-    creators::{TurnedAway, TurnedAwaySource},
+    creators::{MAX_CREATORS_PER_LIST, TurnedAway, TurnedAwaySource, WINDOWS_SECS},
 };
 
 use super::ruleset::{CreatorId, Reading, SetReading};
@@ -140,7 +140,7 @@ impl History {
         let attempts = increases(&now.attempts, &then.attempts);
         let passed: BTreeMap<CreatorId, u64> =
             increases(&now.passed, &then.passed).into_iter().collect();
-        let mut dropped: Vec<(CreatorId, u64)> = attempts
+        let dropped: Vec<(CreatorId, u64)> = attempts
             .into_iter()
             .filter_map(|(id, tried)| {
                 let through = passed.get(&id).copied().unwrap_or(0);
@@ -148,9 +148,7 @@ impl History {
                 (refused > 0).then_some((id, refused))
             })
             .collect();
-        dropped.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let rest = dropped.iter().skip(limit).map(|(_, n)| n).sum();
-        dropped.truncate(limit);
+        let (dropped, rest) = top_and_rest(dropped, limit);
         // A source the full attempts set could not hold tried in its overflow counter; its
         // passed packets are in the passed set or that set's overflow. Both leave the sources'
         // overflow.
@@ -193,6 +191,16 @@ impl History {
         }
     }
 
+    /// Every window ([`WINDOWS_SECS`]) with the most creators an answer may ask for: computed
+    /// once per reading, so that an answer is a copy cut to its limit ([`shortened`]) and costs
+    /// nothing that grows with the sets.
+    pub fn windows(&self) -> Vec<CreatorWindow> {
+        WINDOWS_SECS
+            .iter()
+            .map(|&seconds| self.window(seconds, usize::from(MAX_CREATORS_PER_LIST)))
+            .collect()
+    }
+
     /// The newest reading at least `seconds` older than the newest, or the oldest there is.
     fn start_of(&self, seconds: u32) -> Option<&Sample> {
         let newest = self.samples.back()?.at;
@@ -225,12 +233,56 @@ fn increases(now: &SetReading, then: &SetReading) -> Vec<(CreatorId, u64)> {
         .collect()
 }
 
-/// A key's creators between two readings.
-fn list(key: CreatorKey, now: &SetReading, then: &SetReading, limit: usize) -> CreatorList {
-    let mut counts = increases(now, then);
-    counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+/// A window cut to `limit` creators per list: what no longer fits moves into the list's `rest`,
+/// as if the window had been computed with that limit.
+pub fn shortened(window: &CreatorWindow, limit: usize) -> CreatorWindow {
+    let lists = window
+        .lists
+        .iter()
+        .map(|list| CreatorList {
+            key: list.key,
+            top: list.top.iter().take(limit).cloned().collect(),
+            rest: list.rest
+                + list
+                    .top
+                    .iter()
+                    .skip(limit)
+                    .map(|c| c.new_flows)
+                    .sum::<u64>(),
+            uncounted: list.uncounted,
+        })
+        .collect();
+    let away = &window.turned_away;
+    CreatorWindow {
+        seconds: window.seconds,
+        covered_secs: window.covered_secs,
+        new_flows: window.new_flows,
+        lists,
+        turned_away: TurnedAway {
+            top: away.top.iter().take(limit).cloned().collect(),
+            rest: away.rest + away.top.iter().skip(limit).map(|s| s.packets).sum::<u64>(),
+            uncounted: away.uncounted,
+            kernel_drops: away.kernel_drops,
+        },
+    }
+}
+
+/// The `limit` largest counts, largest first (ties by id), and the sum of the others: a
+/// selection, not a sort of every element, since a full set holds thousands.
+fn top_and_rest(mut counts: Vec<(CreatorId, u64)>, limit: usize) -> (Vec<(CreatorId, u64)>, u64) {
+    let order = |a: &(CreatorId, u64), b: &(CreatorId, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+    if counts.len() > limit && limit > 0 {
+        counts.select_nth_unstable_by(limit - 1, order);
+    }
     let rest = counts.iter().skip(limit).map(|(_, n)| n).sum();
     counts.truncate(limit);
+    counts.sort_unstable_by(order);
+    (counts, rest)
+}
+
+/// A key's creators between two readings.
+fn list(key: CreatorKey, now: &SetReading, then: &SetReading, limit: usize) -> CreatorList {
+    let (counts, rest) = top_and_rest(increases(now, then), limit);
     CreatorList {
         key,
         top: counts
@@ -339,6 +391,36 @@ mod tests {
             300 + 70 + list.rest + list.uncounted,
             window.new_flows,
             "every flow is somewhere"
+        );
+    }
+
+    #[test]
+    fn an_answer_cut_from_the_widest_window_is_the_window_computed_at_its_limit() {
+        let t0 = Instant::now();
+        let mut history = History::installed(t0, 600);
+        let sources: Vec<(u8, u64)> = (1..=80u8).map(|o| (o, u64::from(o % 7) * 10 + 1)).collect();
+        let mut away = stages(&sources, &sources[..20], &[(0, 3)]);
+        away.sets = reading(5000, &sources, 40).sets;
+        away.total = 5000;
+        history.push(t0 + Duration::from_secs(10), away);
+        let widest = history.windows();
+        assert_eq!(widest.len(), WINDOWS_SECS.len());
+        for limit in [0, 1, 3, 10, 50] {
+            for (seconds, wide) in WINDOWS_SECS.iter().zip(&widest) {
+                assert_eq!(
+                    shortened(wide, limit),
+                    history.window(*seconds, limit),
+                    "limit {limit}, {seconds} s"
+                );
+            }
+        }
+        let list = widest[0].list(CreatorKey::Source).expect("a source list");
+        assert_eq!(list.top.len(), 50, "cut at the most an answer may ask for");
+        assert!(
+            list.top
+                .windows(2)
+                .all(|w| w[0].new_flows >= w[1].new_flows),
+            "largest first"
         );
     }
 
