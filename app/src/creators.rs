@@ -174,16 +174,48 @@ pub fn packet_rate(window: &CreatorWindow, packets: u64) -> String {
 
 /// The counted total beside the kernel's own drop statistic over the same window.
 pub fn kernel_comparison(turned_away: &TurnedAway) -> String {
+    let drops = |n: u64| {
+        format!(
+            "{} {}",
+            format::thousands(n),
+            if n == 1 { "drop" } else { "drops" }
+        )
+    };
+    let unwatched = if turned_away.unwatched_drops > 0 {
+        format!(
+            " It also counted {} in this window's other seconds, while the helper was not \
+             counting per source: those are nobody's here.",
+            drops(turned_away.unwatched_drops)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "Counted per source: {} in all; the kernel counted {} {} in the same window.",
+        "Counted per source: {} in all; the kernel counted {} in the same seconds.{unwatched}",
         refused(turned_away.counted()),
-        format::thousands(turned_away.kernel_drops),
-        if turned_away.kernel_drops == 1 {
-            "drop"
-        } else {
-            "drops"
-        },
+        drops(turned_away.kernel_drops),
     )
+}
+
+/// When the helper counts who is turned away, and why not always: that counting costs per
+/// packet, and conntrack refuses nothing until its table is full.
+pub fn watch_words(creators: &Creators) -> String {
+    match (creators.watching_since, creators.watch_from_percent) {
+        (Some(_), 0) => "Counted per source from the first packet (the helper runs with \
+                         --watch-turned-away-from 0)."
+            .to_owned(),
+        (Some(since), from) => format!(
+            "Counted per source since {}: the table reached {from} % of its limit, or the \
+             kernel dropped a new flow. Counting stops 30 s after neither is seen.",
+            format::clock_utc(since.saturating_mul(1000)),
+        ),
+        (None, from) => format!(
+            "Not counted per source now: the table is below {from} % of its limit, where \
+             conntrack refuses nothing, and counting every packet that could start a flow \
+             would cost forwarding for nothing. It starts at {from} % or at the kernel's first \
+             drop; refusals within the second before it show in the kernel's count only."
+        ),
+    }
 }
 
 /// The source conntrack turned away most over [`DEFAULT_WINDOW_SECS`] (its table full), with
@@ -224,6 +256,7 @@ mod tests {
                 rest: 0,
                 uncounted: 0,
                 kernel_drops: 0,
+                unwatched_drops: 0,
             },
         }
     }
@@ -300,6 +333,8 @@ mod tests {
                     ..window(60)
                 },
             ],
+            watching_since: None,
+            watch_from_percent: 90,
         };
         let (top, rate) = top_source(&answer(540_000)).expect("a top source");
         assert_eq!((top.address, rate), (ADDRESS, 9_000));
@@ -315,6 +350,8 @@ mod tests {
             sample_secs: 10,
             sampled_at: 0,
             windows: Vec::new(),
+            watching_since: None,
+            watch_from_percent: 90,
         };
         let CreatorsView::Unavailable {
             reason:
@@ -351,6 +388,7 @@ mod tests {
             rest: 59,
             uncounted: 1,
             kernel_drops: 12_100,
+            unwatched_drops: 0,
         };
         assert_eq!(refused(12_000), "12,000 packets refused");
         assert_eq!(refused(1), "1 packet refused");
@@ -359,7 +397,17 @@ mod tests {
         assert_eq!(
             kernel_comparison(&shown.turned_away),
             "Counted per source: 12,060 packets refused in all; the kernel counted 12,100 drops \
-             in the same window."
+             in the same seconds."
+        );
+        let mut early = shown.turned_away.clone();
+        early.unwatched_drops = 1;
+        assert!(
+            kernel_comparison(&early).ends_with(
+                "It also counted 1 drop in this window's other seconds, while the helper was not \
+                 counting per source: those are nobody's here."
+            ),
+            "{}",
+            kernel_comparison(&early)
         );
         let creators = |shown: CreatorWindow| Creators {
             counting: true,
@@ -368,6 +416,8 @@ mod tests {
             sample_secs: 10,
             sampled_at: 0,
             windows: vec![shown],
+            watching_since: None,
+            watch_from_percent: 90,
         };
         let (top, rate) = top_turned_away(&creators(shown)).expect("a top source");
         assert_eq!((top.address, rate), (ADDRESS, 200));
@@ -383,5 +433,33 @@ mod tests {
         assert_eq!(window_words(10), "the last 10 s");
         assert_eq!(window_words(60), "the last minute");
         assert_eq!(window_words(600), "the last 10 minutes");
+    }
+
+    #[test]
+    fn the_watch_says_when_who_is_turned_away_is_counted_and_why_not_always() {
+        let mut answer = Creators {
+            counting: true,
+            problem: None,
+            set_capacity: 4096,
+            sample_secs: 10,
+            sampled_at: 0,
+            windows: Vec::new(),
+            watching_since: None,
+            watch_from_percent: 90,
+        };
+        let quiet = watch_words(&answer);
+        assert!(
+            quiet.starts_with("Not counted per source now: the table is below 90 %"),
+            "{quiet}"
+        );
+        answer.watching_since = Some(1_795_698_245);
+        assert!(
+            watch_words(&answer)
+                .starts_with("Counted per source since 13:04:05 UTC: the table reached 90 %"),
+            "{}",
+            watch_words(&answer)
+        );
+        answer.watch_from_percent = 0;
+        assert!(watch_words(&answer).contains("from the first packet"));
     }
 }

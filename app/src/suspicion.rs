@@ -1117,8 +1117,11 @@ mod tests {
                     rest: 0,
                     uncounted: 0,
                     kernel_drops: 0,
+                    unwatched_drops: 0,
                 },
             }],
+            watching_since: None,
+            watch_from_percent: 90,
         }
     }
 

@@ -110,6 +110,14 @@ pub struct Cli {
     #[arg(long, default_value_t = crate::creators::DEFAULT_SAMPLE_SECS,
         value_parser = clap::value_parser!(u64).range(*crate::creators::SAMPLE_SECS_RANGE.start()..=*crate::creators::SAMPLE_SECS_RANGE.end()))]
     pub creator_sample_secs: u64,
+
+    /// From which fill of the table (percent of nf_conntrack_max) the helper counts who
+    /// conntrack turns away, per source: that counting costs per packet (every UDP packet), and
+    /// conntrack refuses nothing until its table is full. It also starts at the first drop.
+    /// 0 counts always.
+    #[arg(long, default_value_t = crate::creators::watch::DEFAULT_FROM_PERCENT,
+        value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub watch_turned_away_from: u8,
 }
 
 /// `--count-creators`.
@@ -171,6 +179,7 @@ impl Cli {
                 },
                 set_size: self.creator_set_size,
                 sample_every: Duration::from_secs(self.creator_sample_secs),
+                watch_from_percent: self.watch_turned_away_from,
             },
         })
     }

@@ -8,6 +8,7 @@
 //! walks. A counter in a dynamic set loses nothing and costs one set update per new flow.
 
 pub mod ruleset;
+pub mod watch;
 pub mod window;
 
 use std::{
@@ -22,6 +23,7 @@ use ctguard_protocol::{
 };
 
 pub use ruleset::Families;
+use watch::{Pressure, Watch};
 use window::History;
 
 use crate::child;
@@ -45,6 +47,9 @@ pub struct CountingConfig {
     pub families: Option<Families>,
     pub set_size: u32,
     pub sample_every: Duration,
+    /// The fill, in percent of `nf_conntrack_max`, from which who is turned away is counted
+    /// (`--watch-turned-away-from`; 0: always). See [`watch`].
+    pub watch_from_percent: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +60,8 @@ pub enum CountingError {
     Refused(String),
     #[error(transparent)]
     Listing(#[from] ruleset::ListingError),
+    #[error("cannot read {path}: {error}")]
+    Fill { path: String, error: String },
 }
 
 /// Why there are no counts, in words for the panel: fixed phrases, never a child's output
@@ -86,6 +93,7 @@ struct State {
     windows: Vec<CreatorWindow>,
     problem: Option<Problem>,
     sampled_at: SystemTime,
+    watch: Watch,
 }
 
 /// The counting table and what was read of it.
@@ -94,6 +102,8 @@ pub struct Counting {
     config: CountingConfig,
     nft: PathBuf,
     state: Mutex<State>,
+    /// Held while nft changes the table: a reinstall and a watch switch never interleave.
+    changing: Mutex<()>,
 }
 
 impl Counting {
@@ -110,7 +120,9 @@ impl Counting {
                     Problem::SwitchedOff
                 }),
                 sampled_at: SystemTime::UNIX_EPOCH,
+                watch: Watch::new(config.watch_from_percent),
             }),
+            changing: Mutex::new(()),
         }
     }
 
@@ -131,10 +143,21 @@ impl Counting {
             }
             return Ok(());
         };
-        let result = self.nft_script(&ruleset::script(families, self.config.set_size));
+        let _changing = self
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let watching = {
+            let state = self.state();
+            state.watch.always() || state.watch.since().is_some()
+        };
+        let result = self.nft_script(&ruleset::script(families, self.config.set_size, watching));
         let mut state = self.state();
         match &result {
             Ok(()) => {
+                if watching && state.watch.since().is_none() {
+                    state.watch.switched(true, SystemTime::now());
+                }
                 let history = History::installed(Instant::now(), WINDOWS_SECS[2]);
                 state.windows = history.windows();
                 state.history = Some(history);
@@ -207,13 +230,7 @@ impl Counting {
             };
         // Right after the listing, so the two cover nearly the same moment.
         match crate::ctnetlink::statistics() {
-            Ok(cpus) => {
-                reading.kernel_drops = cpus
-                    .iter()
-                    // The kernel's counters are `unsigned int`s, carried in u64s.
-                    .map(|cpu| (cpu.cpu, u32::try_from(cpu.stats.drop).unwrap_or(u32::MAX)))
-                    .collect();
-            }
+            Ok(cpus) => reading.kernel_drops = drop_counters(&cpus),
             Err(error) => tracing::debug!(%error, "no drop statistic beside the counts"),
         }
         tracing::debug!(
@@ -227,14 +244,66 @@ impl Counting {
             tracing::warn!("the counting table was replaced; its counts start again");
             state.history = Some(History::installed(at, WINDOWS_SECS[2]));
         }
+        let watched = state.watch.since().is_some();
         let history = state
             .history
             .get_or_insert_with(|| History::installed(at, WINDOWS_SECS[2]));
-        history.push(at, reading);
+        history.push(at, reading, watched);
         let windows = history.windows();
         state.windows = windows;
         state.problem = None;
         state.sampled_at = SystemTime::now();
+        Ok(())
+    }
+
+    /// Reads the table's fill and the drop statistic and hooks the turned-away stages in or
+    /// out as [`watch`] says.
+    pub fn watch_tick(&self) -> Result<(), CountingError> {
+        let Some(families) = self.config.families else {
+            return Ok(());
+        };
+        let pressure = Pressure {
+            count: read_netfilter_u64("nf_conntrack_count")?,
+            max: read_netfilter_u64("nf_conntrack_max")?,
+            drops: crate::ctnetlink::statistics()
+                .inspect_err(|error| tracing::debug!(%error, "no drop statistic for the watch"))
+                .ok()
+                .map(|cpus| drop_counters(&cpus)),
+        };
+        let (wanted, watching) = {
+            let mut state = self.state();
+            if state.history.is_none() {
+                return Ok(()); // not installed: nothing to hook in
+            }
+            let watching = state.watch.since().is_some();
+            (state.watch.wanted(Instant::now(), &pressure), watching)
+        };
+        if wanted == watching {
+            return Ok(());
+        }
+        // A reading right before the switch: the kernel's drops up to here fall on the side
+        // they happened on (not counted per source before, counted after), so the figure the
+        // per-source counts are compared with covers the same seconds as they do.
+        if let Err(error) = self.sample() {
+            tracing::warn!(%error, "no reading before switching the watch");
+        }
+        let _changing = self
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.nft_script(&ruleset::watch_script(families, wanted))?;
+        tracing::info!(
+            count = pressure.count,
+            max = pressure.max,
+            watching = wanted,
+            "who is turned away: {}",
+            if wanted {
+                "counting"
+            } else {
+                "no longer counting"
+            }
+        );
+        self.state().watch.switched(wanted, SystemTime::now());
         Ok(())
     }
 
@@ -257,11 +326,10 @@ impl Counting {
             problem: state.problem.map(|p| p.words().to_owned()),
             set_capacity: self.config.set_size,
             sample_secs: u32::try_from(self.config.sample_every.as_secs()).unwrap_or(u32::MAX),
-            sampled_at: state
-                .sampled_at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            sampled_at: unix_secs(state.sampled_at),
             windows,
+            watching_since: state.watch.since().map(unix_secs),
+            watch_from_percent: state.watch.from_percent(),
         })
     }
 
@@ -282,6 +350,20 @@ impl Counting {
                 Ok(Err(error)) => tracing::error!(%error, "cannot install the counting table"),
                 Err(error) => tracing::error!(%error, "the counting task failed"),
             }
+            let watching = Arc::clone(&counting);
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(watch::TICK);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let ticking = Arc::clone(&watching);
+                    match tokio::task::spawn_blocking(move || ticking.watch_tick()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => tracing::warn!(%error, "the turned-away watch failed"),
+                        Err(error) => tracing::error!(%error, "the watch task failed"),
+                    }
+                }
+            });
             let mut ticks = tokio::time::interval(counting.config.sample_every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await; // immediate: the table was just installed
@@ -296,4 +378,32 @@ impl Counting {
             }
         });
     }
+}
+
+fn unix_secs(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// conntrack's per-CPU `drop` counters, as the kernel keeps them (`unsigned int`s that wrap,
+/// carried in u64s by the statistics reader).
+fn drop_counters(
+    cpus: &[ctguard_protocol::status::CpuStats],
+) -> std::collections::BTreeMap<u32, u32> {
+    cpus.iter()
+        .map(|cpu| (cpu.cpu, u32::try_from(cpu.stats.drop).unwrap_or(u32::MAX)))
+        .collect()
+}
+
+/// `/proc/sys/net/netfilter/<name>`, of the helper's own network namespace.
+fn read_netfilter_u64(name: &str) -> Result<u64, CountingError> {
+    let path = format!("/proc/sys/net/netfilter/{name}");
+    let text = std::fs::read_to_string(&path).map_err(|error| CountingError::Fill {
+        path: path.clone(),
+        error: error.to_string(),
+    })?;
+    text.trim().parse().map_err(|_| CountingError::Fill {
+        path,
+        error: format!("not a number: {:?}", text.trim()),
+    })
 }

@@ -392,6 +392,7 @@ mod tests {
                     families: None,
                     set_size: crate::creators::DEFAULT_SET_SIZE,
                     sample_every: std::time::Duration::from_secs(10),
+                    watch_from_percent: crate::creators::watch::DEFAULT_FROM_PERCENT,
                 })),
                 Arc::new(Tracer::new(Arc::clone(&journal))),
             ),

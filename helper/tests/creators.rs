@@ -83,6 +83,26 @@ fn router_tables(net: &Topology) -> String {
     net.router.exec("nft", &["list", "tables"])
 }
 
+/// Whether the turned-away stages are hooked in, as the kernel's ruleset says.
+fn stages_hooked(net: &Topology) -> bool {
+    let table = net
+        .router
+        .exec("nft", &["list", "table", "inet", "ctguard_creators"]);
+    let hooked = ["prerouting_before", "prerouting_after"]
+        .iter()
+        .filter(|chain| table.contains(&format!("chain {chain} {{")))
+        .count();
+    assert!(hooked != 1, "both stages or neither: {table}");
+    hooked == 2
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 #[test]
 fn each_new_flow_counts_once_for_its_source_destination_and_service() {
     if !have_root("each_new_flow_counts_once_for_its_source_destination_and_service") {
@@ -375,7 +395,13 @@ fn a_full_table_names_whom_it_turns_away_as_the_kernels_drop_counter_counts() {
     let net = Topology::new("crtaway");
     let helper = helper_for(&net, &[]);
     let mut session = helper.session();
-    creators_when(&mut session, "counting to start", |c| c.counting);
+    let started = creators_when(&mut session, "counting to start", |c| c.counting);
+    // Far from full: who is turned away is not counted, and nothing is hooked in for it.
+    assert_eq!(
+        (started.watching_since, started.watch_from_percent),
+        (None, 90)
+    );
+    assert!(!stages_hooked(&net), "no per-packet stages below 90 %");
     let _limit = GlobalLimit::set(1024);
     let mut server = connflood(
         &net.guest.name,
@@ -417,6 +443,17 @@ fn a_full_table_names_whom_it_turns_away_as_the_kernels_drop_counter_counts() {
     wait_for("the table to be full", Duration::from_secs(60), || {
         net.router.conntrack_count() >= 1024
     });
+    // Full: the stages go in within a tick of the watch (1 s), in the kernel and in the answer.
+    let watching = creators_when(&mut session, "the watch to start", |c| {
+        c.watching_since.is_some()
+    });
+    assert!(stages_hooked(&net), "hooked in at 100 % fill");
+    let since = watching.watching_since.unwrap();
+    // The 10 s window used below must start after the watch did: refusals before it are in the
+    // kernel's count only.
+    wait_for("ten watched seconds", Duration::from_secs(20), || {
+        unix_now() > since + 11
+    });
     let drops_before = net.router.conntrack_stat_sum("drop");
     net.flood(ATTACKER, 300, 20000, false);
     let drops_after = net.router.conntrack_stat_sum("drop");
@@ -430,20 +467,25 @@ fn a_full_table_names_whom_it_turns_away_as_the_kernels_drop_counter_counts() {
         "none of it got an entry"
     );
     let answer = creators_when(&mut session, "the attacker among the turned away", |c| {
-        let away = &c.window(60).unwrap().turned_away;
+        let away = &c.window(10).unwrap().turned_away;
         away.top
             .iter()
             .any(|s| s.address.to_string() == ATTACKER && s.packets >= 300)
     });
-    let away = &answer.window(60).unwrap().turned_away;
+    let window = answer.window(10).unwrap();
+    assert!(
+        answer.sampled_at - u64::from(window.covered_secs) >= since,
+        "the window is all watched: {since} {answer:?}"
+    );
+    let away = &window.turned_away;
     let attacker = away
         .top
         .iter()
         .find(|s| s.address.to_string() == ATTACKER)
         .unwrap();
     assert_eq!(attacker.packets, 300, "each of its packets, once");
-    // The holder's own retries while it filled the table were refused too: counted, and all of
-    // it adds up to the kernel's statistic over the same minute (read a moment apart).
+    // The holder's own retries against the full table were refused too: counted, and all of
+    // it adds up to the kernel's statistic over the same window (read a moment apart).
     let counted = away.counted();
     assert!(
         counted.abs_diff(away.kernel_drops) <= counted / 100 + 2,
@@ -459,6 +501,12 @@ fn a_full_table_names_whom_it_turns_away_as_the_kernels_drop_counter_counts() {
     let _ = server.kill();
     let _ = holder.wait();
     let _ = server.wait();
+    // Emptied: the stages come out once the hold (30 s without pressure) has passed.
+    net.router.exec("conntrack", &["-F"]);
+    wait_for("the stages to come out", Duration::from_secs(60), || {
+        !stages_hooked(&net)
+    });
+    assert_eq!(creators(&mut session, 10).watching_since, None);
 }
 
 #[test]
@@ -468,7 +516,8 @@ fn a_busy_source_whose_flows_all_get_in_is_not_turned_away() {
     }
     let _limit = shared_limit();
     let net = Topology::new("crtbusy");
-    let helper = helper_for(&net, &[]);
+    // Watching from the first packet: the busy source is seen and must still not be named.
+    let helper = helper_for(&net, &["--watch-turned-away-from", "0"]);
     let mut session = helper.session();
     creators_when(&mut session, "counting to start", |c| c.counting);
     // A reverse proxy's worth of new flows, with room in the table for all of them.
@@ -476,6 +525,8 @@ fn a_busy_source_whose_flows_all_get_in_is_not_turned_away() {
     let answer = creators_when(&mut session, "the flows in the counts", |c| {
         created_by(c, CreatorKey::Source, CLIENT) >= 2000
     });
+    assert!(answer.watching_since.is_some());
+    assert!(stages_hooked(&net));
     let away = &answer.window(60).unwrap().turned_away;
     assert!(away.top.is_empty(), "{away:?}");
     assert_eq!((away.counted(), away.kernel_drops), (0, 0));

@@ -87,9 +87,14 @@ pub struct TurnedAway {
     pub rest: u64,
     /// Dropped packets of sources the attempts set could not hold (it was full).
     pub uncounted: u64,
-    /// conntrack's own `drop` statistic over the same window, summed over CPUs: the figure the
-    /// per-source counts should add up to.
+    /// conntrack's own `drop` statistic over the watched seconds of the same window (while the
+    /// helper counted who is turned away), summed over CPUs: the figure the per-source counts
+    /// should add up to.
     pub kernel_drops: u64,
+    /// The same statistic's drops in the window's other seconds, while nobody was counted per
+    /// source (the table was not near full when they began).
+    #[serde(default)]
+    pub unwatched_drops: u64,
 }
 
 impl TurnedAway {
@@ -142,6 +147,14 @@ pub struct Creators {
     pub sampled_at: u64,
     /// One per [`WINDOWS_SECS`], shortest first.
     pub windows: Vec<CreatorWindow>,
+    /// Unix seconds since when who is turned away is counted; `None` while it is not (the
+    /// table is not near full: conntrack refuses nothing then, and the per-packet counting
+    /// would cost for nothing). Refusals while not watching are in the kernel's drops only.
+    #[serde(default)]
+    pub watching_since: Option<u64>,
+    /// The fill, in percent of `nf_conntrack_max`, from which it is counted; 0: always.
+    #[serde(default)]
+    pub watch_from_percent: u8,
 }
 
 impl Creators {

@@ -105,8 +105,10 @@ pub use target::{BlockDuration, BlockTarget, PortMatch, Protocol, ShortText, Sid
 /// `rule_helpers`. 9: the request `creators` ([`Creators`]: new flows counted by the kernel per
 /// source, destination and service) and the error `too_many_creators`; the requests
 /// `start_trace`, `stop_trace` and `trace` ([`trace`]), the errors `trace_running`,
-/// `trace_length` and `no_trace`, the journal actions `start_trace` and `end_trace`.
-pub const PROTOCOL_VERSION: u32 = 9;
+/// `trace_length` and `no_trace`, the journal actions `start_trace` and `end_trace`. 10:
+/// `creators` answers carry `watching_since` and `watch_from_percent` (who is turned away is
+/// counted only while the table is near full).
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// The largest frame either side accepts, in bytes. Requests are tiny and responses are aggregates,
 /// never raw table dumps, so 1 MiB leaves ample room while bounding what a confused peer can make us

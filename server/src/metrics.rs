@@ -592,6 +592,7 @@ mod tests {
                 rest: 0,
                 uncounted: 0,
                 kernel_drops: 0,
+                unwatched_drops: 0,
             },
         };
         ctguard_protocol::Creators {
@@ -601,6 +602,8 @@ mod tests {
             sample_secs: 10,
             sampled_at: 0,
             windows: vec![window(10, 10), window(60, 40), window(600, 40)],
+            watching_since: None,
+            watch_from_percent: 90,
         }
     }
 

@@ -426,6 +426,7 @@ fn creators_turning_away_the_flooder() -> Creators {
             rest: scale(1),
             uncounted: 5,
             kernel_drops: scale(201) + 5,
+            unwatched_drops: 0,
         };
     }
     answer
@@ -450,7 +451,7 @@ async fn the_suspicious_page_names_who_conntrack_turned_away_and_the_kernels_dro
     assert!(
         html.contains(
             "Counted per source: 12,065 packets refused in all; the kernel counted 12,065 drops \
-             in the same window."
+             in the same seconds."
         ),
         "{html}"
     );

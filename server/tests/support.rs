@@ -660,6 +660,7 @@ pub fn sample_creators() -> Creators {
                 rest: 0,
                 uncounted: 0,
                 kernel_drops: 0,
+                unwatched_drops: 0,
             },
         }
     };
@@ -673,6 +674,8 @@ pub fn sample_creators() -> Creators {
             .into_iter()
             .map(window)
             .collect(),
+        watching_since: None,
+        watch_from_percent: 90,
     }
 }
 

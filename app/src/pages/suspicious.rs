@@ -489,6 +489,7 @@ fn CreatorTables(creators: Creators, window: RwSignal<u32>) -> impl IntoView {
         format::clock_utc(creators.sampled_at.saturating_mul(1000)),
         format::thousands(u64::from(creators.set_capacity)),
     );
+    let watch = creating::watch_words(&creators);
     move || {
         let seconds = window.get();
         let Some(shown) = creators.window(seconds) else {
@@ -515,7 +516,7 @@ fn CreatorTables(creators: Creators, window: RwSignal<u32>) -> impl IntoView {
                     .map(|list| creator_table(shown, list))
                     .collect_view()}
             </div>
-            {turned_away_table(shown)}
+            {turned_away_table(shown, watch.clone())}
         }
         .into_any()
     }
@@ -523,10 +524,14 @@ fn CreatorTables(creators: Creators, window: RwSignal<u32>) -> impl IntoView {
 
 /// Who conntrack turned away in the window (its table full): sources by packets refused, the
 /// rest and the uncounted, beside the kernel's own drop statistic.
-fn turned_away_table(window: &CreatorWindow) -> impl IntoView + use<> {
+fn turned_away_table(window: &CreatorWindow, watch: String) -> impl IntoView + use<> {
     let turned_away = &window.turned_away;
     let heading = view! { <h3 id="turned-away-heading">"Turned away (table full)"</h3> };
-    if turned_away.counted() == 0 && turned_away.kernel_drops == 0 {
+    let watch = view! { <p class="muted" data-testid="turned-away-watch">{watch}</p> };
+    if turned_away.counted() == 0
+        && turned_away.kernel_drops == 0
+        && turned_away.unwatched_drops == 0
+    {
         return view! {
             <section aria-labelledby="turned-away-heading" data-testid="turned-away">
                 {heading}
@@ -536,6 +541,7 @@ fn turned_away_table(window: &CreatorWindow) -> impl IntoView + use<> {
                         creating::window_words(window.seconds),
                     )}
                 </p>
+                {watch}
             </section>
         }
         .into_any();
@@ -585,6 +591,7 @@ fn turned_away_table(window: &CreatorWindow) -> impl IntoView + use<> {
                 </tbody>
             </table>
             <p data-testid="turned-away-kernel">{creating::kernel_comparison(turned_away)}</p>
+            {watch}
         </section>
     }
     .into_any()

@@ -169,8 +169,8 @@ fn declare_set(s: &mut String, name: &str, type_expr: &str, capacity: u32) {
 }
 
 /// The whole table as one `nft -f` transaction that replaces whatever table was there (its
-/// counts start again from zero).
-pub fn script(families: Families, capacity: u32) -> String {
+/// counts start again from zero), with the turned-away stages hooked in when `watching`.
+pub fn script(families: Families, capacity: u32, watching: bool) -> String {
     let family = families.table_family();
     let sets = CountingSet::all(families);
     let ipv6s: &[bool] = if families.ipv6() {
@@ -190,14 +190,10 @@ pub fn script(families: Families, capacity: u32) -> String {
             declare_set(&mut s, &stage.set(ipv6), address, capacity);
         }
     }
-    for hook in ["prerouting", "output"] {
+    for hook in HOOKS {
         let _ = writeln!(
             s,
-            "  chain {hook}_before {{\n    type filter hook {hook} priority {BEFORE_CONNTRACK}; policy accept;\n    jump attempts\n  }}"
-        );
-        let _ = writeln!(
-            s,
-            "  chain {hook} {{\n    type filter hook {hook} priority {AFTER_CONNTRACK}; policy accept;\n    jump passed\n    ct state new ct status ! confirmed jump count\n  }}"
+            "  chain {hook} {{\n    type filter hook {hook} priority {AFTER_CONNTRACK}; policy accept;\n    ct state new ct status ! confirmed jump count\n  }}"
         );
     }
     s.push_str("  chain count {\n");
@@ -253,6 +249,50 @@ pub fn script(families: Families, capacity: u32) -> String {
         }
     }
     s.push_str("}\n");
+    if watching {
+        s.push_str(&watch_script(families, true));
+    }
+    s
+}
+
+const HOOKS: [&str; 2] = ["prerouting", "output"];
+
+/// The turned-away stages' base chains: `{hook}_before` (attempts, before conntrack) and
+/// `{hook}_after` (passed, right after it), for each hook.
+fn stage_chains() -> impl Iterator<Item = (String, i32, &'static str, &'static str)> {
+    HOOKS.into_iter().flat_map(|hook| {
+        [
+            (format!("{hook}_before"), BEFORE_CONNTRACK, hook, "attempts"),
+            (format!("{hook}_after"), AFTER_CONNTRACK, hook, "passed"),
+        ]
+    })
+}
+
+/// One transaction that hooks the turned-away stages in (`on`) or takes them out, all four
+/// base chains at once so that no packet is counted by one stage and not the other (a packet
+/// crossing the commit may still be: at most a few per switch). Out, they cost nothing per
+/// packet; their sets keep their counts for the windows. Either way idempotent: each chain is
+/// declared first, then filled or deleted.
+pub fn watch_script(families: Families, on: bool) -> String {
+    let family = families.table_family();
+    let mut s = String::new();
+    for (chain, priority, hook, stage) in stage_chains() {
+        let _ = writeln!(
+            s,
+            "table {family} {TABLE} {{\n  chain {chain} {{\n    type filter hook {hook} priority {priority}; policy accept;\n  }}\n}}"
+        );
+        if on {
+            let _ = writeln!(
+                s,
+                "flush chain {family} {TABLE} {chain}\nadd rule {family} {TABLE} {chain} jump {stage}"
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "flush chain {family} {TABLE} {chain}\ndelete chain {family} {TABLE} {chain}"
+            );
+        }
+    }
     s
 }
 
@@ -288,6 +328,10 @@ pub struct Reading {
     pub passed: SetReading,
     /// conntrack's per-CPU `drop` counters (`unsigned int`s that wrap), by CPU.
     pub kernel_drops: BTreeMap<u32, u32>,
+    /// The drops since the table was installed, split by whether who is turned away was being
+    /// counted when they happened (kept by [`super::window::History::push`]).
+    pub drops_watched: u64,
+    pub drops_unwatched: u64,
 }
 
 /// Why a listing could not be read.
@@ -414,7 +458,7 @@ mod tests {
 
     #[test]
     fn the_script_counts_each_created_entry_once_after_conntrack() {
-        let script = script(Families::Both, 4096);
+        let script = script(Families::Both, 4096, false);
         assert!(
             script.starts_with("table inet ctguard_creators\ndelete table inet ctguard_creators\n")
         );
@@ -438,18 +482,23 @@ mod tests {
 
     #[test]
     fn attempts_are_counted_between_the_blocks_and_conntrack_and_again_right_after_it() {
-        let script = script(Families::Both, 4096);
+        let script = script(Families::Both, 4096, true);
         assert_eq!(
-            script
-                .matches("priority -250; policy accept;\n    jump attempts")
-                .count(),
-            2
+            script.matches("priority -250; policy accept;").count(),
+            2,
+            "{script}"
         );
         assert_eq!(
             script
-                .matches("priority -199; policy accept;\n    jump passed")
+                .matches("add rule inet ctguard_creators prerouting_before jump attempts")
                 .count(),
-            2
+            1
+        );
+        assert_eq!(
+            script
+                .matches("add rule inet ctguard_creators output_after jump passed")
+                .count(),
+            1
         );
         assert_eq!(
             script
@@ -467,8 +516,38 @@ mod tests {
     }
 
     #[test]
+    fn the_turned_away_stages_are_hooked_in_only_while_watching() {
+        let quiet = script(Families::Both, 4096, false);
+        assert!(!quiet.contains("priority -250"), "{quiet}");
+        assert!(!quiet.contains("jump attempts"), "{quiet}");
+        assert!(!quiet.contains("jump passed"), "{quiet}");
+        assert!(
+            quiet.contains("set v4_attempts {"),
+            "the sets stay, with their counts"
+        );
+        let off = watch_script(Families::Ipv4, false);
+        for chain in [
+            "prerouting_before",
+            "prerouting_after",
+            "output_before",
+            "output_after",
+        ] {
+            assert!(
+                off.contains(&format!(
+                    "flush chain ip ctguard_creators {chain}\ndelete chain ip ctguard_creators {chain}\n"
+                )),
+                "{off}"
+            );
+        }
+        assert!(!off.contains("add rule"), "{off}");
+        let on = watch_script(Families::Ipv4, true);
+        assert_eq!(on.matches("add rule").count(), 4, "{on}");
+        assert_eq!(on.matches("flush chain").count(), 4, "idempotent: {on}");
+    }
+
+    #[test]
     fn ipv4_only_counting_is_a_table_ip_without_ipv6_sets() {
-        let script = script(Families::Ipv4, 256);
+        let script = script(Families::Ipv4, 256, true);
         assert!(script.starts_with("table ip ctguard_creators\n"));
         assert!(!script.contains("v6_"), "{script}");
         assert!(!script.contains("ip6 "), "{script}");

@@ -50,7 +50,18 @@ impl History {
         }
     }
 
-    pub fn push(&mut self, at: Instant, reading: Reading) {
+    /// Adds a reading; `watched`: who is turned away was counted since the previous one. The
+    /// kernel's drops since then are added to the watched or the unwatched total.
+    pub fn push(&mut self, at: Instant, mut reading: Reading, watched: bool) {
+        let previous = self.samples.back().map(|s| &s.reading);
+        let (watched_before, unwatched_before) =
+            previous.map_or((0, 0), |p| (p.drops_watched, p.drops_unwatched));
+        // The installed state has no statistic: the first reading is the baseline.
+        let dropped = previous
+            .filter(|p| !p.kernel_drops.is_empty())
+            .map_or(0, |p| drop_increase(&p.kernel_drops, &reading.kernel_drops));
+        reading.drops_watched = watched_before + if watched { dropped } else { 0 };
+        reading.drops_unwatched = unwatched_before + if watched { 0 } else { dropped };
         self.samples.push_back(Sample { at, reading });
         self.thin();
     }
@@ -134,6 +145,7 @@ impl History {
                 rest: 0,
                 uncounted: 0,
                 kernel_drops: 0,
+                unwatched_drops: 0,
             };
         };
         let (now, then) = (&end.reading, &start.reading);
@@ -179,15 +191,8 @@ impl History {
                 .collect(),
             rest,
             uncounted: overflow_tried.saturating_sub(overflow_through),
-            kernel_drops: now
-                .kernel_drops
-                .iter()
-                .map(|(cpu, &drops)| {
-                    // The kernel's per-CPU counters are `unsigned int`s: an increase is a
-                    // difference modulo 2^32. A CPU absent before counted from zero.
-                    u64::from(drops.wrapping_sub(then.kernel_drops.get(cpu).copied().unwrap_or(0)))
-                })
-                .sum(),
+            kernel_drops: now.drops_watched.saturating_sub(then.drops_watched),
+            unwatched_drops: now.drops_unwatched.saturating_sub(then.drops_unwatched),
         }
     }
 
@@ -210,6 +215,14 @@ impl History {
             .find(|s| newest.duration_since(s.at).as_secs_f64() >= f64::from(seconds) - 0.5)
             .or_else(|| self.samples.front())
     }
+}
+
+/// The kernel's drops between two readings of its per-CPU counters: `unsigned int`s, so an
+/// increase is a difference modulo 2^32; a CPU absent before counted from zero.
+fn drop_increase(before: &BTreeMap<u32, u32>, now: &BTreeMap<u32, u32>) -> u64 {
+    now.iter()
+        .map(|(cpu, &drops)| u64::from(drops.wrapping_sub(before.get(cpu).copied().unwrap_or(0))))
+        .sum()
 }
 
 /// Each element's increase between two readings, the ones that grew. A counter lower than
@@ -263,6 +276,7 @@ pub fn shortened(window: &CreatorWindow, limit: usize) -> CreatorWindow {
             rest: away.rest + away.top.iter().skip(limit).map(|s| s.packets).sum::<u64>(),
             uncounted: away.uncounted,
             kernel_drops: away.kernel_drops,
+            unwatched_drops: away.unwatched_drops,
         },
     }
 }
@@ -350,11 +364,13 @@ mod tests {
         history.push(
             t0 + Duration::from_secs(10),
             reading(600, &[(7, 100), (9, 500)], 0),
+            true,
         );
         for step in 2..=6u64 {
             history.push(
                 t0 + Duration::from_secs(10 * step),
                 reading(500 + 100 * step, &[(7, 100 * step), (9, 500)], 0),
+                true,
             );
         }
         let last_10s = history.window(10, 10);
@@ -381,6 +397,7 @@ mod tests {
         history.push(
             t0 + Duration::from_secs(10),
             reading(1000, &[(1, 10), (2, 300), (3, 20), (4, 70)], 600),
+            true,
         );
         let window = history.window(10, 2);
         assert_eq!(top(&window), [(2, 300), (4, 70)], "biggest first");
@@ -402,7 +419,7 @@ mod tests {
         let mut away = stages(&sources, &sources[..20], &[(0, 3)]);
         away.sets = reading(5000, &sources, 40).sets;
         away.total = 5000;
-        history.push(t0 + Duration::from_secs(10), away);
+        history.push(t0 + Duration::from_secs(10), away, true);
         let widest = history.windows();
         assert_eq!(widest.len(), WINDOWS_SECS.len());
         for limit in [0, 1, 3, 10, 50] {
@@ -428,8 +445,16 @@ mod tests {
     fn a_counter_that_went_back_is_an_element_that_came_back() {
         let t0 = Instant::now();
         let mut history = History::installed(t0, 600);
-        history.push(t0 + Duration::from_secs(10), reading(50, &[(5, 50)], 0));
-        history.push(t0 + Duration::from_secs(20), reading(53, &[(5, 3)], 0));
+        history.push(
+            t0 + Duration::from_secs(10),
+            reading(50, &[(5, 50)], 0),
+            true,
+        );
+        history.push(
+            t0 + Duration::from_secs(20),
+            reading(53, &[(5, 3)], 0),
+            true,
+        );
         assert_eq!(top(&history.window(10, 10)), [(5, 3)]);
     }
 
@@ -442,6 +467,7 @@ mod tests {
             history.push(
                 t0 + Duration::from_secs(10 * step),
                 reading(10 * step, &[(7, 10 * step)], 0),
+                true,
             );
         }
         assert!(
@@ -492,6 +518,7 @@ mod tests {
                 &[(66, 100), (10, 40)],
                 &[(0, 5), (1, u32::MAX - 1)],
             ),
+            true,
         );
         // The table filled: .66 tried 900 more and 100 got through; .10 was not refused.
         history.push(
@@ -501,6 +528,7 @@ mod tests {
                 &[(66, 200), (10, 45)],
                 &[(0, 405), (1, 399)],
             ),
+            true,
         );
         let away = history.turned_away(10, 10);
         let named: Vec<_> = away
@@ -519,6 +547,26 @@ mod tests {
             "CPU 1's counter wrapped past 2^32"
         );
         assert_eq!(away.counted(), 800);
+    }
+
+    #[test]
+    fn drops_while_nobody_was_counted_are_kept_apart_from_the_comparison() {
+        let t0 = Instant::now();
+        let mut history = History::installed(t0, 600);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Since boot: 1,000 drops before the helper's first reading (the baseline).
+        history.push(at(10), stages(&[], &[], &[(0, 1000)]), false);
+        // 30 drops before the watch began, then 200 refused and counted while watching.
+        history.push(at(20), stages(&[], &[], &[(0, 1030)]), false);
+        history.push(at(30), stages(&[(66, 200)], &[], &[(0, 1230)]), true);
+        let away = history.turned_away(30, 10);
+        assert_eq!(away.counted(), 200);
+        assert_eq!(
+            (away.kernel_drops, away.unwatched_drops),
+            (200, 30),
+            "the comparison covers the watched seconds; boot's drops are nobody's"
+        );
+        assert_eq!(history.turned_away(10, 10).unwatched_drops, 0);
     }
 
     #[test]
