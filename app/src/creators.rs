@@ -2,7 +2,8 @@
 //! service over the last 10 s, minute and 10 minutes, as the Suspicious page, the dashboard and
 //! `GET /api/creators` show them. Holders (a walk of the table) are who has entries now; creators
 //! are who makes them fastest, counted by the kernel as each entry is created, so the short flows
-//! that expire between two walks show here too.
+//! that expire between two walks show here too. `proposals` names the patterns in them (one
+//! source, reflection, a distributed flood) and the block each calls for.
 
 use ctguard_protocol::{
     CreatorCount, CreatorKey, CreatorWindow, Creators,
@@ -11,6 +12,8 @@ use ctguard_protocol::{
 use serde::{Deserialize, Serialize};
 
 use crate::format;
+
+pub mod proposals;
 
 /// How many creators per key the panel asks the helper for and lists.
 pub const CREATORS_LISTED: u16 = 10;

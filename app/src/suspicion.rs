@@ -127,7 +127,8 @@ pub struct TableFill {
 }
 
 impl TableFill {
-    fn at_least(&self, percent: u64) -> bool {
+    /// Whether the table holds at least `percent` of its limit.
+    pub(crate) fn at_least(&self, percent: u64) -> bool {
         self.max > 0 && self.count.saturating_mul(100) >= self.max.saturating_mul(percent)
     }
 }

@@ -140,8 +140,9 @@ impl VictimReason {
         })
     }
 
-    /// What the block also drops, beside the attack, and what else would help.
-    fn note(&self, victim: IpAddr) -> Option<String> {
+    /// What the block also drops, beside the attack, and what else would help (the creators'
+    /// proposals say the same of the same blocks).
+    pub(crate) fn note(&self, victim: IpAddr) -> Option<String> {
         match self {
             Self::Reflection { sport, service, .. } => Some(format!(
                 "This block drops every UDP packet from source port {sport} to {victim}, the \
