@@ -5,7 +5,8 @@
 //! destinations many sources converge on (a distributed reflection, a spoofed SYN flood), each
 //! with the block scoped to the victim. Then the creators: who makes new entries fastest, from
 //! the helper's kernel counters (no walk), per source, destination and service, over a chosen
-//! window.
+//! window, with the fix each pattern in them calls for while the table is under pressure (the
+//! same block form as the holders').
 
 use std::{net::IpAddr, time::Duration};
 
@@ -14,14 +15,14 @@ use leptos::prelude::*;
 use ctguard_protocol::{CreatorKey, CreatorList, CreatorWindow, Creators};
 
 use crate::{
-    auth::Action,
+    auth::{Action, CurrentUser},
     block_scope::BlockSuggestion,
     components::{
         block_form::BlockForm,
         operation_flow::{OperationFeedback, OperationFlow, clean_error},
         trace_panel::TracePanel,
     },
-    creators::{self as creating, CreatorsView, DEFAULT_WINDOW_SECS, WINDOW_CHOICES},
+    creators::{self as creating, CreatorsView, DEFAULT_WINDOW_SECS, WINDOW_CHOICES, proposals},
     format,
     live::{LiveSample, latest_sample},
     operations::{EntriesView, Operation, SuspectsView, entries_of, list_creators, suspects},
@@ -156,7 +157,7 @@ pub fn SuspiciousPage() -> impl IntoView {
                 }
             })}
         </Transition>
-        <CreatorsSection refresh/>
+        <CreatorsSection refresh live user blocking/>
         <Suspense fallback=|| ()>
         {move || Suspend::new(async move {
             let may_trace = matches!(user.await, Ok(Some(ref u)) if u.may(Action::Block));
@@ -421,9 +422,15 @@ fn VictimTable(
 }
 
 /// Who creates entries fastest: the helper's counters, asked apart from the walk (they come back
-/// at once, while a walk may take seconds), one table per key for the chosen window.
+/// at once, while a walk may take seconds), one table per key for the chosen window, and the
+/// fixes they call for at the live fill.
 #[component]
-fn CreatorsSection(refresh: RwSignal<u32>) -> impl IntoView {
+fn CreatorsSection(
+    refresh: RwSignal<u32>,
+    live: Resource<Result<LiveSample, ServerFnError>>,
+    user: Resource<Result<Option<CurrentUser>, ServerFnError>>,
+    blocking: RwSignal<Option<BlockSuggestion>>,
+) -> impl IntoView {
     let answer = Resource::new(move || refresh.get(), |_| list_creators());
     let window = RwSignal::new(DEFAULT_WINDOW_SECS);
     view! {
@@ -457,9 +464,12 @@ fn CreatorsSection(refresh: RwSignal<u32>) -> impl IntoView {
             </fieldset>
             <Transition fallback=|| view! { <p class="muted">"Reading the counters…"</p> }>
                 {move || Suspend::new(async move {
+                    let may_block = matches!(user.await, Ok(Some(ref u)) if u.may(Action::Block));
+                    let fill = fill_of(&live.await);
                     match answer.await {
                         Ok(CreatorsView::Available { creators }) => {
-                            view! { <CreatorTables creators window/> }.into_any()
+                            view! { <CreatorTables creators window fill may_block blocking/> }
+                                .into_any()
                         }
                         Ok(CreatorsView::Unavailable { reason }) => {
                             view! {
@@ -481,7 +491,13 @@ fn CreatorsSection(refresh: RwSignal<u32>) -> impl IntoView {
 }
 
 #[component]
-fn CreatorTables(creators: Creators, window: RwSignal<u32>) -> impl IntoView {
+fn CreatorTables(
+    creators: Creators,
+    window: RwSignal<u32>,
+    fill: Option<TableFill>,
+    may_block: bool,
+    blocking: RwSignal<Option<BlockSuggestion>>,
+) -> impl IntoView {
     let sampled = format!(
         "counters read every {} s, newest at {}; each counting set holds up to {} keys, and new \
          entries of keys beyond that are uncounted",
@@ -509,6 +525,7 @@ fn CreatorTables(creators: Creators, window: RwSignal<u32>) -> impl IntoView {
                     creating::rate(shown, shown.new_flows),
                 )}
             </p>
+            {proposal_lines(shown, fill, may_block, blocking)}
             <div class="two-columns">
                 {CreatorKey::ALL
                     .iter()
@@ -519,6 +536,59 @@ fn CreatorTables(creators: Creators, window: RwSignal<u32>) -> impl IntoView {
             {turned_away_table(shown, watch.clone())}
         }
         .into_any()
+    }
+}
+
+/// The fixes the window's creators call for, each a "Proposed fix" line with what it costs and
+/// when it is wrong, and the holders' block form behind its button; or why there is none.
+fn proposal_lines(
+    window: &CreatorWindow,
+    fill: Option<TableFill>,
+    may_block: bool,
+    blocking: RwSignal<Option<BlockSuggestion>>,
+) -> impl IntoView + use<> {
+    let none = |words: String| {
+        view! { <p class="muted small" data-testid="creators-no-proposal">{words}</p> }.into_any()
+    };
+    match proposals::propose(window, fill) {
+        Err(quiet) => none(quiet.explain()),
+        Ok(found) if found.is_empty() => none(format!(
+            "No fix proposed: no source, reflection or distributed flood makes most of the new \
+             entries over {}.",
+            creating::window_words(window.seconds),
+        )),
+        Ok(found) => found
+            .into_iter()
+            .map(|proposal| {
+                let suggestion = proposal.suggestion;
+                let fix = format!(
+                    "block {}. {}",
+                    suggestion.scope.target_text(),
+                    suggestion.note.clone().unwrap_or_default(),
+                );
+                view! {
+                    <div class="banner warning" role="note" data-testid="creators-proposal">
+                        <p>{proposal.words}</p>
+                        <p>
+                            <strong>"Proposed fix: "</strong>
+                            {fix}
+                        </p>
+                        {may_block
+                            .then(|| {
+                                view! {
+                                    <button
+                                        type="button"
+                                        on:click=move |_| blocking.set(Some(suggestion.clone()))
+                                    >
+                                        "Block…"
+                                    </button>
+                                }
+                            })}
+                    </div>
+                }
+            })
+            .collect_view()
+            .into_any(),
     }
 }
 
