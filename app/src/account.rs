@@ -118,7 +118,7 @@ pub mod ssr {
 
     use super::{Enrolment, OwnAccount};
     use crate::{
-        auth::Action,
+        auth::Permission,
         session::{require, require_even_before_enrolment},
         users::ssr::AdminError,
     };
@@ -139,9 +139,9 @@ pub mod ssr {
     /// second factor before anything else (the page and the enrolment itself).
     pub async fn service(during_enrolment: bool) -> Result<SharedOwnAccount, ServerFnError> {
         if during_enrolment {
-            require_even_before_enrolment(Action::OwnAccount).await?;
+            require_even_before_enrolment(Permission::OwnAccount).await?;
         } else {
-            require(Action::OwnAccount).await?;
+            require(Permission::OwnAccount).await?;
         }
         Ok(expect_context::<SharedOwnAccount>())
     }

@@ -266,7 +266,7 @@ pub mod ssr {
     use leptos::prelude::*;
 
     use super::{AuditPage, AuditQuery};
-    use crate::{auth::Action, session::require};
+    use crate::{auth::Permission, session::require};
 
     /// What went wrong, in words safe to show an admin.
     #[derive(Debug, Clone, thiserror::Error)]
@@ -299,7 +299,7 @@ pub mod ssr {
     pub type SharedAuditLog = Arc<dyn AuditLog>;
 
     pub async fn audit_log() -> Result<SharedAuditLog, ServerFnError> {
-        require(Action::ViewAudit).await?;
+        require(Permission::ViewAudit).await?;
         Ok(expect_context::<SharedAuditLog>())
     }
 }

@@ -57,8 +57,8 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
-    pub fn may(&self, action: Action) -> bool {
-        self.role >= action.minimum_role()
+    pub fn may(&self, permission: Permission) -> bool {
+        self.role >= permission.minimum_role()
     }
 }
 
@@ -66,7 +66,7 @@ impl CurrentUser {
 /// server's route table), and each has exactly one minimum role (below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum Permission {
     /// The dashboard, the live feed, the suspicious sources, the blocks list.
     ViewTable,
     /// Block and unblock sources, delete entries.
@@ -82,14 +82,14 @@ pub enum Action {
     OwnAccount,
 }
 
-impl Action {
-    pub const ALL: [Action; 6] = [
-        Action::ViewTable,
-        Action::Block,
-        Action::ManageUsers,
-        Action::ViewAudit,
-        Action::Tune,
-        Action::OwnAccount,
+impl Permission {
+    pub const ALL: [Permission; 6] = [
+        Permission::ViewTable,
+        Permission::Block,
+        Permission::ManageUsers,
+        Permission::ViewAudit,
+        Permission::Tune,
+        Permission::OwnAccount,
     ];
 
     /// THE permission table.
@@ -122,15 +122,19 @@ mod tests {
             username: "u".into(),
             role,
         };
-        assert!(Role::ALL.iter().all(|&r| user(r).may(Action::ViewTable)));
-        assert!(!user(Role::Viewer).may(Action::ManageUsers));
-        assert!(!user(Role::Operator).may(Action::ManageUsers));
-        assert!(user(Role::Admin).may(Action::ManageUsers));
+        assert!(
+            Role::ALL
+                .iter()
+                .all(|&r| user(r).may(Permission::ViewTable))
+        );
+        assert!(!user(Role::Viewer).may(Permission::ManageUsers));
+        assert!(!user(Role::Operator).may(Permission::ManageUsers));
+        assert!(user(Role::Admin).may(Permission::ManageUsers));
     }
 
     #[test]
     fn only_admins_read_the_audit_log_and_tune_the_kernel() {
-        assert_eq!(Action::ViewAudit.minimum_role(), Role::Admin);
-        assert_eq!(Action::Tune.minimum_role(), Role::Admin);
+        assert_eq!(Permission::ViewAudit.minimum_role(), Role::Admin);
+        assert_eq!(Permission::Tune.minimum_role(), Role::Admin);
     }
 }

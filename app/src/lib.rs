@@ -35,7 +35,7 @@ use leptos_router::{
 };
 
 use crate::{
-    auth::Action,
+    auth::Permission,
     lazy_pages::StaffRoute,
     pages::{dashboard::Dashboard, login::LoginPage},
     session::{ACCOUNT_PATH, LOGOUT_PATH, current_user_query},
@@ -131,8 +131,8 @@ fn Nav() -> impl IntoView {
                 return view! { <span class="tagline">"connection-tracking table guard"</span> }
                     .into_any();
             };
-            let admin = user.may(Action::ManageUsers);
-            let auditor = user.may(Action::ViewAudit);
+            let admin = user.may(Permission::ManageUsers);
+            let auditor = user.may(Permission::ViewAudit);
             let badge = format!("{} · {}", user.username, user.role);
             view! {
                 <nav aria-label="Main">

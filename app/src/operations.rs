@@ -104,14 +104,14 @@ impl Operation {
     }
 
     /// What the role of whoever asks must allow.
-    pub fn permission(&self) -> auth::Action {
+    pub fn permission(&self) -> auth::Permission {
         match self {
             Self::Block { .. }
             | Self::Unblock { .. }
             | Self::DeleteEntries { .. }
             | Self::StartTrace { .. }
-            | Self::StopTrace {} => auth::Action::Block,
-            Self::SetSysctl { .. } | Self::RevertSysctl { .. } => auth::Action::Tune,
+            | Self::StopTrace {} => auth::Permission::Block,
+            Self::SetSysctl { .. } | Self::RevertSysctl { .. } => auth::Permission::Tune,
         }
     }
 }
@@ -221,8 +221,8 @@ pub mod ssr {
 
     use super::{EntriesView, Operation, SuspectsView};
     use crate::{
-        auth::Action, confirm::Preview, creators::CreatorsView, session::require, trace::TraceView,
-        users::ssr::AdminError,
+        auth::Permission, confirm::Preview, creators::CreatorsView, session::require,
+        trace::TraceView, users::ssr::AdminError,
     };
 
     #[async_trait::async_trait]
@@ -239,19 +239,19 @@ pub mod ssr {
     pub type SharedTableOperations = Arc<dyn TableOperations>;
 
     pub async fn viewer() -> Result<SharedTableOperations, ServerFnError> {
-        require(Action::ViewTable).await?;
+        require(Permission::ViewTable).await?;
         Ok(expect_context::<SharedTableOperations>())
     }
 
     /// Operators and above reach the operations; the implementation checks each operation's own
     /// [`Operation::permission`] and audits a refusal (an operator may block, not tune).
     pub async fn operator() -> Result<SharedTableOperations, ServerFnError> {
-        require(Action::Block).await?;
+        require(Permission::Block).await?;
         Ok(expect_context::<SharedTableOperations>())
     }
 
     pub async fn tuner() -> Result<SharedTableOperations, ServerFnError> {
-        require(Action::Tune).await?;
+        require(Permission::Tune).await?;
         Ok(expect_context::<SharedTableOperations>())
     }
 }

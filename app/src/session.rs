@@ -4,9 +4,9 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "ssr")]
-use crate::auth::Action;
 use crate::auth::CurrentUser;
+#[cfg(feature = "ssr")]
+use crate::auth::Permission;
 
 /// The login page.
 pub const LOGIN_PATH: &str = "/login";
@@ -85,10 +85,10 @@ pub async fn current_user_query() -> Result<Option<CurrentUser>, ServerFnError> 
     )
 }
 
-/// The signed-in user if their role allows `action`; for server functions, which check it again
+/// The signed-in user if their role allows `permission`; for server functions, which check it again
 /// behind the server's route table. A login that must enrol a second factor first is refused.
 #[cfg(feature = "ssr")]
-pub async fn require(action: Action) -> Result<CurrentUser, ServerFnError> {
+pub async fn require(permission: Permission) -> Result<CurrentUser, ServerFnError> {
     use axum::http::StatusCode;
     let due = leptos_axum::extract::<Option<axum::Extension<SecondFactorDue>>>()
         .await?
@@ -99,16 +99,18 @@ pub async fn require(action: Action) -> Result<CurrentUser, ServerFnError> {
             "Set up your second factor first.",
         ));
     }
-    require_even_before_enrolment(action).await
+    require_even_before_enrolment(permission).await
 }
 
 /// As [`require`], also for a login that must enrol a second factor first: for the enrolment
 /// itself and the account page that shows it.
 #[cfg(feature = "ssr")]
-pub async fn require_even_before_enrolment(action: Action) -> Result<CurrentUser, ServerFnError> {
+pub async fn require_even_before_enrolment(
+    permission: Permission,
+) -> Result<CurrentUser, ServerFnError> {
     use axum::http::StatusCode;
     match leptos_axum::extract::<Option<axum::Extension<CurrentUser>>>().await? {
-        Some(axum::Extension(user)) if user.may(action) => Ok(user),
+        Some(axum::Extension(user)) if user.may(permission) => Ok(user),
         Some(_) => Err(refusal(
             StatusCode::FORBIDDEN,
             "Your role does not allow this.",

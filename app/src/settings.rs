@@ -154,7 +154,7 @@ pub mod ssr {
     use leptos::prelude::*;
 
     use super::TuningView;
-    use crate::{auth::Action, session::require, users::ssr::AdminError};
+    use crate::{auth::Permission, session::require, users::ssr::AdminError};
 
     #[async_trait::async_trait]
     pub trait SettingsSource: Send + Sync + std::fmt::Debug {
@@ -174,7 +174,7 @@ pub mod ssr {
     /// Everyone who sees the table sees its settings; changing them is the admins' (checked per
     /// operation).
     pub async fn source() -> Result<SharedSettingsSource, ServerFnError> {
-        require(Action::ViewTable).await?;
+        require(Permission::ViewTable).await?;
         Ok(expect_context::<SharedSettingsSource>())
     }
 }

@@ -104,7 +104,7 @@ pub mod ssr {
     use leptos::prelude::*;
 
     use super::{Account, UserChange};
-    use crate::{auth::Action, confirm::Preview, session::require};
+    use crate::{auth::Permission, confirm::Preview, session::require};
 
     /// What went wrong, in words safe to show an admin: validation messages are; internal errors
     /// are replaced by a generic line (details go to the server log).
@@ -153,7 +153,7 @@ pub mod ssr {
     pub type SharedAccountAdmin = Arc<dyn AccountAdmin>;
 
     pub async fn admin() -> Result<SharedAccountAdmin, ServerFnError> {
-        require(Action::ManageUsers).await?;
+        require(Permission::ManageUsers).await?;
         Ok(expect_context::<SharedAccountAdmin>())
     }
 }

@@ -9,7 +9,7 @@ use axum::{
 };
 use ctguard_app::{
     audit::AuditFilter,
-    auth::{Action, CurrentUser},
+    auth::{CurrentUser, Permission},
     utc,
 };
 
@@ -101,7 +101,8 @@ pub async fn audit_csv(
     Query(filter): Query<AuditFilter>,
 ) -> Response {
     // The route table has already refused other roles; this is the second lock on the door.
-    let Some(Extension(user)) = user.filter(|Extension(user)| user.may(Action::ViewAudit)) else {
+    let Some(Extension(user)) = user.filter(|Extension(user)| user.may(Permission::ViewAudit))
+    else {
         return (StatusCode::FORBIDDEN, "Your role does not allow this.").into_response();
     };
     let valid = match filter.validate() {

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ctguard_app::{
-    auth::{Action, CurrentUser},
+    auth::{CurrentUser, Permission},
     creators::{CREATORS_LISTED, CreatorsUnavailable, CreatorsView},
 };
 use ctguard_protocol::{HelperError, creators::MAX_CREATORS_PER_LIST};
@@ -62,7 +62,8 @@ pub async fn creators(
     query: Result<Query<CreatorsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     // The route table has already refused other roles; this is the second lock on the door.
-    let Some(Extension(user)) = user.filter(|Extension(user)| user.may(Action::ViewTable)) else {
+    let Some(Extension(user)) = user.filter(|Extension(user)| user.may(Permission::ViewTable))
+    else {
         return (StatusCode::FORBIDDEN, "Your role does not allow this.").into_response();
     };
     tracing::Span::current().record("user", tracing::field::debug(&user.username));

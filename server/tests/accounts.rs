@@ -6,7 +6,7 @@
 mod support;
 
 use ctguard_app::{
-    auth::{Action, Role},
+    auth::{Permission, Role},
     users::{ApplyUserChange, PreviewUserChange},
 };
 use ctguard_server::{
@@ -317,7 +317,7 @@ async fn an_operator_cannot_manage_users_even_by_direct_request() {
         )
         .await;
     assert_eq!(response.status(), 403);
-    assert!(!Role::Operator.ge(&Action::ManageUsers.minimum_role()));
+    assert!(!Role::Operator.ge(&Permission::ManageUsers.minimum_role()));
     let admin = app.browser();
     let signed = app.sign_in(&admin, "ada", &password_of("ada")).await;
     assert_eq!(location(&signed), "/", "ada was not disabled");

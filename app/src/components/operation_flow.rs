@@ -40,7 +40,7 @@ impl OperationFlow {
             let operation = operation.clone();
             async move {
                 let result = match operation.permission() {
-                    auth::Action::Tune => preview_tuning(operation.clone()).await,
+                    auth::Permission::Tune => preview_tuning(operation.clone()).await,
                     _ => preview_operation(operation.clone()).await,
                 };
                 (operation, result)
@@ -50,7 +50,7 @@ impl OperationFlow {
             let (token, operation) = (token.clone(), operation.clone());
             async move {
                 match operation.permission() {
-                    auth::Action::Tune => apply_tuning(token, operation).await,
+                    auth::Permission::Tune => apply_tuning(token, operation).await,
                     _ => apply_operation(token, operation).await,
                 }
             }

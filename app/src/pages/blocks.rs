@@ -5,7 +5,7 @@ use ctguard_protocol::ActiveBlock;
 use leptos::prelude::*;
 
 use crate::{
-    auth::Action,
+    auth::Permission,
     block_scope::BlockScope,
     clock,
     components::{
@@ -27,7 +27,7 @@ pub fn BlocksPage() -> impl IntoView {
         <OperationFeedback flow/>
         <Transition fallback=|| view! { <p class="muted">"Asking the helper…"</p> }>
             {move || Suspend::new(async move {
-                let may_block = matches!(user.await, Ok(Some(ref u)) if u.may(Action::Block));
+                let may_block = matches!(user.await, Ok(Some(ref u)) if u.may(Permission::Block));
                 match blocks.await {
                     Ok(list) => {
                         view! {

@@ -15,7 +15,7 @@ use leptos::prelude::*;
 use ctguard_protocol::{CreatorKey, CreatorList, CreatorWindow, Creators};
 
 use crate::{
-    auth::{Action, CurrentUser},
+    auth::{CurrentUser, Permission},
     block_scope::BlockSuggestion,
     components::{
         block_form::BlockForm,
@@ -115,7 +115,7 @@ pub fn SuspiciousPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let may_block = matches!(
                     user.await,
-                    Ok(Some(ref u)) if u.may(Action::Block)
+                    Ok(Some(ref u)) if u.may(Permission::Block)
                 );
                 match view_data.await {
                     (Ok(mut data), sample) => {
@@ -160,7 +160,7 @@ pub fn SuspiciousPage() -> impl IntoView {
         <CreatorsSection refresh live user blocking/>
         <Suspense fallback=|| ()>
         {move || Suspend::new(async move {
-            let may_trace = matches!(user.await, Ok(Some(ref u)) if u.may(Action::Block));
+            let may_trace = matches!(user.await, Ok(Some(ref u)) if u.may(Permission::Block));
             view! { <TracePanel flow may_trace/> }
         })}
         </Suspense>
@@ -464,7 +464,7 @@ fn CreatorsSection(
             </fieldset>
             <Transition fallback=|| view! { <p class="muted">"Reading the counters…"</p> }>
                 {move || Suspend::new(async move {
-                    let may_block = matches!(user.await, Ok(Some(ref u)) if u.may(Action::Block));
+                    let may_block = matches!(user.await, Ok(Some(ref u)) if u.may(Permission::Block));
                     let fill = fill_of(&live.await);
                     match answer.await {
                         Ok(CreatorsView::Available { creators }) => {

@@ -6,7 +6,7 @@ use ctguard_protocol::SysctlKey;
 use leptos::prelude::*;
 
 use crate::{
-    auth::Action,
+    auth::Permission,
     components::operation_flow::{OperationFeedback, OperationFlow, clean_error},
     format,
     operations::Operation,
@@ -25,7 +25,7 @@ pub fn TuningPage() -> impl IntoView {
         <OperationFeedback flow/>
         <Transition fallback=|| view! { <p class="muted">"Reading the settings…"</p> }>
             {move || Suspend::new(async move {
-                let may_tune = matches!(user.await, Ok(Some(ref u)) if u.may(Action::Tune));
+                let may_tune = matches!(user.await, Ok(Some(ref u)) if u.may(Permission::Tune));
                 match settings.await {
                     Ok(view) => view! { <Settings view may_tune flow/> }.into_any(),
                     Err(error) => {

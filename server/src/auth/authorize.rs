@@ -16,7 +16,7 @@ use ctguard_app::{
         RemoveSecondFactor,
     },
     audit::{AUDIT_CSV_PATH, JournalStatus, QueryAudit},
-    auth::{Action, CurrentUser},
+    auth::{CurrentUser, Permission},
     live::{LIVE_EVENTS_PATH, LatestSample},
     operations::{
         ActiveBlocks, ApplyOperation, ApplyTuning, EntriesOf, ListCreators, PreviewOperation,
@@ -68,7 +68,7 @@ pub enum Access {
     /// Anyone, signed in or not.
     Public,
     /// Signed-in users whose role allows the action.
-    Requires(Action),
+    Requires(Permission),
 }
 
 /// One row of the table.
@@ -92,7 +92,7 @@ const fn route(method: Method, path: &'static str, access: Access) -> Route {
 /// registers without a row here is refused (and fails `sessions.rs`'s enumeration test).
 pub fn routes() -> Vec<Route> {
     use Access::{Public, Requires};
-    use Action::{Block, ManageUsers, OwnAccount, Tune, ViewAudit, ViewTable};
+    use Permission::{Block, ManageUsers, OwnAccount, Tune, ViewAudit, ViewTable};
     vec![
         route(Method::GET, LOGIN_PATH, Public),
         route(Method::POST, SIGN_IN_PATH, Public),
@@ -310,13 +310,13 @@ mod tests {
         );
         assert_eq!(
             access(&Method::HEAD, "/users"),
-            Ok(Access::Requires(Action::ManageUsers))
+            Ok(Access::Requires(Permission::ManageUsers))
         );
     }
 
     #[test]
     fn every_action_is_reachable_through_some_route() {
-        for action in Action::ALL {
+        for action in Permission::ALL {
             assert!(
                 routes()
                     .iter()
