@@ -13,7 +13,7 @@ use std::{
 
 use ctguard_protocol::{
     ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalAction, JournalEvent, JournalRef,
-    ShortText,
+    Requested, ShortText,
 };
 
 use crate::{
@@ -21,6 +21,7 @@ use crate::{
     firewall::{Element, Firewall, FirewallError},
     guard::Guardrails,
     journal::Journal,
+    peer::PeerIdentity,
     state::BlockStore,
 };
 
@@ -36,6 +37,18 @@ pub struct Requester {
     pub actor: ShortText,
     pub requested_by: IpAddr,
     pub peer_uid: u32,
+}
+
+impl Requester {
+    /// Who asks for `change`: the user and their address as the request names them, the uid as
+    /// the kernel names the peer.
+    pub fn new(change: &(impl Requested + ?Sized), peer: PeerIdentity) -> Self {
+        Self {
+            actor: change.actor().clone(),
+            requested_by: change.requested_by(),
+            peer_uid: peer.uid,
+        }
+    }
 }
 
 /// The host's addresses, read at every check (a function so tests can supply their own).
@@ -291,25 +304,21 @@ impl Blocks {
     }
 
     fn outcome(&self, intent: &JournalRef, ok: bool, detail: String) -> Result<(), HelperError> {
-        self.journal
-            .append(&JournalEvent::Outcome {
-                intent_seq: intent.seq,
-                ok,
-                detail,
-            })
-            .map(drop)
-            .map_err(HelperError::from)
+        self.journal.append(&JournalEvent::Outcome {
+            intent_seq: intent.seq,
+            ok,
+            detail,
+        })?;
+        Ok(())
     }
 
     fn intent(&self, action: JournalAction, who: &Requester) -> Result<JournalRef, HelperError> {
-        self.journal
-            .append(&JournalEvent::Intent {
-                action,
-                actor: Some(who.actor.clone()),
-                requested_by: Some(who.requested_by),
-                peer_uid: Some(who.peer_uid),
-            })
-            .map_err(HelperError::from)
+        Ok(self.journal.append(&JournalEvent::Intent {
+            action,
+            actor: Some(who.actor.clone()),
+            requested_by: Some(who.requested_by),
+            peer_uid: Some(who.peer_uid),
+        })?)
     }
 
     /// Makes `next` the state: saved, then in the kernel. On failure nothing changed.
@@ -324,25 +333,37 @@ impl Blocks {
         Ok(())
     }
 
-    /// One change of the blocks in force, after its intent is journaled: `next` becomes the
-    /// state (saved, then in the kernel), `then` runs (and says what it did), and the outcome is
-    /// journaled. A change that fails is journaled as failed and leaves the state as it was; one
-    /// whose outcome cannot be journaled is undone, never acknowledged.
+    /// The blocks in force, locked, the expired ones dropped; and the time they were read at.
+    fn in_force(&self) -> (BlocksGuard<'_>, u64) {
+        let mut blocks = self.lock();
+        let now = now_unix();
+        blocks.retain(|b| b.expires_unix > now);
+        (blocks, now)
+    }
+
+    /// One change of the blocks in force, the one transaction block and unblock share: `action`'s
+    /// intent is journaled (by `who`), the blocks `next` makes of the current ones and the intent
+    /// become the state (saved, then in the kernel), `then` runs (and says what it did), and the
+    /// outcome is journaled. A change that fails is journaled as failed and leaves the state as
+    /// it was; one whose outcome cannot be journaled is undone, never acknowledged.
     fn transact(
         &self,
         blocks: &mut Vec<ActiveBlock>,
-        intent: &JournalRef,
-        next: Vec<ActiveBlock>,
+        action: JournalAction,
+        who: &Requester,
+        next: impl FnOnce(&[ActiveBlock], &JournalRef) -> Vec<ActiveBlock>,
         then: impl FnOnce() -> String,
-    ) -> Result<(), HelperError> {
+    ) -> Result<JournalRef, HelperError> {
+        let intent = self.intent(action, who)?;
+        let next = next(blocks, &intent);
         let current = std::mem::take(blocks);
         if let Err(error) = self.commit(&current, &next) {
-            let _ = self.outcome(intent, false, error.to_string());
+            let _ = self.outcome(&intent, false, error.to_string());
             *blocks = current;
             return Err(error);
         }
         *blocks = next;
-        if let Err(error) = self.outcome(intent, true, then()) {
+        if let Err(error) = self.outcome(&intent, true, then()) {
             if let Err(undo) = self.commit(blocks, &current) {
                 tracing::error!(%undo, seq = intent.seq, "cannot undo an unjournaled change");
             } else {
@@ -350,7 +371,7 @@ impl Blocks {
             }
             return Err(error);
         }
-        Ok(())
+        Ok(intent)
     }
 
     pub fn block(
@@ -361,9 +382,7 @@ impl Blocks {
         who: &Requester,
     ) -> Result<(ActiveBlock, u64, JournalRef), HelperError> {
         self.check_target(&target, who.requested_by)?;
-        let mut blocks = self.lock();
-        let now = now_unix();
-        blocks.retain(|b| b.expires_unix > now);
+        let (mut blocks, now) = self.in_force();
         if let Some(existing) = blocks
             .iter()
             .find(|b| b.target != target && b.target.overlaps(&target))
@@ -377,17 +396,14 @@ impl Blocks {
         if blocks.len() >= max && !blocks.iter().any(|b| b.target == target) {
             return Err(HelperError::TooManyBlocks { max });
         }
-        let intent = self.intent(
-            JournalAction::Block {
-                target,
-                duration,
-                reason: reason.clone(),
-            },
-            who,
-        )?;
-        let block = ActiveBlock {
+        let action = JournalAction::Block {
             target,
-            reason,
+            duration,
+            reason: reason.clone(),
+        };
+        let block = |intent: &JournalRef| ActiveBlock {
+            target,
+            reason: reason.clone(),
             actor: who.actor.clone(),
             requested_by: who.requested_by,
             created_unix: now,
@@ -395,14 +411,13 @@ impl Blocks {
             journal_seq: intent.seq,
             packets_dropped: None,
         };
-        let mut next: Vec<ActiveBlock> = blocks
-            .iter()
-            .filter(|b| b.target != target)
-            .cloned()
-            .collect();
-        next.push(block.clone());
+        // The target's block replaces any earlier one of the same target.
+        let next = |current: &[ActiveBlock], intent: &JournalRef| {
+            let others = current.iter().filter(|b| b.target != target).cloned();
+            others.chain([block(intent)]).collect()
+        };
         let mut deleted = 0;
-        self.transact(&mut blocks, &intent, next, || {
+        let intent = self.transact(&mut blocks, action, who, next, || {
             match self.deleter.delete(&target) {
                 Ok(count) => {
                     deleted = count;
@@ -415,7 +430,7 @@ impl Blocks {
             }
         })?;
         tracing::info!(%target, actor = %who.actor, seq = intent.seq, deleted, "blocked");
-        Ok((block, deleted, intent))
+        Ok((block(&intent), deleted, intent))
     }
 
     pub fn unblock(
@@ -424,19 +439,19 @@ impl Blocks {
         reason: ShortText,
         who: &Requester,
     ) -> Result<JournalRef, HelperError> {
-        let mut blocks = self.lock();
-        let now = now_unix();
-        blocks.retain(|b| b.expires_unix > now);
+        let (mut blocks, _) = self.in_force();
         if !blocks.iter().any(|b| b.target == target) {
             return Err(HelperError::NotBlocked { target });
         }
-        let intent = self.intent(JournalAction::Unblock { target, reason }, who)?;
-        let next: Vec<ActiveBlock> = blocks
-            .iter()
-            .filter(|b| b.target != target)
-            .cloned()
-            .collect();
-        self.transact(&mut blocks, &intent, next, || "unblocked".to_owned())?;
+        let action = JournalAction::Unblock { target, reason };
+        let next = |current: &[ActiveBlock], _: &JournalRef| {
+            current
+                .iter()
+                .filter(|b| b.target != target)
+                .cloned()
+                .collect()
+        };
+        let intent = self.transact(&mut blocks, action, who, next, || "unblocked".to_owned())?;
         tracing::info!(%target, actor = %who.actor, seq = intent.seq, "unblocked");
         Ok(intent)
     }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use ctguard_protocol::{
-    BlockDuration, BlockTarget, EntryFilter, HelperError, HelperHealth, JournalPage, JournalRef,
-    PROTOCOL_VERSION, Request, Response, ShortText, SysctlKey,
+    BlockRequest, DeleteEntriesRequest, EntryFilter, HelperError, HelperHealth, JournalPage,
+    JournalRef, PROTOCOL_VERSION, Request, Requested, Response, SetSysctlRequest,
+    StartTraceRequest, StopTraceRequest, UnblockRequest,
 };
 
 use crate::{
@@ -87,66 +88,28 @@ impl Handler {
         }
     }
 
-    /// One line per request: what it asks, and who asks (for mutations).
+    /// One line per request: what it asks, and who asks (for mutations: the payload's user and
+    /// address, the kernel's peer uid).
     pub async fn handle(&self, request: Request, peer: PeerIdentity) -> Response {
-        let who = |actor, requested_by| Requester {
-            actor,
-            requested_by,
-            peer_uid: peer.uid,
-        };
+        let who = |change: &dyn Requested| Requester::new(change, peer);
         let answer = match request {
             // A repeated hello is harmless: answer it as the first one was answered.
             Request::Hello { .. } => Ok(self.welcome()),
             Request::Status {} => self.status().await,
             Request::Snapshot {} => self.snapshot().await,
             Request::Entries { filter } => self.entries(filter).await,
-            Request::SetSysctl {
-                key,
-                value,
-                persist,
-                actor,
-                requested_by: by,
-            } => self.set_sysctl(key, value, persist, who(actor, by)).await,
-            Request::Block {
-                target,
-                duration,
-                reason,
-                actor,
-                requested_by: by,
-            } => self.block(target, duration, reason, who(actor, by)).await,
-            Request::Unblock {
-                target,
-                reason,
-                actor,
-                requested_by: by,
-            } => self.unblock(target, reason, who(actor, by)).await,
-            Request::DeleteEntries {
-                target,
-                reason,
-                actor,
-                requested_by: by,
-            } => self.delete_entries(target, reason, who(actor, by)).await,
+            Request::SetSysctl(set) => self.set_sysctl(who(&set), set).await,
+            Request::Block(block) => self.block(who(&block), block).await,
+            Request::Unblock(unblock) => self.unblock(who(&unblock), unblock).await,
+            Request::DeleteEntries(delete) => self.delete_entries(who(&delete), delete).await,
             Request::ListBlocks {} => self.list_blocks().await,
             Request::Journal { page } => self.journal_page(page).await,
             Request::VerifyJournal { expect } => self.verify_journal(expect).await,
             Request::KernelLog {} => kernel_log().await,
             Request::ReadSysctls {} => self.read_sysctls().await,
             Request::Creators { limit } => self.creators(limit),
-            Request::StartTrace {
-                filter,
-                seconds,
-                reason,
-                actor,
-                requested_by: by,
-            } => {
-                self.start_trace(filter, seconds, reason, who(actor, by))
-                    .await
-            }
-            Request::StopTrace {
-                reason,
-                actor,
-                requested_by: by,
-            } => self.stop_trace(reason, who(actor, by)).await,
+            Request::StartTrace(start) => self.start_trace(who(&start), start).await,
+            Request::StopTrace(stop) => self.stop_trace(who(&stop), stop).await,
             Request::Trace {} => self.trace().await,
         };
         answer.unwrap_or_else(|error| Response::Error { error })
@@ -155,7 +118,7 @@ impl Handler {
     async fn status(&self) -> Result<Response, HelperError> {
         let procfs = self.procfs.clone();
         let helper = self.health();
-        let status = blocking(move || procfs.status().map_err(HelperError::from)).await?;
+        let status = blocking(move || Ok(procfs.status()?)).await?;
         Ok(Response::Status { status, helper })
     }
 
@@ -174,12 +137,16 @@ impl Handler {
 
     async fn set_sysctl(
         &self,
-        key: SysctlKey,
-        value: u64,
-        persist: bool,
         who: Requester,
+        set: SetSysctlRequest,
     ) -> Result<Response, HelperError> {
         let sysctls = Arc::clone(&self.sysctls);
+        let SetSysctlRequest {
+            key,
+            value,
+            persist,
+            ..
+        } = set;
         let change = blocking(move || sysctls.set(key, value, persist, &who)).await?;
         Ok(Response::Sysctl {
             key,
@@ -190,14 +157,14 @@ impl Handler {
         })
     }
 
-    async fn block(
-        &self,
-        target: BlockTarget,
-        duration: BlockDuration,
-        reason: ShortText,
-        who: Requester,
-    ) -> Result<Response, HelperError> {
+    async fn block(&self, who: Requester, block: BlockRequest) -> Result<Response, HelperError> {
         let blocks = Arc::clone(&self.blocks);
+        let BlockRequest {
+            target,
+            duration,
+            reason,
+            ..
+        } = block;
         let (block, entries_deleted, journal) =
             blocking(move || blocks.block(target, duration, reason, &who)).await?;
         Ok(Response::Blocked {
@@ -209,22 +176,22 @@ impl Handler {
 
     async fn unblock(
         &self,
-        target: BlockTarget,
-        reason: ShortText,
         who: Requester,
+        unblock: UnblockRequest,
     ) -> Result<Response, HelperError> {
         let blocks = Arc::clone(&self.blocks);
+        let UnblockRequest { target, reason, .. } = unblock;
         let journal = blocking(move || blocks.unblock(target, reason, &who)).await?;
         Ok(Response::Unblocked { target, journal })
     }
 
     async fn delete_entries(
         &self,
-        target: BlockTarget,
-        reason: ShortText,
         who: Requester,
+        delete: DeleteEntriesRequest,
     ) -> Result<Response, HelperError> {
         let blocks = Arc::clone(&self.blocks);
+        let DeleteEntriesRequest { target, reason, .. } = delete;
         let (deleted, journal) =
             blocking(move || blocks.delete_entries(target, reason, &who)).await?;
         Ok(Response::EntriesDeleted {
@@ -261,20 +228,28 @@ impl Handler {
 
     async fn start_trace(
         &self,
-        filter: BlockTarget,
-        seconds: u32,
-        reason: ShortText,
         who: Requester,
+        start: StartTraceRequest,
     ) -> Result<Response, HelperError> {
         let tracer = Arc::clone(&self.tracer);
+        let StartTraceRequest {
+            filter,
+            seconds,
+            reason,
+            ..
+        } = start;
         let (trace, journal) =
             blocking(move || tracer.start(filter, seconds, reason, &who)).await?;
         Ok(Response::TraceStarted { trace, journal })
     }
 
-    async fn stop_trace(&self, reason: ShortText, who: Requester) -> Result<Response, HelperError> {
+    async fn stop_trace(
+        &self,
+        who: Requester,
+        stop: StopTraceRequest,
+    ) -> Result<Response, HelperError> {
         let tracer = Arc::clone(&self.tracer);
-        let (trace, journal) = blocking(move || tracer.stop(reason, &who)).await?;
+        let (trace, journal) = blocking(move || tracer.stop(stop.reason, &who)).await?;
         Ok(Response::TraceStopped { trace, journal })
     }
 
@@ -297,14 +272,9 @@ impl Handler {
 
 /// Counts conntrack's `table full` messages in the kernel log of the last minutes.
 async fn kernel_log() -> Result<Response, HelperError> {
-    let log = blocking(|| {
-        crate::kernel::kmsg::read_summary(
-            std::path::Path::new(crate::kernel::kmsg::DEV_KMSG),
-            crate::kernel::kmsg::WINDOW,
-        )
-        .map_err(HelperError::from)
-    })
-    .await?;
+    use crate::kernel::kmsg;
+    let dev_kmsg = std::path::Path::new(kmsg::DEV_KMSG);
+    let log = blocking(move || Ok(kmsg::read_summary(dev_kmsg, kmsg::WINDOW)?)).await?;
     Ok(Response::KernelLog { log })
 }
 
@@ -408,13 +378,13 @@ mod tests {
     const PEER: PeerIdentity = PeerIdentity { uid: 998, gid: 998 };
 
     fn block(target: &str) -> Request {
-        Request::Block {
+        Request::Block(BlockRequest {
             target: target.parse().expect("target"),
             duration: BlockDuration::from_secs(600).expect("duration"),
             reason: text("flood"),
             requested_by: ADMIN.parse::<IpAddr>().expect("addr"),
             actor: text("alice"),
-        }
+        })
     }
 
     async fn health(handler: &Handler) -> HelperHealth {
@@ -436,12 +406,12 @@ mod tests {
             assert!(matches!(response, Response::Blocked { .. }), "{response:?}");
         }
         assert_eq!(health(&f.handler).await.blocks_active, 2);
-        let unblock = Request::Unblock {
+        let unblock = Request::Unblock(UnblockRequest {
             target: "from 192.0.2.7".parse().expect("target"),
             reason: text("over"),
             requested_by: ADMIN.parse().expect("addr"),
             actor: text("alice"),
-        };
+        });
         let response = f.handler.handle(unblock, PEER).await;
         assert!(
             matches!(response, Response::Unblocked { .. }),
@@ -484,13 +454,13 @@ mod tests {
         let response = f
             .handler
             .handle(
-                Request::SetSysctl {
+                Request::SetSysctl(SetSysctlRequest {
                     key: SysctlKey::NfConntrackMax,
                     value: 262_144,
                     persist: false,
                     actor: text("alice"),
                     requested_by: ADMIN.parse().expect("addr"),
-                },
+                }),
                 PEER,
             )
             .await;

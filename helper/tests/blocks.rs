@@ -10,8 +10,8 @@ mod support;
 use std::time::Duration;
 
 use ctguard_protocol::{
-    ActiveBlock, BlockDuration, BlockTarget, HelperError, HelperHealth, JournalEvent, JournalPage,
-    Request, Response, ShortText,
+    ActiveBlock, BlockDuration, BlockRequest, BlockTarget, DeleteEntriesRequest, HelperError,
+    HelperHealth, JournalEvent, JournalPage, Request, Response, ShortText, UnblockRequest,
 };
 use support::{
     Connection, HelperProcess, have_root,
@@ -40,22 +40,22 @@ fn target(s: &str) -> BlockTarget {
 }
 
 fn block(target_text: &str, secs: u64) -> Request {
-    Request::Block {
+    Request::Block(BlockRequest {
         target: target(target_text),
         duration: BlockDuration::from_secs(secs).unwrap(),
         reason: text("flood in a test"),
         requested_by: ADMIN.parse().unwrap(),
         actor: text("alice"),
-    }
+    })
 }
 
 fn unblock(target_text: &str) -> Request {
-    Request::Unblock {
+    Request::Unblock(UnblockRequest {
         target: target(target_text),
         reason: text("over"),
         requested_by: ADMIN.parse().unwrap(),
         actor: text("alice"),
-    }
+    })
 }
 
 fn helper_for(topology: &Topology, extra: &[&str]) -> HelperProcess {
@@ -357,12 +357,14 @@ fn delete_entries_empties_a_target_without_blocking_it() {
     let net = Topology::new("del");
     let helper = helper_for(&net, &[]);
     net.flood(ATTACKER, 300, 10_000, false);
-    let response = helper.session().ask(&Request::DeleteEntries {
-        target: target(&format!("from {ATTACKER}")),
-        reason: text("clean up"),
-        requested_by: ADMIN.parse().unwrap(),
-        actor: text("alice"),
-    });
+    let response = helper
+        .session()
+        .ask(&Request::DeleteEntries(DeleteEntriesRequest {
+            target: target(&format!("from {ATTACKER}")),
+            reason: text("clean up"),
+            requested_by: ADMIN.parse().unwrap(),
+            actor: text("alice"),
+        }));
     let Response::EntriesDeleted { deleted, .. } = response else {
         panic!("{response:?}");
     };
@@ -372,12 +374,14 @@ fn delete_entries_empties_a_target_without_blocking_it() {
     assert!(net.entries_from(ATTACKER, None) >= 50, "not blocked");
 
     // Nothing to delete is a success.
-    let response = helper.session().ask(&Request::DeleteEntries {
-        target: target("from 192.0.2.99"),
-        reason: text("clean up"),
-        requested_by: ADMIN.parse().unwrap(),
-        actor: text("alice"),
-    });
+    let response = helper
+        .session()
+        .ask(&Request::DeleteEntries(DeleteEntriesRequest {
+            target: target("from 192.0.2.99"),
+            reason: text("clean up"),
+            requested_by: ADMIN.parse().unwrap(),
+            actor: text("alice"),
+        }));
     assert!(
         matches!(response, Response::EntriesDeleted { deleted: 0, .. }),
         "{response:?}"
@@ -408,13 +412,13 @@ fn each_guardrail_refuses_over_the_socket_and_nothing_is_journaled() {
         ),
         ("from 192.0.2.7", ADMIN, "protected_network"),
     ] {
-        let request = Request::Block {
+        let request = Request::Block(BlockRequest {
             target: target(target_text),
             duration: BlockDuration::from_secs(60).unwrap(),
             reason: text("test"),
             requested_by: requested_by.parse().unwrap(),
             actor: text("alice"),
-        };
+        });
         let Response::Error { error } = session.ask(&request) else {
             panic!("{target_text} was blocked");
         };

@@ -13,8 +13,8 @@ use std::{
 
 use ctguard_helper::{journal::Journal, state_dir::StateDir};
 use ctguard_protocol::{
-    ActiveBlock, BlockDuration, JournalEvent, JournalRecord, JournalRef, Request, Response,
-    ShortText,
+    ActiveBlock, BlockDuration, BlockRequest, JournalEvent, JournalRecord, JournalRef, Request,
+    Response, ShortText,
 };
 use support::{
     HelperProcess, have_root,
@@ -158,7 +158,7 @@ fn kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged
     let acked = Arc::clone(&acknowledged);
     let client = std::thread::spawn(move || {
         for i in 0..250u32 {
-            let request = Request::Block {
+            let request = Request::Block(BlockRequest {
                 target: format!("from 10.{}.{}.0/24", 1 + i / 200, i % 200)
                     .parse()
                     .unwrap(),
@@ -166,7 +166,7 @@ fn kill_9_in_a_run_of_blocks_leaves_a_chain_that_verifies_and_every_acknowledged
                 reason: ShortText::new(format!("run {i}")).unwrap(),
                 requested_by: ADMIN.parse().unwrap(),
                 actor: ShortText::new("alice").unwrap(),
-            };
+            });
             match session.try_ask(&request) {
                 Some(Response::Blocked { block, journal, .. }) => {
                     acked.lock().unwrap().push((block, journal));

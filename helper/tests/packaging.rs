@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use ctguard_protocol::{Request, Response};
+use ctguard_protocol::{BlockRequest, Request, Response, SetSysctlRequest};
 use support::{Netns, have_root, session_at, wait_for};
 
 const UNIT: &str = concat!(
@@ -101,24 +101,24 @@ fn the_helper_does_its_whole_job_with_exactly_the_units_capabilities() {
     let answer = session.ask(&Request::Snapshot {});
     assert!(matches!(answer, Response::Snapshot { .. }), "{answer:?}");
     // A block: nft and conntrack as children, the state and journal written.
-    let answer = session.ask(&Request::Block {
+    let answer = session.ask(&Request::Block(BlockRequest {
         target: "from 192.0.2.99".parse().unwrap(),
         duration: ctguard_protocol::BlockDuration::from_secs(60).unwrap(),
         reason: ctguard_protocol::ShortText::new("unit test").unwrap(),
         requested_by: "198.51.100.7".parse().unwrap(),
         actor: ctguard_protocol::ShortText::new("alice").unwrap(),
-    });
+    }));
     assert!(matches!(answer, Response::Blocked { .. }), "{answer:?}");
     let set = netns.exec("nft", &["list", "set", "inet", "ctguard", "v4_saddr"]);
     assert!(set.contains("192.0.2.99"), "{set}");
     // A per-namespace sysctl, written in the namespace.
-    let answer = session.ask(&Request::SetSysctl {
+    let answer = session.ask(&Request::SetSysctl(SetSysctlRequest {
         key: ctguard_protocol::SysctlKey::UdpTimeout,
         value: 31,
         persist: false,
         actor: ctguard_protocol::ShortText::new("alice").unwrap(),
         requested_by: "198.51.100.7".parse().unwrap(),
-    });
+    }));
     assert!(matches!(answer, Response::Sysctl { .. }), "{answer:?}");
     let value = netns.exec("sysctl", &["-n", "net.netfilter.nf_conntrack_udp_timeout"]);
     assert_eq!(value.trim(), "31");

@@ -9,18 +9,18 @@ mod support;
 
 use ctguard_protocol::{
     ConntrackModule, HelperError, JournalEvent, JournalPage, JournalRecord, Request, Response,
-    ShortText, SysctlKey,
+    SetSysctlRequest, ShortText, SysctlKey,
 };
 use support::{HelperProcess, Netns, have_root};
 
 fn set(key: SysctlKey, value: u64, persist: bool) -> Request {
-    Request::SetSysctl {
+    Request::SetSysctl(SetSysctlRequest {
         key,
         value,
         persist,
         actor: ShortText::new("alice").unwrap(),
         requested_by: "192.0.2.200".parse().unwrap(),
-    }
+    })
 }
 
 fn initial(key: SysctlKey) -> u64 {

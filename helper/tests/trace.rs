@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ctguard_protocol::{
     BlockTarget, HelperError, JournalAction, JournalEvent, JournalPage, Protocol, Request,
-    Response, ShortText,
+    Response, ShortText, StartTraceRequest, StopTraceRequest,
     trace::{TraceEnd, TraceReading},
 };
 use support::{
@@ -24,13 +24,13 @@ fn text(s: &str) -> ShortText {
 }
 
 fn start(filter: &str, seconds: u32) -> Request {
-    Request::StartTrace {
+    Request::StartTrace(StartTraceRequest {
         filter: filter.parse::<BlockTarget>().unwrap(),
         seconds,
         reason: text("who floods the guest"),
         requested_by: ADMIN.parse().unwrap(),
         actor: text("alice"),
-    }
+    })
 }
 
 fn reading(session: &mut Connection) -> Option<(TraceReading, bool)> {
@@ -225,11 +225,11 @@ fn one_trace_at_a_time_within_its_bounds_and_a_stop_removes_it() {
             "{refused:?}"
         );
     }
-    let stop = Request::StopTrace {
+    let stop = Request::StopTrace(StopTraceRequest {
         reason: text("seen enough"),
         requested_by: ADMIN.parse().unwrap(),
         actor: text("alice"),
-    };
+    });
     assert!(matches!(
         session.ask(&stop),
         Response::Error {

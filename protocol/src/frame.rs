@@ -65,9 +65,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        ActiveBlock, BlockDuration, BlockTarget, ConntrackStats, ConntrackStatus, EntryFilter,
-        HelperError, HelperHealth, JournalPage, PROTOCOL_VERSION, Protocol, Request, Response,
-        ShortText, SysctlKey,
+        ActiveBlock, BlockDuration, BlockRequest, BlockTarget, ConntrackStats, ConntrackStatus,
+        DeleteEntriesRequest, EntryFilter, HelperError, HelperHealth, JournalPage,
+        PROTOCOL_VERSION, Protocol, Request, Response, SetSysctlRequest, ShortText,
+        StartTraceRequest, StopTraceRequest, SysctlKey, UnblockRequest,
     };
 
     fn text(s: &str) -> ShortText {
@@ -113,33 +114,33 @@ mod tests {
                     limit: 100,
                 },
             },
-            Request::SetSysctl {
+            Request::SetSysctl(SetSysctlRequest {
                 key: SysctlKey::TcpTimeoutEstablished,
                 value: 180,
                 persist: true,
                 actor: text("alice"),
                 requested_by: "198.51.100.5".parse().expect("addr"),
-            },
-            Request::Block {
+            }),
+            Request::Block(BlockRequest {
                 target: seed_target(),
                 duration: BlockDuration::from_secs(3600).expect("duration"),
                 reason: text("DNS reflection"),
                 requested_by: "::ffff:198.51.100.5".parse().expect("addr"),
                 actor: text("alice"),
-            },
-            Request::Unblock {
+            }),
+            Request::Unblock(UnblockRequest {
                 target: seed_target(),
                 reason: text("over"),
                 requested_by: "198.51.100.5".parse().expect("addr"),
                 actor: text("alice"),
-            },
+            }),
             Request::ListBlocks {},
-            Request::DeleteEntries {
+            Request::DeleteEntries(DeleteEntriesRequest {
                 target: "from 203.0.113.0/24".parse().expect("target"),
                 reason: text("cleanup"),
                 requested_by: "198.51.100.5".parse().expect("addr"),
                 actor: text("alice"),
-            },
+            }),
             Request::Journal {
                 page: JournalPage { from: 0, limit: 50 },
             },
@@ -210,6 +211,88 @@ mod tests {
             &encode(&Request::Status {}).expect("encodes")[..],
             br#"{"request":"status"}"#
         );
+    }
+
+    /// Every mutation's JSON, byte for byte: the payload structs the variants carry serialise
+    /// exactly as the struct variants they replaced did (protocol version 10's shape).
+    #[test]
+    fn mutation_requests_are_the_documented_json() {
+        let by: std::net::IpAddr = "198.51.100.5".parse().expect("addr");
+        let target = r#"{"network":"50.2.6.12/32","direction":"source","protocol":"udp","port":{"side":"source","port":53}}"#;
+        for (request, json) in [
+            (
+                Request::SetSysctl(SetSysctlRequest {
+                    key: SysctlKey::NfConntrackMax,
+                    value: 262_144,
+                    persist: false,
+                    actor: text("alice"),
+                    requested_by: by,
+                }),
+                r#"{"request":"set_sysctl","key":"net.netfilter.nf_conntrack_max","value":262144,"persist":false,"actor":"alice","requested_by":"198.51.100.5"}"#.to_owned(),
+            ),
+            (
+                Request::Block(BlockRequest {
+                    target: seed_target(),
+                    duration: BlockDuration::from_secs(3600).expect("duration"),
+                    reason: text("DNS reflection"),
+                    requested_by: by,
+                    actor: text("alice"),
+                }),
+                format!(
+                    r#"{{"request":"block","target":{target},"duration":3600,"reason":"DNS reflection","requested_by":"198.51.100.5","actor":"alice"}}"#
+                ),
+            ),
+            (
+                Request::Unblock(UnblockRequest {
+                    target: seed_target(),
+                    reason: text("over"),
+                    requested_by: by,
+                    actor: text("alice"),
+                }),
+                format!(
+                    r#"{{"request":"unblock","target":{target},"reason":"over","requested_by":"198.51.100.5","actor":"alice"}}"#
+                ),
+            ),
+            (
+                Request::DeleteEntries(DeleteEntriesRequest {
+                    target: seed_target(),
+                    reason: text("cleanup"),
+                    requested_by: by,
+                    actor: text("alice"),
+                }),
+                format!(
+                    r#"{{"request":"delete_entries","target":{target},"reason":"cleanup","requested_by":"198.51.100.5","actor":"alice"}}"#
+                ),
+            ),
+            (
+                Request::StartTrace(StartTraceRequest {
+                    filter: seed_target(),
+                    seconds: 60,
+                    reason: text("who floods"),
+                    requested_by: by,
+                    actor: text("alice"),
+                }),
+                format!(
+                    r#"{{"request":"start_trace","filter":{target},"seconds":60,"reason":"who floods","requested_by":"198.51.100.5","actor":"alice"}}"#
+                ),
+            ),
+            (
+                Request::StopTrace(StopTraceRequest {
+                    reason: text("enough"),
+                    requested_by: by,
+                    actor: text("alice"),
+                }),
+                r#"{"request":"stop_trace","reason":"enough","requested_by":"198.51.100.5","actor":"alice"}"#.to_owned(),
+            ),
+        ] {
+            let body = encode(&request).expect("encodes");
+            assert_eq!(std::str::from_utf8(&body).expect("utf-8"), json);
+            assert_eq!(decode::<Request>(json.as_bytes()).expect("decodes"), request);
+            // The payload refuses a field it does not know, as the struct variant did.
+            let extra = format!("{},\"sudo\":true}}", &json[..json.len() - 1]);
+            let error = decode::<Request>(extra.as_bytes()).expect_err("unknown field");
+            assert!(error.to_string().contains("unknown field"), "{error}");
+        }
     }
 
     #[test]

@@ -30,10 +30,12 @@
 //!
 //! Requests: `hello`, `status`, `snapshot`, `entries` (`filter`), `set_sysctl`, `block`, `unblock`,
 //! `list_blocks`, `delete_entries`, `journal` (`page`), `verify_journal`, `kernel_log`,
-//! `read_sysctls`. Every request is a struct variant, even one without fields
-//! (`{"request":"status"}`): serde ignores unknown fields beside a unit variant's tag, and
-//! `deny_unknown_fields` must hold for all of them. `list_blocks` answers each block with
-//! `packets_dropped` when the helper could read the kernel's counters (absent otherwise).
+//! `read_sysctls`, `creators`, `start_trace`, `stop_trace`, `trace`. Every request is a struct
+//! variant, even one without fields (`{"request":"status"}`), or a mutation's payload struct
+//! (`Request::Block(BlockRequest)`, serialised as the struct's fields beside the tag): serde
+//! ignores unknown fields beside a unit variant's tag, and `deny_unknown_fields` must hold for all
+//! of them. `list_blocks` answers each block with `packets_dropped` when the helper could read
+//! the kernel's counters (absent otherwise).
 //!
 //! Values are validated while they are parsed, so a frame with an ill-formed value is refused
 //! like an unknown field: a [`BlockTarget`]'s network must have no host bits set and a port needs
@@ -81,7 +83,10 @@ pub use journal::{
     JournalRef, RecordHash,
 };
 pub use kernel_log::KernelLogSummary;
-pub use message::{HelperError, Request, Response};
+pub use message::{
+    BlockRequest, DeleteEntriesRequest, HelperError, Request, Requested, Response,
+    SetSysctlRequest, StartTraceRequest, StopTraceRequest, UnblockRequest,
+};
 pub use snapshot::{
     ConntrackEntry, EntryFilter, Group, Snapshot, SourcePort, SourceSport, SourceSpread, StateMix,
     TcpState, TopList,

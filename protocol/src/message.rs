@@ -32,41 +32,16 @@ pub enum Request {
     Snapshot {},
     /// The entries matching a filter, at most `filter.limit` of them.
     Entries { filter: EntryFilter },
-    /// Writes an allowlisted sysctl within its bounds and reads it back; `persist` also writes
-    /// it to the helper's sysctl.d file.
-    SetSysctl {
-        key: SysctlKey,
-        value: u64,
-        persist: bool,
-        actor: ShortText,
-        requested_by: IpAddr,
-    },
-    /// Drops `target`'s traffic before conntrack sees it, for `duration`, then deletes its
-    /// existing entries. `requested_by` is the client address of the user asking: the helper
-    /// refuses to block it.
-    Block {
-        target: BlockTarget,
-        duration: BlockDuration,
-        reason: ShortText,
-        requested_by: IpAddr,
-        actor: ShortText,
-    },
+    /// Writes an allowlisted sysctl within its bounds and reads it back.
+    SetSysctl(SetSysctlRequest),
+    /// Drops a target's traffic before conntrack sees it, then deletes its existing entries.
+    Block(BlockRequest),
     /// Removes a block the helper holds (the exact target it was created with).
-    Unblock {
-        target: BlockTarget,
-        reason: ShortText,
-        requested_by: IpAddr,
-        actor: ShortText,
-    },
+    Unblock(UnblockRequest),
     /// The blocks the helper holds.
     ListBlocks {},
-    /// Deletes `target`'s conntrack entries (both directions) without blocking it.
-    DeleteEntries {
-        target: BlockTarget,
-        reason: ShortText,
-        requested_by: IpAddr,
-        actor: ShortText,
-    },
+    /// Deletes a target's conntrack entries (both directions) without blocking it.
+    DeleteEntries(DeleteEntriesRequest),
     /// A page of the helper's audit journal.
     Journal { page: JournalPage },
     /// Checks the whole journal's hash chain now, and that it holds each of `expect` (at most
@@ -79,21 +54,10 @@ pub enum Request {
     /// The top `limit` creators of new entries per key over the last 10 s, minute and 10
     /// minutes, from the kernel's counters (no walk of the table). Read-only.
     Creators { limit: u16 },
-    /// Counts the new flows matching `filter` by source, destination and destination port for
-    /// `seconds` (at most [`crate::trace::MAX_TRACE_SECS`]); one trace at a time.
-    StartTrace {
-        filter: BlockTarget,
-        seconds: u32,
-        reason: ShortText,
-        requested_by: IpAddr,
-        actor: ShortText,
-    },
+    /// Counts the new flows matching a filter for a while; one trace at a time.
+    StartTrace(StartTraceRequest),
     /// Ends the running trace now and removes its table.
-    StopTrace {
-        reason: ShortText,
-        requested_by: IpAddr,
-        actor: ShortText,
-    },
+    StopTrace(StopTraceRequest),
     /// The running trace's counts, or the last one's final counts. Read-only.
     Trace {},
 }
@@ -106,21 +70,120 @@ impl Request {
             Self::Status {} => "status",
             Self::Snapshot {} => "snapshot",
             Self::Entries { .. } => "entries",
-            Self::SetSysctl { .. } => "set_sysctl",
-            Self::Block { .. } => "block",
-            Self::Unblock { .. } => "unblock",
+            Self::SetSysctl(_) => "set_sysctl",
+            Self::Block(_) => "block",
+            Self::Unblock(_) => "unblock",
             Self::ListBlocks {} => "list_blocks",
-            Self::DeleteEntries { .. } => "delete_entries",
+            Self::DeleteEntries(_) => "delete_entries",
             Self::Journal { .. } => "journal",
             Self::VerifyJournal { .. } => "verify_journal",
             Self::KernelLog {} => "kernel_log",
             Self::ReadSysctls {} => "read_sysctls",
             Self::Creators { .. } => "creators",
-            Self::StartTrace { .. } => "start_trace",
-            Self::StopTrace { .. } => "stop_trace",
+            Self::StartTrace(_) => "start_trace",
+            Self::StopTrace(_) => "stop_trace",
             Self::Trace {} => "trace",
         }
     }
+}
+
+/// Who asks for a change, as the server says: every mutation's payload carries the panel user
+/// (`actor`) and the client address they ask from (`requested_by`, which the guardrails refuse to
+/// block). The helper adds the peer's uid from the kernel.
+pub trait Requested {
+    fn actor(&self) -> &ShortText;
+    fn requested_by(&self) -> IpAddr;
+}
+
+// Each mutation's payload is a struct of its own, so the helper's dispatch passes it on whole. A
+// newtype variant of an internally tagged enum serialises as the struct's fields beside the tag,
+// exactly as a struct variant does, so the wire format is the one the variants always had; each
+// payload refuses unknown fields itself (the enum's `deny_unknown_fields` covers struct variants
+// only).
+macro_rules! requested {
+    ($($payload:ty),+) => {$(
+        impl Requested for $payload {
+            fn actor(&self) -> &ShortText {
+                &self.actor
+            }
+            fn requested_by(&self) -> IpAddr {
+                self.requested_by
+            }
+        }
+    )+};
+}
+
+requested!(
+    SetSysctlRequest,
+    BlockRequest,
+    UnblockRequest,
+    DeleteEntriesRequest,
+    StartTraceRequest,
+    StopTraceRequest
+);
+
+/// `set_sysctl`: `persist` also writes the value to the helper's sysctl.d file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetSysctlRequest {
+    pub key: SysctlKey,
+    pub value: u64,
+    pub persist: bool,
+    pub actor: ShortText,
+    pub requested_by: IpAddr,
+}
+
+/// `block`: drops `target`'s traffic for `duration`, then deletes its existing entries.
+/// `requested_by` is the client address of the user asking: the helper refuses to block it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRequest {
+    pub target: BlockTarget,
+    pub duration: BlockDuration,
+    pub reason: ShortText,
+    pub requested_by: IpAddr,
+    pub actor: ShortText,
+}
+
+/// `unblock`: the exact target the block was created with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnblockRequest {
+    pub target: BlockTarget,
+    pub reason: ShortText,
+    pub requested_by: IpAddr,
+    pub actor: ShortText,
+}
+
+/// `delete_entries`: `target`'s entries in both directions (same guardrails as a block).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteEntriesRequest {
+    pub target: BlockTarget,
+    pub reason: ShortText,
+    pub requested_by: IpAddr,
+    pub actor: ShortText,
+}
+
+/// `start_trace`: counts the new flows matching `filter` by source, destination and destination
+/// port for `seconds` (at most [`crate::trace::MAX_TRACE_SECS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartTraceRequest {
+    pub filter: BlockTarget,
+    pub seconds: u32,
+    pub reason: ShortText,
+    pub requested_by: IpAddr,
+    pub actor: ShortText,
+}
+
+/// `stop_trace`: ends the running trace now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopTraceRequest {
+    pub reason: ShortText,
+    pub requested_by: IpAddr,
+    pub actor: ShortText,
 }
 
 /// Everything the helper can answer.

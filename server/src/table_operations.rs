@@ -18,7 +18,8 @@ use ctguard_app::{
     users::ssr::AdminError,
 };
 use ctguard_protocol::{
-    ActiveBlock, BlockDuration, BlockTarget, HelperError, JournalRef, Request, Response, ShortText,
+    ActiveBlock, BlockDuration, BlockRequest, BlockTarget, DeleteEntriesRequest, HelperError,
+    JournalRef, Request, Response, ShortText, StartTraceRequest, StopTraceRequest, UnblockRequest,
     snapshot::EntryFilter, trace::MAX_TRACE_SECS,
 };
 
@@ -429,26 +430,28 @@ impl TableOperator {
                 target,
                 duration_secs,
                 reason,
-            } => Request::Block {
+            } => Request::Block(BlockRequest {
                 target: parse_target(target)?,
                 duration: BlockDuration::from_secs(*duration_secs)
                     .map_err(|e| invalid(format!("{e}.")))?,
                 reason: short_text(reason, "reason")?,
                 requested_by,
                 actor,
-            },
-            Operation::Unblock { target } => Request::Unblock {
+            }),
+            Operation::Unblock { target } => Request::Unblock(UnblockRequest {
                 target: *target,
                 reason: short_text("unblocked from the panel", "reason")?,
                 requested_by,
                 actor,
-            },
-            Operation::DeleteEntries { target, reason } => Request::DeleteEntries {
-                target: parse_target(target)?,
-                reason: short_text(reason, "reason")?,
-                requested_by,
-                actor,
-            },
+            }),
+            Operation::DeleteEntries { target, reason } => {
+                Request::DeleteEntries(DeleteEntriesRequest {
+                    target: parse_target(target)?,
+                    reason: short_text(reason, "reason")?,
+                    requested_by,
+                    actor,
+                })
+            }
             Operation::StartTrace {
                 filter,
                 seconds,
@@ -456,13 +459,13 @@ impl TableOperator {
             } => {
                 let (trace, journal) = self
                     .helper
-                    .start_trace(Request::StartTrace {
+                    .start_trace(Request::StartTrace(StartTraceRequest {
                         filter: parse_filter(filter)?,
                         seconds: trace_length(*seconds)?,
                         reason: short_text(reason, "reason")?,
                         requested_by,
                         actor,
-                    })
+                    }))
                     .await
                     .map_err(from_helper_change)?;
                 return Ok(Executed {
@@ -478,11 +481,11 @@ impl TableOperator {
             Operation::StopTrace {} => {
                 let (trace, journal) = self
                     .helper
-                    .stop_trace(Request::StopTrace {
+                    .stop_trace(Request::StopTrace(StopTraceRequest {
                         reason: short_text("stopped from the panel", "reason")?,
                         requested_by,
                         actor,
-                    })
+                    }))
                     .await
                     .map_err(from_helper_change)?;
                 return Ok(Executed {

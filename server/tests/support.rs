@@ -21,9 +21,9 @@ use ctguard_app::{
     thresholds::Thresholds,
 };
 use ctguard_protocol::{
-    ConntrackStats, ConntrackStatus, CreatorCount, CreatorKey, CreatorList, CreatorWindow,
-    Creators, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION, Protocol, Request,
-    Response, SysctlKey, SysctlReading,
+    BlockRequest, ConntrackStats, ConntrackStatus, CreatorCount, CreatorKey, CreatorList,
+    CreatorWindow, Creators, HelperError, HelperHealth, KernelLogSummary, PROTOCOL_VERSION,
+    Protocol, Request, Response, SetSysctlRequest, StartTraceRequest, SysctlKey, SysctlReading,
     creators::MAX_CREATORS_PER_LIST,
     frame,
     snapshot::{Group, Snapshot, StateMix, TopList},
@@ -895,9 +895,9 @@ impl FakeHelper {
                     while let Some(Ok(body)) = transport.next().await {
                         let request = frame::decode::<Request>(&body).unwrap();
                         let ms = match request {
-                            Request::Block { .. }
-                            | Request::SetSysctl { .. }
-                            | Request::StartTrace { .. } => delay.load(Ordering::SeqCst),
+                            Request::Block(_) | Request::SetSysctl(_) | Request::StartTrace(_) => {
+                                delay.load(Ordering::SeqCst)
+                            }
                             Request::Entries { .. } => walk_delay.load(Ordering::SeqCst),
                             _ => 0,
                         };
@@ -925,13 +925,13 @@ impl FakeHelper {
                                 entries: Vec::new(),
                                 truncated: false,
                             },
-                            Request::Block {
+                            Request::Block(BlockRequest {
                                 target,
                                 duration,
                                 reason,
                                 requested_by,
                                 actor,
-                            } => {
+                            }) => {
                                 blocks.fetch_add(1, Ordering::SeqCst);
                                 Response::Blocked {
                                     block: ctguard_protocol::ActiveBlock {
@@ -968,9 +968,9 @@ impl FakeHelper {
                                     },
                                 }
                             }
-                            Request::StartTrace {
+                            Request::StartTrace(StartTraceRequest {
                                 filter, seconds, ..
-                            } => {
+                            }) => {
                                 traced.lock().unwrap().push("start_trace");
                                 let mut trace = tracing_state.lock().unwrap();
                                 match &trace.reading {
@@ -1002,7 +1002,7 @@ impl FakeHelper {
                                     }
                                 }
                             }
-                            Request::StopTrace { .. } => {
+                            Request::StopTrace(_) => {
                                 traced.lock().unwrap().push("stop_trace");
                                 let mut trace = tracing_state.lock().unwrap();
                                 match trace.reading.as_ref().map(|r| r.info) {
@@ -1071,12 +1071,12 @@ impl FakeHelper {
                                     .collect(),
                                 module: ctguard_protocol::ConntrackModule::Loadable,
                             },
-                            Request::SetSysctl {
+                            Request::SetSysctl(SetSysctlRequest {
                                 key,
                                 value,
                                 persist,
                                 ..
-                            } => {
+                            }) => {
                                 let previous = kernel.lock().unwrap().insert(key, value).unwrap();
                                 Response::Sysctl {
                                     key,
@@ -1086,8 +1086,8 @@ impl FakeHelper {
                                     journal: journaled(77),
                                 }
                             }
-                            request @ (Request::Unblock { .. }
-                            | Request::DeleteEntries { .. }
+                            request @ (Request::Unblock(_)
+                            | Request::DeleteEntries(_)
                             | Request::Journal { .. }) => Response::Error {
                                 error: HelperError::Unsupported {
                                     request: request.name().into(),

@@ -16,7 +16,8 @@ use ctguard_app::{
     users::ssr::AdminError,
 };
 use ctguard_protocol::{
-    ConntrackModule, ConntrackStatus, Request, Response, SysctlKey, SysctlReading, SysctlScope,
+    ConntrackModule, ConntrackStatus, Request, Response, SetSysctlRequest, SysctlKey,
+    SysctlReading, SysctlScope,
 };
 
 use super::{Plan, TableOperator, from_helper, from_helper_change, invalid};
@@ -400,13 +401,13 @@ impl TableOperator {
             if let Some(buckets) =
                 buckets_now.and_then(|now| tuning::buckets_for_new_limit(write.value, now))
             {
-                let request = Request::SetSysctl {
+                let request = Request::SetSysctl(SetSysctlRequest {
                     key: SysctlKey::NfConntrackBuckets,
                     value: buckets,
                     persist: write.persist,
                     actor: actor.clone(),
                     requested_by,
-                };
+                });
                 match self
                     .helper
                     .call(request)
@@ -418,13 +419,13 @@ impl TableOperator {
                 }
             }
         }
-        let request = Request::SetSysctl {
+        let request = Request::SetSysctl(SetSysctlRequest {
             key: write.key,
             value: write.value,
             persist: write.persist,
             actor,
             requested_by,
-        };
+        });
         match self
             .helper
             .call(request)
