@@ -4,6 +4,8 @@
 //! Unlike an admin's changes these are not previewed: the current password (or a code from the
 //! new second factor) is what confirms them.
 
+pub mod page;
+
 use leptos::{prelude::*, server_fn::codec::Json};
 use serde::{Deserialize, Serialize};
 
@@ -118,9 +120,9 @@ pub mod ssr {
 
     use super::{Enrolment, OwnAccount};
     use crate::{
+        admin::users::ssr::AdminError,
         auth::Permission,
         session::{require, require_even_before_enrolment},
-        users::ssr::AdminError,
     };
 
     #[async_trait::async_trait]

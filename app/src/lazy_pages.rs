@@ -10,9 +10,10 @@
 use leptos::prelude::*;
 use leptos_router::{LazyRoute, lazy_route};
 
-use crate::pages::{
-    account::AccountPage, audit::AuditPage, blocks::BlocksPage, suspicious::SuspiciousPage,
-    tuning::TuningPage, users::UsersPage,
+use crate::{
+    account::page::AccountPage,
+    admin::{audit::page::AuditPage, users::page::UsersPage},
+    operators::{blocks::BlocksPage, suspicious::SuspiciousPage, tuning::page::TuningPage},
 };
 
 /// Which staff page a path names.

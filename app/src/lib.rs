@@ -2,30 +2,29 @@
 //! the browser from the same code.
 
 pub mod account;
-pub mod audit;
+pub mod admin;
 pub mod auth;
-pub mod block_scope;
-pub mod clock;
 pub mod components;
 pub mod confirm;
-pub mod creators;
+pub mod dashboard;
 pub mod format;
-pub mod history;
 pub mod lazy_pages;
-pub mod live;
-pub mod operations;
-pub mod pages;
-pub mod seed;
+pub mod operators;
 pub mod session;
-pub mod settings;
-pub mod suspicion;
-pub mod thresholds;
-pub mod trace;
-pub mod trend;
-pub mod tuning;
-pub mod users;
 pub mod utc;
-pub mod walk_wait;
+
+// The paths from before the regrouping (issue 18, item 3), kept only for the files another change
+// is rewriting now (server/src/table_operations.rs and its tuning.rs, server/tests/support.rs):
+// remove once those import the new paths.
+#[doc(hidden)]
+pub use self::{
+    admin::users,
+    dashboard::{self as seed, live, thresholds, trend},
+    operators::{
+        creators, operations, suspicion, trace,
+        tuning::{self as settings, advice as tuning},
+    },
+};
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -36,9 +35,9 @@ use leptos_router::{
 
 use crate::{
     auth::Permission,
+    dashboard::page::Dashboard,
     lazy_pages::StaffRoute,
-    pages::{dashboard::Dashboard, login::LoginPage},
-    session::{ACCOUNT_PATH, LOGOUT_PATH, current_user_query},
+    session::{ACCOUNT_PATH, LOGOUT_PATH, current_user_query, login::LoginPage},
 };
 
 /// The Content-Security-Policy of a page: scripts only from this origin or carrying this

@@ -1,6 +1,8 @@
 //! The signed-in session as the UI sees it: the paths of the sign-in flow, its error codes, and the
 //! server function that tells the UI who is signed in.
 
+pub mod login;
+
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use ctguard_app::{
-    auth::{CurrentUser, Role},
-    confirm::Preview,
-    users::{
+    admin::users::{
         Account, SessionInfo, UserChange,
         ssr::{AccountAdmin, AdminError},
     },
+    auth::{CurrentUser, Role},
+    confirm::Preview,
 };
 
 use crate::{

@@ -6,7 +6,7 @@ pub mod aggregate;
 pub mod retention;
 
 use ctguard_app::{
-    audit::{AuditCursor, ValidFilter},
+    admin::audit::{AuditCursor, ValidFilter},
     auth::CurrentUser,
 };
 use ctguard_protocol::{JournalRef, RecordHash};

@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ctguard_app::{
-    audit::AuditFilter,
+    admin::audit::AuditFilter,
     auth::{CurrentUser, Permission},
     utc,
 };

@@ -1,7 +1,7 @@
 //! The Audit page's server side: pages of the audit store for admins, behind
-//! [`ctguard_app::audit::ssr::AuditLog`] (the UI's server function checks the role, then calls it).
+//! [`ctguard_app::admin::audit::ssr::AuditLog`] (the UI's server function checks the role, then calls it).
 
-use ctguard_app::audit::{
+use ctguard_app::admin::audit::{
     AuditEntry, AuditPage, AuditQuery, JournalReport,
     ssr::{AuditError, AuditLog},
 };

@@ -7,7 +7,7 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand};
-use ctguard_app::thresholds::Thresholds;
+use ctguard_app::dashboard::thresholds::Thresholds;
 use ctguard_protocol::creators::MAX_CREATORS_PER_LIST;
 use leptos::config::{Env, LeptosOptions};
 

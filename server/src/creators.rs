@@ -11,7 +11,7 @@ use axum::{
 };
 use ctguard_app::{
     auth::{CurrentUser, Permission},
-    creators::{CREATORS_LISTED, CreatorsUnavailable, CreatorsView},
+    operators::creators::{CREATORS_LISTED, CreatorsUnavailable, CreatorsView},
 };
 use ctguard_protocol::{HelperError, creators::MAX_CREATORS_PER_LIST};
 use serde::Deserialize;

@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ctguard_app::live::HelperOutage;
+use ctguard_app::dashboard::live::HelperOutage;
 use ctguard_protocol::{
     ConntrackStatus, Creators, HelperError, HelperHealth, JournalRef, KernelLogSummary,
     PROTOCOL_VERSION, Request, Response,

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use ctguard_app::{history::MinutePoint, seed::ssr::SharedHistory};
+use ctguard_app::{dashboard::history::MinutePoint, dashboard::ssr::SharedHistory};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 

@@ -21,7 +21,7 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use ctguard_app::live::{SIGNED_OUT_EVENT, ssr::LiveFeed};
+use ctguard_app::dashboard::live::{SIGNED_OUT_EVENT, ssr::LiveFeed};
 use futures::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 

@@ -13,8 +13,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ctguard_app::{
-    creators::DEFAULT_WINDOW_SECS,
-    live::{LiveSample, ssr::LiveFeed},
+    dashboard::live::{LiveSample, ssr::LiveFeed},
+    operators::creators::DEFAULT_WINDOW_SECS,
 };
 use ctguard_protocol::{ConntrackStats, CreatorKey, Creators};
 
@@ -367,7 +367,7 @@ mod tests {
         status::{CpuStats, TableIdentity},
     };
 
-    use ctguard_app::live::AssuredReading;
+    use ctguard_app::dashboard::live::AssuredReading;
 
     use super::*;
     use crate::sampler::counters::CounterTracker;
@@ -579,7 +579,7 @@ mod tests {
                             count(
                                 i,
                                 6_000 / u64::from(i),
-                                ctguard_app::creators::has_service(key),
+                                ctguard_app::operators::creators::has_service(key),
                             )
                         })
                         .collect(),

@@ -1,7 +1,7 @@
 //! Who is asking a server function to change something: the signed-in user, the login (session)
 //! confirmations are bound to, and the client address audits record, all read from the request.
 
-use ctguard_app::{auth::CurrentUser, users::ssr::AdminError};
+use ctguard_app::{admin::users::ssr::AdminError, auth::CurrentUser};
 
 use crate::{audit::Outcome, auth::authenticate::SessionLogin, client::ClientInfo};
 

@@ -15,10 +15,10 @@ use std::{
 };
 
 use ctguard_app::{
-    creators::{CreatorsView, top_source, top_turned_away},
-    live::{LiveSample, TopCreator, TopTurnedAway},
-    seed::ssr::SharedHistory,
-    trend::Point,
+    dashboard::live::{LiveSample, TopCreator, TopTurnedAway},
+    dashboard::ssr::SharedHistory,
+    dashboard::trend::Point,
+    operators::creators::{CreatorsView, top_source, top_turned_away},
 };
 use ctguard_protocol::{Creators, KernelLogSummary};
 use tokio::{sync::watch, task::JoinHandle, time::MissedTickBehavior};

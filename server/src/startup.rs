@@ -17,16 +17,16 @@ use axum::{
 use ctguard_app::{
     App,
     account::ssr::SharedOwnAccount,
-    audit::{AUDIT_CSV_PATH, ssr::SharedAuditLog},
-    history::History,
-    live::{LIVE_EVENTS_PATH, ssr::LiveFeed},
-    operations::ssr::SharedTableOperations,
-    seed::ssr::SharedHistory,
+    admin::audit::{AUDIT_CSV_PATH, ssr::SharedAuditLog},
+    admin::users::ssr::SharedAccountAdmin,
+    dashboard::history::History,
+    dashboard::live::{LIVE_EVENTS_PATH, ssr::LiveFeed},
+    dashboard::ssr::SharedHistory,
+    dashboard::thresholds::Thresholds,
+    operators::operations::ssr::SharedTableOperations,
+    operators::tuning::ssr::SharedSettingsSource,
     session::{LOGOUT_PATH, SECOND_FACTOR_PATH, SIGN_IN_PATH},
-    settings::ssr::SharedSettingsSource,
     shell,
-    thresholds::Thresholds,
-    users::ssr::SharedAccountAdmin,
 };
 use leptos::{config::LeptosOptions, prelude::provide_context};
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};

@@ -6,8 +6,8 @@
 mod support;
 
 use ctguard_app::{
+    admin::users::{ApplyUserChange, PreviewUserChange},
     auth::{Permission, Role},
-    users::{ApplyUserChange, PreviewUserChange},
 };
 use ctguard_server::{
     audit::AuditStore,

@@ -7,9 +7,9 @@
 mod support;
 
 use ctguard_app::{
-    audit::{AuditPage, JournalReport, JournalStatus, QueryAudit},
+    admin::audit::{AuditPage, JournalReport, JournalStatus, QueryAudit},
     auth::Role,
-    operations::{ApplyOperation, PreviewOperation},
+    operators::operations::{ApplyOperation, PreviewOperation},
 };
 use ctguard_server::{
     audit::{AuditEvent, AuditStore, Outcome},
@@ -501,13 +501,13 @@ async fn two_hundred_parallel_throttled_sign_ins_are_one_record_counting_exactly
 async fn a_single_refusal_is_on_record_at_once_and_repeats_fold_into_it() {
     async fn forbidden(app: &TestApp, user: &reqwest::Client) -> reqwest::StatusCode {
         let change = json!({ "token": "x", "change": { "kind": "set_role", "username": "otto", "role": "admin" } });
-        let path = ctguard_app::users::ApplyUserChange::PATH;
+        let path = ctguard_app::admin::users::ApplyUserChange::PATH;
         app.post_json(user, path, &change).await.status()
     }
     async fn records(
         app: &TestApp,
         admin: &reqwest::Client,
-    ) -> Vec<ctguard_app::audit::AuditEntry> {
+    ) -> Vec<ctguard_app::admin::audit::AuditEntry> {
         query(app, admin, json!({ "filter": { "action": "forbidden" } }))
             .await
             .entries
@@ -753,7 +753,7 @@ fn archived_ids(state: &std::path::Path) -> (Vec<i64>, Vec<String>) {
 async fn sweep_record(
     app: &TestApp,
     admin: &reqwest::Client,
-) -> Vec<ctguard_app::audit::AuditEntry> {
+) -> Vec<ctguard_app::admin::audit::AuditEntry> {
     query(
         app,
         admin,

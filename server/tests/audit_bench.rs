@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use ctguard_app::audit::{AuditCursor, ValidFilter};
+use ctguard_app::admin::audit::{AuditCursor, ValidFilter};
 use ctguard_server::{
     audit::{AuditRecord, AuditStore, PageAt},
     audit_export::{MAX_EXPORT_ROWS, to_csv},

@@ -11,10 +11,10 @@ mod support;
 
 use ctguard_app::{
     auth::Role,
-    creators::{CreatorsUnavailable, CreatorsView},
-    live::{LiveSample, TopCreator, TopTurnedAway},
-    operations::{ListCreators, Suspects, SuspectsView},
-    suspicion::Reason,
+    dashboard::live::{LiveSample, TopCreator, TopTurnedAway},
+    operators::creators::{CreatorsUnavailable, CreatorsView},
+    operators::operations::{ListCreators, Suspects, SuspectsView},
+    operators::suspicion::Reason,
 };
 use ctguard_protocol::{
     CreatorKey, Creators,

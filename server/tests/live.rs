@@ -9,11 +9,11 @@ mod support;
 
 use ctguard_app::{
     auth::Role,
-    live::{HelperOutage, LiveSample},
+    dashboard::live::{HelperOutage, LiveSample},
 };
 use std::time::{Duration, Instant};
 
-use ctguard_app::{live::SIGNED_OUT_EVENT, session::LOGOUT_PATH};
+use ctguard_app::{dashboard::live::SIGNED_OUT_EVENT, session::LOGOUT_PATH};
 use ctguard_server::live_events::{RECHECK_EVERY, STREAMS_PER_LOGIN};
 use serde_json::json;
 use support::{

@@ -7,7 +7,7 @@
 mod support;
 
 use ctguard_app::auth::Role;
-use ctguard_app::{live::LiveSample, thresholds::Thresholds};
+use ctguard_app::{dashboard::live::LiveSample, dashboard::thresholds::Thresholds};
 use ctguard_server::domain::MetricsToken;
 use support::{FakeHelper, LiveEvents, eventually, spawn_app, spawn_app_in, spawn_app_with};
 

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ctguard_app::{
     auth::Role,
-    live::LiveSample,
-    operations::{ApplyOperation, EntriesOf, PreviewOperation},
+    dashboard::live::LiveSample,
+    operators::operations::{ApplyOperation, EntriesOf, PreviewOperation},
 };
 use ctguard_server::{audit::AuditStore, db};
 use futures::future::join_all;

@@ -9,7 +9,7 @@
 mod support;
 
 use ctguard_app::{
-    auth::Role, seed::LoadDashboard, session::CurrentUserQuery, users::ApplyUserChange,
+    admin::users::ApplyUserChange, auth::Role, dashboard::LoadDashboard, session::CurrentUserQuery,
 };
 use ctguard_server::{
     auth::authorize::{access, routes},

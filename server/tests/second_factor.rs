@@ -9,8 +9,8 @@ mod support;
 
 use ctguard_app::{
     account::{BeginSecondFactor, ConfirmSecondFactor, MyAccount, OwnAccount, RemoveSecondFactor},
+    admin::users::ListAccounts,
     auth::Role,
-    users::ListAccounts,
 };
 use ctguard_server::db;
 use leptos::server_fn::ServerFn;

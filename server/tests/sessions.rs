@@ -17,8 +17,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use ctguard_app::{
+    admin::users::{Account, ListAccounts},
     auth::Role,
-    users::{Account, ListAccounts},
 };
 use ctguard_server::db;
 use leptos::server_fn::ServerFn;
@@ -215,7 +215,7 @@ async fn signed_in_answers_are_not_stored_by_caches_but_static_files_may_be() {
         "the live feed"
     );
     let seed = app
-        .post_form(&viewer, ctguard_app::seed::SEED_PATH, &[])
+        .post_form(&viewer, ctguard_app::dashboard::SEED_PATH, &[])
         .await;
     assert_eq!(seed.status(), 200);
     assert_eq!(

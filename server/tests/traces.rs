@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use ctguard_app::{
     auth::Role,
     confirm::Preview,
-    operations::{ApplyOperation, PreviewOperation, ReadTrace},
-    trace::TraceView,
+    operators::operations::{ApplyOperation, PreviewOperation, ReadTrace},
+    operators::trace::TraceView,
 };
 use ctguard_server::{audit::AuditStore, db};
 use leptos::server_fn::ServerFn;

@@ -9,11 +9,11 @@
 mod support;
 
 use ctguard_app::{
-    audit::{AuditPage, QueryAudit},
+    admin::audit::{AuditPage, QueryAudit},
     auth::Role,
     confirm::Preview,
-    operations::{ApplyOperation, ApplyTuning, PreviewOperation, PreviewTuning},
-    settings::{LoadTuning, TuningView},
+    operators::operations::{ApplyOperation, ApplyTuning, PreviewOperation, PreviewTuning},
+    operators::tuning::{LoadTuning, TuningView},
 };
 use ctguard_protocol::SysctlKey;
 use ctguard_server::{audit::AuditStore, db};
@@ -461,7 +461,7 @@ async fn an_established_timeout_below_rfc_5382_takes_a_second_explicit_confirmat
     assert_ne!(once.status(), 200);
     let text = once.text().await.unwrap();
     assert!(
-        text.contains(ctguard_app::tuning::FIRST_OF_TWO_CONFIRMATIONS),
+        text.contains(ctguard_app::operators::tuning::advice::FIRST_OF_TWO_CONFIRMATIONS),
         "{text}"
     );
     assert_eq!(

@@ -7,7 +7,9 @@ use crate::{
     auth,
     components::confirm_dialog::ConfirmDialog,
     confirm::Preview,
-    operations::{Operation, apply_operation, apply_tuning, preview_operation, preview_tuning},
+    operators::operations::{
+        Operation, apply_operation, apply_tuning, preview_operation, preview_tuning,
+    },
 };
 
 /// Server function errors arrive as "error running server function: …"; show only the message.
@@ -17,9 +19,9 @@ pub fn clean_error(error: &ServerFnError) -> String {
 }
 
 /// Whether the server's answer is the first of two confirmations (see
-/// [`crate::tuning::FIRST_OF_TWO_CONFIRMATIONS`]).
+/// [`crate::operators::tuning::advice::FIRST_OF_TWO_CONFIRMATIONS`]).
 pub fn asks_second_confirmation(message: &str) -> bool {
-    message.starts_with(crate::tuning::FIRST_OF_TWO_CONFIRMATIONS)
+    message.starts_with(crate::operators::tuning::advice::FIRST_OF_TWO_CONFIRMATIONS)
 }
 
 type PreviewResult = (Operation, Result<Preview, ServerFnError>);
@@ -188,7 +190,7 @@ mod tests {
     fn the_first_of_two_confirmations_is_recognised_after_the_error_prefix_is_cut() {
         let raw = ServerFnError::new(format!(
             "{}. 180 s (3 min) is below RFC 5382's floor of 2 h 4 min, so nothing was changed yet.",
-            crate::tuning::FIRST_OF_TWO_CONFIRMATIONS
+            crate::operators::tuning::advice::FIRST_OF_TWO_CONFIRMATIONS
         ));
         assert!(asks_second_confirmation(&clean_error(&raw)), "{raw}");
         let other =

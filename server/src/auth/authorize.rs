@@ -15,20 +15,20 @@ use ctguard_app::{
         BeginSecondFactor, ChangeOwnPassword, ConfirmSecondFactor, EndOwnSession, MyAccount,
         RemoveSecondFactor,
     },
-    audit::{AUDIT_CSV_PATH, JournalStatus, QueryAudit},
+    admin::audit::{AUDIT_CSV_PATH, JournalStatus, QueryAudit},
+    admin::users::{ApplyUserChange, ListAccounts, PreviewUserChange},
     auth::{CurrentUser, Permission},
-    live::{LIVE_EVENTS_PATH, LatestSample},
-    operations::{
+    dashboard::LoadDashboard,
+    dashboard::live::{LIVE_EVENTS_PATH, LatestSample},
+    operators::operations::{
         ActiveBlocks, ApplyOperation, ApplyTuning, EntriesOf, ListCreators, PreviewOperation,
         PreviewTuning, ReadTrace, Suspects,
     },
-    seed::LoadDashboard,
+    operators::tuning::LoadTuning,
     session::{
         ACCOUNT_PATH, CurrentUserQuery, LOGIN_PATH, LOGOUT_PATH, SECOND_FACTOR_PATH, SIGN_IN_PATH,
         SecondFactorDue,
     },
-    settings::LoadTuning,
-    users::{ApplyUserChange, ListAccounts, PreviewUserChange},
 };
 use leptos::server_fn::ServerFn;
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use ctguard_app::{
     account::{Enrolment, OwnAccount, OwnSession, ssr::OwnAccountService},
+    admin::users::ssr::AdminError,
     auth::Role,
-    users::ssr::AdminError,
 };
 
 use crate::{

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use ctguard_app::live::AssuredReading;
+use ctguard_app::dashboard::live::AssuredReading;
 use ctguard_protocol::{Request, Response};
 use tokio::{task::JoinHandle, time::Instant};
 
