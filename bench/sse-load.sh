@@ -14,8 +14,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-60}
 clients=${2:-200}
-[[ $seconds =~ ^[0-9]+$ ]] && ((seconds >= 5 && seconds <= 300)) || { echo "SECONDS: 5..300" >&2; exit 2; }
-[[ $clients =~ ^[0-9]+$ ]] && ((clients >= 1 && clients <= 1000)) || { echo "CLIENTS: 1..1000" >&2; exit 2; }
+if [[ ! $seconds =~ ^[0-9]+$ ]] || ((seconds < 5 || seconds > 300)); then echo "SECONDS: 5..300" >&2; exit 2; fi
+if [[ ! $clients =~ ^[0-9]+$ ]] || ((clients < 1 || clients > 1000)); then echo "CLIENTS: 1..1000" >&2; exit 2; fi
 
 export CTGUARD_RUN_DIR=/run/ctguard-bench
 export CTGUARD_LISTEN=127.0.0.1:3200

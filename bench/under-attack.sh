@@ -15,8 +15,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-60}
 clients=${2:-200}
-[[ $seconds =~ ^[0-9]+$ ]] && ((seconds >= 10 && seconds <= 300)) || { echo "SECONDS: 10..300" >&2; exit 2; }
-[[ $clients =~ ^[0-9]+$ ]] && ((clients >= 10 && clients <= 1000)) || { echo "CLIENTS: 10..1000" >&2; exit 2; }
+if [[ ! $seconds =~ ^[0-9]+$ ]] || ((seconds < 10 || seconds > 300)); then echo "SECONDS: 10..300" >&2; exit 2; fi
+if [[ ! $clients =~ ^[0-9]+$ ]] || ((clients < 10 || clients > 1000)); then echo "CLIENTS: 10..1000" >&2; exit 2; fi
 [[ $(id -u) -eq 0 ]] || { echo "under-attack.sh: needs root (the sandbox's namespaces)" >&2; exit 1; }
 
 export CTGUARD_RUN_DIR=/run/ctguard-bench

@@ -22,6 +22,7 @@ if ! flock -n 9; then
   flock -w 1200 9
 fi
 
+# shellcheck disable=SC2317 # shellcheck 0.9 sees no caller: the EXIT trap below runs it.
 cleanup() {
   "$repo/scripts/services.sh" stop-all || true
   "$repo/end2end/sandbox/sandbox.sh" down >/dev/null || true

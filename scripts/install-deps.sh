@@ -4,10 +4,12 @@
 # This script owns the project's machine prerequisites, and only those:
 #   - Debian packages: chromium nftables conntrack iptables iproute2 hping3 socat procps pkg-config
 #     python3 (the sandbox's connection flood, end2end/sandbox/connflood.py), systemd (its
-#     systemd-analyze scores the shipped helper unit), util-linux (setpriv)
+#     systemd-analyze scores the shipped helper unit), util-linux (setpriv), shellcheck (the
+#     test command checks every shell script with it)
 #     (and Node.js/npm, only if no `npm` is on PATH at all);
 #   - the Rust pieces: target wasm32-unknown-unknown, components rustfmt and clippy,
-#     cargo-leptos 0.3.8, wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
+#     cargo-leptos 0.3.8, wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock,
+#     cargo-deny 0.20.2 (the test command's licence, source and duplicate checks, deny.toml);
 #   - end2end/node_modules (npm ci: Playwright, which uses the system Chromium, and binaryen,
 #     which ships the wasm-opt that release builds need: put end2end/node_modules/.bin on PATH);
 #   - the system user and group `ctguard` that ctguard-server runs as.
@@ -18,8 +20,10 @@
 #   --check   only report what is missing; exit 1 if anything is, 0 if all is present
 set -euo pipefail
 
-readonly APT_PACKAGES=(chromium nftables conntrack iptables iproute2 hping3 socat procps pkg-config python3 systemd util-linux)
+readonly APT_PACKAGES=(chromium nftables conntrack iptables iproute2 hping3 socat procps pkg-config python3 systemd util-linux shellcheck)
 readonly CARGO_LEPTOS_VERSION=0.3.8
+# 0.20.2 asks for rustc 1.88 and builds with the machine's 1.95.
+readonly CARGO_DENY_VERSION=0.20.2
 readonly SERVICE_USER=ctguard
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -126,6 +130,17 @@ step_cargo_leptos() {
     cargo install "cargo-leptos@${CARGO_LEPTOS_VERSION}" --locked
 }
 
+step_cargo_deny() {
+    local have
+    have=$(version_of cargo deny)
+    if [[ ${have} == "${CARGO_DENY_VERSION}" ]]; then
+        ok "cargo-deny ${CARGO_DENY_VERSION} present"
+        return 0
+    fi
+    need "cargo-deny ${CARGO_DENY_VERSION} (have: ${have:-none}; ~8 min on 2 cores)" || return 0
+    cargo install "cargo-deny@${CARGO_DENY_VERSION}" --locked
+}
+
 # The version of the `wasm-bindgen` package in Cargo.lock (exactly one is expected).
 lock_wasm_bindgen_version() {
     awk '
@@ -203,6 +218,7 @@ step_apt
 step_rust
 step_cargo_leptos
 step_wasm_bindgen
+step_cargo_deny
 step_cargo_fuzz
 step_npm
 step_user

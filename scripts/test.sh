@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's whole test command (Quick start, command 2; `.ci/run` runs it): installs what is
-# missing, then format check, clippy with warnings denied (native and wasm), unit and integration
+# missing, then shellcheck on every shell script, format check, cargo deny (licences, sources,
+# duplicate versions: deny.toml), the helper's dependency count, the systemd unit's exposure,
+# clippy with warnings denied (native and wasm), unit and integration
 # tests (root ones included: CTGUARD_REQUIRE_ROOT_TESTS=1 forbids skipping them as root), the
 # release build of the site, the size budget of its first wasm bundle (250 KB gzipped), and the
 # Playwright suite against the real sandbox.
@@ -24,8 +26,45 @@ fi
 
 native=(-p ctguard-protocol -p ctguard-helper -p ctguard-app -p ctguard-server)
 
+# Every shell script the repository tracks: *.sh, and any other file whose first line is a
+# bash or sh shebang (.ci/run). shellcheck's defaults (every severity); a warning that is wrong
+# is disabled on its line with the reason beside it, never for a whole file.
+shell_scripts=()
+shebang='^#!.*[/ ](ba|da)?sh([[:space:]]|$)'
+while IFS= read -r -d '' file; do
+  [[ -f $file ]] || continue
+  first_line=$(head -c 128 -- "$file" | head -n 1 | tr -d '\0')
+  if [[ $file == *.sh || $first_line =~ $shebang ]]; then
+    shell_scripts+=("$file")
+  fi
+done < <(git ls-files -z)
+step "shellcheck: ${#shell_scripts[@]} shell scripts"
+shellcheck --version | sed -n 's/^version: /shellcheck /p'
+printf '  %s\n' "${shell_scripts[@]}"
+shellcheck -x "${shell_scripts[@]}"
+echo "shellcheck: no findings"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+# Advisories are left out (deny.toml says why: their database cannot be had offline here).
+step "cargo deny: licences, sources, duplicate versions (deny.toml)"
+cargo deny --locked check licenses bans sources
+
+# The helper runs as root: every crate it links runs as root too, so its tree only shrinks. The count is of the distinct crates (name and version) outside the workspace
+# that `cargo tree -e normal` shows for the host: no dev- or build-only dependencies, proc macros
+# included. 81 on 2026-12-02 (issue 18, item 6): clap, tokio, tracing-subscriber, procfs, nix,
+# netlink-sys, serde_json, sha2 and what they pull in. A change that adds a crate fails here; one
+# that removes some lowers the number.
+helper_deps_max=81
+step "the helper's dependencies: at most $helper_deps_max crates outside the workspace (cargo tree -p ctguard-helper -e normal)"
+helper_deps=$(cargo tree -p ctguard-helper -e normal --prefix none --locked |
+  sed 's/ (\*)$//' | grep -v ' (/' | sort -u | wc -l)
+echo "the helper's normal dependencies: $helper_deps crates"
+if ((helper_deps > helper_deps_max)); then
+  echo "FAILED: the helper now has $helper_deps crates outside the workspace, more than $helper_deps_max: see what came in with cargo tree -p ctguard-helper -e normal" >&2
+  exit 1
+fi
 
 step "clippy (native, all targets)"
 cargo clippy "${native[@]}" --all-targets --locked -- -D warnings

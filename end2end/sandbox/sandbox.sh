@@ -127,7 +127,8 @@ readonly ASSURED_FLOOD_MAX_LIMIT=20000
 readonly LIMIT_MIN=1024
 readonly LIMIT_MAX=1048576
 readonly MAX_PATH=/proc/sys/net/netfilter/nf_conntrack_max
-readonly SANDBOX_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SANDBOX_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly SANDBOX_DIR
 readonly CONNFLOOD=$SANDBOX_DIR/connflood.py
 readonly BUSY=$SANDBOX_DIR/busy.py
 readonly SPOOF=$SANDBOX_DIR/spoof.py
