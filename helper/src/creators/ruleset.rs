@@ -196,28 +196,55 @@ pub fn script(families: Families, capacity: u32, watching: bool) -> String {
             "  chain {hook} {{\n    type filter hook {hook} priority {AFTER_CONNTRACK}; policy accept;\n    ct state new ct status ! confirmed jump count\n  }}"
         );
     }
+    // One path per new flow, without coming back: each set's chain updates its set and goes on
+    // to the next set's chain (`goto`, so nothing returns through `count`), the family chosen
+    // once by a verdict map and the ports' sets entered once for TCP and UDP. A jump per set
+    // from `count`, as before, cost a match, a jump and a return per set on every new flow.
     s.push_str("  chain count {\n");
     let _ = writeln!(s, "    counter name \"{TOTAL_COUNTER}\"");
-    for set in &sets {
-        let only_ports = if has_service(set.key) {
-            "meta l4proto { tcp, udp } "
-        } else {
-            ""
+    match families {
+        Families::Both => {
+            let _ = writeln!(
+                s,
+                "    meta nfproto vmap {{ ipv4 : goto {}, ipv6 : goto {} }}",
+                path_start(false),
+                path_start(true)
+            );
+        }
+        Families::Ipv4 => {
+            let _ = writeln!(s, "    goto {}", path_start(false));
+        }
+    }
+    s.push_str("  }\n");
+    for &ipv6 in ipv6s {
+        for (step, next) in counting_path(ipv6) {
+            let set = step.name();
+            let on = match next {
+                Next::Set(next) => format!(" goto {}", next.name()),
+                Next::Ports => format!(" goto {}", ports_chain(ipv6)),
+                Next::Done => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "  chain {set} {{\n    update @{set} {{ {key} counter }}{on_or_return}\n    counter name \"{overflow}\"{on}\n  }}",
+                key = step.key_expr(),
+                on_or_return = if on.is_empty() {
+                    " return"
+                } else {
+                    on.as_str()
+                },
+                overflow = step.overflow_counter(),
+            );
+        }
+        let first_port_set = CountingSet {
+            ipv6,
+            key: CreatorKey::DestinationSourcePort,
         };
         let _ = writeln!(
             s,
-            "    {}{only_ports}jump {}",
-            family_match(families, set.ipv6),
-            set.name()
-        );
-    }
-    s.push_str("  }\n");
-    for set in &sets {
-        let _ = writeln!(
-            s,
-            "  chain {name} {{\n    update @{name} {{ {key} counter }} return\n    counter name \"{name}_uncounted\"\n  }}",
-            name = set.name(),
-            key = set.key_expr(),
+            "  chain {} {{\n    meta l4proto vmap {{ tcp : goto {first}, udp : goto {first} }}\n  }}",
+            ports_chain(ipv6),
+            first = first_port_set.name(),
         );
     }
     for stage in [Stage::Attempts, Stage::Passed] {
@@ -256,6 +283,48 @@ pub fn script(families: Families, capacity: u32, watching: bool) -> String {
 }
 
 const HOOKS: [&str; 2] = ["prerouting", "output"];
+
+/// Where a set's chain goes once its set is updated (or found full).
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    Set(CountingSet),
+    /// The protocol check in front of the sets keyed by a port.
+    Ports,
+    Done,
+}
+
+/// The first set a new flow of one family is counted in.
+fn path_start(ipv6: bool) -> String {
+    CountingSet {
+        ipv6,
+        key: CreatorKey::ALL[0],
+    }
+    .name()
+}
+
+fn ports_chain(ipv6: bool) -> String {
+    format!("{}_ports", if ipv6 { "v6" } else { "v4" })
+}
+
+/// One family's sets in counting order, each with where it goes next: the address sets, then
+/// (for TCP and UDP only) the sets keyed by a port.
+fn counting_path(ipv6: bool) -> Vec<(CountingSet, Next)> {
+    let sets: Vec<CountingSet> = CreatorKey::ALL
+        .into_iter()
+        .map(|key| CountingSet { ipv6, key })
+        .collect();
+    sets.iter()
+        .enumerate()
+        .map(|(i, &set)| {
+            let next = match sets.get(i + 1) {
+                None => Next::Done,
+                Some(&next) if has_service(next.key) && !has_service(set.key) => Next::Ports,
+                Some(&next) => Next::Set(next),
+            };
+            (set, next)
+        })
+        .collect()
+}
 
 /// The turned-away stages' base chains: `{hook}_before` (attempts, before conntrack) and
 /// `{hook}_after` (passed, right after it), for each hook.
@@ -471,13 +540,33 @@ mod tests {
         assert!(script.contains("type filter hook prerouting priority -199;"));
         assert!(script.contains("type filter hook output priority -199;"));
         assert_eq!(script.matches("size 4096;").count(), 8 + 4, "{script}");
+        assert!(
+            script.contains("meta nfproto vmap { ipv4 : goto v4_source, ipv6 : goto v6_source }")
+        );
+        // Each set's chain goes on to the next set, also when its set is full.
         assert!(script.contains(
-            "update @v4_destination_source_port { ip daddr . meta l4proto . th sport counter } return"
+            "  chain v4_source {\n    update @v4_source { ip saddr counter } goto v4_destination\n    counter name \"v4_source_uncounted\" goto v4_destination\n  }"
         ));
         assert!(script.contains(
-            "meta nfproto ipv6 meta l4proto { tcp, udp } jump v6_source_destination_port"
+            "update @v4_destination_source_port { ip daddr . meta l4proto . th sport counter } goto v4_source_destination_port"
         ));
-        assert!(script.contains("counter name \"v6_source_uncounted\""));
+        // Only TCP and UDP reach the sets keyed by a port.
+        assert!(script.contains(
+            "  chain v6_destination {\n    update @v6_destination { ip6 daddr counter } goto v6_ports\n    counter name \"v6_destination_uncounted\" goto v6_ports\n  }"
+        ));
+        assert!(script.contains(
+            "  chain v6_ports {\n    meta l4proto vmap { tcp : goto v6_destination_source_port, udp : goto v6_destination_source_port }\n  }"
+        ));
+        // The path ends in the last set's chain.
+        assert!(script.contains(
+            "  chain v6_source_destination_port {\n    update @v6_source_destination_port { ip6 saddr . meta l4proto . th dport counter } return\n    counter name \"v6_source_destination_port_uncounted\"\n  }"
+        ));
+        for set in CountingSet::all(Families::Both) {
+            assert!(
+                !script.contains(&format!("jump {}", set.name())),
+                "no jump per set: {script}"
+            );
+        }
     }
 
     #[test]
@@ -555,7 +644,7 @@ mod tests {
             !script.contains("nfproto"),
             "nft refuses it in a table ip: {script}"
         );
-        assert!(script.contains("    jump v4_source\n"), "{script}");
+        assert!(script.contains("    goto v4_source\n"), "{script}");
         assert_eq!(
             delete_script(Families::Ipv4),
             "table ip ctguard_creators\ndelete table ip ctguard_creators\n"
