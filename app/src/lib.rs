@@ -13,19 +13,6 @@ pub mod operators;
 pub mod session;
 pub mod utc;
 
-// The paths from before the regrouping (issue 18, item 3), kept only for the files another change
-// is rewriting now (server/src/table_operations.rs and its tuning.rs, server/tests/support.rs):
-// remove once those import the new paths.
-#[doc(hidden)]
-pub use self::{
-    admin::users,
-    dashboard::{self as seed, live, thresholds, trend},
-    operators::{
-        creators, operations, suspicion, trace,
-        tuning::{self as settings, advice as tuning},
-    },
-};
-
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{

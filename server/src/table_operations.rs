@@ -9,13 +9,17 @@ pub mod tuning;
 use std::{str::FromStr, sync::Arc};
 
 use ctguard_app::{
+    admin::users::ssr::AdminError,
     confirm::Preview,
-    creators::{CREATORS_LISTED, CreatorsView},
     format,
-    operations::{DRILL_DOWN_LIMIT, EntriesView, Operation, SuspectsView, ssr::TableOperations},
-    suspicion,
-    trace::TraceView,
-    users::ssr::AdminError,
+    operators::{
+        creators::{CREATORS_LISTED, CreatorsView},
+        operations::{
+            DRILL_DOWN_LIMIT, EntriesView, Operation, SuspectsView, ssr::TableOperations,
+        },
+        suspicion,
+        trace::TraceView,
+    },
 };
 use ctguard_protocol::{
     ActiveBlock, BlockDuration, BlockRequest, BlockTarget, DeleteEntriesRequest, HelperError,
@@ -277,7 +281,7 @@ impl TableOperator {
                     ),
                     format!(
                         "for {}, until {}",
-                        ctguard_app::trend::duration(duration.secs()),
+                        ctguard_app::dashboard::trend::duration(duration.secs()),
                         format::clock_utc(until * 1000)
                     ),
                     format!(
@@ -375,7 +379,7 @@ impl TableOperator {
                         ),
                         format!(
                             "for {}, until {}; the trace ends by itself then",
-                            ctguard_app::trend::duration(u64::from(seconds)),
+                            ctguard_app::dashboard::trend::duration(u64::from(seconds)),
                             format::clock_utc(until * 1000)
                         ),
                         "nothing is logged to syslog and no traffic is dropped; the helper \

@@ -16,9 +16,7 @@ use std::{
 
 use ctguard_app::{
     auth::Role,
-    live::LiveSample,
-    seed::{DashboardSeed, SEED_PATH},
-    thresholds::Thresholds,
+    dashboard::{DashboardSeed, SEED_PATH, live::LiveSample, thresholds::Thresholds},
 };
 use ctguard_protocol::{
     BlockRequest, ConntrackStats, ConntrackStatus, CreatorCount, CreatorKey, CreatorList,
@@ -355,7 +353,7 @@ impl TestApp {
         let token = self.preview_user_change(admin, change.clone()).await;
         self.post_json(
             admin,
-            ctguard_app::users::ApplyUserChange::PATH,
+            ctguard_app::admin::users::ApplyUserChange::PATH,
             &serde_json::json!({ "token": token, "change": change }),
         )
         .await
@@ -370,7 +368,7 @@ impl TestApp {
         let response = self
             .post_json(
                 admin,
-                ctguard_app::users::PreviewUserChange::PATH,
+                ctguard_app::admin::users::PreviewUserChange::PATH,
                 &serde_json::json!({ "change": change }),
             )
             .await;
@@ -566,7 +564,7 @@ pub fn sample_sysctls() -> BTreeMap<SysctlKey, u64> {
                 SysctlKey::NfConntrackMax => 65_536,
                 SysctlKey::NfConntrackBuckets => 16_384,
                 SysctlKey::TcpTimeoutEstablished => 432_000,
-                other => ctguard_app::tuning::kernel_default(other).unwrap(),
+                other => ctguard_app::operators::tuning::advice::kernel_default(other).unwrap(),
             };
             (key, value)
         })
@@ -624,7 +622,7 @@ pub fn sample_creators() -> Creators {
         let lists = CreatorKey::ALL
             .into_iter()
             .map(|key| {
-                let service = ctguard_app::creators::has_service(key);
+                let service = ctguard_app::operators::creators::has_service(key);
                 let creator = |address: std::net::IpAddr, new_flows: u64| CreatorCount {
                     address,
                     protocol: service.then_some(Protocol::Udp),

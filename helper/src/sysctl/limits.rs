@@ -11,8 +11,8 @@ pub const NEIGH_THRESHOLDS: [SysctlKey; 3] = [
 ];
 
 /// The most of the host's RAM a full table may take. The Tuning page recommends at most 1/16
-/// (app/src/tuning.rs); this is the hard stop above the advice, so a mistyped limit cannot let the
-/// table push the host into the OOM killer.
+/// (app/src/operators/tuning/advice.rs); this is the hard stop above the advice, so a mistyped
+/// limit cannot let the table push the host into the OOM killer.
 pub const TABLE_SHARE_PERCENT: u64 = 25;
 /// The extension area an entry carries as soon as NAT, accounting, timestamps, labels, helpers or
 /// an event listener are in use: at least one kmalloc-128 object (`nf_ct_ext_add`). Whether it is

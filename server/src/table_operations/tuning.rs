@@ -9,11 +9,16 @@ use std::{
 };
 
 use ctguard_app::{
+    admin::users::ssr::AdminError,
     format,
-    operations::Operation,
-    settings::{AppliedSysctl, LastSet, SettingRow, TuningView, ssr::SettingsSource},
-    tuning::{self, Observed, RFC5382_ESTABLISHED_FLOOR_SECS},
-    users::ssr::AdminError,
+    operators::{
+        operations::Operation,
+        tuning::{
+            AppliedSysctl, LastSet, SettingRow, TuningView,
+            advice::{self as tuning, Observed, RFC5382_ESTABLISHED_FLOOR_SECS},
+            ssr::SettingsSource,
+        },
+    },
 };
 use ctguard_protocol::{
     ConntrackModule, ConntrackStatus, Request, Response, SetSysctlRequest, SysctlKey,
@@ -254,7 +259,7 @@ impl TableOperator {
                         format::thousands(status.count)
                     ));
                 }
-                let peak = ctguard_app::settings::ssr::peak_24h()
+                let peak = ctguard_app::operators::tuning::ssr::peak_24h()
                     .unwrap_or(0)
                     .max(status.count);
                 if value < peak.saturating_mul(tuning::PEAK_HEADROOM) && value >= status.count {
