@@ -15,6 +15,7 @@ use tokio::net::{
     unix::{OwnedReadHalf, OwnedWriteHalf},
 };
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tracing::Instrument as _;
 
 use crate::{peer::PeerIdentity, server::Shared};
 
@@ -65,6 +66,7 @@ pub async fn serve(stream: UnixStream, shared: &Shared) {
             return;
         }
     };
+    tracing::Span::current().record("uid", peer.uid);
     let (read, write) = stream.into_split();
     let mut transport = Transport {
         requests: FramedRead::new(read, frame::request_codec()),
@@ -108,7 +110,11 @@ pub async fn serve(stream: UnixStream, shared: &Shared) {
         match next(&mut transport).await {
             Incoming::Request(request) => {
                 let name = request.name();
-                let response = shared.handler.handle(request, peer).await;
+                let response = shared
+                    .handler
+                    .handle(request, peer)
+                    .instrument(tracing::info_span!("request", request = name))
+                    .await;
                 if let Response::Error { error } = &response {
                     tracing::warn!(request = name, uid = peer.uid, %error, "request failed");
                 } else {

@@ -14,6 +14,7 @@ use tokio::{
     signal::unix::SignalKind,
     sync::{Notify, Semaphore},
 };
+use tracing::Instrument as _;
 
 use crate::{
     blocks::Blocks, config::HelperConfig, connection, conntrack::ConntrackTool, creators::Counting,
@@ -113,6 +114,7 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
 
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let mut connections: u64 = 0;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -128,10 +130,17 @@ pub async fn run(config: HelperConfig, initial_netns: Option<std::fs::File>) -> 
                     continue;
                 };
                 let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    connection::serve(stream, &shared).await;
-                    drop(slot);
-                });
+                connections += 1;
+                // One span per connection: every line it logs says which one (and, once the
+                // peer is known, whose: `serve` records the uid).
+                let span = tracing::info_span!("connection", id = connections, uid = tracing::field::Empty);
+                tokio::spawn(
+                    async move {
+                        connection::serve(stream, &shared).await;
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
