@@ -31,7 +31,7 @@ use ctguard_app::{
 use leptos::{config::LeptosOptions, prelude::provide_context};
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use tokio::{net::TcpListener, task::JoinHandle};
-use tower_http::services::ServeDir;
+use tower_http::{services::ServeDir, trace::TraceLayer};
 use tower_sessions::{
     Expiry, SessionManagerLayer, cookie::SameSite, session_store::ExpiredDeletion,
 };
@@ -104,33 +104,37 @@ impl Application {
     }
 
     /// As [`Self::build`], with the clock sessions and throttling use (tests move it by hand).
+    /// In four parts: the live side, sign-in, the operations, and the layers around the routes.
     pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let pool = db::open(&settings.database).await?;
         let session_store = SqliteStore::new(pool.clone());
         session_store.migrate().await?;
-
         let listener = TcpListener::bind(settings.listen).await?;
         let local_addr = listener.local_addr()?;
-        let store = HistoryStore::in_dir(&settings.state_dir);
-        let minutes = store.load().unwrap_or_else(|error| {
-            tracing::warn!(%error, "starting with an empty history");
-            Vec::new()
-        });
-        let history = SharedHistory::new(History::from_minutes(minutes, sampler::now_ms()));
+
         let lanes = HelperLanes::new();
-        let (feed, creators_feed, sampler) = sampler::spawn(
-            HelperClient::new(settings.helper.clone(), lanes.clone(), Lane::Sampler),
-            settings.sample_interval,
-            history.clone(),
-            settings.metrics_top_creators,
+        let live = Live::start(&settings, &lanes);
+        let audit = AuditStore::new(pool.clone());
+        let retention = Retention::in_state_dir(
+            audit.clone(),
+            &settings.state_dir,
+            settings.audit_retention_days,
+        )
+        .spawn(clock.clone());
+        let confirmations = Arc::new(Confirmations::new(
+            clock.clone(),
+            i64::try_from(settings.confirmation_lifetime.as_secs()).unwrap_or(i64::MAX),
+        ));
+        let staff = Staff::new(&settings, &pool, &audit, &clock, &confirmations)?;
+        let (services, audit_log_export) = operations(
+            &settings,
+            lanes,
+            &audit,
+            &clock,
+            confirmations,
+            staff.own_account.clone(),
+            staff.account_admin.clone(),
         );
-        // The helper answers creators from memory: a status read's deadline, in the reads lane.
-        let creators_api = CreatorsApi {
-            helper: HelperClient::new(settings.helper.clone(), lanes.clone(), Lane::Reads),
-        };
-        let saver = store
-            .clone()
-            .spawn_saver(history.clone(), settings.history_save_interval);
         let expired_sessions = tokio::spawn(async move {
             if let Err(error) = session_store
                 .continuously_delete_expired(tokio::time::Duration::from_secs(300))
@@ -140,149 +144,45 @@ impl Application {
             }
         });
 
-        let users = UserStore::new(pool.clone());
-        let logins = LoginStore::new(pool.clone());
-        let audit = AuditStore::new(pool.clone());
-        let retention = Retention::in_state_dir(
-            audit.clone(),
-            &settings.state_dir,
-            settings.audit_retention_days,
-        )
-        .spawn(clock.clone());
-        let refusals = RefusalAudit {
-            audit: audit.clone(),
-            clock: clock.clone(),
-        };
-        let hasher = PasswordHasher::new()?;
-        let throttle = Arc::new(LoginThrottle::new(clock.clone()));
-        let second_factors = SecondFactorStore::new(pool.clone());
-        let login = LoginService {
-            users: users.clone(),
-            logins: logins.clone(),
-            hasher: hasher.clone(),
-            throttle: throttle.clone(),
-            audit: audit.clone(),
-            clock: clock.clone(),
-            pages: PanelPages::new(route_list().iter().map(|page| page.path().to_owned())),
-            devices: DeviceStore::new(pool.clone(), settings.session.secure_cookies),
-            second_factors: second_factors.clone(),
-            policy: settings.session,
-        };
-        let own_account: SharedOwnAccount = Arc::new(OwnAccounts {
-            users: users.clone(),
-            logins: logins.clone(),
-            hasher: hasher.clone(),
-            throttle,
-            second_factors,
-            audit: audit.clone(),
-            clock: clock.clone(),
-            policy: settings.session,
-        });
-        let confirmations = Arc::new(Confirmations::new(
-            clock.clone(),
-            i64::try_from(settings.confirmation_lifetime.as_secs()).unwrap_or(i64::MAX),
-        ));
-        // A table walk, an nft transaction or a journal check takes longer than a status read.
-        let slow_helper = HelperClient::new(
-            HelperSettings {
-                socket: settings.helper.socket.clone(),
-                timeout: settings.helper.slow_timeout,
-                slow_timeout: settings.helper.slow_timeout,
-            },
-            lanes,
-            Lane::Reads,
-        );
-        let table_operator = Arc::new(TableOperator {
-            helper: slow_helper.clone(),
-            audit: audit.clone(),
-            clock: clock.clone(),
-            confirmations: confirmations.clone(),
-            expensive_reads: Arc::default(),
-        });
-        let table_operations: SharedTableOperations = table_operator.clone();
-        let settings_source: SharedSettingsSource = table_operator;
-        let audit_log: SharedAuditLog = Arc::new(AuditReader {
-            audit: audit.clone(),
-            helper: slow_helper,
-        });
-        let audit_export = AuditExport {
-            audit: audit.clone(),
-            clock: clock.clone(),
-        };
-        let account_admin: SharedAccountAdmin = Arc::new(AccountAdministration {
-            users,
-            logins: logins.clone(),
-            hasher,
-            audit,
-            clock: clock.clone(),
-            confirmations,
-            policy: settings.session,
-        });
-        let login_sweeper = logins
-            .clone()
-            .spawn_sweeper(clock.clone(), settings.session);
-        let authenticator = Authenticator {
-            logins,
-            clock,
-            policy: settings.session,
-        };
         let state = AppState {
             leptos_options: settings.leptos_options(local_addr),
-            feed: LiveFeed(feed),
-            history: history.clone(),
+            feed: LiveFeed(live.feed),
+            history: live.history.clone(),
             thresholds: settings.thresholds,
-            login,
-            audit_export,
+            login: staff.login,
+            audit_export: audit_log_export,
             metrics_access: MetricsAccess(settings.metrics_token.clone().map(Arc::new)),
             creators_metrics: CreatorsMetrics {
-                feed: creators_feed,
+                feed: live.creators_feed,
                 top: settings.metrics_top_creators,
             },
-            creators_api,
-            live_streams: LiveStreams::new(authenticator.clone()),
+            creators_api: live.creators_api,
+            live_streams: LiveStreams::new(staff.authenticator.clone()),
         };
-
-        let sessions = SessionManagerLayer::new(SqliteStore::new(pool))
-            .with_name(settings.session.cookie_name())
-            .with_http_only(true)
-            .with_same_site(SameSite::Strict)
-            .with_secure(settings.session.secure_cookies)
-            .with_path("/")
-            .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
-                i64::try_from(settings.session.idle.as_secs()).unwrap_or(i64::MAX),
-            )));
-
-        let services = Services {
-            account_admin,
-            own_account,
-            table_operations,
-            settings_source,
-            audit_log,
+        let refusals = RefusalAudit {
+            audit,
+            clock: clock.clone(),
         };
-        let router = routes(state, services)
-            .layer(middleware::from_fn_with_state(refusals, authorize))
-            .layer(middleware::from_fn_with_state(authenticator, authenticate))
-            .layer(sessions)
-            .layer(middleware::from_fn_with_state(
-                PublicOrigins(settings.public_origins(local_addr).into()),
-                same_origin_only,
-            ))
-            .layer(Extension(TrustedProxy(settings.trusted_proxy)))
-            // Outside everything else: no route, session or file sees an ambiguous path.
-            .layer(middleware::from_fn(refuse_ambiguous_paths));
-        let router = security_headers::apply(router, settings.session.secure_cookies);
+        let router = layers(
+            routes(state, services),
+            &settings,
+            local_addr,
+            pool,
+            refusals,
+            staff.authenticator,
+        );
 
         Ok(Self {
             listener,
             local_addr,
             router,
-            sampler,
-            background: [saver, expired_sessions, login_sweeper]
+            sampler: live.sampler,
+            background: [live.saver, expired_sessions, staff.login_sweeper]
                 .into_iter()
                 .chain(retention)
                 .collect(),
-            store,
-            history,
+            store: live.store,
+            history: live.history,
         })
     }
 
@@ -323,6 +223,217 @@ impl Application {
         self.store.save_logged(&self.history).await;
         Ok(())
     }
+}
+
+/// The live side: the minute history (loaded from the state dir, saved periodically), the
+/// sampler that fills it and the live and creators feeds, and the creators API.
+struct Live {
+    store: HistoryStore,
+    history: SharedHistory,
+    feed: tokio::sync::watch::Receiver<ctguard_app::dashboard::live::LiveSample>,
+    creators_feed: sampler::CreatorsReceiver,
+    creators_api: CreatorsApi,
+    sampler: JoinHandle<()>,
+    saver: JoinHandle<()>,
+}
+
+impl Live {
+    fn start(settings: &Settings, lanes: &Arc<HelperLanes>) -> Self {
+        let store = HistoryStore::in_dir(&settings.state_dir);
+        let minutes = store.load().unwrap_or_else(|error| {
+            tracing::warn!(%error, "starting with an empty history");
+            Vec::new()
+        });
+        let history = SharedHistory::new(History::from_minutes(minutes, sampler::now_ms()));
+        let (feed, creators_feed, sampler) = sampler::spawn(
+            HelperClient::new(settings.helper.clone(), lanes.clone(), Lane::Sampler),
+            settings.sample_interval,
+            history.clone(),
+            settings.metrics_top_creators,
+        );
+        // The helper answers creators from memory: a status read's deadline, in the reads lane.
+        let creators_api = CreatorsApi {
+            helper: HelperClient::new(settings.helper.clone(), lanes.clone(), Lane::Reads),
+        };
+        let saver = store
+            .clone()
+            .spawn_saver(history.clone(), settings.history_save_interval);
+        Self {
+            store,
+            history,
+            feed,
+            creators_feed,
+            creators_api,
+            sampler,
+            saver,
+        }
+    }
+}
+
+/// Staff accounts: signing in (passwords, throttling, second factors, devices), each one's own
+/// account, the admins' account administration, and the authenticator every request passes.
+struct Staff {
+    login: LoginService,
+    own_account: SharedOwnAccount,
+    account_admin: SharedAccountAdmin,
+    authenticator: Authenticator,
+    login_sweeper: JoinHandle<()>,
+}
+
+impl Staff {
+    fn new(
+        settings: &Settings,
+        pool: &sqlx::SqlitePool,
+        audit: &AuditStore,
+        clock: &SharedClock,
+        confirmations: &Arc<Confirmations>,
+    ) -> anyhow::Result<Self> {
+        let users = UserStore::new(pool.clone());
+        let logins = LoginStore::new(pool.clone());
+        let hasher = PasswordHasher::new()?;
+        let throttle = Arc::new(LoginThrottle::new(clock.clone()));
+        let second_factors = SecondFactorStore::new(pool.clone());
+        let login = LoginService {
+            users: users.clone(),
+            logins: logins.clone(),
+            hasher: hasher.clone(),
+            throttle: throttle.clone(),
+            audit: audit.clone(),
+            clock: clock.clone(),
+            pages: PanelPages::new(route_list().iter().map(|page| page.path().to_owned())),
+            devices: DeviceStore::new(pool.clone(), settings.session.secure_cookies),
+            second_factors: second_factors.clone(),
+            policy: settings.session,
+        };
+        let own_account: SharedOwnAccount = Arc::new(OwnAccounts {
+            users: users.clone(),
+            logins: logins.clone(),
+            hasher: hasher.clone(),
+            throttle,
+            second_factors,
+            audit: audit.clone(),
+            clock: clock.clone(),
+            policy: settings.session,
+        });
+        let account_admin: SharedAccountAdmin = Arc::new(AccountAdministration {
+            users,
+            logins: logins.clone(),
+            hasher,
+            audit: audit.clone(),
+            clock: clock.clone(),
+            confirmations: confirmations.clone(),
+            policy: settings.session,
+        });
+        let login_sweeper = logins
+            .clone()
+            .spawn_sweeper(clock.clone(), settings.session);
+        let authenticator = Authenticator {
+            logins,
+            clock: clock.clone(),
+            policy: settings.session,
+        };
+        Ok(Self {
+            login,
+            own_account,
+            account_admin,
+            authenticator,
+            login_sweeper,
+        })
+    }
+}
+
+/// The operations on the table and the audit log, over the helper's slow lane (a table walk, an
+/// nft transaction or a journal check takes longer than a status read), with the services the
+/// server functions find in their context.
+fn operations(
+    settings: &Settings,
+    lanes: Arc<HelperLanes>,
+    audit: &AuditStore,
+    clock: &SharedClock,
+    confirmations: Arc<Confirmations>,
+    own_account: SharedOwnAccount,
+    account_admin: SharedAccountAdmin,
+) -> (Services, AuditExport) {
+    let slow_helper = HelperClient::new(
+        HelperSettings {
+            socket: settings.helper.socket.clone(),
+            timeout: settings.helper.slow_timeout,
+            slow_timeout: settings.helper.slow_timeout,
+        },
+        lanes,
+        Lane::Reads,
+    );
+    let table_operator = Arc::new(TableOperator {
+        helper: slow_helper.clone(),
+        audit: audit.clone(),
+        clock: clock.clone(),
+        confirmations,
+        expensive_reads: Arc::default(),
+    });
+    let audit_log: SharedAuditLog = Arc::new(AuditReader {
+        audit: audit.clone(),
+        helper: slow_helper,
+    });
+    let services = Services {
+        account_admin,
+        own_account,
+        table_operations: table_operator.clone(),
+        settings_source: table_operator,
+        audit_log,
+    };
+    let export = AuditExport {
+        audit: audit.clone(),
+        clock: clock.clone(),
+    };
+    (services, export)
+}
+
+/// The layers around the routes, innermost first: who may (authorize), who is asking
+/// (authenticate), the session, same-origin writes, the trusted proxy, the refusal of ambiguous
+/// paths, one tracing span per request, and the security headers.
+fn layers(
+    router: Router,
+    settings: &Settings,
+    local_addr: SocketAddr,
+    pool: sqlx::SqlitePool,
+    refusals: RefusalAudit,
+    authenticator: Authenticator,
+) -> Router {
+    let sessions = SessionManagerLayer::new(SqliteStore::new(pool))
+        .with_name(settings.session.cookie_name())
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(settings.session.secure_cookies)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+            i64::try_from(settings.session.idle.as_secs()).unwrap_or(i64::MAX),
+        )));
+    let router = router
+        .layer(middleware::from_fn_with_state(refusals, authorize))
+        .layer(middleware::from_fn_with_state(authenticator, authenticate))
+        .layer(sessions)
+        .layer(middleware::from_fn_with_state(
+            PublicOrigins(settings.public_origins(local_addr).into()),
+            same_origin_only,
+        ))
+        .layer(Extension(TrustedProxy(settings.trusted_proxy)))
+        // Outside everything else: no route, session or file sees an ambiguous path.
+        .layer(middleware::from_fn(refuse_ambiguous_paths))
+        // One span per request, around all of it: every line logged while handling it says
+        // which request (the path without its query, which may carry a token). Failures are
+        // logged where they happen, with what went wrong, not again here as bare statuses.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        path = %request.uri().path()
+                    )
+                })
+                .on_failure(()),
+        );
+    security_headers::apply(router, settings.session.secure_cookies)
 }
 
 /// What the server functions find in their context: one implementation per area.
