@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "integration/support.rs"]
 mod support;
 
 #[path = "bench/creators.rs"]

@@ -13,7 +13,69 @@ use std::{
 
 use ctguard_protocol::{PROTOCOL_VERSION, Request, Response, frame};
 
+// A path of its own, so that the benchmarks' binary, which declares this file by `#[path]`, finds
+// it too.
+#[path = "support/topology.rs"]
 pub mod topology;
+
+/// The machine's conntrack settings, which every namespace's table obeys (`nf_conntrack_max`, the
+/// hash size, the neighbour table's thresholds): the tests of this binary run in parallel threads
+/// of one process, so a test that changes them, or compares them with a reading, runs alone
+/// ([`host_alone`]), and every test holds a share from its first namespace ([`Netns::bare`]) until
+/// its thread ends.
+static HOST_SETTINGS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+enum HostTurn {
+    Shared(std::sync::RwLockReadGuard<'static, ()>),
+    Alone,
+}
+
+thread_local! {
+    static HOST_TURN: std::cell::RefCell<Option<HostTurn>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Waits until no other test holds a share of the machine's settings, and keeps them to this test
+/// until the answer is dropped. Taken before the test's first namespace.
+#[must_use]
+pub fn host_alone() -> HostAlone {
+    let guard = HOST_SETTINGS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    HOST_TURN.with(|turn| {
+        let mut turn = turn.borrow_mut();
+        assert!(
+            turn.is_none(),
+            "host_alone is taken before the test's first namespace"
+        );
+        *turn = Some(HostTurn::Alone);
+    });
+    HostAlone { _guard: guard }
+}
+
+/// The machine's settings held by one test alone (see [`host_alone`]).
+pub struct HostAlone {
+    _guard: std::sync::RwLockWriteGuard<'static, ()>,
+}
+
+impl Drop for HostAlone {
+    fn drop(&mut self) {
+        HOST_TURN.with(|turn| turn.borrow_mut().take());
+    }
+}
+
+/// This test's share of the machine's settings, held until its thread ends (once per test).
+fn share_host() {
+    HOST_TURN.with(|turn| {
+        let mut turn = turn.borrow_mut();
+        if turn.is_none() {
+            *turn = Some(HostTurn::Shared(
+                HOST_SETTINGS
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ));
+        }
+    });
+}
 
 /// Tests that need root and namespaces run where they can (CI runs as root, and the test command
 /// sets `CTGUARD_REQUIRE_ROOT_TESTS=1` so they can never be skipped there); elsewhere they skip
@@ -62,6 +124,7 @@ pub struct Netns {
 impl Netns {
     /// A namespace with only `lo` up.
     pub fn bare(tag: &str) -> Self {
+        share_host();
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("ctgtest-{tag}-{}-{n}", std::process::id());

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use ctguard_app::{
     admin::users::ApplyUserChange, auth::Role, dashboard::LoadDashboard, session::CurrentUserQuery,

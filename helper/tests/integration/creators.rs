@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::{
     process::{Command, Stdio},
@@ -19,16 +19,6 @@ use support::{
     topology::{ATTACKER, CLIENT, GUEST, Topology},
     wait_for,
 };
-
-/// The full-table test lowers the global nf_conntrack_max, which every namespace's table obeys:
-/// it runs alone (write), the others beside each other (read).
-static GLOBAL_TABLE_LIMIT: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn shared_limit() -> std::sync::RwLockReadGuard<'static, ()> {
-    GLOBAL_TABLE_LIMIT
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 fn helper_for(topology: &Topology, extra: &[&str]) -> HelperProcess {
     let mut args = vec![
@@ -108,7 +98,6 @@ fn each_new_flow_counts_once_for_its_source_destination_and_service() {
     if !have_root("each_new_flow_counts_once_for_its_source_destination_and_service") {
         return;
     }
-    let _limit = shared_limit();
     let net = Topology::new("crt");
     let helper = helper_for(&net, &[]);
     let mut session = helper.session();
@@ -179,7 +168,6 @@ fn flows_that_expired_before_any_walk_are_still_named_by_their_creator() {
     if !have_root("flows_that_expired_before_any_walk_are_still_named_by_their_creator") {
         return;
     }
-    let _limit = shared_limit();
     let net = Topology::new("crtexp");
     // Unreplied UDP entries live 1 s on this router instead of 30.
     net.router.exec(
@@ -218,7 +206,6 @@ fn a_full_set_counts_the_rest_as_uncounted_and_holds_no_more_than_its_size() {
     if !have_root("a_full_set_counts_the_rest_as_uncounted_and_holds_no_more_than_its_size") {
         return;
     }
-    let _limit = shared_limit();
     let net = Topology::new("crtfull");
     let helper = helper_for(&net, &["--creator-set-size", "64"]);
     let mut session = helper.session();
@@ -271,7 +258,6 @@ fn the_table_goes_with_a_clean_stop_and_comes_back_after_a_flush() {
     if !have_root("the_table_goes_with_a_clean_stop_and_comes_back_after_a_flush") {
         return;
     }
-    let _limit = shared_limit();
     let net = Topology::new("crtlife");
     let helper = helper_for(&net, &[]);
     let mut session = helper.session();
@@ -301,7 +287,6 @@ fn counting_off_leaves_no_table_and_says_so_and_big_asks_are_refused() {
     if !have_root("counting_off_leaves_no_table_and_says_so_and_big_asks_are_refused") {
         return;
     }
-    let _limit = shared_limit();
     let net = Topology::new("crtoff");
     // A table an earlier run left behind goes too.
     net.router.exec("nft", &["add table inet ctguard_creators"]);
@@ -331,7 +316,6 @@ fn ipv4_only_counting_turns_no_ipv6_tracking_on() {
     if !have_root("ipv4_only_counting_turns_no_ipv6_tracking_on") {
         return;
     }
-    let _limit = shared_limit();
     let net = Topology::new("crtv4");
     let helper = helper_for(&net, &["--count-creators", "ipv4"]);
     let mut session = helper.session();
@@ -386,9 +370,9 @@ fn a_full_table_names_whom_it_turns_away_as_the_kernels_drop_counter_counts() {
     if !have_root("a_full_table_names_whom_it_turns_away_as_the_kernels_drop_counter_counts") {
         return;
     }
-    let _alone = GLOBAL_TABLE_LIMIT
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The global nf_conntrack_max, which every namespace's table obeys, is lowered: this test runs
+    // alone among the binary's, the others beside each other (their namespaces share the host).
+    let _alone = support::host_alone();
     // nf_conntrack_max is global: take turns with the end-to-end sandbox and the benchmarks.
     let lock = std::fs::File::create("/run/ctguard-sandbox.lock").unwrap();
     let _turn = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
@@ -514,7 +498,6 @@ fn a_busy_source_whose_flows_all_get_in_is_not_turned_away() {
     if !have_root("a_busy_source_whose_flows_all_get_in_is_not_turned_away") {
         return;
     }
-    let _limit = shared_limit();
     let net = Topology::new("crtbusy");
     // Watching from the first packet: the busy source is seen and must still not be named.
     let helper = helper_for(&net, &["--watch-turned-away-from", "0"]);

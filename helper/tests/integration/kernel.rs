@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use ctguard_protocol::{PROTOCOL_VERSION, Request, Response};
 use support::{HelperProcess, Netns, have_root};

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use ctguard_app::auth::Role;
 use ctguard_app::{dashboard::live::LiveSample, dashboard::thresholds::Thresholds};

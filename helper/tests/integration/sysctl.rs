@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use ctguard_protocol::{
     ConntrackModule, HelperError, JournalEvent, JournalPage, JournalRecord, Request, Response,
@@ -32,13 +32,10 @@ fn initial(key: SysctlKey) -> u64 {
 }
 
 /// Held by every test that writes or compares a global key: tests of one binary run in
-/// parallel, and two of them saving and restoring the same host value would interleave.
-static GLOBAL_KEYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn global_keys() -> std::sync::MutexGuard<'static, ()> {
-    GLOBAL_KEYS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// parallel, and two of them saving and restoring the same host value would interleave, as would
+/// any other test's namespace reading what the host's table obeys.
+fn global_keys() -> support::HostAlone {
+    support::host_alone()
 }
 
 /// Puts a global value back however the test ends.

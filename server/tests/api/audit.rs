@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use ctguard_app::{
     admin::audit::{AuditPage, JournalReport, JournalStatus, QueryAudit},
