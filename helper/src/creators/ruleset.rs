@@ -236,9 +236,13 @@ pub fn script(families: Families, capacity: u32, watching: bool) -> String {
                 overflow = step.overflow_counter(),
             );
         }
+        // The first set keyed by a port, in the path's order.
         let first_port_set = CountingSet {
             ipv6,
-            key: CreatorKey::DestinationSourcePort,
+            key: CreatorKey::ALL
+                .into_iter()
+                .find(|&key| has_service(key))
+                .expect("some keys have a port"),
         };
         let _ = writeln!(
             s,
