@@ -41,11 +41,11 @@ impl StaffPage {
     }
 }
 
-/// Every staff page behind one split point: the five pages share one chunk, fetched on the first
-/// visit to any of them. One chunk rather than one per page: the splitter lays out each chunk's
-/// read-only data on its own alignment boundary, and with a chunk per page (and one per set of
-/// pages sharing code, about thirty) the padding outgrew the original data segment, whereupon the
-/// tool kept all read-only data, the pages' strings included, in the first bundle.
+/// Every staff page behind one split point: the pages of [`StaffPage`] share one chunk, fetched
+/// on the first visit to any of them. One chunk rather than one per page: the splitter lays out
+/// each chunk's read-only data on its own alignment boundary, and with a chunk per page (and one
+/// per set of pages sharing code, about thirty) the padding outgrew the original data segment,
+/// whereupon the tool kept all read-only data, the pages' strings included, in the first bundle.
 #[derive(Debug)]
 pub struct StaffRoute {
     page: Option<StaffPage>,

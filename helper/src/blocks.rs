@@ -17,12 +17,12 @@ use ctguard_protocol::{
 };
 
 use crate::{
+    block_store::BlockStore,
     conntrack::EntryDeleter,
     firewall::{Element, Firewall, FirewallError},
     guard::Guardrails,
     journal::Journal,
     peer::PeerIdentity,
-    state::BlockStore,
 };
 
 /// The most blocks in force at once (`--max-blocks` may lower it): enough for an incident a

@@ -17,7 +17,7 @@ use tokio::net::{
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::Instrument as _;
 
-use crate::{peer::PeerIdentity, server::Shared};
+use crate::{listener::Shared, peer::PeerIdentity};
 
 /// How long a client may take, each bound closing its connection when passed.
 #[derive(Debug, Clone, Copy)]

@@ -288,11 +288,11 @@ mod tests {
 
     use super::*;
     use crate::{
+        block_store::BlockStore,
         conntrack::{ConntrackError, EntryDeleter},
         firewall::{Element, Firewall, FirewallError, Observed},
         guard::Guardrails,
         kernel,
-        state::BlockStore,
         state_dir::StateDir,
     };
 

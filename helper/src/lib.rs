@@ -2,6 +2,7 @@
 //! lets in only the peers its configuration names (checked with `SO_PEERCRED`), and answers the closed
 //! set of requests of `ctguard-protocol`, one handler per request.
 
+pub mod block_store;
 pub mod blocks;
 pub mod child;
 pub mod cli;
@@ -15,12 +16,11 @@ pub mod guard;
 pub mod handler;
 pub mod journal;
 pub mod kernel;
+pub mod listener;
 pub mod netns;
 pub mod notify;
 pub mod peer;
-pub mod server;
 pub mod snapshot;
-pub mod state;
 pub mod state_dir;
 pub mod sysctl;
 pub mod telemetry;

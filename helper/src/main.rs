@@ -7,7 +7,7 @@ use clap::Parser;
 
 use ctguard_helper::{
     cli::{Cli, Command, JournalCommand},
-    journal, netns, server,
+    journal, listener, netns,
     state_dir::StateDir,
 };
 
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config, initial_netns)) {
+    match runtime.block_on(listener::run(config, initial_netns)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "helper stopped");

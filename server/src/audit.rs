@@ -12,7 +12,7 @@ use ctguard_app::{
 use ctguard_protocol::{JournalRef, RecordHash};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use crate::client::ClientInfo;
+use crate::client_info::ClientInfo;
 
 /// Which page of a search: by offset (old bookmarks), or older / newer than a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use ctguard_app::{
 
 use crate::{
     audit::{AuditEvent, AuditRecord, AuditStore, Outcome, PageAt},
-    client::ClientInfo,
+    client_info::ClientInfo,
     clock::SharedClock,
 };
 

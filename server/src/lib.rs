@@ -6,7 +6,7 @@ pub mod audit;
 pub mod audit_export;
 pub mod audit_log;
 pub mod auth;
-pub mod client;
+pub mod client_info;
 pub mod clock;
 pub mod configuration;
 pub mod confirmation;

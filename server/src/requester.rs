@@ -3,7 +3,7 @@
 
 use ctguard_app::{admin::users::ssr::AdminError, auth::CurrentUser};
 
-use crate::{audit::Outcome, auth::authenticate::SessionLogin, client::ClientInfo};
+use crate::{audit::Outcome, auth::authenticate::SessionLogin, client_info::ClientInfo};
 
 #[derive(Debug, Clone)]
 pub struct Requester {

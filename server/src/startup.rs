@@ -53,7 +53,7 @@ use crate::{
         second_factor::SecondFactorStore,
         throttle::LoginThrottle,
     },
-    client::TrustedProxy,
+    client_info::TrustedProxy,
     clock::{SharedClock, SystemClock},
     configuration::{HelperSettings, Settings},
     confirmation::Confirmations,

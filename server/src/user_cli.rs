@@ -15,7 +15,7 @@ use ctguard_app::auth::Role;
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
     auth::{new_password::acceptable, second_factor::SecondFactorStore},
-    client::ClientInfo,
+    client_info::ClientInfo,
     clock::{Clock, SystemClock},
     db,
     domain::{Password, Username},

@@ -7,8 +7,9 @@ use crate::{
     auth,
     components::confirm_dialog::ConfirmDialog,
     confirm::Preview,
-    operators::operations::{
-        Operation, apply_operation, apply_tuning, preview_operation, preview_tuning,
+    operators::{
+        operations::{Operation, apply_operation, preview_operation},
+        tuning::{apply_tuning, preview_tuning},
     },
 };
 

@@ -1,7 +1,8 @@
 //! What operators see and do about the table's fillers: the suspicious sources of a snapshot, the
 //! entries behind one, the active blocks, and the two-step (preview, then confirm) block, unblock
 //! and delete-entries operations. The server implements [`ssr::TableOperations`]; these server
-//! functions check the role again and delegate.
+//! functions check the role again and delegate. (Tuning's two steps go through the same trait
+//! from [`crate::operators::tuning`].)
 
 use ctguard_protocol::{
     ActiveBlock, BlockTarget, SysctlKey,
@@ -188,28 +189,6 @@ pub async fn apply_operation(token: String, operation: Operation) -> Result<Stri
         .map_err(|e| e.into_server_error())
 }
 
-/// Step one for sysctl changes: the same as [`preview_operation`] behind a route only admins
-/// reach, so the server's route table is the first lock on tuning too. (Fixed endpoint names:
-/// the end-to-end suite calls them directly to check the refusal.)
-#[server(input = Json, endpoint = "preview_tuning")]
-pub async fn preview_tuning(operation: Operation) -> Result<Preview, ServerFnError> {
-    ssr::tuner()
-        .await?
-        .preview(operation)
-        .await
-        .map_err(|e| e.into_server_error())
-}
-
-/// Step two for sysctl changes.
-#[server(input = Json, endpoint = "apply_tuning")]
-pub async fn apply_tuning(token: String, operation: Operation) -> Result<String, ServerFnError> {
-    ssr::tuner()
-        .await?
-        .apply(token, operation)
-        .await
-        .map_err(|e| e.into_server_error())
-}
-
 #[cfg(feature = "ssr")]
 pub mod ssr {
     //! The server's side: the trait it implements, handed to the UI as context.
@@ -247,11 +226,6 @@ pub mod ssr {
     /// [`Operation::permission`] and audits a refusal (an operator may block, not tune).
     pub async fn operator() -> Result<SharedTableOperations, ServerFnError> {
         require(Permission::Block).await?;
-        Ok(expect_context::<SharedTableOperations>())
-    }
-
-    pub async fn tuner() -> Result<SharedTableOperations, ServerFnError> {
-        require(Permission::Tune).await?;
         Ok(expect_context::<SharedTableOperations>())
     }
 }

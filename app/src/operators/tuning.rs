@@ -1,16 +1,16 @@
 //! The Tuning page's data: every allowlisted sysctl with its live, persisted, default and
 //! recommended value, the last value the panel set (from the audit log) and whether something else
-//! has changed it since. The server implements [`ssr::SettingsSource`]. The page is in [`page`],
-//! the recommendation maths in [`advice`].
+//! has changed it since, and the two steps (preview, confirm) of a change. The server implements
+//! [`ssr::SettingsSource`]. The page is in [`page`], the recommendation maths in [`advice`].
 
 pub mod advice;
 pub mod page;
 
 use ctguard_protocol::{SysctlKey, SysctlScope};
-use leptos::prelude::*;
+use leptos::{prelude::*, server_fn::codec::Json};
 use serde::{Deserialize, Serialize};
 
-use crate::dashboard::history::History;
+use crate::{confirm::Preview, dashboard::history::History, operators::operations::Operation};
 
 /// A sysctl change the panel carried out, as its audit record keeps it (JSON in `arguments`):
 /// what a revert puts back.
@@ -149,6 +149,29 @@ pub async fn load_tuning() -> Result<TuningView, ServerFnError> {
         .map_err(|e| e.into_server_error())
 }
 
+/// Step one for sysctl changes: the same as
+/// [`preview_operation`](crate::operators::operations::preview_operation) behind a route only admins
+/// reach, so the server's route table is the first lock on tuning too. (Fixed endpoint names:
+/// the end-to-end suite calls them directly to check the refusal.)
+#[server(input = Json, endpoint = "preview_tuning")]
+pub async fn preview_tuning(operation: Operation) -> Result<Preview, ServerFnError> {
+    ssr::tuner()
+        .await?
+        .preview(operation)
+        .await
+        .map_err(|e| e.into_server_error())
+}
+
+/// Step two for sysctl changes.
+#[server(input = Json, endpoint = "apply_tuning")]
+pub async fn apply_tuning(token: String, operation: Operation) -> Result<String, ServerFnError> {
+    ssr::tuner()
+        .await?
+        .apply(token, operation)
+        .await
+        .map_err(|e| e.into_server_error())
+}
+
 #[cfg(feature = "ssr")]
 pub mod ssr {
     //! The server's side: the trait it implements, handed to the UI as context.
@@ -158,7 +181,10 @@ pub mod ssr {
     use leptos::prelude::*;
 
     use super::TuningView;
-    use crate::{admin::users::ssr::AdminError, auth::Permission, session::require};
+    use crate::{
+        admin::users::ssr::AdminError, auth::Permission,
+        operators::operations::ssr::SharedTableOperations, session::require,
+    };
 
     #[async_trait::async_trait]
     pub trait SettingsSource: Send + Sync + std::fmt::Debug {
@@ -180,6 +206,13 @@ pub mod ssr {
     pub async fn source() -> Result<SharedSettingsSource, ServerFnError> {
         require(Permission::ViewTable).await?;
         Ok(expect_context::<SharedSettingsSource>())
+    }
+
+    /// Admins alone reach the sysctl changes' two steps (the route is the first lock; the
+    /// operations check [`crate::operators::operations::Operation::permission`] again).
+    pub async fn tuner() -> Result<SharedTableOperations, ServerFnError> {
+        require(Permission::Tune).await?;
+        Ok(expect_context::<SharedTableOperations>())
     }
 }
 

@@ -19,7 +19,7 @@ use ctguard_app::utc;
 use tokio::task::JoinHandle;
 
 use super::{AuditEvent, AuditRecord, AuditStore, COLUMNS, Finished, Outcome};
-use crate::{audit_export::neutralise, client::ClientInfo, clock::SharedClock};
+use crate::{audit_export::neutralise, client_info::ClientInfo, clock::SharedClock};
 
 /// The default: a little over a year, so last year's incident is still on the page.
 pub const DEFAULT_DAYS: u32 = 400;

@@ -21,10 +21,10 @@ use ctguard_app::{
     dashboard::LoadDashboard,
     dashboard::live::{LIVE_EVENTS_PATH, LatestSample},
     operators::operations::{
-        ActiveBlocks, ApplyOperation, ApplyTuning, EntriesOf, ListCreators, PreviewOperation,
-        PreviewTuning, ReadTrace, Suspects,
+        ActiveBlocks, ApplyOperation, EntriesOf, ListCreators, PreviewOperation, ReadTrace,
+        Suspects,
     },
-    operators::tuning::LoadTuning,
+    operators::tuning::{ApplyTuning, LoadTuning, PreviewTuning},
     session::{
         ACCOUNT_PATH, CurrentUserQuery, LOGIN_PATH, LOGOUT_PATH, SECOND_FACTOR_PATH, SIGN_IN_PATH,
         SecondFactorDue,
@@ -35,7 +35,7 @@ use leptos::server_fn::ServerFn;
 use crate::{
     audit::{AuditEvent, AuditStore, Outcome},
     auth::request_path::is_static_file,
-    client::ClientInfo,
+    client_info::ClientInfo,
     clock::SharedClock,
 };
 

@@ -25,7 +25,7 @@ use crate::{
         second_factor::SecondFactorStore,
         throttle::{Locked, LoginThrottle, Reservation},
     },
-    client::ClientInfo,
+    client_info::ClientInfo,
     clock::SharedClock,
     devices::DeviceStore,
     hashing::PasswordHasher,

@@ -13,7 +13,7 @@ use ctguard_app::{
 };
 use ctguard_server::{
     audit::{AuditEvent, AuditStore, Outcome},
-    client::ClientInfo,
+    client_info::ClientInfo,
     clock::Clock,
     db,
 };

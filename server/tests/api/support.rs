@@ -780,7 +780,7 @@ pub fn sample_snapshot() -> Snapshot {
     }
 }
 
-/// Connections the real helper serves at once (`helper/src/server.rs`); the stand-in too.
+/// Connections the real helper serves at once (`helper/src/listener.rs`); the stand-in too.
 pub const HELPER_MAX_CONNECTIONS: usize = 32;
 
 /// A stand-in helper answering `status` with a fixed count, counting the status requests.

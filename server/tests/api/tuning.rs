@@ -12,8 +12,11 @@ use ctguard_app::{
     admin::audit::{AuditPage, QueryAudit},
     auth::Role,
     confirm::Preview,
-    operators::operations::{ApplyOperation, ApplyTuning, PreviewOperation, PreviewTuning},
     operators::tuning::{LoadTuning, TuningView},
+    operators::{
+        operations::{ApplyOperation, PreviewOperation},
+        tuning::{ApplyTuning, PreviewTuning},
+    },
 };
 use ctguard_protocol::SysctlKey;
 use ctguard_server::{audit::AuditStore, db};

@@ -17,9 +17,10 @@ use tokio::{
 use tracing::Instrument as _;
 
 use crate::{
-    blocks::Blocks, config::HelperConfig, connection, conntrack::ConntrackTool, creators::Counting,
-    firewall::nft::Nft, guard, handler::Handler, journal::Journal, kernel::ProcFs,
-    peer::PeerPolicy, state::BlockStore, state_dir::StateDir, sysctl::Sysctls, trace::Tracer,
+    block_store::BlockStore, blocks::Blocks, config::HelperConfig, connection,
+    conntrack::ConntrackTool, creators::Counting, firewall::nft::Nft, guard, handler::Handler,
+    journal::Journal, kernel::ProcFs, peer::PeerPolicy, state_dir::StateDir, sysctl::Sysctls,
+    trace::Tracer,
 };
 use ctguard_protocol::JournalEvent;
 
