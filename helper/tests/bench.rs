@@ -14,6 +14,9 @@ mod support;
 #[path = "bench/creators.rs"]
 mod creators_bench;
 
+#[path = "bench/profile.rs"]
+mod profile;
+
 use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},

@@ -900,7 +900,63 @@ fn counting_under_a_flood() {
             stop(running);
         }
     }
+    // Where the new-flow flood's CPU goes, one profiled window per table state: the share in
+    // the counting chains is what forwarding loses to them when the flood is CPU-bound.
+    let profiles: Vec<(&str, Option<super::profile::Shares>)> = [
+        ("without the table", None),
+        ("the turned-away stages out", Some(&scripts[0])),
+        ("the turned-away stages in", Some(&scripts[1])),
+    ]
+    .into_iter()
+    .map(|(name, script)| {
+        match script {
+            Some(script) => set_table(&net, script.path(), true),
+            None => set_table(&net, scripts[0].path(), false),
+        }
+        let recording = super::profile::Recording::start(
+            Duration::from_millis(1200),
+            window.saturating_sub(Duration::from_millis(500)),
+        );
+        forwarded_rate(&net, Flood::NewFlows, generators, window);
+        (name, recording.map(super::profile::Recording::finish))
+    })
+    .collect();
+    set_table(&net, scripts[0].path(), false);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    if let [(_, Some(without)), with @ ..] = profiles.as_slice()
+        && with.iter().all(|(_, p)| p.is_some())
+    {
+        // The router's prerouting also holds the helper's blocks table once a helper has run
+        // (its blocks outlive it by design), so the counting table's own share is what the
+        // prerouting chains take beyond their share without it: x = (p_with - p_without) /
+        // (1 - p_without), and a CPU-bound flood forwards 1 - x of what it did without.
+        println!(
+            "\n| where the new-flow flood's CPU went (`perf record -a -g`, one {}-second window each; samples of the generators and ksoftirqd, whose softirqs do the router's work) | samples | in prerouting's nft chains | in set updates (`nft_dynset_eval`) | the counting table's share | forwarding left if CPU-bound (1 − share) |\n|---|---|---|---|---|---|",
+            window.as_secs()
+        );
+        println!(
+            "| without the table | {} | {:.1} % | {:.1} % | | |",
+            without.samples,
+            without.chains * 100.0,
+            without.set_updates * 100.0
+        );
+        for (name, shares) in with {
+            let shares = shares.expect("checked above");
+            assert!(
+                shares.chains > without.chains && shares.set_updates > without.set_updates,
+                "{name}: the counting table's chains were not seen: {shares:?}, without {without:?}"
+            );
+            let share = (shares.chains - without.chains) / (1.0 - without.chains);
+            println!(
+                "| {name} | {} | {:.1} % | {:.1} % | {:.1} % | {:.3} |",
+                shares.samples,
+                shares.chains * 100.0,
+                shares.set_updates * 100.0,
+                share * 100.0,
+                1.0 - share
+            );
+        }
+    }
     println!(
         "\n| a flood through the router: {rounds} interleaved rounds, {generators} × `hping3 --flood`, {cores} cores, kernel {}, load {load_before} before and {} after | forwarded without the table (at the guest's eth0), median (range) | forwarded with it | with ÷ without, per round: median (range) | new flows counted per packet the router received | conntrack drops + early drops, without / with |\n|---|---|---|---|---|---|",
         kernel.trim(),
