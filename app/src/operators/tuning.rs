@@ -150,8 +150,8 @@ pub async fn load_tuning() -> Result<TuningView, ServerFnError> {
 }
 
 /// Step one for sysctl changes: the same as
-/// [`preview_operation`](crate::operators::operations::preview_operation) behind a route only admins
-/// reach, so the server's route table is the first lock on tuning too. (Fixed endpoint names:
+/// [`preview_operation`](crate::operators::operations::preview_operation) behind a route only
+/// admins reach, so the server's route table is the first lock on tuning too. (Fixed endpoint names:
 /// the end-to-end suite calls them directly to check the refusal.)
 #[server(input = Json, endpoint = "preview_tuning")]
 pub async fn preview_tuning(operation: Operation) -> Result<Preview, ServerFnError> {
